@@ -1,0 +1,229 @@
+//! Signalling messages between a browser (or any client) and the hub, over a WebSocket.
+//! JSON text frames, one message per frame, tagged by `type`. The protocol is written down in
+//! docs/signalling.md; keep the two in step.
+
+use serde::{Deserialize, Serialize};
+
+/// Largest signalling frame accepted (an offer SDP plus envelope).
+pub const MAX_FRAME_BYTES: usize = 96 * 1024;
+
+/// A message from a client.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// An SDP offer: the first one connects; later ones renegotiate or restart ICE.
+    Offer {
+        /// The offer SDP.
+        sdp: String,
+    },
+    /// A trickled ICE candidate from the client.
+    Candidate {
+        /// The `candidate:` line, or empty for end-of-candidates.
+        candidate: String,
+        /// The media section id it belongs to.
+        #[serde(default, rename = "sdpMid")]
+        sdp_mid: Option<String>,
+        /// The media section index it belongs to.
+        #[serde(default, rename = "sdpMLineIndex")]
+        sdp_mline_index: Option<u16>,
+    },
+    /// A house asks for the floor.
+    RaiseHand,
+    /// A house withdraws its request, or yields the floor.
+    LowerHand,
+    /// The chair gives the floor to a house.
+    GrantFloor {
+        /// The house's id.
+        house: String,
+    },
+    /// The chair takes the floor back.
+    RevokeFloor,
+    /// The chair mutes or unmutes a house.
+    Mute {
+        /// The house's id.
+        house: String,
+        /// Muted or not.
+        muted: bool,
+    },
+    /// The client reports how its link is doing (from its getStats), shown to the chair.
+    Quality {
+        /// Packets lost per hundred received, over the last few seconds.
+        loss_pct: f32,
+        /// Round-trip time in milliseconds.
+        rtt_ms: f32,
+    },
+    /// Keep-alive; answered by `pong`.
+    Ping,
+}
+
+/// A message from the hub.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// Sent once, right after the WebSocket opens.
+    Welcome {
+        /// The participant's id in the room (a house id, or `chair`).
+        id: String,
+        /// `chair`, `house` or `official`.
+        role: String,
+        /// The room.
+        room: String,
+        /// Display name.
+        name: String,
+        /// STUN/TURN servers for the client's RTCPeerConnection.
+        ice_servers: Vec<IceServer>,
+    },
+    /// The answer to the client's offer.
+    Answer {
+        /// The answer SDP.
+        sdp: String,
+    },
+    /// Who is in the room and who has the floor; sent on every change.
+    Room(RoomState),
+    /// The request could not be done; the connection stays open.
+    Error {
+        /// Stable machine-readable code (see docs/signalling.md).
+        code: String,
+        /// What went wrong, for a person.
+        message: String,
+    },
+    /// Reply to `ping`.
+    Pong,
+}
+
+/// One ICE server for the browser, in RTCIceServer's shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    /// `stun:` / `turn:` / `turns:` URLs.
+    pub urls: Vec<String>,
+    /// TURN username (coturn REST style: `expiry:id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// TURN password (HMAC of the username).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+/// The room as the chair sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct RoomState {
+    /// Whether the chair is connected and publishing.
+    pub live: bool,
+    /// The house holding the floor.
+    pub floor: Option<String>,
+    /// Raised hands, oldest first.
+    pub hands: Vec<String>,
+    /// Every known house of the room, connected or not.
+    pub houses: Vec<HouseState>,
+}
+
+/// One house in [`RoomState`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HouseState {
+    /// House id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Whether a screen of this house is connected.
+    pub connected: bool,
+    /// Whether its hand is up.
+    pub hand_raised: bool,
+    /// Whether the chair muted it.
+    pub muted: bool,
+    /// Last reported packet loss, percent.
+    pub loss_pct: Option<f32>,
+    /// Last reported round-trip time, ms.
+    pub rtt_ms: Option<f32>,
+}
+
+/// Why a frame was refused. Each becomes an `error` frame with the code in [`Self::code`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignalError {
+    /// The frame exceeds [`MAX_FRAME_BYTES`]; the client should send a smaller one.
+    #[error("frame is {0} bytes; the limit is {MAX_FRAME_BYTES}")]
+    TooLarge(usize),
+    /// A binary frame; the protocol is JSON text.
+    #[error("binary frames are not part of the protocol; send JSON text")]
+    Binary,
+    /// JSON that is not a known message; the text says which field or type.
+    #[error("bad message: {0}")]
+    BadMessage(String),
+}
+
+impl SignalError {
+    /// The stable error code sent to the client.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SignalError::TooLarge(_) => "frame_too_large",
+            SignalError::Binary => "binary_frame",
+            SignalError::BadMessage(_) => "bad_message",
+        }
+    }
+}
+
+/// Parse one text frame from a client.
+pub fn parse_client(text: &str) -> Result<ClientMessage, SignalError> {
+    if text.len() > MAX_FRAME_BYTES {
+        return Err(SignalError::TooLarge(text.len()));
+    }
+    serde_json::from_str(text).map_err(|e| SignalError::BadMessage(e.to_string()))
+}
+
+impl ServerMessage {
+    /// An error frame.
+    pub fn error(code: &str, message: impl Into<String>) -> Self {
+        ServerMessage::Error {
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// The frame's JSON text.
+    pub fn to_json(&self) -> String {
+        // Serialising these types cannot fail: no maps with non-string keys, no custom
+        // serialisers.
+        serde_json::to_string(self).unwrap_or_else(|_| "{\"type\":\"error\"}".to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_known_messages() {
+        assert_eq!(parse_client(r#"{"type":"raise_hand"}"#), Ok(ClientMessage::RaiseHand));
+        assert_eq!(
+            parse_client(r#"{"type":"grant_floor","house":"h1"}"#),
+            Ok(ClientMessage::GrantFloor { house: "h1".into() })
+        );
+        assert_eq!(
+            parse_client(r#"{"type":"candidate","candidate":"candidate:1 1 udp 1 1.2.3.4 5 typ host","sdpMid":"0","sdpMLineIndex":0}"#),
+            Ok(ClientMessage::Candidate {
+                candidate: "candidate:1 1 udp 1 1.2.3.4 5 typ host".into(),
+                sdp_mid: Some("0".into()),
+                sdp_mline_index: Some(0)
+            })
+        );
+    }
+
+    #[test]
+    fn refuses_unknown_malformed_and_oversized() {
+        let e = parse_client(r#"{"type":"launch_rockets"}"#).unwrap_err();
+        assert_eq!(e.code(), "bad_message");
+        assert!(e.to_string().contains("launch_rockets"), "{e}");
+        assert!(parse_client(r#"{"type":"grant_floor"}"#).unwrap_err().to_string().contains("house"));
+        assert!(parse_client("not json").is_err());
+        let big = format!(r#"{{"type":"offer","sdp":"{}"}}"#, "a".repeat(MAX_FRAME_BYTES));
+        assert_eq!(parse_client(&big).unwrap_err().code(), "frame_too_large");
+    }
+
+    #[test]
+    fn server_messages_have_stable_shape() {
+        let j = ServerMessage::error("bad_message", "x").to_json();
+        assert_eq!(j, r#"{"type":"error","code":"bad_message","message":"x"}"#);
+        let r = ServerMessage::Room(RoomState::default()).to_json();
+        assert!(r.starts_with(r#"{"type":"room","live":false"#), "{r}");
+    }
+}
