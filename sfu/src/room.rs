@@ -278,6 +278,9 @@ pub struct Forwarded {
     pub packet: rtp::Packet,
     /// The slot's sequence number, timestamp and keyframe flag.
     pub out: crate::forward::OutHeader,
+    /// The connection it came from: never sent back to it (a house holding the floor must
+    /// not hear itself).
+    pub from_conn: u64,
 }
 
 struct Source {
@@ -496,7 +499,7 @@ impl Room {
             old.shutdown(false).await;
         }
         for (slot, track, pt, ssrc) in outputs {
-            let t = tokio::spawn(write_slot(self.clone(), slot, track.clone(), pt, ssrc));
+            let t = tokio::spawn(write_slot(self.clone(), conn, slot, track.clone(), pt, ssrc));
             let r = tokio::spawn(read_subscriber_rtcp(self.clone(), slot, track));
             inner.push_task(t);
             inner.push_task(r);
@@ -588,13 +591,19 @@ impl Room {
         };
         let decided = {
             let mut c = self.lock();
+            let from_conn = c.sources.get(&source).map(|s| s.conn).unwrap_or(0);
             c.forwarders.iter_mut().enumerate().find_map(|(i, f)| {
-                (f.source() == Some(source)).then(|| (i, f.on_packet(source, h, &packet.payload, now)))
+                (f.source() == Some(source))
+                    .then(|| (i, f.on_packet(source, h, &packet.payload, now), from_conn))
             })
         };
-        if let Some((i, Verdict::Forward(out))) = decided {
+        if let Some((i, Verdict::Forward(out), from_conn)) = decided {
             // No receivers is not an error: nobody subscribes to this slot yet.
-            let _ = self.slots[i].send(Arc::new(Forwarded { packet, out }));
+            let _ = self.slots[i].send(Arc::new(Forwarded {
+                packet,
+                out,
+                from_conn,
+            }));
         }
     }
 
@@ -849,6 +858,7 @@ async fn finish_answer(
 
 async fn write_slot(
     room: Arc<Room>,
+    conn: u64,
     slot: Slot,
     track: Arc<TrackLocalStaticRTP>,
     pt: u8,
@@ -873,7 +883,7 @@ async fn write_slot(
             }
             Err(broadcast::error::RecvError::Closed) => return,
         };
-        if !gate.admit(kind, &f.out) {
+        if f.from_conn == conn || !gate.admit(kind, &f.out) {
             continue;
         }
         let mut p = f.packet.clone();

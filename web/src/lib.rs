@@ -1,1 +1,248 @@
+//! # dinh-web: the Đình hub
+//!
+//! The axum application ([`app`]) over the SFU: pages for the chair and the cultural houses,
+//! WebSocket signalling (`/ws/{room}`), WHIP (`/whip/{room}`) and WHEP (`/whep/{room}`),
+//! health and metrics. [`run`] serves it until its shutdown future fires.
+//!
+//! # Layout
+//! - [`config`]: settings from defaults, `dinh.toml`, `DINH_*`;
+//! - [`auth`]: bearer tokens and TURN credentials;
+//! - [`commune`]: rooms and houses, in the data folder;
+//! - [`ws`]: the signalling protocol of docs/signalling.md;
+//! - [`whip`]: RFC 9725 WHIP and the WHEP draft;
+//! - [`error`]: [`error::AppError`], the one HTTP error type.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let config = dinh_web::config::Config::default();
+//! let state = dinh_web::AppState::start(config).await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! dinh_web::run(listener, state, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
 
+pub mod auth;
+pub mod commune;
+pub mod config;
+pub mod error;
+mod pages;
+pub mod whip;
+pub mod ws;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+
+use auth::{AuthError, Claims, Keys};
+use commune::Commune;
+use config::Config;
+use dinh_sfu::mux::UdpMux;
+use dinh_sfu::room::{Room, Session, Sfu, SfuConfig};
+use dinh_sfu::signal::IceServer;
+use error::AppError;
+
+/// Shared state of the hub.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// What [`AppState`] holds.
+pub struct Inner {
+    /// The SFU.
+    pub sfu: Arc<Sfu>,
+    /// Token keys.
+    pub keys: Keys,
+    /// Settings.
+    pub config: Config,
+    /// Rooms and houses.
+    pub commune: Commune,
+    // WHIP/WHEP resources by id. std Mutex: inserts and removals only, never across `.await`.
+    resources: Mutex<HashMap<String, Session>>,
+    /// Set when the hub shuts down; long-lived handlers (WebSockets) end on it.
+    pub closing: tokio::sync::watch::Sender<bool>,
+    mux_task: tokio::task::JoinHandle<()>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.mux_task.abort();
+    }
+}
+
+impl AppState {
+    /// Open the data folder (creating the key and the demo commune on first start), bind the
+    /// media port, and start the SFU.
+    pub async fn start(config: Config) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data)
+            .map_err(|e| anyhow::anyhow!("cannot create data folder {}: {e}", config.data.display()))?;
+        let keys = Keys::load_or_create(&config.data)?;
+        let commune = Commune::load_or_create(&config.data)?;
+        let mux = UdpMux::bind(config.rtc.udp_listen, config.rtc.public_ip)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot bind media port {}: {e}", config.rtc.udp_listen))?;
+        let mux_task = tokio::spawn(mux.clone().run());
+        let sfu = Sfu::new(
+            mux,
+            SfuConfig {
+                video_codec: config.rtc.video_codec,
+                ice_tcp_ip: config.rtc.ice_tcp_ip,
+                public_ip: config.rtc.public_ip,
+                ..SfuConfig::default()
+            },
+        );
+        for r in &commune.rooms {
+            sfu.room(&r.id)
+                .set_directory(r.houses.iter().map(|h| (h.id.clone(), h.name.clone())).collect());
+        }
+        Ok(Self(Arc::new(Inner {
+            sfu,
+            keys,
+            config,
+            commune,
+            resources: Mutex::new(HashMap::new()),
+            closing: tokio::sync::watch::channel(false).0,
+            mux_task,
+        })))
+    }
+
+    /// The room `id`, if the commune has it.
+    pub fn room(&self, id: &str) -> Result<Arc<Room>, AppError> {
+        if self.commune.room(id).is_none() {
+            return Err(AppError::new(
+                StatusCode::NOT_FOUND,
+                "no_such_room",
+                format!("there is no room '{id}'"),
+            ));
+        }
+        Ok(self.sfu.room(id))
+    }
+
+    /// Check the bearer token of a request (header, or `token` in the query) for `room`.
+    pub fn authorize(&self, headers: &HeaderMap, query_token: Option<&str>, room: &str) -> Result<Claims, AuthError> {
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .or(query_token)
+            .ok_or(AuthError::Missing)?;
+        let claims = self.keys.verify(token.trim())?;
+        claims.for_room(room)?;
+        Ok(claims)
+    }
+
+    /// STUN/TURN servers for one client, with fresh TURN credentials.
+    pub fn ice_servers(&self, who: &str) -> Vec<IceServer> {
+        let ice = &self.config.ice;
+        let mut out = Vec::new();
+        if !ice.stun.is_empty() {
+            out.push(IceServer {
+                urls: ice.stun.clone(),
+                username: None,
+                credential: None,
+            });
+        }
+        if !ice.turn.is_empty() {
+            let (username, credential) = match &ice.turn_secret {
+                Some(secret) => {
+                    let (u, c) = auth::turn_credentials(secret, who, Duration::from_secs(ice.turn_ttl_secs));
+                    (Some(u), Some(c))
+                }
+                None => (None, None),
+            };
+            out.push(IceServer {
+                urls: ice.turn.clone(),
+                username,
+                credential,
+            });
+        }
+        out
+    }
+
+    pub(crate) fn put_resource(&self, id: String, s: Session) {
+        self.resources.lock().unwrap_or_else(|p| p.into_inner()).insert(id, s);
+    }
+
+    pub(crate) fn take_resource(&self, id: &str) -> Option<Session> {
+        self.resources.lock().unwrap_or_else(|p| p.into_inner()).remove(id)
+    }
+
+    pub(crate) fn get_resource(&self, id: &str) -> Option<Session> {
+        self.resources.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+    }
+}
+
+/// The router.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .merge(pages::routes())
+        .route("/ws/{room}", get(ws::upgrade))
+        .merge(whip::routes())
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(dinh_sfu::sdp::MAX_SDP_BYTES))
+        .with_state(state)
+}
+
+async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    let st = &s.sfu.stats;
+    let m = &s.sfu.mux().stats;
+    let body = format!(
+        "# TYPE dinh_sessions gauge\ndinh_sessions {}\n\
+# TYPE dinh_rtp_received_total counter\ndinh_rtp_received_total {}\n\
+# TYPE dinh_rtp_forwarded_total counter\ndinh_rtp_forwarded_total {}\n\
+# TYPE dinh_rtp_lagged_total counter\ndinh_rtp_lagged_total {}\n\
+# TYPE dinh_keyframe_requests_total counter\ndinh_keyframe_requests_total {}\n\
+# TYPE dinh_udp_unroutable_total counter\ndinh_udp_unroutable_total {}\n\
+# TYPE dinh_udp_overflow_total counter\ndinh_udp_overflow_total {}\n",
+        st.sessions.load(Ordering::Relaxed),
+        st.received.load(Ordering::Relaxed),
+        st.forwarded.load(Ordering::Relaxed),
+        st.lagged.load(Ordering::Relaxed),
+        st.keyframe_requests.load(Ordering::Relaxed),
+        m.unroutable.load(Ordering::Relaxed),
+        m.overflow.load(Ordering::Relaxed),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}
+
+/// Serve until `shutdown` completes, then close every session.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let router = app(state.clone());
+    let closing = state.closing.clone();
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // WebSockets would hold the graceful shutdown open forever: tell them to end.
+            let _ = closing.send(true);
+        })
+        .await?;
+    let sessions: Vec<Session> = state
+        .resources
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .drain()
+        .map(|(_, s)| s)
+        .collect();
+    for s in sessions {
+        s.close().await;
+    }
+    Ok(())
+}

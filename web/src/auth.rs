@@ -1,0 +1,266 @@
+//! Bearer tokens: HS256 JWTs signed with a key kept in the data folder, in the spirit of
+//! LiveKit's access tokens. A token names a role, a room, and the participant.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+/// Who may do what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Runs the meeting: publishes, controls the floor.
+    Chair,
+    /// A cultural house: watches, raises its hand, speaks when given the floor.
+    House,
+    /// Reviews the record; may watch.
+    Official,
+}
+
+impl Role {
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Chair => "chair",
+            Role::House => "house",
+            Role::Official => "official",
+        }
+    }
+}
+
+/// The claims of a token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Participant id: `chair`, a house id, or an official's id.
+    pub sub: String,
+    /// Display name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// The room the token is for.
+    pub room: String,
+    /// Issued at (seconds since the epoch).
+    pub iat: u64,
+    /// Expires at (seconds since the epoch).
+    pub exp: u64,
+}
+
+/// Why a token was refused. Each maps to 401 (who are you?) or 403 (not allowed).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// No token in the request; send `Authorization: Bearer …` (or `?token=` where a header
+    /// cannot be set).
+    #[error("a bearer token is required")]
+    Missing,
+    /// The token's time is up; ask for a new one.
+    #[error("the token has expired")]
+    Expired,
+    /// Not a token this hub signed.
+    #[error("the token is not valid")]
+    Invalid,
+    /// The token is for another room.
+    #[error("the token is for room '{token_room}', not '{room}'")]
+    WrongRoom {
+        /// Room in the token.
+        token_room: String,
+        /// Room asked for.
+        room: String,
+    },
+    /// The token's role may not do this.
+    #[error("a {have} token cannot {action}; it needs the {need} role")]
+    WrongRole {
+        /// Role in the token.
+        have: &'static str,
+        /// Role needed.
+        need: &'static str,
+        /// What was attempted.
+        action: &'static str,
+    },
+}
+
+/// Signs and checks tokens.
+#[derive(Clone)]
+pub struct Keys {
+    enc: EncodingKey,
+    dec: DecodingKey,
+}
+
+impl Keys {
+    /// Keys from raw secret bytes.
+    pub fn from_secret(secret: &[u8]) -> Self {
+        Self {
+            enc: EncodingKey::from_secret(secret),
+            dec: DecodingKey::from_secret(secret),
+        }
+    }
+
+    /// Load the key from `dir/signing.key`, creating it (32 random bytes, hex, mode 0600)
+    /// on first start.
+    pub fn load_or_create(dir: &Path) -> std::io::Result<Self> {
+        let path = dir.join("signing.key");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let bytes = hex::decode(text.trim()).map_err(|e| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{}: not a hex key: {e}", path.display()),
+                    )
+                })?;
+                Ok(Self::from_secret(&bytes))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let secret: [u8; 32] = rand::random();
+                write_private(&path, hex::encode(secret).as_bytes())?;
+                Ok(Self::from_secret(&secret))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Mint a token.
+    pub fn issue(&self, sub: &str, name: &str, role: Role, room: &str, ttl: Duration) -> String {
+        let now = now_secs();
+        let claims = Claims {
+            sub: sub.to_owned(),
+            name: name.to_owned(),
+            role,
+            room: room.to_owned(),
+            iat: now,
+            exp: now + ttl.as_secs().max(1),
+        };
+        // Encoding HS256 with a valid key cannot fail.
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.enc)
+            .unwrap_or_default()
+    }
+
+    /// Check a token's signature and expiry.
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let mut v = Validation::new(Algorithm::HS256);
+        v.leeway = 0;
+        v.set_required_spec_claims(&["exp", "sub"]);
+        jsonwebtoken::decode::<Claims>(token, &self.dec, &v)
+            .map(|d| d.claims)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                _ => AuthError::Invalid,
+            })
+    }
+}
+
+impl Claims {
+    /// Require the token to be for `room`.
+    pub fn for_room(&self, room: &str) -> Result<(), AuthError> {
+        if self.room == room {
+            Ok(())
+        } else {
+            Err(AuthError::WrongRoom {
+                token_room: self.room.clone(),
+                room: room.to_owned(),
+            })
+        }
+    }
+
+    /// Require one of `roles`.
+    pub fn require(&self, roles: &[Role], action: &'static str) -> Result<(), AuthError> {
+        if roles.contains(&self.role) {
+            Ok(())
+        } else {
+            Err(AuthError::WrongRole {
+                have: self.role.as_str(),
+                need: roles[0].as_str(),
+                action,
+            })
+        }
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Write a file readable only by its owner.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// coturn REST-API credentials (draft-uberti-behave-turn-rest): username `expiry:id`,
+/// password base64(HMAC-SHA1(secret, username)).
+pub fn turn_credentials(secret: &str, id: &str, ttl: Duration) -> (String, String) {
+    use base64::Engine;
+    let username = format!("{}:{}", now_secs() + ttl.as_secs(), id);
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret.as_bytes());
+    let tag = ring::hmac::sign(&key, username.as_bytes());
+    (
+        username,
+        base64::engine::general_purpose::STANDARD.encode(tag.as_ref()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue_verify_and_refuse() {
+        let k = Keys::from_secret(b"0123456789abcdef0123456789abcdef");
+        let t = k.issue("house-1", "Thôn 1", Role::House, "demo", Duration::from_secs(60));
+        let c = k.verify(&t).unwrap();
+        assert_eq!((c.sub.as_str(), c.role, c.room.as_str()), ("house-1", Role::House, "demo"));
+        assert_eq!(c.for_room("other").unwrap_err().to_string(), "the token is for room 'demo', not 'other'");
+        assert_eq!(
+            c.require(&[Role::Chair], "publish").unwrap_err().to_string(),
+            "a house token cannot publish; it needs the chair role"
+        );
+        let other = Keys::from_secret(b"another key, another key, another");
+        assert_eq!(other.verify(&t), Err(AuthError::Invalid));
+        assert_eq!(k.verify("garbage"), Err(AuthError::Invalid));
+        let mut tampered = t.clone();
+        tampered.pop();
+        assert_eq!(k.verify(&tampered), Err(AuthError::Invalid));
+    }
+
+    #[test]
+    fn expired_tokens_are_refused() {
+        let k = Keys::from_secret(b"0123456789abcdef0123456789abcdef");
+        let claims = Claims {
+            sub: "x".into(),
+            name: "x".into(),
+            role: Role::Chair,
+            room: "demo".into(),
+            iat: 1,
+            exp: 2,
+        };
+        let t = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &k.enc).unwrap();
+        assert_eq!(k.verify(&t), Err(AuthError::Expired));
+    }
+
+    #[test]
+    fn turn_credentials_match_coturn_rest_formula() {
+        // Known vector: HMAC-SHA1("secret", "1700000000:house-1"), computed independently with
+        // `printf %s 1700000000:house-1 | openssl dgst -sha1 -hmac secret -binary | base64`.
+        use base64::Engine;
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, b"secret");
+        let tag = ring::hmac::sign(&key, b"1700000000:house-1");
+        let b64 = base64::engine::general_purpose::STANDARD.encode(tag.as_ref());
+        assert_eq!(b64, "9ejjwEZt2TKRSgWwCiBm9MYElFQ=");
+        let (user, pass) = turn_credentials("secret", "house-1", Duration::from_secs(3600));
+        assert!(user.ends_with(":house-1"));
+        assert_eq!(pass.len(), 28);
+    }
+}

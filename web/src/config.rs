@@ -1,0 +1,115 @@
+//! Settings: defaults, then `dinh.toml` (or `--config FILE`), then `DINH_*` environment
+//! variables (`DINH_LISTEN`, `DINH_RTC__UDP_LISTEN`: a double underscore separates levels),
+//! then command-line flags.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use dinh_sfu::keyframe::VideoCodec;
+
+/// Everything the hub is told.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// HTTP listen address (pages, signalling, WHIP/WHEP, API).
+    pub listen: SocketAddr,
+    /// Data folder: signing key, commune directory.
+    pub data: PathBuf,
+    /// WebRTC transport.
+    pub rtc: RtcConfig,
+    /// STUN/TURN servers handed to clients.
+    pub ice: IceConfig,
+}
+
+/// WebRTC transport settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtcConfig {
+    /// The one UDP port for all media. Port 0 picks a free one (tests).
+    pub udp_listen: SocketAddr,
+    /// The address clients reach, when the hub is behind NAT or bound to 0.0.0.0.
+    pub public_ip: Option<IpAddr>,
+    /// Offer ICE-TCP candidates on this address too (networks that block UDP).
+    pub ice_tcp_ip: Option<IpAddr>,
+    /// The rooms' video codec: `vp8` (default) or `h264` (for OBS and hardware encoders).
+    pub video_codec: VideoCodec,
+}
+
+/// STUN and TURN servers for the clients.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct IceConfig {
+    /// STUN URLs, e.g. `stun:stun.example.vn:3478`.
+    pub stun: Vec<String>,
+    /// TURN URLs, e.g. `turn:turn.example.vn:3478?transport=udp`, `turns:...:5349`.
+    pub turn: Vec<String>,
+    /// coturn `static-auth-secret`: credentials are minted per client (REST API style).
+    pub turn_secret: Option<String>,
+    /// Lifetime of minted TURN credentials, seconds.
+    pub turn_ttl_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data: PathBuf::from("data"),
+            rtc: RtcConfig::default(),
+            ice: IceConfig {
+                turn_ttl_secs: 24 * 3600,
+                ..IceConfig::default()
+            },
+        }
+    }
+}
+
+impl Default for RtcConfig {
+    fn default() -> Self {
+        Self {
+            udp_listen: SocketAddr::from(([127, 0, 0, 1], 50000)),
+            public_ip: None,
+            ice_tcp_ip: None,
+            video_codec: VideoCodec::Vp8,
+        }
+    }
+}
+
+impl Config {
+    /// Load: defaults, the file (`path`, or `dinh.toml` when it exists), the environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, figment::Error> {
+        let mut f = Figment::from(Serialized::defaults(Config::default()));
+        match path {
+            Some(p) => f = f.merge(Toml::file_exact(p)),
+            None => f = f.merge(Toml::file("dinh.toml")),
+        }
+        f.merge(Env::prefixed("DINH_").split("__")).extract()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_and_env_override_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "dinh.toml",
+                "listen = \"127.0.0.1:9000\"\n[rtc]\nvideo_codec = \"h264\"\n",
+            )?;
+            jail.set_env("DINH_DATA", "/tmp/x");
+            let c = Config::load(None)?;
+            assert_eq!(c.listen.port(), 9000);
+            assert_eq!(c.rtc.video_codec, VideoCodec::H264);
+            assert_eq!(c.data, PathBuf::from("/tmp/x"));
+            jail.create_file("bad.toml", "listn = 1\n")?;
+            let e = Config::load(Some(Path::new("bad.toml"))).unwrap_err();
+            assert!(e.to_string().contains("listn"), "{e}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,180 @@
+// Đình browser client: signalling over WebSocket, one RTCPeerConnection, reconnection.
+// Protocol: docs/signalling.md. Shared by /chair and /house.
+"use strict";
+
+function dinhClaims(token) {
+  try {
+    const b = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(decodeURIComponent(escape(atob(b))));
+  } catch (e) { return null; }
+}
+
+class DinhClient {
+  // opts: { role, onState(room), onStatus(text, kind), onTracks(transceivers), onError(msg), media }
+  constructor(opts) {
+    this.opts = opts;
+    this.token = new URLSearchParams(location.search).get("token") || "";
+    this.claims = dinhClaims(this.token);
+    this.room = this.claims ? this.claims.room : "";
+    this.id = this.claims ? this.claims.sub : "";
+    this.localStream = null;
+    this.pc = null;
+    this.ws = null;
+    this.retry = 0;
+    this.stopped = false;
+    this.lastRoom = null;
+    this.pending = [];
+  }
+
+  async getMedia() {
+    if (this.localStream) return this.localStream;
+    const tries = this.opts.media === "none" ? [] :
+      [{ audio: true, video: { width: 640, height: 360 } }, { audio: true }];
+    for (const c of tries) {
+      try { this.localStream = await navigator.mediaDevices.getUserMedia(c); return this.localStream; }
+      catch (e) { /* try the next, then go receive-only */ }
+    }
+    this.localStream = new MediaStream();
+    return this.localStream;
+  }
+
+  start() {
+    if (!this.claims) { this.opts.onStatus("Thiếu mã truy cập (token) trong địa chỉ trang.", "error"); return; }
+    this.connect();
+  }
+
+  connect() {
+    if (this.stopped) return;
+    this.opts.onStatus("Đang kết nối…", "wait");
+    const proto = location.protocol === "https:" ? "wss" : "ws";
+    const ws = new WebSocket(`${proto}://${location.host}/ws/${encodeURIComponent(this.room)}?token=${encodeURIComponent(this.token)}`);
+    this.ws = ws;
+    ws.onmessage = (ev) => this.onMessage(JSON.parse(ev.data));
+    ws.onclose = () => { if (this.ws === ws) this.scheduleReconnect(); };
+    ws.onerror = () => {};
+  }
+
+  scheduleReconnect() {
+    if (this.stopped) return;
+    this.teardownPc();
+    this.retry = Math.min(this.retry + 1, 6);
+    const delay = 500 * Math.pow(2, this.retry - 1) * (0.75 + Math.random() * 0.5);
+    this.opts.onStatus("Mất kết nối, đang thử lại…", "error");
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => this.connect(), delay);
+  }
+
+  send(msg) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(msg));
+  }
+
+  async onMessage(m) {
+    switch (m.type) {
+      case "welcome":
+        this.iceServers = m.ice_servers || [];
+        await this.startPc();
+        break;
+      case "answer":
+        await this.pc.setRemoteDescription({ type: "answer", sdp: m.sdp });
+        break;
+      case "room":
+        this.lastRoom = m;
+        this.opts.onState(m);
+        break;
+      case "error":
+        if (m.code === "session_ended") { this.scheduleReconnectPc(); }
+        else if (this.opts.onError) this.opts.onError(m.message, m.code);
+        break;
+      case "pong":
+        break;
+    }
+  }
+
+  async startPc() {
+    this.teardownPc();
+    const stream = await this.getMedia();
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: "max-bundle" });
+    this.pc = pc;
+    const mic = stream.getAudioTracks()[0];
+    const cam = stream.getVideoTracks()[0];
+    pc.addTransceiver(mic || "audio", { direction: mic ? "sendrecv" : "recvonly", streams: [stream] });
+    pc.addTransceiver(cam || "video", { direction: cam ? "sendrecv" : "recvonly", streams: [stream] });
+    if (this.opts.role !== "chair") {
+      pc.addTransceiver("audio", { direction: "recvonly" });
+      pc.addTransceiver("video", { direction: "recvonly" });
+    }
+    pc.onicecandidate = (e) => {
+      if (e.candidate) this.send({ type: "candidate", candidate: e.candidate.candidate, sdpMid: e.candidate.sdpMid, sdpMLineIndex: e.candidate.sdpMLineIndex });
+    };
+    pc.onconnectionstatechange = () => {
+      const s = pc.connectionState;
+      if (s === "connected") { this.retry = 0; this.opts.onStatus("Đã kết nối", "ok"); }
+      if (s === "disconnected") this.opts.onStatus("Đường truyền chập chờn…", "wait");
+      if (s === "failed") this.restartIce();
+    };
+    this.opts.onTracks(pc.getTransceivers(), stream);
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    this.send({ type: "offer", sdp: pc.localDescription.sdp });
+    clearInterval(this.statsTimer);
+    this.statsTimer = setInterval(() => this.reportQuality(), 5000);
+    clearInterval(this.pingTimer);
+    this.pingTimer = setInterval(() => this.send({ type: "ping" }), 20000);
+  }
+
+  async restartIce() {
+    // A network change: try an ICE restart on the same session before starting over.
+    if (!this.pc || this.restarting) return;
+    this.restarting = true;
+    this.opts.onStatus("Đang kết nối lại…", "wait");
+    try {
+      const offer = await this.pc.createOffer({ iceRestart: true });
+      await this.pc.setLocalDescription(offer);
+      this.send({ type: "offer", sdp: this.pc.localDescription.sdp });
+    } catch (e) { this.scheduleReconnect(); }
+    setTimeout(() => {
+      this.restarting = false;
+      if (this.pc && this.pc.connectionState !== "connected") this.scheduleReconnect();
+    }, 10000);
+  }
+
+  scheduleReconnectPc() {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.startPc(); else this.scheduleReconnect();
+  }
+
+  teardownPc() {
+    clearInterval(this.statsTimer);
+    clearInterval(this.pingTimer);
+    if (this.pc) { try { this.pc.close(); } catch (e) {} }
+    this.pc = null;
+  }
+
+  async stats() {
+    // A summary of what this page receives, for people (and the end-to-end test).
+    const out = { framesDecoded: 0, audioEnergy: 0, packetsLost: 0, packetsReceived: 0, rtt: 0, inbound: [] };
+    if (!this.pc) return out;
+    const r = await this.pc.getStats();
+    r.forEach((s) => {
+      if (s.type === "inbound-rtp") {
+        out.inbound.push({ kind: s.kind, mid: s.mid, frames: s.framesDecoded || 0, energy: s.totalAudioEnergy || 0, packets: s.packetsReceived || 0 });
+        out.packetsLost += s.packetsLost || 0;
+        out.packetsReceived += s.packetsReceived || 0;
+        if (s.kind === "video") out.framesDecoded += s.framesDecoded || 0;
+        if (s.kind === "audio") out.audioEnergy += s.totalAudioEnergy || 0;
+      }
+      if (s.type === "candidate-pair" && s.nominated && s.currentRoundTripTime) out.rtt = s.currentRoundTripTime * 1000;
+    });
+    return out;
+  }
+
+  async reportQuality() {
+    const s = await this.stats();
+    const prev = this.prevStats || { packetsLost: 0, packetsReceived: 0 };
+    const lost = s.packetsLost - prev.packetsLost;
+    const recv = s.packetsReceived - prev.packetsReceived;
+    this.prevStats = s;
+    const loss = lost + recv > 0 ? (100 * lost) / (lost + recv) : 0;
+    this.send({ type: "quality", loss_pct: Math.max(0, loss), rtt_ms: s.rtt });
+  }
+}
+window.DinhClient = DinhClient;

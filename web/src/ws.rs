@@ -1,0 +1,223 @@
+//! WebSocket signalling: `GET /ws/{room}?token=…` (or `Authorization: Bearer …`).
+//! The protocol is in docs/signalling.md.
+
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use futures::{Sink, SinkExt, Stream, StreamExt};
+use serde::Deserialize;
+
+use crate::auth::{Claims, Role};
+use crate::error::AppError;
+use crate::AppState;
+use dinh_sfu::room::{JoinRequest, Role as SfuRole, Room, Session, Slot};
+use dinh_sfu::sdp::parse_offer;
+use dinh_sfu::signal::{parse_client, ClientMessage, ServerMessage, SignalError, MAX_FRAME_BYTES};
+
+/// A client that says nothing (not even `ping`) for this long is gone.
+const IDLE: Duration = Duration::from_secs(60);
+
+/// Query of the upgrade request.
+#[derive(Debug, Deserialize)]
+pub struct WsQuery {
+    token: Option<String>,
+}
+
+/// `GET /ws/{room}`: check the token before upgrading, so a bad one gets a 401/403 with a
+/// message instead of a WebSocket that closes at once.
+pub async fn upgrade(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    Query(q): Query<WsQuery>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Result<Response, AppError> {
+    let claims = state.authorize(&headers, q.token.as_deref(), &room)?;
+    let room = state.room(&room)?;
+    // Accept frames somewhat over the protocol limit so that an oversized one gets an error
+    // frame from parse_client rather than a dropped connection.
+    Ok(ws
+        .max_message_size(MAX_FRAME_BYTES * 4)
+        .on_upgrade(move |socket: WebSocket| async move {
+            let (tx, rx) = socket.split();
+            serve(state, room, claims, tx, rx).await;
+        }))
+}
+
+/// Run one signalling connection over any sink and stream of messages (tests drive it
+/// without a socket).
+pub async fn serve<Tx, Rx, E>(state: AppState, room: std::sync::Arc<Room>, claims: Claims, mut tx: Tx, mut rx: Rx)
+where
+    Tx: Sink<Message> + Unpin,
+    Rx: Stream<Item = Result<Message, E>> + Unpin,
+{
+    let mut conn = Conn {
+        room: room.clone(),
+        claims,
+        session: None,
+    };
+    let welcome = ServerMessage::Welcome {
+        id: conn.claims.sub.clone(),
+        role: conn.claims.role.as_str().to_owned(),
+        room: room.name().to_owned(),
+        name: conn.claims.name.clone(),
+        ice_servers: state.ice_servers(&conn.claims.sub),
+    };
+    let mut room_rx = room.watch_state();
+    let mut closing = state.closing.subscribe();
+    let initial = ServerMessage::Room(room_rx.borrow_and_update().clone());
+    if send(&mut tx, &welcome).await.is_err() || send(&mut tx, &initial).await.is_err() {
+        return;
+    }
+    tracing::debug!(room = %room.name(), role = conn.claims.role.as_str(), "signalling connected");
+    loop {
+        let session_gone = async {
+            match &conn.session {
+                Some(s) => s.closed().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            msg = tokio::time::timeout(IDLE, rx.next()) => {
+                let reply = match msg {
+                    Err(_) => break, // idle
+                    Ok(None) | Ok(Some(Err(_))) => break,
+                    Ok(Some(Ok(Message::Text(t)))) => conn.handle(parse_client(t.as_str())).await,
+                    Ok(Some(Ok(Message::Binary(_)))) => conn.handle(Err(SignalError::Binary)).await,
+                    Ok(Some(Ok(Message::Close(_)))) => break,
+                    Ok(Some(Ok(_))) => None, // ping/pong frames: the library answers
+                };
+                if let Some(reply) = reply {
+                    if send(&mut tx, &reply).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            changed = room_rx.changed() => {
+                if changed.is_err() { break; }
+                let m = ServerMessage::Room(room_rx.borrow_and_update().clone());
+                if send(&mut tx, &m).await.is_err() { break; }
+            }
+            _ = session_gone => {
+                conn.session = None;
+                let m = ServerMessage::error("session_ended", "the media connection ended; send a new offer to reconnect");
+                if send(&mut tx, &m).await.is_err() { break; }
+            }
+            _ = async { closing.wait_for(|c| *c).await.map(|_| ()) } => break,
+        }
+    }
+    if let Some(s) = conn.session.take() {
+        s.close().await;
+    }
+    let _ = tx.send(Message::Close(None)).await;
+}
+
+async fn send<Tx: Sink<Message> + Unpin>(tx: &mut Tx, m: &ServerMessage) -> Result<(), ()> {
+    tx.send(Message::Text(m.to_json().into())).await.map_err(|_| ())
+}
+
+struct Conn {
+    room: std::sync::Arc<Room>,
+    claims: Claims,
+    session: Option<Session>,
+}
+
+impl Conn {
+    async fn handle(&mut self, msg: Result<ClientMessage, SignalError>) -> Option<ServerMessage> {
+        let msg = match msg {
+            Ok(m) => m,
+            Err(e) => return Some(ServerMessage::error(e.code(), e.to_string())),
+        };
+        match self.dispatch(msg).await {
+            Ok(reply) => reply,
+            Err(e) => Some(ServerMessage::error(e.code, e.message)),
+        }
+    }
+
+    async fn dispatch(&mut self, msg: ClientMessage) -> Result<Option<ServerMessage>, AppError> {
+        let me = self.claims.sub.clone();
+        match msg {
+            ClientMessage::Offer { sdp } => {
+                let offer = parse_offer(&sdp)?;
+                if let Some(s) = self.session.as_ref().filter(|s| !s.is_closed()) {
+                    let answer = s.renegotiate(offer).await?;
+                    return Ok(Some(ServerMessage::Answer { sdp: answer }));
+                }
+                let session = self.room.join(self.join_request(), offer).await?;
+                let answer = session.answer.clone();
+                self.session = Some(session);
+                Ok(Some(ServerMessage::Answer { sdp: answer }))
+            }
+            ClientMessage::Candidate { candidate, sdp_mid, sdp_mline_index } => {
+                let Some(s) = &self.session else {
+                    return Err(no_session());
+                };
+                s.add_candidate(candidate, sdp_mid, sdp_mline_index).await?;
+                Ok(None)
+            }
+            ClientMessage::RaiseHand => {
+                self.claims.require(&[Role::House], "raise a hand")?;
+                self.room.raise_hand(&me).map_err(floor)?;
+                Ok(None)
+            }
+            ClientMessage::LowerHand => {
+                self.claims.require(&[Role::House], "lower a hand")?;
+                self.room.lower_hand(&me).map_err(floor)?;
+                Ok(None)
+            }
+            ClientMessage::GrantFloor { house } => {
+                self.claims.require(&[Role::Chair], "grant the floor")?;
+                self.room.grant_floor(&house).map_err(floor)?;
+                Ok(None)
+            }
+            ClientMessage::RevokeFloor => {
+                self.claims.require(&[Role::Chair], "revoke the floor")?;
+                self.room.revoke_floor().map_err(floor)?;
+                Ok(None)
+            }
+            ClientMessage::Mute { house, muted } => {
+                self.claims.require(&[Role::Chair], "mute a house")?;
+                self.room.set_muted(&house, muted).map_err(floor)?;
+                Ok(None)
+            }
+            ClientMessage::Quality { loss_pct, rtt_ms } => {
+                if loss_pct.is_finite() && rtt_ms.is_finite() {
+                    self.room.report_quality(&me, loss_pct, rtt_ms);
+                }
+                Ok(None)
+            }
+            ClientMessage::Ping => Ok(Some(ServerMessage::Pong)),
+        }
+    }
+
+    fn join_request(&self) -> JoinRequest {
+        let all = vec![Slot::ProgramAudio, Slot::ProgramVideo, Slot::FloorAudio, Slot::FloorVideo];
+        let (role, publish, subscribe) = match self.claims.role {
+            Role::Chair => (SfuRole::Chair, true, vec![Slot::FloorAudio, Slot::FloorVideo]),
+            Role::House => (SfuRole::House, true, all),
+            Role::Official => (SfuRole::Viewer, false, all),
+        };
+        JoinRequest {
+            id: self.claims.sub.clone(),
+            name: self.claims.name.clone(),
+            role,
+            publish,
+            subscribe,
+        }
+    }
+}
+
+fn no_session() -> AppError {
+    AppError::new(
+        axum::http::StatusCode::CONFLICT,
+        "no_session",
+        "send an offer first",
+    )
+}
+
+fn floor(e: dinh_sfu::floor::FloorError) -> AppError {
+    AppError::new(axum::http::StatusCode::CONFLICT, "floor", e.to_string())
+}
