@@ -228,7 +228,10 @@ mod tests {
     fn muted_holder_is_not_heard() {
         let mut f = floor_with(&["a"]);
         f.grant("a").unwrap();
-        assert_eq!(f.set_muted("a", true), Ok(FloorChange::Muted("a".into(), true)));
+        assert_eq!(
+            f.set_muted("a", true),
+            Ok(FloorChange::Muted("a".into(), true))
+        );
         assert!(!f.may_speak("a"));
         assert_eq!(f.set_muted("a", true), Ok(FloorChange::None));
         f.set_muted("a", false).unwrap();
@@ -256,7 +259,10 @@ mod tests {
     fn holder_lowering_hand_yields() {
         let mut f = floor_with(&["a"]);
         f.grant("a").unwrap();
-        assert!(matches!(f.lower_hand("a"), FloorChange::Holder { to: None, .. }));
+        assert!(matches!(
+            f.lower_hand("a"),
+            FloorChange::Holder { to: None, .. }
+        ));
         assert_eq!(f.lower_hand("a"), FloorChange::None);
     }
 }

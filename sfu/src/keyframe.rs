@@ -135,7 +135,7 @@ mod tests {
         assert!(h264_is_keyframe_start(&[0x65, 0x88])); // IDR
         assert!(h264_is_keyframe_start(&[0x67, 0x42])); // SPS
         assert!(!h264_is_keyframe_start(&[0x41, 0x9a])); // non-IDR slice
-        // STAP-A holding SPS.
+                                                         // STAP-A holding SPS.
         assert!(h264_is_keyframe_start(&[0x78, 0x00, 0x02, 0x67, 0x42]));
         // STAP-A holding only a non-IDR slice.
         assert!(!h264_is_keyframe_start(&[0x78, 0x00, 0x02, 0x41, 0x9a]));

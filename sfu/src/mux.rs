@@ -29,8 +29,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use webrtc::runtime::{
-    AsyncInterval, AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, JoinHandle, RecvMeta,
-    Runtime, TokioRuntime, Transmit,
+    AsyncInterval, AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, JoinHandle, RecvMeta, Runtime,
+    TokioRuntime, Transmit,
 };
 
 /// Packets waiting for one connection's driver before new ones are dropped. At 2 Mbit/s of
@@ -89,7 +89,10 @@ struct QueueInner {
 impl UdpMux {
     /// Bind the shared socket. `advertised` replaces the bound address in candidates (a
     /// public address in front of NAT); `None` advertises the bound address.
-    pub async fn bind(addr: SocketAddr, advertised_ip: Option<std::net::IpAddr>) -> io::Result<Arc<Self>> {
+    pub async fn bind(
+        addr: SocketAddr,
+        advertised_ip: Option<std::net::IpAddr>,
+    ) -> io::Result<Arc<Self>> {
         let socket = tokio::net::UdpSocket::bind(addr).await?;
         let local = socket.local_addr()?;
         let ip = match advertised_ip {
@@ -141,8 +144,8 @@ impl UdpMux {
     pub fn route(&self, packet: Bytes, from: SocketAddr) {
         let conn = {
             let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
-            let claimed = stun_request_ufrag(&packet)
-                .and_then(|ufrag| routes.by_ufrag.get(ufrag).cloned());
+            let claimed =
+                stun_request_ufrag(&packet).and_then(|ufrag| routes.by_ufrag.get(ufrag).cloned());
             match claimed {
                 Some(conn) => {
                     routes.by_addr.insert(from, conn.clone());
@@ -206,7 +209,9 @@ fn is_transient(e: &io::Error) -> bool {
     // ICMP port unreachable from a vanished peer surfaces as ConnectionRefused/Reset on Linux.
     matches!(
         e.kind(),
-        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
     )
 }
 
@@ -355,7 +360,9 @@ struct MuxSocket {
 
 impl fmt::Debug for MuxSocket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MuxSocket").field("name", &self.name).finish()
+        f.debug_struct("MuxSocket")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -433,7 +440,10 @@ mod tests {
 
     #[test]
     fn parses_ufrag_from_binding_request() {
-        assert_eq!(stun_request_ufrag(&binding_request("abcd:wxyz")), Some("abcd"));
+        assert_eq!(
+            stun_request_ufrag(&binding_request("abcd:wxyz")),
+            Some("abcd")
+        );
         assert_eq!(stun_request_ufrag(&binding_request(":x")), None);
         // A binding success response (0x0101) does not claim a route.
         let mut resp = binding_request("abcd:wxyz");
@@ -450,7 +460,9 @@ mod tests {
 
     #[tokio::test]
     async fn routes_by_ufrag_then_by_address() {
-        let mux = UdpMux::bind("127.0.0.1:0".parse().unwrap(), None).await.unwrap();
+        let mux = UdpMux::bind("127.0.0.1:0".parse().unwrap(), None)
+            .await
+            .unwrap();
         let a = mux.runtime();
         let b = mux.runtime();
         a.register_ufrag("aaaa");
@@ -460,7 +472,10 @@ mod tests {
         mux.route(Bytes::from(binding_request("bbbb:zz")), pb);
         mux.route(Bytes::from(binding_request("aaaa:zz")), pa);
         mux.route(Bytes::from_static(b"dtls-for-a"), pa);
-        mux.route(Bytes::from_static(b"garbage"), "127.0.0.1:3333".parse().unwrap());
+        mux.route(
+            Bytes::from_static(b"garbage"),
+            "127.0.0.1:3333".parse().unwrap(),
+        );
         assert_eq!(mux.stats.unroutable.load(Ordering::Relaxed), 1);
         let qa = a.queue.inner.lock().unwrap();
         assert_eq!(qa.packets.len(), 2);

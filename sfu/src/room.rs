@@ -30,9 +30,8 @@ use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
-    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit,
-    RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription, Registry,
-    SettingEngineBuilder,
+    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceGatheringState,
+    RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
 };
 
 use crate::floor::{Floor, FloorChange, FloorError};
@@ -385,10 +384,7 @@ impl Room {
     fn publish_state(&self) {
         let state = {
             let c = self.lock();
-            let live = c
-                .sources
-                .values()
-                .any(|s| s.role == Role::Chair);
+            let live = c.sources.values().any(|s| s.role == Role::Chair);
             let hands: Vec<String> = c.floor.queue().map(str::to_owned).collect();
             let mut houses: Vec<HouseState> = c
                 .directory
@@ -459,7 +455,9 @@ impl Room {
             builder = builder.with_tcp_addrs(vec![std::net::SocketAddr::new(ip, 0).to_string()]);
         }
         let pc: Arc<dyn PeerConnection> = Arc::new(builder.build().await.map_err(neg)?);
-        let result = self.negotiate(&pc, &req, offer, &mut gather_rx, &runtime).await;
+        let result = self
+            .negotiate(&pc, &req, offer, &mut gather_rx, &runtime)
+            .await;
         let (answer, outputs) = match result {
             Ok(v) => v,
             Err(e) => {
@@ -499,17 +497,21 @@ impl Room {
             old.shutdown(false).await;
         }
         for (slot, track, pt, ssrc) in outputs {
-            let t = tokio::spawn(write_slot(self.clone(), conn, slot, track.clone(), pt, ssrc));
+            let t = tokio::spawn(write_slot(
+                self.clone(),
+                conn,
+                slot,
+                track.clone(),
+                pt,
+                ssrc,
+            ));
             let r = tokio::spawn(read_subscriber_rtcp(self.clone(), slot, track));
             inner.push_task(t);
             inner.push_task(r);
         }
         self.sfu.stats.sessions.fetch_add(1, Ordering::Relaxed);
         self.publish_state();
-        Ok(Session {
-            answer,
-            inner,
-        })
+        Ok(Session { answer, inner })
     }
 
     async fn negotiate(
@@ -524,7 +526,11 @@ impl Room {
         pc.set_remote_description(offer).await.map_err(neg)?;
         let mut added = Vec::new();
         for &slot in &req.subscribe {
-            let free = if slot.is_audio() { &mut audio_in } else { &mut video_in };
+            let free = if slot.is_audio() {
+                &mut audio_in
+            } else {
+                &mut video_in
+            };
             if *free == 0 {
                 continue;
             }
@@ -533,7 +539,10 @@ impl Room {
             let (kind, codec) = if slot.is_audio() {
                 (RtpCodecKind::Audio, opus_codec())
             } else {
-                (RtpCodecKind::Video, video_codec(self.sfu.config.video_codec))
+                (
+                    RtpCodecKind::Video,
+                    video_codec(self.sfu.config.video_codec),
+                )
             };
             let track = Arc::new(TrackLocalStaticRTP::new(
                 rtc::media_stream::MediaStreamTrack::new(
@@ -666,7 +675,10 @@ impl Room {
 
     fn send_keyframe_requests(&self, requests: KeyframeRequests) {
         for (track, media_ssrc) in requests {
-            self.sfu.stats.keyframe_requests.fetch_add(1, Ordering::Relaxed);
+            self.sfu
+                .stats
+                .keyframe_requests
+                .fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move {
                 let pli = PictureLossIndication {
                     sender_ssrc: 0,
@@ -830,7 +842,7 @@ fn receiving_sections(sdp: &str) -> (usize, usize) {
             } else {
                 None
             };
-            can_receive = !m.split(' ').nth(1).is_some_and(|port| port == "0");
+            can_receive = m.split(' ').nth(1).is_none_or(|port| port != "0");
         } else if line == "a=sendonly" || line == "a=inactive" {
             can_receive = false;
         }

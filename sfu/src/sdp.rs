@@ -105,7 +105,10 @@ a=candidate:4 1 udp 16777215 203.0.113.9 3478 typ relay raddr 0.0.0.0 rport 0\r\
 a=ice-ufrag:abcd\r\n";
         let out = rewrite_candidates(sdp, "192.0.2.7:5000".parse().unwrap());
         assert!(out.contains("a=candidate:1 1 udp 2130706431 192.0.2.7 5000 typ host\r\n"));
-        assert!(!out.contains("40002"), "duplicate host candidate dropped: {out}");
+        assert!(
+            !out.contains("40002"),
+            "duplicate host candidate dropped: {out}"
+        );
         assert!(out.contains("127.0.0.1 40003 typ host tcptype passive"));
         assert!(out.contains("203.0.113.9 3478 typ relay"));
         assert_eq!(ice_ufrag(&out), Some("abcd"));
@@ -113,11 +116,26 @@ a=ice-ufrag:abcd\r\n";
 
     #[test]
     fn refuses_bad_offers() {
-        assert_eq!(parse_offer("hello").unwrap_err(), SdpError::Invalid("an SDP starts with v=0".into()));
-        assert!(matches!(parse_offer(&"v=0\n".repeat(20_000)), Err(SdpError::TooLarge(_))));
-        assert_eq!(parse_offer("v=0\r\ns=-\r\n").unwrap_err(), SdpError::NoMedia);
-        let many = format!("v=0\r\n{}", "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n".repeat(17));
-        assert_eq!(parse_offer(&many).unwrap_err(), SdpError::TooManySections(17));
+        assert_eq!(
+            parse_offer("hello").unwrap_err(),
+            SdpError::Invalid("an SDP starts with v=0".into())
+        );
+        assert!(matches!(
+            parse_offer(&"v=0\n".repeat(20_000)),
+            Err(SdpError::TooLarge(_))
+        ));
+        assert_eq!(
+            parse_offer("v=0\r\ns=-\r\n").unwrap_err(),
+            SdpError::NoMedia
+        );
+        let many = format!(
+            "v=0\r\n{}",
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n".repeat(17)
+        );
+        assert_eq!(
+            parse_offer(&many).unwrap_err(),
+            SdpError::TooManySections(17)
+        );
         assert!(matches!(
             parse_offer("v=0\r\nm=audio x\r\n"),
             Err(SdpError::Invalid(_))

@@ -193,13 +193,18 @@ mod tests {
 
     #[test]
     fn parses_known_messages() {
-        assert_eq!(parse_client(r#"{"type":"raise_hand"}"#), Ok(ClientMessage::RaiseHand));
+        assert_eq!(
+            parse_client(r#"{"type":"raise_hand"}"#),
+            Ok(ClientMessage::RaiseHand)
+        );
         assert_eq!(
             parse_client(r#"{"type":"grant_floor","house":"h1"}"#),
             Ok(ClientMessage::GrantFloor { house: "h1".into() })
         );
         assert_eq!(
-            parse_client(r#"{"type":"candidate","candidate":"candidate:1 1 udp 1 1.2.3.4 5 typ host","sdpMid":"0","sdpMLineIndex":0}"#),
+            parse_client(
+                r#"{"type":"candidate","candidate":"candidate:1 1 udp 1 1.2.3.4 5 typ host","sdpMid":"0","sdpMLineIndex":0}"#
+            ),
             Ok(ClientMessage::Candidate {
                 candidate: "candidate:1 1 udp 1 1.2.3.4 5 typ host".into(),
                 sdp_mid: Some("0".into()),
@@ -213,9 +218,15 @@ mod tests {
         let e = parse_client(r#"{"type":"launch_rockets"}"#).unwrap_err();
         assert_eq!(e.code(), "bad_message");
         assert!(e.to_string().contains("launch_rockets"), "{e}");
-        assert!(parse_client(r#"{"type":"grant_floor"}"#).unwrap_err().to_string().contains("house"));
+        assert!(parse_client(r#"{"type":"grant_floor"}"#)
+            .unwrap_err()
+            .to_string()
+            .contains("house"));
         assert!(parse_client("not json").is_err());
-        let big = format!(r#"{{"type":"offer","sdp":"{}"}}"#, "a".repeat(MAX_FRAME_BYTES));
+        let big = format!(
+            r#"{{"type":"offer","sdp":"{}"}}"#,
+            "a".repeat(MAX_FRAME_BYTES)
+        );
         assert_eq!(parse_client(&big).unwrap_err().code(), "frame_too_large");
     }
 

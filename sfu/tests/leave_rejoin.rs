@@ -15,12 +15,22 @@ async fn house_leaves_and_rejoins() {
     room.raise_hand("house-1").unwrap();
     room.grant_floor("house-1").unwrap();
     h1.close().await;
-    eventually(5, "house-1 shown disconnected", || !room.state().houses[0].connected).await;
-    assert_eq!(room.state().floor, None, "a house that leaves loses the floor");
+    eventually(5, "house-1 shown disconnected", || {
+        !room.state().houses[0].connected
+    })
+    .await;
+    assert_eq!(
+        room.state().floor,
+        None,
+        "a house that leaves loses the floor"
+    );
     assert!(room.state().hands.is_empty());
 
     let again = join(&room, "house-1", Role::House, true, &HOUSE_SLOTS).await;
-    eventually(15, "media after rejoin", || again.count_from("ProgramVideo", "chair") > 5).await;
+    eventually(15, "media after rejoin", || {
+        again.count_from("ProgramVideo", "chair") > 5
+    })
+    .await;
     assert_eq!(again.first_video_was_keyframe("ProgramVideo"), Some(true));
 
     // The same house connects a second time (a kiosk that reconnected before its old
@@ -28,7 +38,10 @@ async fn house_leaves_and_rejoins() {
     let twin = join(&room, "house-1", Role::House, true, &HOUSE_SLOTS).await;
     eventually(5, "old session replaced", || again.session.is_closed()).await;
     assert_eq!(room.member_count(), 2); // chair + house-1
-    eventually(15, "media at the newer screen", || twin.count("ProgramAudio") > 5).await;
+    eventually(15, "media at the newer screen", || {
+        twin.count("ProgramAudio") > 5
+    })
+    .await;
     for c in [chair, twin, again] {
         c.close().await;
     }

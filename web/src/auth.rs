@@ -132,8 +132,7 @@ impl Keys {
             exp: now + ttl.as_secs().max(1),
         };
         // Encoding HS256 with a valid key cannot fail.
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.enc)
-            .unwrap_or_default()
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.enc).unwrap_or_default()
     }
 
     /// Check a token's signature and expiry.
@@ -219,12 +218,26 @@ mod tests {
     #[test]
     fn issue_verify_and_refuse() {
         let k = Keys::from_secret(b"0123456789abcdef0123456789abcdef");
-        let t = k.issue("house-1", "Thôn 1", Role::House, "demo", Duration::from_secs(60));
+        let t = k.issue(
+            "house-1",
+            "Thôn 1",
+            Role::House,
+            "demo",
+            Duration::from_secs(60),
+        );
         let c = k.verify(&t).unwrap();
-        assert_eq!((c.sub.as_str(), c.role, c.room.as_str()), ("house-1", Role::House, "demo"));
-        assert_eq!(c.for_room("other").unwrap_err().to_string(), "the token is for room 'demo', not 'other'");
         assert_eq!(
-            c.require(&[Role::Chair], "publish").unwrap_err().to_string(),
+            (c.sub.as_str(), c.role, c.room.as_str()),
+            ("house-1", Role::House, "demo")
+        );
+        assert_eq!(
+            c.for_room("other").unwrap_err().to_string(),
+            "the token is for room 'demo', not 'other'"
+        );
+        assert_eq!(
+            c.require(&[Role::Chair], "publish")
+                .unwrap_err()
+                .to_string(),
             "a house token cannot publish; it needs the chair role"
         );
         let other = Keys::from_secret(b"another key, another key, another");

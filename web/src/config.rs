@@ -80,13 +80,15 @@ impl Default for RtcConfig {
 
 impl Config {
     /// Load: defaults, the file (`path`, or `dinh.toml` when it exists), the environment.
-    pub fn load(path: Option<&Path>) -> Result<Self, figment::Error> {
+    pub fn load(path: Option<&Path>) -> Result<Self, Box<figment::Error>> {
         let mut f = Figment::from(Serialized::defaults(Config::default()));
         match path {
             Some(p) => f = f.merge(Toml::file_exact(p)),
             None => f = f.merge(Toml::file("dinh.toml")),
         }
-        f.merge(Env::prefixed("DINH_").split("__")).extract()
+        f.merge(Env::prefixed("DINH_").split("__"))
+            .extract()
+            .map_err(Box::new)
     }
 }
 
@@ -95,6 +97,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns its own error type
     fn file_and_env_override_defaults() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
@@ -102,7 +105,7 @@ mod tests {
                 "listen = \"127.0.0.1:9000\"\n[rtc]\nvideo_codec = \"h264\"\n",
             )?;
             jail.set_env("DINH_DATA", "/tmp/x");
-            let c = Config::load(None)?;
+            let c = Config::load(None).map_err(|e| *e)?;
             assert_eq!(c.listen.port(), 9000);
             assert_eq!(c.rtc.video_codec, VideoCodec::H264);
             assert_eq!(c.data, PathBuf::from("/tmp/x"));

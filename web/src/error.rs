@@ -68,10 +68,16 @@ impl From<SdpError> for AppError {
 impl From<SfuError> for AppError {
     fn from(e: SfuError) -> Self {
         match e {
-            SfuError::Negotiation(_) => Self::new(StatusCode::BAD_REQUEST, "negotiation_failed", e.to_string()),
+            SfuError::Negotiation(_) => {
+                Self::new(StatusCode::BAD_REQUEST, "negotiation_failed", e.to_string())
+            }
             SfuError::Floor(_) => Self::new(StatusCode::CONFLICT, "floor", e.to_string()),
             SfuError::Closed => Self::new(StatusCode::NOT_FOUND, "session_closed", e.to_string()),
-            _ => Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
+            _ => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                e.to_string(),
+            ),
         }
     }
 }

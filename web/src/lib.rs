@@ -87,13 +87,16 @@ impl AppState {
     /// Open the data folder (creating the key and the demo commune on first start), bind the
     /// media port, and start the SFU.
     pub async fn start(config: Config) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&config.data)
-            .map_err(|e| anyhow::anyhow!("cannot create data folder {}: {e}", config.data.display()))?;
+        std::fs::create_dir_all(&config.data).map_err(|e| {
+            anyhow::anyhow!("cannot create data folder {}: {e}", config.data.display())
+        })?;
         let keys = Keys::load_or_create(&config.data)?;
         let commune = Commune::load_or_create(&config.data)?;
         let mux = UdpMux::bind(config.rtc.udp_listen, config.rtc.public_ip)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot bind media port {}: {e}", config.rtc.udp_listen))?;
+            .map_err(|e| {
+                anyhow::anyhow!("cannot bind media port {}: {e}", config.rtc.udp_listen)
+            })?;
         let mux_task = tokio::spawn(mux.clone().run());
         let sfu = Sfu::new(
             mux,
@@ -105,8 +108,12 @@ impl AppState {
             },
         );
         for r in &commune.rooms {
-            sfu.room(&r.id)
-                .set_directory(r.houses.iter().map(|h| (h.id.clone(), h.name.clone())).collect());
+            sfu.room(&r.id).set_directory(
+                r.houses
+                    .iter()
+                    .map(|h| (h.id.clone(), h.name.clone()))
+                    .collect(),
+            );
         }
         Ok(Self(Arc::new(Inner {
             sfu,
@@ -132,11 +139,19 @@ impl AppState {
     }
 
     /// Check the bearer token of a request (header, or `token` in the query) for `room`.
-    pub fn authorize(&self, headers: &HeaderMap, query_token: Option<&str>, room: &str) -> Result<Claims, AuthError> {
+    pub fn authorize(
+        &self,
+        headers: &HeaderMap,
+        query_token: Option<&str>,
+        room: &str,
+    ) -> Result<Claims, AuthError> {
         let token = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .or(query_token)
             .ok_or(AuthError::Missing)?;
         let claims = self.keys.verify(token.trim())?;
@@ -158,7 +173,8 @@ impl AppState {
         if !ice.turn.is_empty() {
             let (username, credential) = match &ice.turn_secret {
                 Some(secret) => {
-                    let (u, c) = auth::turn_credentials(secret, who, Duration::from_secs(ice.turn_ttl_secs));
+                    let (u, c) =
+                        auth::turn_credentials(secret, who, Duration::from_secs(ice.turn_ttl_secs));
                     (Some(u), Some(c))
                 }
                 None => (None, None),
@@ -173,15 +189,25 @@ impl AppState {
     }
 
     pub(crate) fn put_resource(&self, id: String, s: Session) {
-        self.resources.lock().unwrap_or_else(|p| p.into_inner()).insert(id, s);
+        self.resources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, s);
     }
 
     pub(crate) fn take_resource(&self, id: &str) -> Option<Session> {
-        self.resources.lock().unwrap_or_else(|p| p.into_inner()).remove(id)
+        self.resources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
     }
 
     pub(crate) fn get_resource(&self, id: &str) -> Option<Session> {
-        self.resources.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+        self.resources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
     }
 }
 

@@ -131,7 +131,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     println!("Media: UDP {}", state.sfu.mux().advertised_addr());
     for r in &state.commune.rooms {
         let ttl = Duration::from_secs(30 * 24 * 3600);
-        let chair = state.keys.issue("chair", "Chủ tọa", Role::Chair, &r.id, ttl);
+        let chair = state
+            .keys
+            .issue("chair", "Chủ tọa", Role::Chair, &r.id, ttl);
         println!("\nRoom '{}' ({})", r.id, r.title);
         println!("  chair:  {base}/chair?token={chair}");
         for h in &r.houses {

@@ -10,12 +10,26 @@ use crate::AppState;
 /// Routes of the pages and their assets.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/", get(|| async { Html(include_str!("pages/index.html")) }))
-        .route("/chair", get(|| async { Html(include_str!("pages/chair.html")) }))
-        .route("/house", get(|| async { Html(include_str!("pages/house.html")) }))
+        .route(
+            "/",
+            get(|| async { Html(include_str!("pages/index.html")) }),
+        )
+        .route(
+            "/chair",
+            get(|| async { Html(include_str!("pages/chair.html")) }),
+        )
+        .route(
+            "/house",
+            get(|| async { Html(include_str!("pages/house.html")) }),
+        )
         .route(
             "/assets/client.js",
-            get(|| async { asset("text/javascript; charset=utf-8", include_str!("pages/client.js")) }),
+            get(|| async {
+                asset(
+                    "text/javascript; charset=utf-8",
+                    include_str!("pages/client.js"),
+                )
+            }),
         )
         .route(
             "/assets/style.css",

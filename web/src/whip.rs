@@ -91,23 +91,30 @@ async fn create(
         ));
     }
     let sdp = std::str::from_utf8(&body).map_err(|_| {
-        AppError::new(StatusCode::BAD_REQUEST, "bad_sdp", "the offer is not UTF-8 text")
+        AppError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_sdp",
+            "the offer is not UTF-8 text",
+        )
     })?;
     let offer = parse_offer(sdp)?;
-    let all = vec![Slot::ProgramAudio, Slot::ProgramVideo, Slot::FloorAudio, Slot::FloorVideo];
+    let all = vec![
+        Slot::ProgramAudio,
+        Slot::ProgramVideo,
+        Slot::FloorAudio,
+        Slot::FloorVideo,
+    ];
     let (req, path) = match kind {
-        Kind::Whip => {
-            (
-                JoinRequest {
-                    id: claims.sub.clone(),
-                    name: claims.name.clone(),
-                    role: SfuRole::Chair,
-                    publish: true,
-                    subscribe: vec![],
-                },
-                "whip",
-            )
-        }
+        Kind::Whip => (
+            JoinRequest {
+                id: claims.sub.clone(),
+                name: claims.name.clone(),
+                role: SfuRole::Chair,
+                publish: true,
+                subscribe: vec![],
+            },
+            "whip",
+        ),
         Kind::Whep => (
             JoinRequest {
                 // A player is not a house in the roll call: give it its own id so that it
@@ -128,7 +135,10 @@ async fn create(
     state.put_resource(id, session);
     let mut res = (StatusCode::CREATED, answer).into_response();
     let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/sdp"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/sdp"),
+    );
     if let Ok(v) = HeaderValue::from_str(&location) {
         h.insert(header::LOCATION, v);
     }
@@ -147,7 +157,9 @@ fn ice_links(state: &AppState, who: &str) -> Vec<String> {
         for url in &s.urls {
             let mut l = format!("<{url}>; rel=\"ice-server\"");
             if let (Some(u), Some(c)) = (&s.username, &s.credential) {
-                l.push_str(&format!("; username=\"{u}\"; credential=\"{c}\"; credential-type=\"password\""));
+                l.push_str(&format!(
+                    "; username=\"{u}\"; credential=\"{c}\"; credential-type=\"password\""
+                ));
             }
             out.push(l);
         }
@@ -191,7 +203,10 @@ async fn options() -> Response {
         StatusCode::NO_CONTENT,
         [
             (header::ALLOW, "POST, DELETE, OPTIONS"),
-            (header::HeaderName::from_static("accept-post"), "application/sdp"),
+            (
+                header::HeaderName::from_static("accept-post"),
+                "application/sdp",
+            ),
         ],
     )
         .into_response()

@@ -49,8 +49,13 @@ pub async fn upgrade(
 
 /// Run one signalling connection over any sink and stream of messages (tests drive it
 /// without a socket).
-pub async fn serve<Tx, Rx, E>(state: AppState, room: std::sync::Arc<Room>, claims: Claims, mut tx: Tx, mut rx: Rx)
-where
+pub async fn serve<Tx, Rx, E>(
+    state: AppState,
+    room: std::sync::Arc<Room>,
+    claims: Claims,
+    mut tx: Tx,
+    mut rx: Rx,
+) where
     Tx: Sink<Message> + Unpin,
     Rx: Stream<Item = Result<Message, E>> + Unpin,
 {
@@ -116,7 +121,9 @@ where
 }
 
 async fn send<Tx: Sink<Message> + Unpin>(tx: &mut Tx, m: &ServerMessage) -> Result<(), ()> {
-    tx.send(Message::Text(m.to_json().into())).await.map_err(|_| ())
+    tx.send(Message::Text(m.to_json().into()))
+        .await
+        .map_err(|_| ())
 }
 
 struct Conn {
@@ -151,7 +158,11 @@ impl Conn {
                 self.session = Some(session);
                 Ok(Some(ServerMessage::Answer { sdp: answer }))
             }
-            ClientMessage::Candidate { candidate, sdp_mid, sdp_mline_index } => {
+            ClientMessage::Candidate {
+                candidate,
+                sdp_mid,
+                sdp_mline_index,
+            } => {
                 let Some(s) = &self.session else {
                     return Err(no_session());
                 };
@@ -194,9 +205,18 @@ impl Conn {
     }
 
     fn join_request(&self) -> JoinRequest {
-        let all = vec![Slot::ProgramAudio, Slot::ProgramVideo, Slot::FloorAudio, Slot::FloorVideo];
+        let all = vec![
+            Slot::ProgramAudio,
+            Slot::ProgramVideo,
+            Slot::FloorAudio,
+            Slot::FloorVideo,
+        ];
         let (role, publish, subscribe) = match self.claims.role {
-            Role::Chair => (SfuRole::Chair, true, vec![Slot::FloorAudio, Slot::FloorVideo]),
+            Role::Chair => (
+                SfuRole::Chair,
+                true,
+                vec![Slot::FloorAudio, Slot::FloorVideo],
+            ),
             Role::House => (SfuRole::House, true, all),
             Role::Official => (SfuRole::Viewer, false, all),
         };

@@ -14,7 +14,9 @@ use dinh_sfu::rtc;
 use dinh_sfu::sdp::parse_offer;
 use dinh_sfu::webrtc;
 use rtc::rtp;
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use tokio::sync::watch;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
@@ -22,12 +24,14 @@ use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
-    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState, Registry,
-    RTCSessionDescription,
+    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState,
+    RTCSessionDescription, Registry,
 };
 
 pub async fn sfu() -> Arc<Sfu> {
-    let mux = UdpMux::bind("127.0.0.1:0".parse().unwrap(), None).await.unwrap();
+    let mux = UdpMux::bind("127.0.0.1:0".parse().unwrap(), None)
+        .await
+        .unwrap();
     tokio::spawn(mux.clone().run());
     Sfu::new(mux, SfuConfig::default())
 }
@@ -79,8 +83,16 @@ impl PeerConnectionEventHandler for Handler {
 /// Test payloads carry the sender's name after a fixed prefix: audio `[0xF8]name`, video a VP8
 /// descriptor then `name`.
 fn tag_of(p: &[u8]) -> String {
-    let body = if p.first() == Some(&0xf8) { &p[1..] } else if p.len() > 3 { &p[3..] } else { &[][..] };
-    String::from_utf8_lossy(body).trim_end_matches('\0').to_owned()
+    let body = if p.first() == Some(&0xf8) {
+        &p[1..]
+    } else if p.len() > 3 {
+        &p[3..]
+    } else {
+        &[][..]
+    };
+    String::from_utf8_lossy(body)
+        .trim_end_matches('\0')
+        .to_owned()
 }
 
 pub struct Client {
@@ -92,7 +104,13 @@ pub struct Client {
 
 impl Client {
     pub fn count(&self, slot: &str) -> u64 {
-        *self.received.lock().unwrap().packets.get(slot).unwrap_or(&0)
+        *self
+            .received
+            .lock()
+            .unwrap()
+            .packets
+            .get(slot)
+            .unwrap_or(&0)
     }
     pub fn count_from(&self, slot: &str, tag: &str) -> u64 {
         *self
@@ -104,7 +122,12 @@ impl Client {
             .unwrap_or(&0)
     }
     pub fn first_video_was_keyframe(&self, slot: &str) -> Option<bool> {
-        self.received.lock().unwrap().first_video_keyframe.get(slot).copied()
+        self.received
+            .lock()
+            .unwrap()
+            .first_video_keyframe
+            .get(slot)
+            .copied()
     }
     pub async fn close(self) {
         for s in &self.senders {
@@ -117,7 +140,13 @@ impl Client {
 
 /// Connect a client to `room`. A publishing client sends Opus-sized audio every 20 ms and VP8
 /// video every 33 ms (a keyframe every 15 frames), tagged with its id.
-pub async fn join(room: &Arc<Room>, id: &str, role: Role, publish: bool, subscribe: &[Slot]) -> Client {
+pub async fn join(
+    room: &Arc<Room>,
+    id: &str,
+    role: Role,
+    publish: bool,
+    subscribe: &[Slot],
+) -> Client {
     let (gtx, mut grx) = watch::channel(false);
     let received = Arc::new(Mutex::new(Received::default()));
     let mut media = MediaEngine::default();
@@ -128,7 +157,10 @@ pub async fn join(room: &Arc<Room>, id: &str, role: Role, publish: bool, subscri
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_media_engine(media)
             .with_interceptor_registry(registry)
-            .with_handler(Arc::new(Handler { gathered: gtx, received: received.clone() }))
+            .with_handler(Arc::new(Handler {
+                gathered: gtx,
+                received: received.clone(),
+            }))
             .with_udp_addrs(vec!["127.0.0.1:0"])
             .build()
             .await
@@ -137,55 +169,112 @@ pub async fn join(room: &Arc<Room>, id: &str, role: Role, publish: bool, subscri
     let mut locals = Vec::new();
     for (kind, codec) in [
         (RtpCodecKind::Audio, dinh_sfu::room::opus_codec()),
-        (RtpCodecKind::Video, dinh_sfu::room::video_codec(dinh_sfu::keyframe::VideoCodec::Vp8)),
+        (
+            RtpCodecKind::Video,
+            dinh_sfu::room::video_codec(dinh_sfu::keyframe::VideoCodec::Vp8),
+        ),
     ] {
-        let recv = subscribe.iter().any(|s| matches!((s, kind), (Slot::ProgramAudio | Slot::FloorAudio, RtpCodecKind::Audio) | (Slot::ProgramVideo | Slot::FloorVideo, RtpCodecKind::Video)));
+        let recv = subscribe.iter().any(|s| {
+            matches!(
+                (s, kind),
+                (Slot::ProgramAudio | Slot::FloorAudio, RtpCodecKind::Audio)
+                    | (Slot::ProgramVideo | Slot::FloorVideo, RtpCodecKind::Video)
+            )
+        });
         if publish {
             let ssrc: u32 = rand::random();
-            let track = Arc::new(TrackLocalStaticRTP::new(rtc::media_stream::MediaStreamTrack::new(
-                format!("{id}-stream"),
-                format!("{id}-{kind:?}"),
-                format!("{id}-{kind:?}"),
-                kind,
-                vec![RTCRtpEncodingParameters {
-                    rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
-                    codec,
-                    ..Default::default()
-                }],
-            )));
-            let direction = if recv { RTCRtpTransceiverDirection::Sendrecv } else { RTCRtpTransceiverDirection::Sendonly };
+            let track = Arc::new(TrackLocalStaticRTP::new(
+                rtc::media_stream::MediaStreamTrack::new(
+                    format!("{id}-stream"),
+                    format!("{id}-{kind:?}"),
+                    format!("{id}-{kind:?}"),
+                    kind,
+                    vec![RTCRtpEncodingParameters {
+                        rtp_coding_parameters: RTCRtpCodingParameters {
+                            ssrc: Some(ssrc),
+                            ..Default::default()
+                        },
+                        codec,
+                        ..Default::default()
+                    }],
+                ),
+            ));
+            let direction = if recv {
+                RTCRtpTransceiverDirection::Sendrecv
+            } else {
+                RTCRtpTransceiverDirection::Sendonly
+            };
             let t = pc
-                .add_transceiver_from_track(track.clone() as Arc<dyn TrackLocal>, Some(RTCRtpTransceiverInit { direction, streams: vec![], send_encodings: vec![] }))
+                .add_transceiver_from_track(
+                    track.clone() as Arc<dyn TrackLocal>,
+                    Some(RTCRtpTransceiverInit {
+                        direction,
+                        streams: vec![],
+                        send_encodings: vec![],
+                    }),
+                )
                 .await
                 .unwrap();
             locals.push((kind, track, ssrc, t));
         } else if recv {
-            pc.add_transceiver_from_kind(kind, Some(RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, streams: vec![], send_encodings: vec![] }))
-                .await
-                .unwrap();
+            pc.add_transceiver_from_kind(
+                kind,
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Recvonly,
+                    streams: vec![],
+                    send_encodings: vec![],
+                }),
+            )
+            .await
+            .unwrap();
         }
     }
     // Second receiving m-lines for the floor slots.
-    for (slot, kind) in [(Slot::FloorAudio, RtpCodecKind::Audio), (Slot::FloorVideo, RtpCodecKind::Video)] {
-        let first = if kind == RtpCodecKind::Audio { Slot::ProgramAudio } else { Slot::ProgramVideo };
+    for (slot, kind) in [
+        (Slot::FloorAudio, RtpCodecKind::Audio),
+        (Slot::FloorVideo, RtpCodecKind::Video),
+    ] {
+        let first = if kind == RtpCodecKind::Audio {
+            Slot::ProgramAudio
+        } else {
+            Slot::ProgramVideo
+        };
         if subscribe.contains(&slot) && subscribe.contains(&first) {
-            pc.add_transceiver_from_kind(kind, Some(RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, streams: vec![], send_encodings: vec![] }))
-                .await
-                .unwrap();
+            pc.add_transceiver_from_kind(
+                kind,
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Recvonly,
+                    streams: vec![],
+                    send_encodings: vec![],
+                }),
+            )
+            .await
+            .unwrap();
         }
     }
     let offer = pc.create_offer(None).await.unwrap();
     pc.set_local_description(offer).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(5), grx.wait_for(|d| *d)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), grx.wait_for(|d| *d))
+        .await
+        .unwrap()
+        .unwrap();
     let local = pc.local_description().await.unwrap();
     let session = room
         .join(
-            JoinRequest { id: id.into(), name: id.into(), role, publish, subscribe: subscribe.to_vec() },
+            JoinRequest {
+                id: id.into(),
+                name: id.into(),
+                role,
+                publish,
+                subscribe: subscribe.to_vec(),
+            },
             parse_offer(&local.sdp).unwrap(),
         )
         .await
         .unwrap();
-    pc.set_remote_description(RTCSessionDescription::answer(session.answer.clone()).unwrap()).await.unwrap();
+    pc.set_remote_description(RTCSessionDescription::answer(session.answer.clone()).unwrap())
+        .await
+        .unwrap();
     let mut senders = Vec::new();
     for (kind, track, ssrc, t) in locals {
         let sender = t.sender().await.unwrap().unwrap();
@@ -194,7 +283,12 @@ pub async fn join(room: &Arc<Room>, id: &str, role: Role, publish: bool, subscri
             // The payload type must be the negotiated one.
             let mut pt = None;
             for _ in 0..100 {
-                if let Some(c) = sender.get_parameters().await.ok().and_then(|p| p.rtp_parameters.codecs.first().cloned()) {
+                if let Some(c) = sender
+                    .get_parameters()
+                    .await
+                    .ok()
+                    .and_then(|p| p.rtp_parameters.codecs.first().cloned())
+                {
                     pt = Some(c.payload_type);
                     break;
                 }
@@ -205,7 +299,8 @@ pub async fn join(room: &Arc<Room>, id: &str, role: Role, publish: bool, subscri
             let mut seq: u16 = rand::random();
             let mut ts: u32 = rand::random();
             let mut frame = 0u64;
-            let mut tick = tokio::time::interval(Duration::from_millis(if audio { 20 } else { 33 }));
+            let mut tick =
+                tokio::time::interval(Duration::from_millis(if audio { 20 } else { 33 }));
             loop {
                 tick.tick().await;
                 let payload = if audio {
@@ -214,7 +309,7 @@ pub async fn join(room: &Arc<Room>, id: &str, role: Role, publish: bool, subscri
                     v.resize(80, 0);
                     v
                 } else {
-                    let key = frame % 15 == 0;
+                    let key = frame.is_multiple_of(15);
                     let mut v = vec![0x10, if key { 0x00 } else { 0x01 }, 0x00];
                     v.extend_from_slice(tag.as_bytes());
                     v.resize(900, 0);
@@ -241,7 +336,12 @@ pub async fn join(room: &Arc<Room>, id: &str, role: Role, publish: bool, subscri
             }
         }));
     }
-    Client { pc, session, received, senders }
+    Client {
+        pc,
+        session,
+        received,
+        senders,
+    }
 }
 
 /// Wait until `cond` holds, checking every 50 ms, for at most `secs` seconds.
@@ -255,5 +355,10 @@ pub async fn eventually(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-pub const HOUSE_SLOTS: [Slot; 4] = [Slot::ProgramAudio, Slot::ProgramVideo, Slot::FloorAudio, Slot::FloorVideo];
+pub const HOUSE_SLOTS: [Slot; 4] = [
+    Slot::ProgramAudio,
+    Slot::ProgramVideo,
+    Slot::FloorAudio,
+    Slot::FloorVideo,
+];
 pub const CHAIR_SLOTS: [Slot; 2] = [Slot::FloorAudio, Slot::FloorVideo];
