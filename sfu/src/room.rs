@@ -494,7 +494,7 @@ impl Room {
         };
         if let Some(old) = replaced {
             tracing::info!(room = %self.name, member = %req.id, "session replaced by a newer one");
-            old.shutdown(false).await;
+            old.shutdown().await;
         }
         for (slot, track, pt, ssrc) in outputs {
             let t = tokio::spawn(write_slot(
@@ -950,7 +950,7 @@ impl PeerConnectionEventHandler for PeerHandler {
             RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed
         ) {
             if let Some(s) = self.session.get().and_then(Weak::upgrade) {
-                tokio::spawn(async move { s.shutdown(true).await });
+                tokio::spawn(async move { s.shutdown().await });
             }
         }
     }
@@ -1004,7 +1004,7 @@ impl SessionInner {
         self.tasks.lock().unwrap_or_else(|p| p.into_inner()).push(t);
     }
 
-    async fn shutdown(&self, remove: bool) {
+    async fn shutdown(&self) {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -1017,7 +1017,6 @@ impl SessionInner {
         self.room.sfu.stats.sessions.fetch_sub(1, Ordering::Relaxed);
         // A replaced session's member entry already belongs to its successor; the conn check
         // in remove_member keeps it.
-        let _ = remove;
         self.room.remove_member(self.conn, &self.id);
     }
 }
@@ -1091,7 +1090,7 @@ impl Session {
 
     /// Leave the room and close the connection.
     pub async fn close(&self) {
-        self.inner.shutdown(true).await;
+        self.inner.shutdown().await;
     }
 
     /// Wait until the session ends.
