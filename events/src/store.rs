@@ -1,0 +1,996 @@
+//! The log: one table of events with a global position, on SQLite or PostgreSQL.
+//!
+//! What must stay true:
+//! - positions start at 1 and have no gaps, and a reader that has seen position `n` has seen
+//!   every position below it: a position is given out only while holding the one write lock
+//!   (SQLite's single writer; a PostgreSQL transaction-level advisory lock), so positions
+//!   commit in order and a late commit can never appear below one already read;
+//! - an event is acknowledged only after its transaction commits (SQLite WAL with
+//!   `synchronous=FULL`; PostgreSQL's default `synchronous_commit`);
+//! - the `events` table refuses UPDATE and DELETE (triggers);
+//! - a command id is stored in the same transaction as its events, so a retried command
+//!   appends nothing new.
+//!
+//! On SQLite one writer task owns the write connection and commits every append that is
+//! waiting in one transaction (group commit), so many concurrent commands share one fsync.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{Connection, Row};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::chain::{Checkpoint, Frontier, StoredEvent};
+
+/// Why the store failed. Each variant says what the caller should do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Another command changed the aggregate first: reload and retry, or tell the user (409).
+    #[error(
+        "the {aggregate_type} {aggregate_id} was changed by another command; reload and try again"
+    )]
+    Conflict {
+        /// Aggregate type.
+        aggregate_type: String,
+        /// Aggregate id.
+        aggregate_id: String,
+    },
+    /// This command id was used already: look up its first result.
+    #[error("command {0} was already executed")]
+    DuplicateCommand(String),
+    /// The database failed: retry later; nothing was acknowledged.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A stored row does not parse: the log is damaged; run `dinh log verify`.
+    #[error("damaged row at position {position}: {reason}")]
+    Corrupt {
+        /// Position.
+        position: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The store is shutting down.
+    #[error("the record store is closed")]
+    Closed,
+}
+
+/// Events of one command, ready to append.
+#[derive(Debug, Clone)]
+pub struct Append {
+    /// `meeting` or `feedback`.
+    pub aggregate_type: String,
+    /// Aggregate id.
+    pub aggregate_id: String,
+    /// Sequence of the first event; the aggregate must be at `first_sequence - 1`.
+    pub first_sequence: u64,
+    /// (event_type, event_version, payload) of each event.
+    pub events: Vec<(String, String, Value)>,
+    /// The client's idempotency key.
+    pub command_id: Option<String>,
+    /// `role:id`.
+    pub actor: String,
+    /// RFC 3339 time of the command.
+    pub recorded_at: String,
+}
+
+/// Positions given to an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Appended {
+    /// First position.
+    pub first: u64,
+    /// Last position.
+    pub last: u64,
+}
+
+/// A projection's stored rows and position.
+#[derive(Debug, Clone, Default)]
+pub struct ProjectionRows {
+    /// Last position applied.
+    pub position: u64,
+    /// (key, row).
+    pub rows: Vec<(String, Value)>,
+}
+
+/// The log, on SQLite or PostgreSQL. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    head: watch::Sender<u64>,
+}
+
+enum Db {
+    Sqlite {
+        read: SqlitePool,
+        writer: mpsc::Sender<Job>,
+    },
+    Postgres(PgPool),
+}
+
+type Job = (Append, oneshot::Sender<Result<Appended, StoreError>>);
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite file.
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+const SQLITE_SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS events (
+        position INTEGER PRIMARY KEY,
+        aggregate_type TEXT NOT NULL,
+        aggregate_id TEXT NOT NULL,
+        sequence INTEGER NOT NULL,
+        event_type TEXT NOT NULL,
+        event_version TEXT NOT NULL,
+        event_id TEXT NOT NULL UNIQUE,
+        command_id TEXT,
+        actor TEXT NOT NULL,
+        recorded_at TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        UNIQUE (aggregate_type, aggregate_id, sequence))",
+    "CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
+        BEGIN SELECT RAISE(ABORT, 'the record is append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
+        BEGIN SELECT RAISE(ABORT, 'the record is append-only'); END",
+    "CREATE TABLE IF NOT EXISTS commands (
+        command_id TEXT PRIMARY KEY,
+        aggregate_id TEXT NOT NULL,
+        first_position INTEGER NOT NULL,
+        last_position INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS checkpoints (
+        tree_size INTEGER PRIMARY KEY,
+        root_hash TEXT NOT NULL,
+        chain_hash TEXT NOT NULL,
+        signed_at TEXT NOT NULL,
+        key TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        frontier TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS projection_positions (
+        name TEXT PRIMARY KEY,
+        position INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS projection_rows (
+        name TEXT NOT NULL,
+        key TEXT NOT NULL,
+        row TEXT NOT NULL,
+        PRIMARY KEY (name, key))",
+];
+
+const PG_SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS events (
+        position BIGINT PRIMARY KEY,
+        aggregate_type TEXT NOT NULL,
+        aggregate_id TEXT NOT NULL,
+        sequence BIGINT NOT NULL,
+        event_type TEXT NOT NULL,
+        event_version TEXT NOT NULL,
+        event_id TEXT NOT NULL UNIQUE,
+        command_id TEXT,
+        actor TEXT NOT NULL,
+        recorded_at TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        UNIQUE (aggregate_type, aggregate_id, sequence))",
+    "CREATE OR REPLACE FUNCTION dinh_append_only() RETURNS trigger LANGUAGE plpgsql AS
+        $$ BEGIN RAISE EXCEPTION 'the record is append-only'; END $$",
+    "DO $$ BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'events_append_only' AND tgrelid = 'events'::regclass) THEN
+            CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON events
+                FOR EACH ROW EXECUTE FUNCTION dinh_append_only();
+        END IF; END $$",
+    "CREATE TABLE IF NOT EXISTS commands (
+        command_id TEXT PRIMARY KEY,
+        aggregate_id TEXT NOT NULL,
+        first_position BIGINT NOT NULL,
+        last_position BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS checkpoints (
+        tree_size BIGINT PRIMARY KEY,
+        root_hash TEXT NOT NULL,
+        chain_hash TEXT NOT NULL,
+        signed_at TEXT NOT NULL,
+        key TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        frontier TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS projection_positions (
+        name TEXT PRIMARY KEY,
+        position BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS projection_rows (
+        name TEXT NOT NULL,
+        key TEXT NOT NULL,
+        row TEXT NOT NULL,
+        PRIMARY KEY (name, key))",
+];
+
+/// The advisory lock that serialises appends on PostgreSQL ("dinh" in ASCII).
+const PG_APPEND_LOCK: i64 = 0x6469_6e68;
+/// The channel a PostgreSQL writer notifies after each commit.
+const PG_CHANNEL: &str = "dinh_events";
+
+const EVENT_COLUMNS: &str = "position, aggregate_type, aggregate_id, sequence, event_type, \
+    event_version, event_id, command_id, actor, recorded_at, payload, hash";
+
+impl Store {
+    /// Open `target`: a `postgres://` URL, or else the path of a SQLite file (created when
+    /// missing).
+    pub async fn open(target: &str) -> Result<Self, StoreError> {
+        if target.starts_with("postgres://") || target.starts_with("postgresql://") {
+            Self::open_postgres(target).await
+        } else {
+            Self::open_sqlite(Path::new(target)).await
+        }
+    }
+
+    /// Open (or create) a SQLite log.
+    pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit is on disk before it is acknowledged, through power loss too.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let mut conn = SqliteConnection::connect_with(&opts).await?;
+        for stmt in SQLITE_SCHEMA {
+            sqlx::query(stmt).execute(&mut conn).await?;
+        }
+        let head = sqlite_head(&mut conn).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts.read_only(true))
+            .await?;
+        let (head_tx, _) = watch::channel(head.0);
+        let (tx, rx) = mpsc::channel(4096);
+        let inner = Arc::new(Inner {
+            db: Db::Sqlite { read, writer: tx },
+            head: head_tx,
+        });
+        let weak = Arc::downgrade(&inner);
+        tokio::spawn(sqlite_writer(conn, rx, head, weak));
+        Ok(Self { inner })
+    }
+
+    /// Connect to PostgreSQL and create the tables when missing.
+    pub async fn open_postgres(url: &str) -> Result<Self, StoreError> {
+        let opts = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await?;
+        {
+            // Two hubs starting at once must not race on CREATE.
+            let mut tx = pool.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(PG_APPEND_LOCK)
+                .execute(&mut *tx)
+                .await?;
+            for stmt in PG_SCHEMA {
+                sqlx::query(stmt).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        }
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(&pool)
+            .await?;
+        let (head_tx, _) = watch::channel(head as u64);
+        let inner = Arc::new(Inner {
+            db: Db::Postgres(pool.clone()),
+            head: head_tx,
+        });
+        tokio::spawn(pg_listen(pool, Arc::downgrade(&inner)));
+        Ok(Self { inner })
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        match self.inner.db {
+            Db::Sqlite { .. } => Backend::Sqlite,
+            Db::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// The last committed position (0 when empty).
+    pub fn head(&self) -> u64 {
+        *self.inner.head.borrow()
+    }
+
+    /// Changes of [`Store::head`]: wakes readers when new events commit.
+    pub fn watch_head(&self) -> watch::Receiver<u64> {
+        self.inner.head.subscribe()
+    }
+
+    /// Append one command's events atomically.
+    pub async fn append(&self, append: Append) -> Result<Appended, StoreError> {
+        match &self.inner.db {
+            Db::Sqlite { writer, .. } => {
+                let (tx, rx) = oneshot::channel();
+                writer
+                    .send((append, tx))
+                    .await
+                    .map_err(|_| StoreError::Closed)?;
+                rx.await.map_err(|_| StoreError::Closed)?
+            }
+            Db::Postgres(pool) => {
+                let appended = pg_append(pool, append).await?;
+                self.inner.head.send_if_modified(|h| {
+                    let changed = appended.last > *h;
+                    *h = (*h).max(appended.last);
+                    changed
+                });
+                Ok(appended)
+            }
+        }
+    }
+
+    /// The aggregate and positions a command id was given, if it was executed.
+    pub async fn command_result(
+        &self,
+        command_id: &str,
+    ) -> Result<Option<(String, Appended)>, StoreError> {
+        let sql = match self.backend() {
+            Backend::Sqlite => {
+                "SELECT aggregate_id, first_position, last_position FROM commands WHERE command_id = ?"
+            }
+            Backend::Postgres => {
+                "SELECT aggregate_id, first_position, last_position FROM commands WHERE command_id = $1"
+            }
+        };
+        let row: Option<(String, i64, i64)> = match &self.inner.db {
+            Db::Sqlite { read, .. } => {
+                sqlx::query_as(sql)
+                    .bind(command_id)
+                    .fetch_optional(read)
+                    .await?
+            }
+            Db::Postgres(pool) => {
+                sqlx::query_as(sql)
+                    .bind(command_id)
+                    .fetch_optional(pool)
+                    .await?
+            }
+        };
+        Ok(row.map(|(id, f, l)| {
+            (
+                id,
+                Appended {
+                    first: f as u64,
+                    last: l as u64,
+                },
+            )
+        }))
+    }
+
+    /// Up to `limit` events after position `after`, in order.
+    pub async fn read(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = match &self.inner.db {
+            Db::Sqlite { read, .. } => {
+                let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?");
+                sqlx::query(&sql)
+                    .bind(after as i64)
+                    .bind(limit as i64)
+                    .fetch_all(read)
+                    .await?
+                    .iter()
+                    .map(sqlite_event)
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+            Db::Postgres(pool) => {
+                let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2");
+                sqlx::query(&sql)
+                    .bind(after as i64)
+                    .bind(limit as i64)
+                    .fetch_all(pool)
+                    .await?
+                    .iter()
+                    .map(pg_event)
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+        };
+        Ok(rows)
+    }
+
+    /// Events of one aggregate after `after_sequence`, in order.
+    pub async fn aggregate_events(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        after_sequence: u64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        match &self.inner.db {
+            Db::Sqlite { read, .. } => {
+                let sql = format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE aggregate_type = ? AND aggregate_id = ? \
+                     AND sequence > ? ORDER BY sequence"
+                );
+                sqlx::query(&sql)
+                    .bind(aggregate_type)
+                    .bind(aggregate_id)
+                    .bind(after_sequence as i64)
+                    .fetch_all(read)
+                    .await?
+                    .iter()
+                    .map(sqlite_event)
+                    .collect()
+            }
+            Db::Postgres(pool) => {
+                let sql = format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
+                     AND sequence > $3 ORDER BY sequence"
+                );
+                sqlx::query(&sql)
+                    .bind(aggregate_type)
+                    .bind(aggregate_id)
+                    .bind(after_sequence as i64)
+                    .fetch_all(pool)
+                    .await?
+                    .iter()
+                    .map(pg_event)
+                    .collect()
+            }
+        }
+    }
+
+    /// Every checkpoint, smallest first.
+    pub async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        let sql = "SELECT tree_size, root_hash, chain_hash, signed_at, key, signature FROM checkpoints ORDER BY tree_size";
+        let rows: Vec<(i64, String, String, String, String, String)> = match &self.inner.db {
+            Db::Sqlite { read, .. } => sqlx::query_as(sql).fetch_all(read).await?,
+            Db::Postgres(pool) => sqlx::query_as(sql).fetch_all(pool).await?,
+        };
+        Ok(rows
+            .into_iter()
+            .map(
+                |(n, root_hash, chain_hash, signed_at, key, signature)| Checkpoint {
+                    tree_size: n as u64,
+                    root_hash,
+                    chain_hash,
+                    signed_at,
+                    key,
+                    signature,
+                },
+            )
+            .collect())
+    }
+
+    /// The latest checkpoint and the Merkle frontier at it.
+    pub async fn last_checkpoint(&self) -> Result<Option<(Checkpoint, Frontier)>, StoreError> {
+        let sql = "SELECT tree_size, root_hash, chain_hash, signed_at, key, signature, frontier \
+                   FROM checkpoints ORDER BY tree_size DESC LIMIT 1";
+        type CpRow = (i64, String, String, String, String, String, String);
+        let row: Option<CpRow> = match &self.inner.db {
+            Db::Sqlite { read, .. } => sqlx::query_as(sql).fetch_optional(read).await?,
+            Db::Postgres(pool) => sqlx::query_as(sql).fetch_optional(pool).await?,
+        };
+        let Some((n, root_hash, chain_hash, signed_at, key, signature, frontier)) = row else {
+            return Ok(None);
+        };
+        let frontier: Frontier =
+            serde_json::from_str(&frontier).map_err(|e| StoreError::Corrupt {
+                position: n as u64,
+                reason: format!("checkpoint frontier: {e}"),
+            })?;
+        Ok(Some((
+            Checkpoint {
+                tree_size: n as u64,
+                root_hash,
+                chain_hash,
+                signed_at,
+                key,
+                signature,
+            },
+            frontier,
+        )))
+    }
+
+    /// Store a checkpoint (ignored when one of that size exists).
+    pub async fn put_checkpoint(
+        &self,
+        cp: &Checkpoint,
+        frontier: &Frontier,
+    ) -> Result<(), StoreError> {
+        let frontier = serde_json::to_string(frontier).expect("a frontier serialises");
+        let sql = match self.backend() {
+            Backend::Sqlite => "INSERT OR IGNORE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?)",
+            Backend::Postgres => {
+                "INSERT INTO checkpoints VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING"
+            }
+        };
+        macro_rules! q {
+            () => {
+                sqlx::query(sql)
+                    .bind(cp.tree_size as i64)
+                    .bind(&cp.root_hash)
+                    .bind(&cp.chain_hash)
+                    .bind(&cp.signed_at)
+                    .bind(&cp.key)
+                    .bind(&cp.signature)
+                    .bind(&frontier)
+            };
+        }
+        match &self.inner.db {
+            Db::Sqlite { read, .. } => {
+                // The read pool is read-only: go through a short write connection of its own.
+                let opts = read.connect_options().as_ref().clone().read_only(false);
+                let mut conn = SqliteConnection::connect_with(&opts).await?;
+                q!().execute(&mut conn).await?;
+            }
+            Db::Postgres(pool) => {
+                q!().execute(pool).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A projection's rows and position.
+    pub async fn load_projection(&self, name: &str) -> Result<ProjectionRows, StoreError> {
+        let (pos_sql, rows_sql) = match self.backend() {
+            Backend::Sqlite => (
+                "SELECT position FROM projection_positions WHERE name = ?",
+                "SELECT key, row FROM projection_rows WHERE name = ? ORDER BY key",
+            ),
+            Backend::Postgres => (
+                "SELECT position FROM projection_positions WHERE name = $1",
+                "SELECT key, row FROM projection_rows WHERE name = $1 ORDER BY key",
+            ),
+        };
+        let (position, rows): (Option<i64>, Vec<(String, String)>) = match &self.inner.db {
+            Db::Sqlite { read, .. } => (
+                sqlx::query_scalar(pos_sql)
+                    .bind(name)
+                    .fetch_optional(read)
+                    .await?,
+                sqlx::query_as(rows_sql).bind(name).fetch_all(read).await?,
+            ),
+            Db::Postgres(pool) => (
+                sqlx::query_scalar(pos_sql)
+                    .bind(name)
+                    .fetch_optional(pool)
+                    .await?,
+                sqlx::query_as(rows_sql).bind(name).fetch_all(pool).await?,
+            ),
+        };
+        let rows = rows
+            .into_iter()
+            .filter_map(|(k, v)| serde_json::from_str(&v).ok().map(|v| (k, v)))
+            .collect();
+        Ok(ProjectionRows {
+            position: position.unwrap_or(0) as u64,
+            rows,
+        })
+    }
+
+    /// Write changed projection rows and its new position in one transaction. With `reset`,
+    /// the projection's old rows go first (a rebuild).
+    pub async fn save_projection(
+        &self,
+        name: &str,
+        position: u64,
+        rows: &[(String, Value)],
+        reset: bool,
+    ) -> Result<(), StoreError> {
+        match &self.inner.db {
+            Db::Sqlite { read, .. } => {
+                let opts = read.connect_options().as_ref().clone().read_only(false);
+                let mut conn = SqliteConnection::connect_with(&opts).await?;
+                let mut tx = conn.begin().await?;
+                if reset {
+                    sqlx::query("DELETE FROM projection_rows WHERE name = ?")
+                        .bind(name)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for (k, v) in rows {
+                    sqlx::query(
+                        "INSERT OR REPLACE INTO projection_rows (name, key, row) VALUES (?, ?, ?)",
+                    )
+                    .bind(name)
+                    .bind(k)
+                    .bind(v.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                sqlx::query(
+                    "INSERT OR REPLACE INTO projection_positions (name, position) VALUES (?, ?)",
+                )
+                .bind(name)
+                .bind(position as i64)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+            }
+            Db::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                if reset {
+                    sqlx::query("DELETE FROM projection_rows WHERE name = $1")
+                        .bind(name)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for (k, v) in rows {
+                    sqlx::query(
+                        "INSERT INTO projection_rows (name, key, row) VALUES ($1, $2, $3) \
+                         ON CONFLICT (name, key) DO UPDATE SET row = EXCLUDED.row",
+                    )
+                    .bind(name)
+                    .bind(k)
+                    .bind(v.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                sqlx::query(
+                    "INSERT INTO projection_positions (name, position) VALUES ($1, $2) \
+                     ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position",
+                )
+                .bind(name)
+                .bind(position as i64)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn corrupt(position: u64, reason: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        position,
+        reason: reason.to_string(),
+    }
+}
+
+macro_rules! row_to_event {
+    ($name:ident, $row:ty) => {
+        fn $name(row: &$row) -> Result<StoredEvent, StoreError> {
+            let position = row.try_get::<i64, _>(0)? as u64;
+            let payload: String = row.try_get(10)?;
+            Ok(StoredEvent {
+                position,
+                aggregate_type: row.try_get(1)?,
+                aggregate_id: row.try_get(2)?,
+                sequence: row.try_get::<i64, _>(3)? as u64,
+                event_type: row.try_get(4)?,
+                event_version: row.try_get(5)?,
+                event_id: row.try_get(6)?,
+                command_id: row.try_get(7)?,
+                actor: row.try_get(8)?,
+                recorded_at: row.try_get(9)?,
+                payload: serde_json::from_str(&payload).map_err(|e| corrupt(position, e))?,
+                hash: row.try_get(11)?,
+            })
+        }
+    };
+}
+row_to_event!(sqlite_event, sqlx::sqlite::SqliteRow);
+row_to_event!(pg_event, sqlx::postgres::PgRow);
+
+fn parse_hash(position: u64, hex_hash: &str) -> Result<[u8; 32], StoreError> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_hash, &mut out).map_err(|e| corrupt(position, e))?;
+    Ok(out)
+}
+
+/// The last position and its chain hash.
+async fn sqlite_head(conn: &mut SqliteConnection) -> Result<(u64, [u8; 32]), StoreError> {
+    let row: Option<(i64, String)> =
+        sqlx::query_as("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?;
+    match row {
+        None => Ok((0, [0; 32])),
+        Some((p, h)) => Ok((p as u64, parse_hash(p as u64, &h)?)),
+    }
+}
+
+/// Build the rows of one append after `head`, advancing it.
+fn build_rows(append: &Append, head: &mut (u64, [u8; 32])) -> Vec<StoredEvent> {
+    let mut out = Vec::with_capacity(append.events.len());
+    for (i, (event_type, event_version, payload)) in append.events.iter().enumerate() {
+        let mut ev = StoredEvent {
+            position: head.0 + 1,
+            aggregate_type: append.aggregate_type.clone(),
+            aggregate_id: append.aggregate_id.clone(),
+            sequence: append.first_sequence + i as u64,
+            event_type: event_type.clone(),
+            event_version: event_version.clone(),
+            event_id: uuid::Uuid::new_v4().to_string(),
+            command_id: append.command_id.clone(),
+            actor: append.actor.clone(),
+            recorded_at: append.recorded_at.clone(),
+            payload: payload.clone(),
+            hash: String::new(),
+        };
+        let h = ev.chain_hash(&head.1);
+        ev.hash = hex::encode(h);
+        *head = (ev.position, h);
+        out.push(ev);
+    }
+    out
+}
+
+/// The single SQLite writer: commits every waiting append in one transaction.
+async fn sqlite_writer(
+    mut conn: SqliteConnection,
+    mut rx: mpsc::Receiver<Job>,
+    mut head: (u64, [u8; 32]),
+    inner: std::sync::Weak<Inner>,
+) {
+    // Latest sequence of each aggregate written through this writer. Only this task writes,
+    // so after a commit it is the truth; it is cleared whenever a transaction fails.
+    let mut sequences: HashMap<(String, String), u64> = HashMap::new();
+    let mut jobs: Vec<Job> = Vec::with_capacity(512);
+    while rx.recv_many(&mut jobs, 512).await > 0 {
+        let start = head;
+        let mut results: Vec<Result<Appended, StoreError>> = Vec::with_capacity(jobs.len());
+        let outcome: Result<(), sqlx::Error> = async {
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await?;
+            for (append, _) in &jobs {
+                let r = sqlite_append_one(&mut conn, append, &mut head, &mut sequences).await;
+                match r {
+                    Ok(Ok(a)) => results.push(Ok(a)),
+                    Ok(Err(refused)) => results.push(Err(refused)),
+                    Err(e) => return Err(e),
+                }
+            }
+            sqlx::query("COMMIT").execute(&mut conn).await?;
+            Ok(())
+        }
+        .await;
+        match outcome {
+            Ok(()) => {
+                if let Some(inner) = inner.upgrade() {
+                    inner.head.send_if_modified(|h| {
+                        let changed = *h != head.0;
+                        *h = head.0;
+                        changed
+                    });
+                }
+                for ((append, reply), result) in jobs.drain(..).zip(results) {
+                    drop(append);
+                    let _ = reply.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "record append failed; rolled back");
+                let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
+                head = start;
+                sequences.clear();
+                let msg = e.to_string();
+                for (_, reply) in jobs.drain(..) {
+                    let _ = reply.send(Err(StoreError::Database(sqlx::Error::Protocol(
+                        msg.clone(),
+                    ))));
+                }
+                if let Ok(h) = sqlite_head(&mut conn).await {
+                    head = h;
+                }
+            }
+        }
+    }
+}
+
+/// One append inside the writer's transaction. The outer error aborts the whole batch; the
+/// inner one refuses only this append, having written nothing.
+async fn sqlite_append_one(
+    conn: &mut SqliteConnection,
+    append: &Append,
+    head: &mut (u64, [u8; 32]),
+    sequences: &mut HashMap<(String, String), u64>,
+) -> Result<Result<Appended, StoreError>, sqlx::Error> {
+    let key = (append.aggregate_type.clone(), append.aggregate_id.clone());
+    let current = match sequences.get(&key) {
+        Some(s) => *s,
+        None => {
+            let s: i64 = sqlx::query_scalar(
+                "SELECT COALESCE(MAX(sequence), 0) FROM events WHERE aggregate_type = ? AND aggregate_id = ?",
+            )
+            .bind(&append.aggregate_type)
+            .bind(&append.aggregate_id)
+            .fetch_one(&mut *conn)
+            .await?;
+            s as u64
+        }
+    };
+    if let Some(id) = &append.command_id {
+        let seen: Option<i64> = sqlx::query_scalar("SELECT 1 FROM commands WHERE command_id = ?")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if seen.is_some() {
+            return Ok(Err(StoreError::DuplicateCommand(id.clone())));
+        }
+    }
+    if current + 1 != append.first_sequence {
+        return Ok(Err(StoreError::Conflict {
+            aggregate_type: append.aggregate_type.clone(),
+            aggregate_id: append.aggregate_id.clone(),
+        }));
+    }
+    if append.events.is_empty() {
+        return Ok(Ok(Appended {
+            first: head.0,
+            last: head.0,
+        }));
+    }
+    let rows = build_rows(append, head);
+    for ev in &rows {
+        sqlx::query(
+            "INSERT INTO events (position, aggregate_type, aggregate_id, sequence, event_type, \
+             event_version, event_id, command_id, actor, recorded_at, payload, hash) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(ev.position as i64)
+        .bind(&ev.aggregate_type)
+        .bind(&ev.aggregate_id)
+        .bind(ev.sequence as i64)
+        .bind(&ev.event_type)
+        .bind(&ev.event_version)
+        .bind(&ev.event_id)
+        .bind(&ev.command_id)
+        .bind(&ev.actor)
+        .bind(&ev.recorded_at)
+        .bind(ev.payload.to_string())
+        .bind(&ev.hash)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let appended = Appended {
+        first: rows[0].position,
+        last: head.0,
+    };
+    if let Some(id) = &append.command_id {
+        sqlx::query("INSERT INTO commands VALUES (?, ?, ?, ?)")
+            .bind(id)
+            .bind(&append.aggregate_id)
+            .bind(appended.first as i64)
+            .bind(appended.last as i64)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let last_seq = append.first_sequence + append.events.len() as u64 - 1;
+    sequences.insert(key, last_seq);
+    Ok(Ok(appended))
+}
+
+async fn pg_append(pool: &PgPool, append: Append) -> Result<Appended, StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(PG_APPEND_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    if let Some(id) = &append.command_id {
+        let seen: Option<i32> = sqlx::query_scalar("SELECT 1 FROM commands WHERE command_id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if seen.is_some() {
+            return Err(StoreError::DuplicateCommand(id.clone()));
+        }
+    }
+    let current: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(MAX(sequence), 0) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2",
+    )
+    .bind(&append.aggregate_type)
+    .bind(&append.aggregate_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if current as u64 + 1 != append.first_sequence {
+        return Err(StoreError::Conflict {
+            aggregate_type: append.aggregate_type.clone(),
+            aggregate_id: append.aggregate_id.clone(),
+        });
+    }
+    let last: Option<(i64, String)> =
+        sqlx::query_as("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+    let mut head = match last {
+        None => (0, [0; 32]),
+        Some((p, h)) => (p as u64, parse_hash(p as u64, &h)?),
+    };
+    if append.events.is_empty() {
+        return Ok(Appended {
+            first: head.0,
+            last: head.0,
+        });
+    }
+    let rows = build_rows(&append, &mut head);
+    for ev in &rows {
+        sqlx::query(
+            "INSERT INTO events (position, aggregate_type, aggregate_id, sequence, event_type, \
+             event_version, event_id, command_id, actor, recorded_at, payload, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(ev.position as i64)
+        .bind(&ev.aggregate_type)
+        .bind(&ev.aggregate_id)
+        .bind(ev.sequence as i64)
+        .bind(&ev.event_type)
+        .bind(&ev.event_version)
+        .bind(&ev.event_id)
+        .bind(&ev.command_id)
+        .bind(&ev.actor)
+        .bind(&ev.recorded_at)
+        .bind(ev.payload.to_string())
+        .bind(&ev.hash)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let appended = Appended {
+        first: rows[0].position,
+        last: head.0,
+    };
+    if let Some(id) = &append.command_id {
+        sqlx::query("INSERT INTO commands VALUES ($1, $2, $3, $4)")
+            .bind(id)
+            .bind(&append.aggregate_id)
+            .bind(appended.first as i64)
+            .bind(appended.last as i64)
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(PG_CHANNEL)
+        .bind(appended.last.to_string())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(appended)
+}
+
+/// Follow other hubs' commits on the same PostgreSQL database.
+async fn pg_listen(pool: PgPool, inner: std::sync::Weak<Inner>) {
+    loop {
+        let Ok(mut listener) = sqlx::postgres::PgListener::connect_with(&pool).await else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if inner.upgrade().is_none() {
+                return;
+            }
+            continue;
+        };
+        if listener.listen(PG_CHANNEL).await.is_err() {
+            continue;
+        }
+        loop {
+            let n = tokio::time::timeout(Duration::from_secs(5), listener.recv()).await;
+            let Some(inner) = inner.upgrade() else { return };
+            match n {
+                Ok(Ok(_)) => {
+                    // The payload is another writer's head, but the channel is shared by every
+                    // schema of the database: read our own table instead of trusting it.
+                    let max: Result<i64, _> =
+                        sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+                            .fetch_one(&pool)
+                            .await;
+                    if let Ok(p) = max {
+                        let p = p as u64;
+                        inner.head.send_if_modified(|h| {
+                            let changed = p > *h;
+                            *h = (*h).max(p);
+                            changed
+                        });
+                    }
+                }
+                Ok(Err(_)) => break,
+                Err(_) => {} // quiet: check that the store is still wanted
+            }
+        }
+    }
+}

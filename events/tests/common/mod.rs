@@ -1,0 +1,127 @@
+//! Harness for the store tests: a fresh SQLite file or a fresh PostgreSQL schema per test.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use dinh_events::domain::feedback::FeedbackAction;
+use dinh_events::domain::meeting::MeetingAction;
+use dinh_events::domain::{Actor, ActorRole, Command};
+use dinh_events::store::Store;
+use time::OffsetDateTime;
+
+/// A fresh folder under cargo's target tmp dir.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{tag}-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub async fn sqlite() -> (Store, String) {
+    let path = temp_dir("store").join("record.sqlite");
+    let store = Store::open_sqlite(&path).await.unwrap();
+    (store, path.to_string_lossy().into_owned())
+}
+
+/// The URL of a fresh schema in the test database, or `None` when no PostgreSQL is
+/// configured (`./ops/test` always configures one and sets DINH_REQUIRE_POSTGRES).
+pub async fn postgres_url() -> Option<String> {
+    let Ok(base) = std::env::var("DINH_TEST_DATABASE_URL") else {
+        if std::env::var("DINH_REQUIRE_POSTGRES").is_ok() {
+            panic!("DINH_REQUIRE_POSTGRES is set but DINH_TEST_DATABASE_URL is not");
+        }
+        eprintln!("DINH_TEST_DATABASE_URL not set: PostgreSQL case skipped (./ops/test runs it)");
+        return None;
+    };
+    use sqlx::Connection;
+    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&base)
+        .await
+        .expect("connect to the test database");
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Some(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
+}
+
+pub async fn postgres() -> Option<(Store, String)> {
+    let url = postgres_url().await?;
+    Some((Store::open_postgres(&url).await.unwrap(), url))
+}
+
+/// Run one SQL statement on the database behind a store, through a connection of its own
+/// (as someone with access to the database file or server could).
+pub async fn raw_exec(target: &str, sql: &str) -> Result<u64, String> {
+    use sqlx::Connection;
+    if target.starts_with("postgres") {
+        let mut c = sqlx::PgConnection::connect(target)
+            .await
+            .map_err(|e| e.to_string())?;
+        sqlx::query(sql)
+            .execute(&mut c)
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(|e| e.to_string())
+    } else {
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{target}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        sqlx::query(sql)
+            .execute(&mut c)
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(|e| e.to_string())
+    }
+}
+
+pub fn at(s: &str) -> OffsetDateTime {
+    OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap()
+}
+
+pub fn chair_cmd(at_: &str, action: MeetingAction) -> Command<MeetingAction> {
+    Command::new(at(at_), Actor::new(ActorRole::Chair, "chair"), action)
+}
+
+pub fn sfu_cmd(at_: &str, action: MeetingAction) -> Command<MeetingAction> {
+    Command::new(at(at_), Actor::system("sfu"), action)
+}
+
+pub fn house_fb(at_: &str, house: &str, action: FeedbackAction) -> Command<FeedbackAction> {
+    Command::new(at(at_), Actor::new(ActorRole::House, house), action)
+}
+
+pub fn official_fb(at_: &str, id: &str, action: FeedbackAction) -> Command<FeedbackAction> {
+    Command::new(at(at_), Actor::new(ActorRole::Official, id), action)
+}
+
+pub fn schedule(room: &str) -> MeetingAction {
+    MeetingAction::Schedule {
+        room: room.into(),
+        title: "Họp dân quý IV".into(),
+        starts_at: at("2026-11-23T01:00:00Z"),
+        agenda: vec!["Giao thông".into(), "Thủy lợi".into()],
+    }
+}
+
+/// Run the same async test body against SQLite and PostgreSQL.
+#[macro_export]
+macro_rules! both {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let (store, target) = common::sqlite().await;
+                ($body)(store, target).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some((store, target)) = common::postgres().await {
+                    ($body)(store, target).await;
+                }
+            }
+        }
+    };
+}

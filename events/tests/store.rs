@@ -1,0 +1,438 @@
+//! The store suite, run against SQLite and against PostgreSQL.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use dinh_events::chain::Signer;
+use dinh_events::domain::feedback::{FeedbackAction, FeedbackKind};
+use dinh_events::domain::meeting::MeetingAction;
+use dinh_events::projections::Views;
+use dinh_events::record::{checkpoint_if_due, Record, RecordError, Refusal};
+use dinh_events::store::{Append, Store, StoreError};
+use dinh_events::verify::{export, verify_export, verify_store};
+
+fn record(store: Store) -> Arc<Record> {
+    Arc::new(Record::new(store, Default::default()))
+}
+
+async fn open_meeting(r: &Record, id: &str) {
+    r.meeting(
+        id,
+        chair_cmd("2026-11-23T01:00:00Z", schedule("demo")),
+        None,
+    )
+    .await
+    .unwrap();
+    r.meeting(
+        id,
+        chair_cmd("2026-11-23T01:01:00Z", MeetingAction::Open),
+        None,
+    )
+    .await
+    .unwrap();
+}
+
+both!(
+    positions_are_gap_free_under_concurrent_commands,
+    |store: Store, _target: String| async move {
+        let r = record(store.clone());
+        let mut tasks = Vec::new();
+        for m in 0..8 {
+            let r = r.clone();
+            tasks.push(tokio::spawn(async move {
+                let id = format!("m{m}");
+                open_meeting(&r, &id).await;
+                for i in 0..20 {
+                    r.meeting(
+                        &id,
+                        sfu_cmd(
+                            "2026-11-23T01:02:00Z",
+                            MeetingAction::ReportHeadcount {
+                                house: "house-1".into(),
+                                count: i,
+                            },
+                        ),
+                        None,
+                    )
+                    .await
+                    .unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let all = store.read(0, 10_000).await.unwrap();
+        assert_eq!(all.len(), 8 * 22);
+        for (i, e) in all.iter().enumerate() {
+            assert_eq!(e.position, i as u64 + 1);
+        }
+        assert_eq!(store.head(), 176);
+        let report = verify_store(&store, None).await.unwrap();
+        assert!(report.ok(), "{report:?}");
+        assert_eq!(report.events, 176);
+    }
+);
+
+both!(
+    a_stale_append_is_a_conflict,
+    |store: Store, _target: String| async move {
+        let append = |seq: u64| Append {
+            aggregate_type: "meeting".into(),
+            aggregate_id: "m1".into(),
+            first_sequence: seq,
+            events: vec![(
+                "MeetingOpened".into(),
+                "1".into(),
+                serde_json::json!({"type": "meeting_opened"}),
+            )],
+            command_id: None,
+            actor: "chair:chair".into(),
+            recorded_at: "2026-11-23T01:00:00Z".into(),
+        };
+        store.append(append(1)).await.unwrap();
+        let err = store.append(append(1)).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+        let err = store.append(append(3)).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+        assert_eq!(store.head(), 1);
+        store.append(append(2)).await.unwrap();
+        assert_eq!(store.head(), 2);
+    }
+);
+
+both!(
+    a_retried_command_appends_nothing_new,
+    |store: Store, _target: String| async move {
+        let r = record(store.clone());
+        open_meeting(&r, "m1").await;
+        let cmd = || {
+            sfu_cmd(
+                "2026-11-23T01:05:00Z",
+                MeetingAction::ReportHeadcount {
+                    house: "house-1".into(),
+                    count: 12,
+                },
+            )
+        };
+        let first = r.meeting("m1", cmd(), Some("key-1".into())).await.unwrap();
+        assert!(!first.replayed);
+        let again = r.meeting("m1", cmd(), Some("key-1".into())).await.unwrap();
+        assert!(again.replayed);
+        assert_eq!(again.appended, first.appended);
+        assert_eq!(store.head(), 3);
+        // Two retries racing: one appends, both get its result.
+        let (a, b) = tokio::join!(
+            r.meeting("m1", cmd(), Some("key-2".into())),
+            r.meeting("m1", cmd(), Some("key-2".into()))
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a.appended, b.appended);
+        assert!(a.replayed ^ b.replayed);
+        assert_eq!(store.head(), 4);
+        // A raise retried: the item id of the first attempt comes back.
+        let raise = || {
+            house_fb(
+                "2026-11-23T01:06:00Z",
+                "house-1",
+                FeedbackAction::Raise {
+                    meeting: "m1".into(),
+                    agenda_item: None,
+                    house: "house-1".into(),
+                    content: "Đèn đường hỏng".into(),
+                },
+            )
+        };
+        let f1 = r
+            .feedback("fb-a", raise(), Some("raise-1".into()))
+            .await
+            .unwrap();
+        let f2 = r
+            .feedback("fb-b", raise(), Some("raise-1".into()))
+            .await
+            .unwrap();
+        assert_eq!(f2.aggregate_id, "fb-a");
+        assert_eq!(f1.appended, f2.appended);
+        assert_eq!(store.head(), 5);
+    }
+);
+
+both!(
+    a_refused_command_appends_nothing,
+    |store: Store, _target: String| async move {
+        let r = record(store.clone());
+        open_meeting(&r, "m1").await;
+        let err = r
+            .meeting(
+                "m1",
+                chair_cmd("2026-11-23T01:05:00Z", MeetingAction::Open),
+                None,
+            )
+            .await
+            .unwrap_err();
+        match err {
+            RecordError::Refused { kind, message } => {
+                assert_eq!(kind, Refusal::State);
+                assert_eq!(message, "the meeting is already open");
+            }
+            other => panic!("{other}"),
+        }
+        let err = r
+            .feedback(
+                "nope",
+                official_fb(
+                    "2026-11-23T01:05:00Z",
+                    "o1",
+                    FeedbackAction::Answer { answer: "x".into() },
+                ),
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                RecordError::Refused {
+                    kind: Refusal::NotFound,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(store.head(), 2);
+    }
+);
+
+both!(
+    the_log_refuses_updates_and_deletes,
+    |store: Store, target: String| async move {
+        let r = record(store.clone());
+        open_meeting(&r, "m1").await;
+        let refused = raw_exec(
+            &target,
+            "UPDATE events SET payload = '{}' WHERE position = 1",
+        )
+        .await;
+        assert!(refused.unwrap_err().contains("append-only"));
+        let refused = raw_exec(&target, "DELETE FROM events WHERE position = 2").await;
+        assert!(refused.unwrap_err().contains("append-only"));
+        assert!(verify_store(&store, None).await.unwrap().ok());
+    }
+);
+
+both!(
+    checkpoints_sign_the_log_and_exports_verify_offline,
+    |store: Store, _target: String| async move {
+        let r = record(store.clone());
+        open_meeting(&r, "m1").await;
+        let signer = Signer::ephemeral();
+        for i in 0..10 {
+            r.meeting(
+                "m1",
+                sfu_cmd(
+                    "2026-11-23T01:05:00Z",
+                    MeetingAction::ReportHeadcount {
+                        house: "house-2".into(),
+                        count: i,
+                    },
+                ),
+                None,
+            )
+            .await
+            .unwrap();
+            if i == 4 {
+                assert_eq!(
+                    checkpoint_if_due(&store, &signer, 5, Duration::from_secs(3600), false)
+                        .await
+                        .unwrap(),
+                    Some(7)
+                );
+            }
+        }
+        // Not due: 5 new events, threshold 10.
+        assert_eq!(
+            checkpoint_if_due(&store, &signer, 10, Duration::from_secs(3600), false)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            checkpoint_if_due(&store, &signer, 10, Duration::from_secs(3600), true)
+                .await
+                .unwrap(),
+            Some(12)
+        );
+        let report = verify_store(&store, Some(signer.public_hex()))
+            .await
+            .unwrap();
+        assert!(report.ok(), "{report:?}");
+        assert_eq!(report.checkpoints, 2);
+        assert_eq!(report.unsigned_tail, 0);
+        // Another key is not trusted.
+        let report = verify_store(&store, Some(Signer::ephemeral().public_hex()))
+            .await
+            .unwrap();
+        assert_eq!(report.problem.unwrap().position, 7);
+
+        let mut out = Vec::new();
+        assert_eq!(
+            export(&store, &signer.public_hex(), &mut out)
+                .await
+                .unwrap(),
+            12
+        );
+        let report = verify_export(&out[..], Some(signer.public_hex())).unwrap();
+        assert!(report.ok(), "{report:?}");
+        assert_eq!((report.events, report.checkpoints), (12, 2));
+        // One changed character in the export is found, at its position.
+        let text = String::from_utf8(out).unwrap();
+        let tampered = text.replacen("\"count\":3", "\"count\":8", 1);
+        assert_ne!(tampered, text);
+        let report = verify_export(tampered.as_bytes(), Some(signer.public_hex())).unwrap();
+        assert_eq!(report.problem.unwrap().position, 6);
+        // Dropping the last event (truncation) is caught by the checkpoint at 12.
+        let lines: Vec<&str> = text.lines().collect();
+        let mut cut: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| !l.contains("\"position\":12"))
+            .collect();
+        cut[0] = lines[0];
+        let report = verify_export(cut.join("\n").as_bytes(), Some(signer.public_hex())).unwrap();
+        assert!(!report.ok());
+    }
+);
+
+both!(
+    projections_follow_the_log_and_rebuild_to_the_same_rows,
+    |store: Store, _target: String| async move {
+        let r = record(store.clone());
+        open_meeting(&r, "m1").await;
+        let connect = |t: &str, h: &str, c: &str| {
+            sfu_cmd(
+                t,
+                MeetingAction::ConnectHouse {
+                    house: h.into(),
+                    connection: c.into(),
+                },
+            )
+        };
+        let disconnect = |t: &str, h: &str, c: &str| {
+            sfu_cmd(
+                t,
+                MeetingAction::DisconnectHouse {
+                    house: h.into(),
+                    connection: c.into(),
+                },
+            )
+        };
+        r.meeting("m1", connect("2026-11-23T01:02:00Z", "house-1", "a"), None)
+            .await
+            .unwrap();
+        // A second screen overlaps the first: time is not counted twice.
+        r.meeting("m1", connect("2026-11-23T01:05:00Z", "house-1", "b"), None)
+            .await
+            .unwrap();
+        r.meeting(
+            "m1",
+            disconnect("2026-11-23T01:10:00Z", "house-1", "a"),
+            None,
+        )
+        .await
+        .unwrap();
+        r.meeting(
+            "m1",
+            disconnect("2026-11-23T01:12:00Z", "house-1", "b"),
+            None,
+        )
+        .await
+        .unwrap();
+        // Reconnects later for 3 minutes.
+        r.meeting("m1", connect("2026-11-23T01:20:00Z", "house-1", "c"), None)
+            .await
+            .unwrap();
+        r.meeting(
+            "m1",
+            chair_cmd(
+                "2026-11-23T01:21:00Z",
+                MeetingAction::GrantFloor {
+                    house: "house-1".into(),
+                },
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+        r.meeting(
+            "m1",
+            chair_cmd("2026-11-23T01:22:30Z", MeetingAction::RevokeFloor),
+            None,
+        )
+        .await
+        .unwrap();
+        r.feedback(
+            "fb1",
+            house_fb(
+                "2026-11-23T01:22:40Z",
+                "house-1",
+                FeedbackAction::Raise {
+                    meeting: "m1".into(),
+                    agenda_item: Some(0),
+                    house: "house-1".into(),
+                    content: "Cầu tràn ngập nước".into(),
+                },
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+        r.feedback(
+            "fb1",
+            official_fb(
+                "2026-11-23T02:00:00Z",
+                "o1",
+                FeedbackAction::Classify {
+                    kind: FeedbackKind::Complaint,
+                },
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+        r.meeting(
+            "m1",
+            chair_cmd("2026-11-23T01:23:00Z", MeetingAction::Close),
+            None,
+        )
+        .await
+        .unwrap();
+
+        let mut live = Views::load(&store).await.unwrap();
+        live.catch_up(&store).await.unwrap();
+        let row = live.attendance.get("m1/house-1").unwrap();
+        assert_eq!(row.seconds_connected, 10 * 60 + 3 * 60);
+        assert_eq!(row.joins, 2);
+        assert_eq!(row.seconds_speaking, 90);
+        let fb = live.feedback.get("fb1").unwrap();
+        assert_eq!(fb.status, "classified");
+        assert_eq!(fb.kind, Some(FeedbackKind::Complaint));
+        let minutes = live.minutes.get("m1").unwrap();
+        assert_eq!(minutes.status, "closed");
+        assert_eq!(minutes.feedback, vec!["fb1".to_string()]);
+        assert_eq!(minutes.floor.len(), 1);
+
+        // Reloaded from the tables: the same rows, nothing left to apply.
+        let mut reloaded = Views::load(&store).await.unwrap();
+        assert_eq!(reloaded.position(), store.head());
+        assert_eq!(reloaded.catch_up(&store).await.unwrap(), 0);
+        assert_eq!(reloaded.attendance.get("m1/house-1"), Some(row));
+        // Rebuilt from position 0: the same rows again.
+        let rebuilt = Views::rebuild(&store).await.unwrap();
+        assert_eq!(rebuilt.attendance.get("m1/house-1"), Some(row));
+        assert_eq!(rebuilt.feedback.get("fb1"), Some(fb));
+        assert_eq!(rebuilt.minutes.get("m1"), Some(minutes));
+    }
+);
