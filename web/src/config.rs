@@ -23,6 +23,50 @@ pub struct Config {
     pub rtc: RtcConfig,
     /// STUN/TURN servers handed to clients.
     pub ice: IceConfig,
+    /// The record: `postgres://...` to use PostgreSQL (`DINH_DATABASE_URL`); by default a
+    /// SQLite file `record.sqlite` in the data folder.
+    pub database_url: Option<String>,
+    /// The record's checkpoints and deadlines.
+    pub record: RecordConfig,
+}
+
+/// Settings of the record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordConfig {
+    /// Sign a checkpoint after this many new events...
+    pub checkpoint_every: u64,
+    /// ...or after this many seconds with new events.
+    pub checkpoint_interval_secs: u64,
+    /// Public holidays besides the fixed-date ones (Tết, Hùng Kings' day): `YYYY-MM-DD`.
+    pub holidays: Vec<String>,
+    /// How often to look for feedback past its deadline, seconds.
+    pub overdue_check_secs: u64,
+}
+
+impl Default for RecordConfig {
+    fn default() -> Self {
+        Self {
+            checkpoint_every: 1000,
+            checkpoint_interval_secs: 300,
+            holidays: Vec::new(),
+            overdue_check_secs: 60,
+        }
+    }
+}
+
+impl Config {
+    /// Where the record lives: the database URL, or the SQLite file in the data folder.
+    pub fn record_target(&self) -> String {
+        match &self.database_url {
+            Some(u) if !u.trim().is_empty() => u.clone(),
+            _ => self
+                .data
+                .join("record.sqlite")
+                .to_string_lossy()
+                .into_owned(),
+        }
+    }
 }
 
 /// WebRTC transport settings.
@@ -63,6 +107,8 @@ impl Default for Config {
                 turn_ttl_secs: 24 * 3600,
                 ..IceConfig::default()
             },
+            database_url: None,
+            record: RecordConfig::default(),
         }
     }
 }
@@ -86,9 +132,14 @@ impl Config {
             Some(p) => f = f.merge(Toml::file_exact(p)),
             None => f = f.merge(Toml::file("dinh.toml")),
         }
-        f.merge(Env::prefixed("DINH_").split("__"))
-            .extract()
-            .map_err(Box::new)
+        // Only variables that name a setting: other DINH_* variables (DINH_SKIP_BROWSER, the
+        // tests' DINH_TEST_DATABASE_URL) are not the hub's settings and must not stop it.
+        const TOP: [&str; 6] = ["listen", "data", "rtc", "ice", "database_url", "record"];
+        let env = Env::prefixed("DINH_").split("__").filter(|k| {
+            let first = k.as_str().split('.').next().unwrap_or("");
+            TOP.iter().any(|t| first.eq_ignore_ascii_case(t))
+        });
+        f.merge(env).extract().map_err(Box::new)
     }
 }
 
@@ -105,10 +156,13 @@ mod tests {
                 "listen = \"127.0.0.1:9000\"\n[rtc]\nvideo_codec = \"h264\"\n",
             )?;
             jail.set_env("DINH_DATA", "/tmp/x");
+            jail.set_env("DINH_SKIP_BROWSER", "1");
+            jail.set_env("DINH_DATABASE_URL", "postgres://u@h/db");
             let c = Config::load(None).map_err(|e| *e)?;
             assert_eq!(c.listen.port(), 9000);
             assert_eq!(c.rtc.video_codec, VideoCodec::H264);
             assert_eq!(c.data, PathBuf::from("/tmp/x"));
+            assert_eq!(c.record_target(), "postgres://u@h/db");
             jail.create_file("bad.toml", "listn = 1\n")?;
             let e = Config::load(Some(Path::new("bad.toml"))).unwrap_err();
             assert!(e.to_string().contains("listn"), "{e}");

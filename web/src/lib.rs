@@ -10,6 +10,8 @@
 //! - [`commune`]: rooms and houses, in the data folder;
 //! - [`ws`]: the signalling protocol of docs/signalling.md;
 //! - [`whip`]: RFC 9725 WHIP and the WHEP draft;
+//! - [`api`]: the record's REST API, SSE and CSV exports; [`recording`]: the record's
+//!   background work and the SFU facts it is fed;
 //! - [`error`]: [`error::AppError`], the one HTTP error type.
 //!
 //! ```no_run
@@ -21,11 +23,13 @@
 //! # Ok(()) }
 //! ```
 
+pub mod api;
 pub mod auth;
 pub mod commune;
 pub mod config;
 pub mod error;
 mod pages;
+pub mod recording;
 pub mod whip;
 pub mod ws;
 
@@ -63,6 +67,8 @@ pub struct Inner {
     pub config: Config,
     /// Rooms and houses.
     pub commune: Commune,
+    /// The meeting record.
+    pub recording: Arc<recording::Recording>,
     // WHIP/WHEP resources by id. std Mutex: inserts and removals only, never across `.await`.
     resources: Mutex<HashMap<String, Session>>,
     /// Set when the hub shuts down; long-lived handlers (WebSockets) end on it.
@@ -115,13 +121,20 @@ impl AppState {
                     .collect(),
             );
         }
+        let recording = recording::Recording::open(&config).await?;
+        let closing = tokio::sync::watch::channel(false).0;
+        recording.spawn_tasks(&config, closing.subscribe());
+        for r in &commune.rooms {
+            recording.watch_room(sfu.room(&r.id), closing.subscribe());
+        }
         Ok(Self(Arc::new(Inner {
             sfu,
             keys,
             config,
             commune,
+            recording,
             resources: Mutex::new(HashMap::new()),
-            closing: tokio::sync::watch::channel(false).0,
+            closing,
             mux_task,
         })))
     }
@@ -217,6 +230,7 @@ pub fn app(state: AppState) -> Router {
         .merge(pages::routes())
         .route("/ws/{room}", get(ws::upgrade))
         .merge(whip::routes())
+        .merge(api::routes())
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(dinh_sfu::sdp::MAX_SDP_BYTES))

@@ -1,4 +1,4 @@
-//! `dinh`: run the hub, or mint tokens.
+//! `dinh`: run the hub, mint tokens, verify and export the record, rebuild projections.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -58,6 +58,189 @@ enum Cmd {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Check or export the record.
+    Log {
+        #[command(subcommand)]
+        cmd: LogCmd,
+    },
+    /// Maintain the read models.
+    Projections {
+        #[command(subcommand)]
+        cmd: ProjectionsCmd,
+    },
+}
+
+/// Where the record is.
+#[derive(clap::Args)]
+struct RecordArgs {
+    /// Data folder (default ./data).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Settings file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum LogCmd {
+    /// Check the hash chain and every signed checkpoint; exit 1 naming the first bad position.
+    Verify {
+        #[command(flatten)]
+        at: RecordArgs,
+        /// Verify an export file instead of the live record.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Trusted public key (hex); default: the data folder's key, or the export's own.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Write the log with its checkpoints, for verification offline.
+    Export {
+        #[command(flatten)]
+        at: RecordArgs,
+        /// Format: jsonl.
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Print the public key that signs the checkpoints.
+    PublicKey {
+        #[command(flatten)]
+        at: RecordArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProjectionsCmd {
+    /// Rebuild attendance, the feedback register and the minutes from position 0.
+    Rebuild {
+        #[command(flatten)]
+        at: RecordArgs,
+    },
+}
+
+fn record_config(at: &RecordArgs) -> anyhow::Result<Config> {
+    let mut cfg = Config::load(at.config.as_deref()).context("reading settings")?;
+    if let Some(d) = &at.data {
+        cfg.data = d.clone();
+    }
+    Ok(cfg)
+}
+
+async fn open_store(cfg: &Config) -> anyhow::Result<dinh_events::store::Store> {
+    let target = cfg.record_target();
+    if cfg.database_url.is_none() && !std::path::Path::new(&target).exists() {
+        anyhow::bail!("no record at {target} (start the hub once, or pass --data)");
+    }
+    Ok(dinh_events::store::Store::open(&target).await?)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn log_cmd(cmd: LogCmd) -> anyhow::Result<()> {
+    use dinh_events::chain::Signer;
+    use dinh_events::verify;
+    match cmd {
+        LogCmd::Verify { at, file, key } => {
+            let report = match file {
+                Some(f) => {
+                    let input = std::io::BufReader::new(
+                        std::fs::File::open(&f)
+                            .with_context(|| format!("opening {}", f.display()))?,
+                    );
+                    verify::verify_export(input, key)?
+                }
+                None => {
+                    let cfg = record_config(&at)?;
+                    let key = match key {
+                        Some(k) => Some(k),
+                        None => {
+                            Some(Signer::load_or_create(&cfg.data.join("record.key"))?.public_hex())
+                        }
+                    };
+                    runtime()?.block_on(async {
+                        let store = open_store(&cfg).await?;
+                        anyhow::Ok(verify::verify_store(&store, key).await?)
+                    })?
+                }
+            };
+            match &report.problem {
+                None => {
+                    println!(
+                        "OK: {} events, {} signed checkpoints; {} events after the last checkpoint are covered by the chain only",
+                        report.events, report.checkpoints, report.unsigned_tail
+                    );
+                    Ok(())
+                }
+                Some(p) => {
+                    eprintln!("FAILED at position {}: {}", p.position, p.reason);
+                    eprintln!(
+                        "({} events and {} checkpoints checked before it)",
+                        report.events, report.checkpoints
+                    );
+                    std::process::exit(1);
+                }
+            }
+        }
+        LogCmd::Export { at, format, out } => {
+            if format != "jsonl" {
+                anyhow::bail!("unknown format '{format}': the only format is jsonl");
+            }
+            let cfg = record_config(&at)?;
+            let key = Signer::load_or_create(&cfg.data.join("record.key"))?.public_hex();
+            runtime()?.block_on(async {
+                let store = open_store(&cfg).await?;
+                let n = match &out {
+                    Some(path) => {
+                        let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+                        verify::export(&store, &key, &mut w).await?
+                    }
+                    None => {
+                        let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+                        verify::export(&store, &key, &mut w).await?
+                    }
+                };
+                eprintln!("exported {n} events");
+                anyhow::Ok(())
+            })
+        }
+        LogCmd::PublicKey { at } => {
+            let cfg = record_config(&at)?;
+            println!(
+                "{}",
+                Signer::load_or_create(&cfg.data.join("record.key"))?.public_hex()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn projections_cmd(cmd: ProjectionsCmd) -> anyhow::Result<()> {
+    match cmd {
+        ProjectionsCmd::Rebuild { at } => {
+            let cfg = record_config(&at)?;
+            runtime()?.block_on(async {
+                let store = open_store(&cfg).await?;
+                let t = std::time::Instant::now();
+                let views = dinh_events::projections::Views::rebuild(&store).await?;
+                println!(
+                    "rebuilt to position {} in {:.2} s: {} attendance rows, {} feedback items, {} meetings",
+                    views.position(),
+                    t.elapsed().as_secs_f64(),
+                    views.attendance.rows().count(),
+                    views.feedback.rows().count(),
+                    views.minutes.rows().count()
+                );
+                anyhow::Ok(())
+            })
+        }
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -108,6 +291,8 @@ fn main() -> anyhow::Result<()> {
             println!("{}", keys.issue(&id, &name, role, &room, ttl));
             Ok(())
         }
+        Cmd::Log { cmd } => log_cmd(cmd),
+        Cmd::Projections { cmd } => projections_cmd(cmd),
     }
 }
 

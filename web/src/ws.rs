@@ -13,6 +13,7 @@ use serde::Deserialize;
 use crate::auth::{Claims, Role};
 use crate::error::AppError;
 use crate::AppState;
+use dinh_events::domain::meeting::MeetingAction;
 use dinh_sfu::room::{JoinRequest, Role as SfuRole, Room, Session, Slot};
 use dinh_sfu::sdp::parse_offer;
 use dinh_sfu::signal::{parse_client, ClientMessage, ServerMessage, SignalError, MAX_FRAME_BYTES};
@@ -60,6 +61,7 @@ pub async fn serve<Tx, Rx, E>(
     Rx: Stream<Item = Result<Message, E>> + Unpin,
 {
     let mut conn = Conn {
+        recording: state.recording.clone(),
         room: room.clone(),
         claims,
         session: None,
@@ -127,6 +129,7 @@ async fn send<Tx: Sink<Message> + Unpin>(tx: &mut Tx, m: &ServerMessage) -> Resu
 }
 
 struct Conn {
+    recording: std::sync::Arc<crate::recording::Recording>,
     room: std::sync::Arc<Room>,
     claims: Claims,
     session: Option<Session>,
@@ -142,6 +145,14 @@ impl Conn {
             Ok(reply) => reply,
             Err(e) => Some(ServerMessage::error(e.code, e.message)),
         }
+    }
+
+    /// Record a floor change the SFU accepted, in the meeting open in this room (if any).
+    async fn record(&self, action: MeetingAction) {
+        let actor = crate::recording::actor(&self.claims);
+        self.recording
+            .observe(self.room.name(), actor, action)
+            .await;
     }
 
     async fn dispatch(&mut self, msg: ClientMessage) -> Result<Option<ServerMessage>, AppError> {
@@ -172,21 +183,25 @@ impl Conn {
             ClientMessage::RaiseHand => {
                 self.claims.require(&[Role::House], "raise a hand")?;
                 self.room.raise_hand(&me).map_err(floor)?;
+                self.record(MeetingAction::RaiseHand { house: me }).await;
                 Ok(None)
             }
             ClientMessage::LowerHand => {
                 self.claims.require(&[Role::House], "lower a hand")?;
                 self.room.lower_hand(&me).map_err(floor)?;
+                self.record(MeetingAction::LowerHand { house: me }).await;
                 Ok(None)
             }
             ClientMessage::GrantFloor { house } => {
                 self.claims.require(&[Role::Chair], "grant the floor")?;
                 self.room.grant_floor(&house).map_err(floor)?;
+                self.record(MeetingAction::GrantFloor { house }).await;
                 Ok(None)
             }
             ClientMessage::RevokeFloor => {
                 self.claims.require(&[Role::Chair], "revoke the floor")?;
                 self.room.revoke_floor().map_err(floor)?;
+                self.record(MeetingAction::RevokeFloor).await;
                 Ok(None)
             }
             ClientMessage::Mute { house, muted } => {

@@ -48,6 +48,27 @@ async fn browser(port: u16, n: usize) -> Client {
         .expect("chromedriver session")
 }
 
+async fn open_meeting(rec: &dinh_web::recording::Recording) {
+    use dinh_events::domain::meeting::MeetingAction;
+    use dinh_events::domain::{Actor, ActorRole, Command};
+    let now = time::OffsetDateTime::now_utc();
+    let chair = Actor::new(ActorRole::Chair, "chair");
+    let schedule = MeetingAction::Schedule {
+        room: "demo".into(),
+        title: "Họp dân".into(),
+        starts_at: now,
+        agenda: vec![],
+    };
+    rec.record
+        .meeting("m1", Command::new(now, chair.clone(), schedule), None)
+        .await
+        .unwrap();
+    rec.record
+        .meeting("m1", Command::new(now, chair, MeetingAction::Open), None)
+        .await
+        .unwrap();
+}
+
 async fn stats(c: &Client) -> Value {
     c.execute_async(
         "const cb = arguments[arguments.length - 1]; (window.dinh ? window.dinh.stats() : Promise.resolve({})).then(cb);",
@@ -115,6 +136,9 @@ async fn chair_page_to_house_pages() {
         .keys
         .issue("house-2", "Nhà văn hoá thôn 2", Role::House, "demo", ttl);
     let room = state.sfu.room("demo");
+    // A meeting is open in the room: what the SFU sees must reach the record.
+    let recording = state.recording.clone();
+    open_meeting(&recording).await;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(dinh_web::run(listener, state, async {
         let _ = stop_rx.await;
@@ -206,6 +230,42 @@ async fn chair_page_to_house_pages() {
     for c in [chair, h1, h2] {
         let _ = c.close().await;
     }
+    // The record saw both houses come and go, and house-1 take the floor from the chair.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let views = recording.views.read().await;
+        let left = |h: &str| {
+            views.attendance.get(&format!("m1/{h}")).is_some_and(|a| {
+                a.joins >= 1 && a.last_left.is_some() && a.connected_since.is_none()
+            })
+        };
+        let floor = views
+            .minutes
+            .get("m1")
+            .is_some_and(|m| m.floor.first().is_some_and(|t| t.house == "house-1"));
+        if left("house-1") && left("house-2") && floor {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "record incomplete: {:?} {:?}",
+            views.attendance.rows().collect::<Vec<_>>(),
+            views.minutes.get("m1")
+        );
+        drop(views);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let events = recording.store().read(0, 1000).await.unwrap();
+    let grant = events
+        .iter()
+        .find(|e| e.event_type == "FloorGranted")
+        .unwrap();
+    assert_eq!(grant.actor, "chair:chair");
+    let hand = events
+        .iter()
+        .find(|e| e.event_type == "HandRaised")
+        .unwrap();
+    assert_eq!(hand.actor, "house:house-1");
     let _ = stop_tx.send(());
     tokio::time::timeout(Duration::from_secs(10), server)
         .await

@@ -1,0 +1,714 @@
+//! The record's REST API under `/api`: commands as POST, queries as GET, live events as SSE,
+//! CSV exports. Described by `/api/openapi.json` (web/src/openapi.json).
+//!
+//! Every request needs a token (`Authorization: Bearer`, or `?token=`). A token is for one
+//! room: it sees the meetings of that room and the feedback raised in them. A house sees only
+//! the feedback its own house raised (a denunciation's author must stay protected).
+//! `Idempotency-Key` on a POST makes it safe to retry: the same key returns the first result.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::Stream;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use crate::auth::{Claims, Role};
+use crate::error::AppError;
+use crate::recording::{actor, Recording};
+use crate::AppState;
+use dinh_events::chain::StoredEvent;
+use dinh_events::domain::feedback::FeedbackAction;
+use dinh_events::domain::meeting::MeetingAction;
+use dinh_events::domain::Command;
+use dinh_events::projections::{FeedbackRow, Views};
+use dinh_events::record::{Outcome, RecordError, Refusal};
+
+/// The OpenAPI document.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Routes under `/api`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/openapi.json", get(openapi))
+        .route("/api/meetings", post(schedule).get(list_meetings))
+        .route("/api/meetings/{id}", get(get_meeting))
+        .route("/api/meetings/{id}/commands", post(meeting_command))
+        .route("/api/meetings/{id}/attendance.csv", get(attendance_csv))
+        .route("/api/feedback", post(raise).get(list_feedback))
+        .route("/api/feedback.csv", get(feedback_csv))
+        .route("/api/feedback/{id}", get(get_feedback))
+        .route("/api/feedback/{id}/commands", post(feedback_command))
+        .route("/api/events", get(events))
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// The token of a request, checked; the room is the token's own.
+fn claims(state: &AppState, headers: &HeaderMap, q: &TokenQuery) -> Result<Claims, AppError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .or(q.token.as_deref())
+        .ok_or(crate::auth::AuthError::Missing)?;
+    Ok(state.keys.verify(token.trim())?)
+}
+
+fn rec(state: &AppState) -> &Arc<Recording> {
+    &state.recording
+}
+
+/// Parse a JSON body with an error that names the problem (unknown command, wrong type,
+/// missing field).
+fn body<T: DeserializeOwned>(headers: &HeaderMap, bytes: &Bytes) -> Result<T, AppError> {
+    if let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        if !ct.starts_with("application/json") {
+            return Err(AppError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!("send application/json, not {ct}"),
+            ));
+        }
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        let status = if e.is_data() {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        AppError::new(status, "bad_body", format!("request body: {e}"))
+    })
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, AppError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let v = v
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .ok_or_else(|| {
+            AppError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_idempotency_key",
+                "Idempotency-Key must be 1 to 128 visible ASCII characters",
+            )
+        })?;
+    Ok(Some(v.to_owned()))
+}
+
+impl From<RecordError> for AppError {
+    fn from(e: RecordError) -> Self {
+        match e {
+            RecordError::Refused { kind, message } => {
+                let status = match kind {
+                    Refusal::Forbidden => StatusCode::FORBIDDEN,
+                    Refusal::NotFound => StatusCode::NOT_FOUND,
+                    Refusal::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+                    Refusal::State => StatusCode::CONFLICT,
+                };
+                AppError::new(status, "refused", message)
+            }
+            RecordError::Conflict(_) => {
+                AppError::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
+            RecordError::Store(_) => {
+                tracing::error!(error = %e, "record store failed");
+                AppError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "record_unavailable",
+                    "the record could not be written; nothing was saved, try again",
+                )
+            }
+            _ => {
+                tracing::error!(error = %e, "record failed");
+                AppError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error",
+                )
+            }
+        }
+    }
+}
+
+fn outcome(status: StatusCode, o: Outcome) -> Response {
+    (status, Json(o)).into_response()
+}
+
+/// The room of a meeting, or 404.
+async fn meeting_room(rec: &Recording, id: &str) -> Result<String, AppError> {
+    let views = rec.views.read().await;
+    views
+        .minutes
+        .get(id)
+        .filter(|m| !m.room.is_empty())
+        .map(|m| m.room.clone())
+        .ok_or_else(|| {
+            AppError::new(
+                StatusCode::NOT_FOUND,
+                "no_such_meeting",
+                format!("there is no meeting '{id}'"),
+            )
+        })
+}
+
+/// A meeting visible to the token: in its room.
+async fn check_meeting(rec: &Recording, c: &Claims, id: &str) -> Result<(), AppError> {
+    let room = meeting_room(rec, id).await?;
+    c.for_room(&room)?;
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleBody {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    room: Option<String>,
+    title: String,
+    #[serde(with = "time::serde::rfc3339")]
+    starts_at: OffsetDateTime,
+    #[serde(default)]
+    agenda: Vec<String>,
+}
+
+fn valid_id(id: &str) -> Result<(), AppError> {
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_id",
+            "an id is 1 to 64 letters, digits, '-' or '_'",
+        ));
+    }
+    Ok(())
+}
+
+async fn schedule(
+    State(s): State<AppState>,
+    Query(q): Query<TokenQuery>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, AppError> {
+    let c = claims(&s, &headers, &q)?;
+    let b: ScheduleBody = body(&headers, &bytes)?;
+    let room = b.room.unwrap_or_else(|| c.room.clone());
+    c.for_room(&room)?;
+    s.room(&room)?;
+    let id = b.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    valid_id(&id)?;
+    let action = MeetingAction::Schedule {
+        room,
+        title: b.title,
+        starts_at: b.starts_at,
+        agenda: b.agenda,
+    };
+    let cmd = Command::new(OffsetDateTime::now_utc(), actor(&c), action);
+    let o = rec(&s)
+        .record
+        .meeting(&id, cmd, idempotency_key(&headers)?)
+        .await?;
+    wait_projected(rec(&s), &o).await;
+    Ok(outcome(StatusCode::CREATED, o))
+}
+
+async fn meeting_command(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<TokenQuery>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, AppError> {
+    let c = claims(&s, &headers, &q)?;
+    let action: MeetingAction = body(&headers, &bytes)?;
+    if matches!(action, MeetingAction::Schedule { .. }) {
+        return Err(AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_body",
+            "schedule a meeting with POST /api/meetings",
+        ));
+    }
+    check_meeting(rec(&s), &c, &id).await?;
+    let cmd = Command::new(OffsetDateTime::now_utc(), actor(&c), action);
+    let o = rec(&s)
+        .record
+        .meeting(&id, cmd, idempotency_key(&headers)?)
+        .await?;
+    wait_projected(rec(&s), &o).await;
+    Ok(outcome(StatusCode::OK, o))
+}
+
+/// Let a client read its own write: wait (briefly) until the projections include it.
+async fn wait_projected(rec: &Recording, o: &Outcome) {
+    let Some(a) = o.appended else { return };
+    let mut rx = rec.projected.subscribe();
+    let _ = tokio::time::timeout(Duration::from_secs(2), rx.wait_for(|p| *p >= a.last)).await;
+}
+
+async fn list_meetings(
+    State(s): State<AppState>,
+    Query(q): Query<TokenQuery>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let c = claims(&s, &headers, &q)?;
+    let views = rec(&s).views.read().await;
+    let list: Vec<_> = views
+        .minutes
+        .rows()
+        .filter(|m| m.room == c.room)
+        .cloned()
+        .collect();
+    Ok(Json(list).into_response())
+}
+
+async fn get_meeting(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<TokenQuery>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let c = claims(&s, &headers, &q)?;
+    check_meeting(rec(&s), &c, &id).await?;
+    let views = rec(&s).views.read().await;
+    let minutes = views.minutes.get(&id).cloned();
+    let attendance: Vec<_> = views
+        .attendance
+        .rows()
+        .filter(|a| a.meeting == id)
+        .cloned()
+        .collect();
+    Ok(Json(serde_json::json!({"minutes": minutes, "attendance": attendance})).into_response())
+}
+
+/// Quote a CSV field (RFC 4180).
+fn csv_field(s: &str) -> String {
+    // A leading = + - @ would be run as a formula by spreadsheet programs.
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+fn csv_response(name: &str, rows: Vec<Vec<String>>) -> Response {
+    let mut out = String::from("\u{feff}"); // BOM: Excel then reads UTF-8 Vietnamese correctly
+    for r in rows {
+        out.push_str(&r.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+        out.push_str("\r\n");
+    }
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        out,
+    )
+        .into_response()
+}
+
+async fn attendance_csv(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<TokenQuery>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let c = claims(&s, &headers, &q)?;
+    c.require(&[Role::Chair, Role::Official], "export attendance")?;
+    check_meeting(rec(&s), &c, &id).await?;
+    let views = rec(&s).views.read().await;
+    let mut rows = vec![[
+        "meeting",
+        "house",
+        "first_joined",
+        "last_left",
+        "minutes_connected",
+        "joins",
+        "headcount",
+        "checked_in",
+        "minutes_speaking",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for a in views.attendance.rows().filter(|a| a.meeting == id) {
+        rows.push(vec![
+            a.meeting.clone(),
+            a.house.clone(),
+            a.first_joined.clone().unwrap_or_default(),
+            a.last_left.clone().unwrap_or_default(),
+            format!("{:.1}", a.seconds_connected as f64 / 60.0),
+            a.joins.to_string(),
+            a.headcount.map(|h| h.to_string()).unwrap_or_default(),
+            a.checked_in.len().to_string(),
+            format!("{:.1}", a.seconds_speaking as f64 / 60.0),
+        ]);
+    }
+    Ok(csv_response(&format!("attendance-{id}.csv"), rows))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RaiseBody {
+    meeting: String,
+    #[serde(default)]
+    agenda_item: Option<usize>,
+    #[serde(default)]
+    house: Option<String>,
+    content: String,
+}
+
+async fn raise(
+    State(s): State<AppState>,
+    Query(q): Query<TokenQuery>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, AppError> {
+    let c = claims(&s, &headers, &q)?;
+    let b: RaiseBody = body(&headers, &bytes)?;
+    check_meeting(rec(&s), &c, &b.meeting).await?;
+    let house = match (c.role, b.house) {
+        (Role::House, None) => c.sub.clone(),
+        (_, Some(h)) => h,
+        (_, None) => {
+            return Err(AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "bad_body",
+                "request body: missing field `house`",
+            ))
+        }
+    };
+    let action = FeedbackAction::Raise {
+        meeting: b.meeting,
+        agenda_item: b.agenda_item,
+        house,
+        content: b.content,
+    };
+    let id = uuid::Uuid::new_v4().to_string();
+    let cmd = Command::new(OffsetDateTime::now_utc(), actor(&c), action);
+    let o = rec(&s)
+        .record
+        .feedback(&id, cmd, idempotency_key(&headers)?)
+        .await?;
+    wait_projected(rec(&s), &o).await;
+    Ok(outcome(StatusCode::CREATED, o))
+}
+
+/// The feedback rows a token may see.
+fn visible<'a>(views: &'a Views, c: &'a Claims) -> impl Iterator<Item = &'a FeedbackRow> + 'a {
+    views.feedback.rows().filter(move |f| {
+        let room_ok = views
+            .minutes
+            .get(&f.meeting)
+            .is_some_and(|m| m.room == c.room);
+        let house_ok = c.role != Role::House || f.house == c.sub;
+        room_ok && house_ok
+    })
+}
+
+async fn feedback_row(s: &AppState, c: &Claims, id: &str) -> Result<FeedbackRow, AppError> {
+    let views = rec(s).views.read().await;
+    let row = visible(&views, c).find(|f| f.id == id).cloned();
+    row.ok_or_else(|| {
+        AppError::new(
+            StatusCode::NOT_FOUND,
+            "no_such_feedback",
+            format!("there is no feedback item '{id}'"),
+        )
+    })
+}
+
+async fn feedback_command(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<TokenQuery>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, AppError> {
+    let c = claims(&s, &headers, &q)?;
+    let action: FeedbackAction = body(&headers, &bytes)?;
+    if matches!(
+        action,
+        FeedbackAction::Raise { .. } | FeedbackAction::MarkOverdue
+    ) {
+        return Err(AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_body",
+            format!("'{}' is not a command of this endpoint", action.name()),
+        ));
+    }
+    feedback_row(&s, &c, &id).await?;
+    let cmd = Command::new(OffsetDateTime::now_utc(), actor(&c), action);
+    let o = rec(&s)
+        .record
+        .feedback(&id, cmd, idempotency_key(&headers)?)
+        .await?;
+    wait_projected(rec(&s), &o).await;
+    Ok(outcome(StatusCode::OK, o))
+}
+
+#[derive(Debug, Deserialize)]
+struct FeedbackQuery {
+    token: Option<String>,
+    status: Option<String>,
+    meeting: Option<String>,
+    overdue: Option<bool>,
+}
+
+async fn list_feedback(
+    State(s): State<AppState>,
+    Query(q): Query<FeedbackQuery>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let c = claims(
+        &s,
+        &headers,
+        &TokenQuery {
+            token: q.token.clone(),
+        },
+    )?;
+    let views = rec(&s).views.read().await;
+    let list: Vec<FeedbackRow> = visible(&views, &c)
+        .filter(|f| q.status.as_deref().is_none_or(|st| f.status == st))
+        .filter(|f| q.meeting.as_deref().is_none_or(|m| f.meeting == m))
+        .filter(|f| q.overdue.is_none_or(|o| f.overdue == o))
+        .cloned()
+        .collect();
+    Ok(Json(list).into_response())
+}
+
+async fn get_feedback(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<TokenQuery>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let c = claims(&s, &headers, &q)?;
+    Ok(Json(feedback_row(&s, &c, &id).await?).into_response())
+}
+
+async fn feedback_csv(
+    State(s): State<AppState>,
+    Query(q): Query<TokenQuery>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let c = claims(&s, &headers, &q)?;
+    c.require(
+        &[Role::Chair, Role::Official],
+        "export the feedback register",
+    )?;
+    let views = rec(&s).views.read().await;
+    let mut rows = vec![[
+        "id",
+        "meeting",
+        "agenda_item",
+        "house",
+        "raised_at",
+        "kind",
+        "status",
+        "assignee",
+        "deadline",
+        "overdue",
+        "reopened",
+        "content",
+        "answer",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for f in visible(&views, &c) {
+        rows.push(vec![
+            f.id.clone(),
+            f.meeting.clone(),
+            f.agenda_item.map(|a| a.to_string()).unwrap_or_default(),
+            f.house.clone(),
+            f.raised_at.clone(),
+            f.kind.map(|k| k.as_str().to_owned()).unwrap_or_default(),
+            f.status.clone(),
+            f.assignee.clone().unwrap_or_default(),
+            f.deadline.map(|d| d.to_string()).unwrap_or_default(),
+            f.overdue.to_string(),
+            f.reopened.to_string(),
+            f.content.clone(),
+            f.answer.clone().unwrap_or_default(),
+        ]);
+    }
+    Ok(csv_response("feedback.csv", rows))
+}
+
+#[derive(Debug, Deserialize)]
+struct EventsQuery {
+    token: Option<String>,
+    from: Option<u64>,
+}
+
+/// Whether a token may see an event. Meeting events of its room; feedback raised in a meeting
+/// of its room, and for a house only its own house's items.
+fn may_see(views: &Views, c: &Claims, e: &StoredEvent) -> bool {
+    match e.aggregate_type.as_str() {
+        "meeting" => views
+            .minutes
+            .get(&e.aggregate_id)
+            .is_some_and(|m| m.room == c.room),
+        "feedback" => views.feedback.get(&e.aggregate_id).is_some_and(|f| {
+            views
+                .minutes
+                .get(&f.meeting)
+                .is_some_and(|m| m.room == c.room)
+                && (c.role != Role::House || f.house == c.sub)
+        }),
+        _ => false,
+    }
+}
+
+/// `GET /api/events?from=N`: every visible event after position N, then live. Each SSE event
+/// has `id` = position, so a reconnecting client resumes with `Last-Event-ID`.
+async fn events(
+    State(s): State<AppState>,
+    Query(q): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, AppError> {
+    let c = claims(
+        &s,
+        &headers,
+        &TokenQuery {
+            token: q.token.clone(),
+        },
+    )?;
+    let last_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.trim().parse::<u64>().map_err(|_| {
+                AppError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_last_event_id",
+                    "Last-Event-ID must be a position",
+                )
+            })
+        })
+        .transpose()?;
+    let from = last_id.or(q.from).unwrap_or(0);
+    let rec = rec(&s).clone();
+    let closing = s.closing.subscribe();
+    struct St {
+        rec: Arc<Recording>,
+        c: Claims,
+        after: u64,
+        buf: std::collections::VecDeque<StoredEvent>,
+        projected: tokio::sync::watch::Receiver<u64>,
+        closing: tokio::sync::watch::Receiver<bool>,
+    }
+    let st = St {
+        projected: rec.projected.subscribe(),
+        rec,
+        c,
+        after: from,
+        buf: Default::default(),
+        closing,
+    };
+    let stream = futures::stream::unfold(st, |mut st| async move {
+        loop {
+            if *st.closing.borrow() {
+                return None;
+            }
+            if let Some(e) = st.buf.pop_front() {
+                let ev = SseEvent::default()
+                    .id(e.position.to_string())
+                    .event(e.event_type.clone())
+                    .json_data(&e)
+                    .unwrap_or_else(|_| SseEvent::default().comment("unserialisable"));
+                return Some((Ok(ev), st));
+            }
+            // Only read what the projections have reached: visibility is decided with them.
+            let upto = *st.projected.borrow_and_update();
+            if upto > st.after {
+                match st.rec.store().read(st.after, 500).await {
+                    Ok(batch) => {
+                        let views = st.rec.views.read().await;
+                        for e in batch.into_iter().take_while(|e| e.position <= upto) {
+                            st.after = e.position;
+                            if may_see(&views, &st.c, &e) {
+                                st.buf.push_back(e);
+                            }
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "event stream read failed");
+                        return None;
+                    }
+                }
+            }
+            tokio::select! {
+                r = st.projected.changed() => if r.is_err() { return None },
+                _ = st.closing.changed() => return None,
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_field;
+
+    #[test]
+    fn the_openapi_document_lists_every_route() {
+        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).unwrap();
+        let src = include_str!("api.rs");
+        let routes: Vec<&str> = src
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix(".route(\""))
+            .map(|l| &l[..l.find('"').unwrap()])
+            .collect();
+        assert!(routes.len() >= 10, "{routes:?}");
+        for r in routes {
+            assert!(doc["paths"][r].is_object(), "{r} missing from openapi.json");
+        }
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_and_defused() {
+        assert_eq!(csv_field("Đường"), "Đường");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("=cmd()"), "'=cmd()");
+    }
+}

@@ -1,0 +1,265 @@
+//! The hub's side of the record: opening it, keeping the projections and checkpoints up to
+//! date, marking overdue feedback, and turning what the SFU sees into commands.
+//!
+//! The SFU never imports the domain (STYLE.md): a task per room watches the room's state and
+//! sends `ConnectHouse`/`DisconnectHouse` for the meeting open in that room; the signalling
+//! handler sends the floor commands with the real actor after the SFU accepted them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dinh_events::chain::Signer;
+use dinh_events::domain::feedback::FeedbackAction;
+use dinh_events::domain::meeting::MeetingAction;
+use dinh_events::domain::workdays::Calendar;
+use dinh_events::domain::{Actor, ActorRole, Command};
+use dinh_events::projections::Views;
+use dinh_events::record::{checkpoint_if_due, Record, RecordError};
+use dinh_events::store::Store;
+use time::OffsetDateTime;
+use tokio::sync::{watch, RwLock};
+
+use crate::auth::{Claims, Role};
+use crate::config::Config;
+use dinh_sfu::room::Room;
+
+/// The record as the hub holds it.
+pub struct Recording {
+    /// Commands in.
+    pub record: Record,
+    /// The projections. A tokio lock: the projector holds it while it writes a batch (a few
+    /// milliseconds), and readers must not block a runtime thread meanwhile.
+    pub views: RwLock<Views>,
+    /// Position the projections have reached; SSE readers wait on it.
+    pub projected: watch::Sender<u64>,
+    /// Checkpoint key.
+    pub signer: Signer,
+}
+
+impl Recording {
+    /// Open the store named by the config, load the projections and catch them up.
+    pub async fn open(config: &Config) -> anyhow::Result<Arc<Self>> {
+        let target = config.record_target();
+        let store = Store::open(&target)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open the record ({}): {e}", redact(&target)))?;
+        let signer = Signer::load_or_create(&config.data.join("record.key"))?;
+        let mut holidays = Vec::new();
+        let fmt = time::macros::format_description!("[year]-[month]-[day]");
+        for h in &config.record.holidays {
+            holidays.push(
+                time::Date::parse(h, &fmt).map_err(|e| {
+                    anyhow::anyhow!("record.holidays: '{h}' is not YYYY-MM-DD: {e}")
+                })?,
+            );
+        }
+        let mut views = Views::load(&store).await?;
+        views.catch_up(&store).await?;
+        let (projected, _) = watch::channel(views.position());
+        Ok(Arc::new(Self {
+            record: Record::new(store, Calendar::new(holidays)),
+            views: RwLock::new(views),
+            projected,
+            signer,
+        }))
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        self.record.store()
+    }
+
+    /// The meeting open in `room`, if any (the most recently opened).
+    pub async fn open_meeting(&self, room: &str) -> Option<String> {
+        let views = self.views.read().await;
+        views
+            .minutes
+            .rows()
+            .filter(|m| m.room == room && m.status == "open")
+            .max_by(|a, b| a.opened_at.cmp(&b.opened_at))
+            .map(|m| m.meeting.clone())
+    }
+
+    /// Send a meeting command for a fact the hub observed; refusals are expected (no meeting
+    /// open) and only logged at debug.
+    pub async fn observe(&self, room: &str, actor: Actor, action: MeetingAction) {
+        let Some(meeting) = self.open_meeting(room).await else {
+            return;
+        };
+        let name = action.name();
+        let cmd = Command::new(OffsetDateTime::now_utc(), actor, action);
+        match self.record.meeting(&meeting, cmd, None).await {
+            Ok(_) => {}
+            Err(RecordError::Refused { message, .. }) => {
+                tracing::debug!(command = name, %message, "observation not recorded");
+            }
+            Err(e) => tracing::warn!(command = name, error = %e, "observation not recorded"),
+        }
+    }
+
+    /// Start the background work; it ends when `closing` turns true.
+    pub fn spawn_tasks(self: &Arc<Self>, config: &Config, closing: watch::Receiver<bool>) {
+        tokio::spawn(projector(self.clone(), closing.clone()));
+        tokio::spawn(checkpointer(
+            self.clone(),
+            config.record.checkpoint_every.max(1),
+            Duration::from_secs(config.record.checkpoint_interval_secs.max(1)),
+            closing.clone(),
+        ));
+        tokio::spawn(overdue_timer(
+            self.clone(),
+            Duration::from_secs(config.record.overdue_check_secs.max(1)),
+            closing,
+        ));
+    }
+
+    /// Watch a room and record its houses connecting and leaving.
+    pub fn watch_room(self: &Arc<Self>, room: Arc<Room>, closing: watch::Receiver<bool>) {
+        tokio::spawn(room_watcher(self.clone(), room, closing));
+    }
+}
+
+/// Hide the password of a database URL in messages.
+fn redact(target: &str) -> String {
+    match (target.find("://"), target.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://…{}", &target[..s], &target[at..]),
+        _ => target.to_owned(),
+    }
+}
+
+/// The actor of a token.
+pub fn actor(claims: &Claims) -> Actor {
+    let role = match claims.role {
+        Role::Chair => ActorRole::Chair,
+        Role::House => ActorRole::House,
+        Role::Official => ActorRole::Official,
+    };
+    Actor::new(role, claims.sub.clone())
+}
+
+async fn projector(rec: Arc<Recording>, mut closing: watch::Receiver<bool>) {
+    let mut head = rec.store().watch_head();
+    loop {
+        {
+            let mut views = rec.views.write().await;
+            match views.catch_up(rec.store()).await {
+                Ok(_) => {
+                    let p = views.position();
+                    rec.projected.send_if_modified(|old| {
+                        let changed = *old != p;
+                        *old = p;
+                        changed
+                    });
+                }
+                Err(e) => tracing::error!(error = %e, "projection update failed; will retry"),
+            }
+        }
+        tokio::select! {
+            _ = head.changed() => {}
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = closing.changed() => return,
+        }
+    }
+}
+
+async fn checkpointer(
+    rec: Arc<Recording>,
+    every: u64,
+    interval: Duration,
+    mut closing: watch::Receiver<bool>,
+) {
+    loop {
+        if let Err(e) = checkpoint_if_due(rec.store(), &rec.signer, every, interval, false).await {
+            tracing::error!(error = %e, "checkpoint failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = closing.changed() => {
+                // Sign what is there before going down.
+                let _ = checkpoint_if_due(rec.store(), &rec.signer, every, interval, true).await;
+                return;
+            }
+        }
+    }
+}
+
+async fn overdue_timer(rec: Arc<Recording>, every: Duration, mut closing: watch::Receiver<bool>) {
+    loop {
+        let now = OffsetDateTime::now_utc();
+        let due: Vec<String> = {
+            let views = rec.views.read().await;
+            views
+                .feedback
+                .rows()
+                .filter(|f| {
+                    f.status == "assigned"
+                        && !f.overdue
+                        && f.deadline.is_some_and(|d| Calendar::is_past(d, now))
+                })
+                .map(|f| f.id.clone())
+                .collect()
+        };
+        for id in due {
+            let cmd = Command::new(now, Actor::system("timer"), FeedbackAction::MarkOverdue);
+            if let Err(e) = rec.record.feedback(&id, cmd, None).await {
+                tracing::warn!(error = %e, "could not mark feedback overdue");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = closing.changed() => return,
+        }
+    }
+}
+
+/// Reconcile the connected houses of a room with what the open meeting has recorded.
+async fn room_watcher(rec: Arc<Recording>, room: Arc<Room>, mut closing: watch::Receiver<bool>) {
+    let mut state = room.watch_state();
+    let mut projected = rec.projected.subscribe();
+    // meeting -> house -> the connection id recorded for its current presence.
+    let mut recorded: HashMap<String, HashMap<String, String>> = HashMap::new();
+    loop {
+        if let Some(meeting) = rec.open_meeting(room.name()).await {
+            let connected: Vec<String> = state
+                .borrow_and_update()
+                .houses
+                .iter()
+                .filter(|h| h.connected)
+                .map(|h| h.id.clone())
+                .collect();
+            recorded.retain(|m, _| *m == meeting);
+            let mine = recorded.entry(meeting.clone()).or_default();
+            for house in &connected {
+                if !mine.contains_key(house) {
+                    let connection = uuid::Uuid::new_v4().to_string();
+                    let action = MeetingAction::ConnectHouse {
+                        house: house.clone(),
+                        connection: connection.clone(),
+                    };
+                    rec.observe(room.name(), Actor::system("sfu"), action).await;
+                    mine.insert(house.clone(), connection);
+                }
+            }
+            let gone: Vec<String> = mine
+                .keys()
+                .filter(|h| !connected.contains(h))
+                .cloned()
+                .collect();
+            for house in gone {
+                if let Some(connection) = mine.remove(&house) {
+                    let action = MeetingAction::DisconnectHouse { house, connection };
+                    rec.observe(room.name(), Actor::system("sfu"), action).await;
+                }
+            }
+        } else {
+            recorded.clear();
+        }
+        tokio::select! {
+            r = state.changed() => if r.is_err() { return },
+            // A meeting opening or closing shows up in the projections.
+            _ = projected.changed() => {}
+            _ = closing.changed() => return,
+        }
+    }
+}
