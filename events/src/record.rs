@@ -113,6 +113,11 @@ fn feedback_refusal(e: &FeedbackError) -> Refusal {
 
 type Framework<A> = CqrsFramework<A, PersistedEventStore<Store, A>>;
 
+/// A snapshot every this many events of an aggregate: a meeting of a few hundred events then
+/// loads from its snapshot and at most this many events. cqrs-es places snapshots on
+/// multiples of this size, which is how `persist` knows the sequence a snapshot covers.
+const SNAPSHOT_EVERY: usize = 32;
+
 /// The record: the two aggregates over one store.
 pub struct Record {
     store: Store,
@@ -125,12 +130,12 @@ impl Record {
     pub fn new(store: Store, calendar: Calendar) -> Self {
         Self {
             meetings: CqrsFramework::new(
-                PersistedEventStore::new_event_store(store.clone()),
+                PersistedEventStore::new_snapshot_store(store.clone(), SNAPSHOT_EVERY),
                 vec![],
                 (),
             ),
             feedback: CqrsFramework::new(
-                PersistedEventStore::new_event_store(store.clone()),
+                PersistedEventStore::new_snapshot_store(store.clone(), SNAPSHOT_EVERY),
                 vec![],
                 calendar,
             ),
@@ -319,20 +324,36 @@ impl PersistedEventRepository for Store {
 
     async fn get_snapshot<A: Aggregate>(
         &self,
-        _: &str,
+        aggregate_id: &str,
     ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
-        // Meetings and feedback items have tens to hundreds of events: no snapshots.
-        Ok(None)
+        Ok(self
+            .snapshot(A::TYPE, aggregate_id)
+            .await
+            .map_err(persistence)?
+            .map(|(aggregate, seq, version)| SerializedSnapshot {
+                aggregate_id: aggregate_id.to_owned(),
+                aggregate,
+                current_sequence: seq as usize,
+                current_snapshot: version as usize,
+            }))
     }
 
     async fn persist<A: Aggregate>(
         &self,
         events: &[SerializedEvent],
-        _snapshot: Option<(String, Value, usize)>,
+        snapshot: Option<(String, Value, usize)>,
     ) -> Result<(), PersistenceError> {
         let Some(first) = events.first() else {
             return Ok(());
         };
+        let last_seq = events.last().map_or(0, |e| e.sequence);
+        let snapshot = snapshot.map(|(_, state, version)| {
+            (
+                state,
+                (last_seq / SNAPSHOT_EVERY * SNAPSHOT_EVERY) as u64,
+                version as u64,
+            )
+        });
         let meta = |k: &str| {
             first
                 .metadata
@@ -357,6 +378,7 @@ impl PersistedEventRepository for Store {
             command_id: meta("command_id"),
             actor: meta("actor").unwrap_or_else(|| "system:unknown".to_owned()),
             recorded_at: meta("at").unwrap_or_else(|| format_time(OffsetDateTime::now_utc())),
+            snapshot,
         };
         let appended = self.append(append).await.map_err(persistence)?;
         let _ = LAST_APPEND.try_with(|c| c.set(Some(appended)));

@@ -49,6 +49,7 @@ fn child_appender() {
                             command_id: None,
                             actor: "system:test".into(),
                             recorded_at: "2026-11-23T01:00:00Z".into(),
+                            snapshot: None,
                         })
                         .await
                         .unwrap();

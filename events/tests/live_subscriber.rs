@@ -22,6 +22,7 @@ fn append(writer: usize, seq: u64) -> Append {
         command_id: None,
         actor: "system:test".into(),
         recorded_at: "2026-11-23T01:00:00Z".into(),
+        snapshot: None,
     }
 }
 
