@@ -88,13 +88,22 @@ impl Recording {
             return;
         };
         let name = action.name();
-        let cmd = Command::new(OffsetDateTime::now_utc(), actor, action);
-        match self.record.meeting(&meeting, cmd, None).await {
-            Ok(_) => {}
-            Err(RecordError::Refused { message, .. }) => {
-                tracing::debug!(command = name, %message, "observation not recorded");
+        // An observed fact must not be lost to a race with another command on the same
+        // meeting (the room watcher and the chair act at once): retry a conflict.
+        for attempt in 0..5 {
+            let cmd = Command::new(OffsetDateTime::now_utc(), actor.clone(), action.clone());
+            match self.record.meeting(&meeting, cmd, None).await {
+                Ok(_) => return,
+                Err(RecordError::Conflict(_)) if attempt < 4 => continue,
+                Err(RecordError::Refused { message, .. }) => {
+                    tracing::info!(command = name, %message, "observation not recorded");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(command = name, error = %e, "observation not recorded");
+                    return;
+                }
             }
-            Err(e) => tracing::warn!(command = name, error = %e, "observation not recorded"),
         }
     }
 

@@ -106,6 +106,10 @@ async fn wait_for(c: &Client, what: &str, secs: u64, cond: impl Fn(&Value) -> bo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chair_page_to_house_pages() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("dinh_web=info")
+        .with_test_writer()
+        .try_init();
     if std::env::var("DINH_SKIP_BROWSER").as_deref() == Ok("1") {
         eprintln!("DINH_SKIP_BROWSER=1: browser test skipped");
         return;
@@ -246,12 +250,18 @@ async fn chair_page_to_house_pages() {
         if left("house-1") && left("house-2") && floor {
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "record incomplete: {:?} {:?}",
-            views.attendance.rows().collect::<Vec<_>>(),
-            views.minutes.get("m1")
-        );
+        if std::time::Instant::now() > deadline {
+            let events = recording.store().read(0, 1000).await.unwrap();
+            let log: Vec<_> = events
+                .iter()
+                .map(|e| (e.position, &e.event_type, &e.actor, &e.recorded_at))
+                .collect();
+            panic!(
+                "record incomplete: {:?} {:?} {log:?}",
+                views.attendance.rows().collect::<Vec<_>>(),
+                views.minutes.get("m1")
+            );
+        }
         drop(views);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
