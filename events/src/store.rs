@@ -118,6 +118,9 @@ struct Inner {
 enum Db {
     Sqlite {
         read: SqlitePool,
+        /// One connection for checkpoints and projection rows: writes outside the log, which
+        /// the log's writer task does not need to serialise.
+        side: SqlitePool,
         writer: mpsc::Sender<Job>,
     },
     Postgres(PgPool),
@@ -134,12 +137,13 @@ pub enum Backend {
     Postgres,
 }
 
-const SQLITE_SCHEMA: &[&str] = &[
+/// The tables, the same on both databases but for the integer type (`{int}`).
+const TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS events (
-        position INTEGER PRIMARY KEY,
+        position {int} PRIMARY KEY,
         aggregate_type TEXT NOT NULL,
         aggregate_id TEXT NOT NULL,
-        sequence INTEGER NOT NULL,
+        sequence {int} NOT NULL,
         event_type TEXT NOT NULL,
         event_version TEXT NOT NULL,
         event_id TEXT NOT NULL UNIQUE,
@@ -149,17 +153,13 @@ const SQLITE_SCHEMA: &[&str] = &[
         payload TEXT NOT NULL,
         hash TEXT NOT NULL,
         UNIQUE (aggregate_type, aggregate_id, sequence))",
-    "CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
-        BEGIN SELECT RAISE(ABORT, 'the record is append-only'); END",
-    "CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
-        BEGIN SELECT RAISE(ABORT, 'the record is append-only'); END",
     "CREATE TABLE IF NOT EXISTS commands (
         command_id TEXT PRIMARY KEY,
         aggregate_id TEXT NOT NULL,
-        first_position INTEGER NOT NULL,
-        last_position INTEGER NOT NULL)",
+        first_position {int} NOT NULL,
+        last_position {int} NOT NULL)",
     "CREATE TABLE IF NOT EXISTS checkpoints (
-        tree_size INTEGER PRIMARY KEY,
+        tree_size {int} PRIMARY KEY,
         root_hash TEXT NOT NULL,
         chain_hash TEXT NOT NULL,
         signed_at TEXT NOT NULL,
@@ -169,13 +169,13 @@ const SQLITE_SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS snapshots (
         aggregate_type TEXT NOT NULL,
         aggregate_id TEXT NOT NULL,
-        sequence INTEGER NOT NULL,
-        version INTEGER NOT NULL,
+        sequence {int} NOT NULL,
+        version {int} NOT NULL,
         payload TEXT NOT NULL,
         PRIMARY KEY (aggregate_type, aggregate_id))",
     "CREATE TABLE IF NOT EXISTS projection_positions (
         name TEXT PRIMARY KEY,
-        position INTEGER NOT NULL)",
+        position {int} NOT NULL)",
     "CREATE TABLE IF NOT EXISTS projection_rows (
         name TEXT NOT NULL,
         key TEXT NOT NULL,
@@ -183,21 +183,15 @@ const SQLITE_SCHEMA: &[&str] = &[
         PRIMARY KEY (name, key))",
 ];
 
-const PG_SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS events (
-        position BIGINT PRIMARY KEY,
-        aggregate_type TEXT NOT NULL,
-        aggregate_id TEXT NOT NULL,
-        sequence BIGINT NOT NULL,
-        event_type TEXT NOT NULL,
-        event_version TEXT NOT NULL,
-        event_id TEXT NOT NULL UNIQUE,
-        command_id TEXT,
-        actor TEXT NOT NULL,
-        recorded_at TEXT NOT NULL,
-        payload TEXT NOT NULL,
-        hash TEXT NOT NULL,
-        UNIQUE (aggregate_type, aggregate_id, sequence))",
+/// SQLite: `INTEGER PRIMARY KEY` is the rowid, which is what a position should be.
+const SQLITE_TRIGGERS: &[&str] = &[
+    "CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
+        BEGIN SELECT RAISE(ABORT, 'the record is append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
+        BEGIN SELECT RAISE(ABORT, 'the record is append-only'); END",
+];
+
+const PG_TRIGGERS: &[&str] = &[
     "CREATE OR REPLACE FUNCTION dinh_append_only() RETURNS trigger LANGUAGE plpgsql AS
         $$ BEGIN RAISE EXCEPTION 'the record is append-only'; END $$",
     "DO $$ BEGIN
@@ -205,35 +199,15 @@ const PG_SCHEMA: &[&str] = &[
             CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON events
                 FOR EACH ROW EXECUTE FUNCTION dinh_append_only();
         END IF; END $$",
-    "CREATE TABLE IF NOT EXISTS commands (
-        command_id TEXT PRIMARY KEY,
-        aggregate_id TEXT NOT NULL,
-        first_position BIGINT NOT NULL,
-        last_position BIGINT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS checkpoints (
-        tree_size BIGINT PRIMARY KEY,
-        root_hash TEXT NOT NULL,
-        chain_hash TEXT NOT NULL,
-        signed_at TEXT NOT NULL,
-        key TEXT NOT NULL,
-        signature TEXT NOT NULL,
-        frontier TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS snapshots (
-        aggregate_type TEXT NOT NULL,
-        aggregate_id TEXT NOT NULL,
-        sequence BIGINT NOT NULL,
-        version BIGINT NOT NULL,
-        payload TEXT NOT NULL,
-        PRIMARY KEY (aggregate_type, aggregate_id))",
-    "CREATE TABLE IF NOT EXISTS projection_positions (
-        name TEXT PRIMARY KEY,
-        position BIGINT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS projection_rows (
-        name TEXT NOT NULL,
-        key TEXT NOT NULL,
-        row TEXT NOT NULL,
-        PRIMARY KEY (name, key))",
 ];
+
+/// The statements that create the schema for one database.
+fn schema(int: &'static str, triggers: &'static [&'static str]) -> impl Iterator<Item = String> {
+    TABLES
+        .iter()
+        .map(move |t| t.replace("{int}", int))
+        .chain(triggers.iter().map(|t| (*t).to_owned()))
+}
 
 /// The advisory lock that serialises appends on PostgreSQL ("dinh" in ASCII).
 const PG_APPEND_LOCK: i64 = 0x6469_6e68;
@@ -264,10 +238,14 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10));
         let mut conn = SqliteConnection::connect_with(&opts).await?;
-        for stmt in SQLITE_SCHEMA {
-            sqlx::query(stmt).execute(&mut conn).await?;
+        for stmt in schema("INTEGER", SQLITE_TRIGGERS) {
+            sqlx::query(&stmt).execute(&mut conn).await?;
         }
         let head = sqlite_head(&mut conn).await?;
+        let side = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.clone())
+            .await?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(opts.read_only(true))
@@ -275,7 +253,11 @@ impl Store {
         let (head_tx, _) = watch::channel(head.0);
         let (tx, rx) = mpsc::channel(4096);
         let inner = Arc::new(Inner {
-            db: Db::Sqlite { read, writer: tx },
+            db: Db::Sqlite {
+                read,
+                side,
+                writer: tx,
+            },
             head: head_tx,
         });
         let weak = Arc::downgrade(&inner);
@@ -298,8 +280,8 @@ impl Store {
                 .bind(PG_APPEND_LOCK)
                 .execute(&mut *tx)
                 .await?;
-            for stmt in PG_SCHEMA {
-                sqlx::query(stmt).execute(&mut *tx).await?;
+            for stmt in schema("BIGINT", PG_TRIGGERS) {
+                sqlx::query(&stmt).execute(&mut *tx).await?;
             }
             tx.commit().await?;
         }
@@ -575,11 +557,8 @@ impl Store {
             };
         }
         match &self.inner.db {
-            Db::Sqlite { read, .. } => {
-                // The read pool is read-only: go through a short write connection of its own.
-                let opts = read.connect_options().as_ref().clone().read_only(false);
-                let mut conn = SqliteConnection::connect_with(&opts).await?;
-                q!().execute(&mut conn).await?;
+            Db::Sqlite { side, .. } => {
+                q!().execute(side).await?;
             }
             Db::Postgres(pool) => {
                 q!().execute(pool).await?;
@@ -636,10 +615,8 @@ impl Store {
         reset: bool,
     ) -> Result<(), StoreError> {
         match &self.inner.db {
-            Db::Sqlite { read, .. } => {
-                let opts = read.connect_options().as_ref().clone().read_only(false);
-                let mut conn = SqliteConnection::connect_with(&opts).await?;
-                let mut tx = conn.begin().await?;
+            Db::Sqlite { side, .. } => {
+                let mut tx = side.begin().await?;
                 if reset {
                     sqlx::query("DELETE FROM projection_rows WHERE name = ?")
                         .bind(name)

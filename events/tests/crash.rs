@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dinh_events::store::{Append, Store};
+use dinh_events::store::Store;
 use dinh_events::verify::verify_store;
 
 #[test]
@@ -37,20 +37,7 @@ fn child_appender() {
             tasks.push(tokio::spawn(async move {
                 for seq in 1.. {
                     let a = store
-                        .append(Append {
-                            aggregate_type: "meeting".into(),
-                            aggregate_id: id.clone(),
-                            first_sequence: seq,
-                            events: vec![(
-                                "HeadcountReported".into(),
-                                "1".into(),
-                                serde_json::json!({"type": "headcount_reported", "house": "h", "count": seq}),
-                            )],
-                            command_id: None,
-                            actor: "system:test".into(),
-                            recorded_at: "2026-11-23T01:00:00Z".into(),
-                            snapshot: None,
-                        })
+                        .append(common::headcount_append(&id, seq))
                         .await
                         .unwrap();
                     // Acknowledged: say so before doing anything else.

@@ -7,24 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use dinh_events::store::{Append, Store};
-
-fn append(writer: usize, seq: u64) -> Append {
-    Append {
-        aggregate_type: "meeting".into(),
-        aggregate_id: format!("w{writer}"),
-        first_sequence: seq,
-        events: vec![(
-            "HeadcountReported".into(),
-            "1".into(),
-            serde_json::json!({"type": "headcount_reported", "house": "h", "count": seq}),
-        )],
-        command_id: None,
-        actor: "system:test".into(),
-        recorded_at: "2026-11-23T01:00:00Z".into(),
-        snapshot: None,
-    }
-}
+use dinh_events::store::Store;
 
 async fn subscriber_sees_everything_once(url_or_path: String, writers: usize, each: u64) {
     let reader = Store::open(&url_or_path).await.unwrap();
@@ -54,7 +37,10 @@ async fn subscriber_sees_everything_once(url_or_path: String, writers: usize, ea
             // Each writer its own store (its own pool), as another hub process would have.
             let store = Store::open(&target).await.unwrap();
             for s in 1..=each {
-                store.append(append(w, s)).await.unwrap();
+                store
+                    .append(headcount_append(&format!("w{w}"), s))
+                    .await
+                    .unwrap();
             }
         }));
     }

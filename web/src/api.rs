@@ -62,16 +62,7 @@ struct TokenQuery {
 
 /// The token of a request, checked; the room is the token's own.
 fn claims(state: &AppState, headers: &HeaderMap, q: &TokenQuery) -> Result<Claims, AppError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .or(q.token.as_deref())
-        .ok_or(crate::auth::AuthError::Missing)?;
-    Ok(state.keys.verify(token.trim())?)
+    Ok(state.claims(headers, q.token.as_deref())?)
 }
 
 fn rec(state: &AppState) -> &Arc<Recording> {

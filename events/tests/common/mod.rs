@@ -76,6 +76,24 @@ pub async fn raw_exec(target: &str, sql: &str) -> Result<u64, String> {
     }
 }
 
+/// One `HeadcountReported` event for aggregate `id` at `seq`, as a raw append.
+pub fn headcount_append(id: &str, seq: u64) -> dinh_events::store::Append {
+    dinh_events::store::Append {
+        aggregate_type: "meeting".into(),
+        aggregate_id: id.into(),
+        first_sequence: seq,
+        events: vec![(
+            "HeadcountReported".into(),
+            "1".into(),
+            serde_json::json!({"type": "headcount_reported", "house": "h", "count": seq}),
+        )],
+        command_id: None,
+        actor: "system:test".into(),
+        recorded_at: "2026-11-23T01:00:00Z".into(),
+        snapshot: None,
+    }
+}
+
 pub fn at(s: &str) -> OffsetDateTime {
     OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap()
 }
