@@ -294,5 +294,7 @@ pub async fn run(
     for s in sessions {
         s.close().await;
     }
+    // Sign what the record holds before going down: the spawned tasks may not get to run.
+    state.recording.checkpoint_now().await;
     Ok(())
 }

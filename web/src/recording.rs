@@ -65,6 +65,15 @@ impl Recording {
         }))
     }
 
+    /// Sign a checkpoint over everything not yet covered (at shutdown).
+    pub async fn checkpoint_now(&self) {
+        match checkpoint_if_due(self.store(), &self.signer, 1, Duration::ZERO, true).await {
+            Ok(Some(n)) => tracing::info!(tree_size = n, "record checkpoint signed"),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "final checkpoint failed"),
+        }
+    }
+
     /// The store.
     pub fn store(&self) -> &Store {
         self.record.store()
@@ -184,11 +193,7 @@ async fn checkpointer(
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-            _ = closing.changed() => {
-                // Sign what is there before going down.
-                let _ = checkpoint_if_due(rec.store(), &rec.signer, every, interval, true).await;
-                return;
-            }
+            _ = closing.changed() => return,
         }
     }
 }
