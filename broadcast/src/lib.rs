@@ -1,4 +1,6 @@
-//! # dinh-broadcast: the loudspeaker bridge (not built yet)
-//!
-//! Decoding, mixing, speech-band filtering, loudness normalisation and the RTP / HTTP Ogg /
-//! Icecast outputs are issue #4. Nothing here yet.
+//! # dinh-broadcast: the loudspeaker bridge
+pub mod dsp;
+pub mod clip;
+pub mod jitter;
+pub mod config;
+pub mod engine;
