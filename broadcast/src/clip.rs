@@ -202,8 +202,14 @@ mod tests {
 
     #[test]
     fn refuses_what_it_cannot_play() {
-        assert!(matches!(Clip::decode(b"ID3\x04mp3..."), Err(ClipError::Format)));
-        assert!(matches!(Clip::decode(b"RIFF\0\0"), Err(ClipError::Decode(_))));
+        assert!(matches!(
+            Clip::decode(b"ID3\x04mp3..."),
+            Err(ClipError::Format)
+        ));
+        assert!(matches!(
+            Clip::decode(b"RIFF\0\0"),
+            Err(ClipError::Decode(_))
+        ));
         assert!(matches!(
             Clip::decode(b"OggS\0garbage"),
             Err(ClipError::Decode(_) | ClipError::Empty)

@@ -176,9 +176,12 @@ impl ClusterConfig {
                     .destination
                     .as_deref()
                     .ok_or_else(|| bad("destination", "HOST:PORT is required for rtp"))?;
-                let addr: SocketAddr = d
-                    .parse()
-                    .map_err(|_| bad("destination", "an IP address and port, e.g. 239.10.0.1:5004"))?;
+                let addr: SocketAddr = d.parse().map_err(|_| {
+                    bad(
+                        "destination",
+                        "an IP address and port, e.g. 239.10.0.1:5004",
+                    )
+                })?;
                 if addr.port() == 0 {
                     return Err(bad("destination", "port 0 is not a destination"));
                 }
@@ -203,9 +206,9 @@ impl ClusterConfig {
                 let rest = d
                     .strip_prefix("http://")
                     .ok_or_else(|| bad("destination", "must start with http://"))?;
-                let (host, mount) = rest
-                    .split_once('/')
-                    .ok_or_else(|| bad("destination", "must name a mount: http://HOST:PORT/MOUNT"))?;
+                let (host, mount) = rest.split_once('/').ok_or_else(|| {
+                    bad("destination", "must name a mount: http://HOST:PORT/MOUNT")
+                })?;
                 if host.is_empty() || mount.is_empty() || mount.contains(char::is_whitespace) {
                     return Err(bad("destination", "must be http://HOST:PORT/MOUNT"));
                 }
@@ -248,14 +251,23 @@ mod tests {
 
     #[test]
     fn good_clusters_validate() {
-        let c = parse(r#"{"id":"thon-1","kind":"rtp","destination":"239.10.0.1:5004","codec":"pcmu"}"#);
-        assert_eq!(c.validate(), Ok(Destination::Rtp("239.10.0.1:5004".parse().unwrap())));
-        assert_eq!(c.payload_type(), 0);
-        assert_eq!(c.loudness_target, -16.0);
-        let c = parse(r#"{"id":"ice","kind":"icecast","destination":"http://127.0.0.1/loa","password":"x"}"#);
+        let c =
+            parse(r#"{"id":"thon-1","kind":"rtp","destination":"239.10.0.1:5004","codec":"pcmu"}"#);
         assert_eq!(
             c.validate(),
-            Ok(Destination::Icecast(IcecastTarget { host: "127.0.0.1:8000".into(), mount: "/loa".into() }))
+            Ok(Destination::Rtp("239.10.0.1:5004".parse().unwrap()))
+        );
+        assert_eq!(c.payload_type(), 0);
+        assert_eq!(c.loudness_target, -16.0);
+        let c = parse(
+            r#"{"id":"ice","kind":"icecast","destination":"http://127.0.0.1/loa","password":"x"}"#,
+        );
+        assert_eq!(
+            c.validate(),
+            Ok(Destination::Icecast(IcecastTarget {
+                host: "127.0.0.1:8000".into(),
+                mount: "/loa".into()
+            }))
         );
     }
 
@@ -264,12 +276,30 @@ mod tests {
         let cases = [
             (r#"{"id":"a b","kind":"http"}"#, "id"),
             (r#"{"id":"a","kind":"rtp"}"#, "destination"),
-            (r#"{"id":"a","kind":"rtp","destination":"nowhere"}"#, "destination"),
-            (r#"{"id":"a","kind":"rtp","destination":"10.0.0.1:0"}"#, "destination"),
-            (r#"{"id":"a","kind":"rtp","destination":"10.0.0.1:5004","payload_type":12}"#, "payload_type"),
-            (r#"{"id":"a","kind":"http","loudness_target":3}"#, "loudness_target"),
-            (r#"{"id":"a","kind":"icecast","destination":"http://h:8000/m"}"#, "password"),
-            (r#"{"id":"a","kind":"icecast","destination":"ftp://h/m","password":"p"}"#, "destination"),
+            (
+                r#"{"id":"a","kind":"rtp","destination":"nowhere"}"#,
+                "destination",
+            ),
+            (
+                r#"{"id":"a","kind":"rtp","destination":"10.0.0.1:0"}"#,
+                "destination",
+            ),
+            (
+                r#"{"id":"a","kind":"rtp","destination":"10.0.0.1:5004","payload_type":12}"#,
+                "payload_type",
+            ),
+            (
+                r#"{"id":"a","kind":"http","loudness_target":3}"#,
+                "loudness_target",
+            ),
+            (
+                r#"{"id":"a","kind":"icecast","destination":"http://h:8000/m"}"#,
+                "password",
+            ),
+            (
+                r#"{"id":"a","kind":"icecast","destination":"ftp://h/m","password":"p"}"#,
+                "destination",
+            ),
             (r#"{"id":"a","kind":"http","codec":"pcma"}"#, "codec"),
         ];
         for (json, field) in cases {

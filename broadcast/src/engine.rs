@@ -414,7 +414,7 @@ impl Engine {
             .iter()
             .filter(|a| match &a.ann.targets {
                 Targets::All => true,
-                Targets::Outputs(ids) => ids.iter().any(|i| *i == spec.id),
+                Targets::Outputs(ids) => ids.contains(&spec.id),
             })
             .max_by_key(|a| (a.ann.priority, a.order));
         if let Some(a) = best {
@@ -565,14 +565,17 @@ fn new_variant(format: &Format, bitrate: i32) -> Result<Variant, EngineError> {
     let coder = match format.codec {
         Codec::Opus => {
             let enc = || -> Result<opus::Encoder, opus::Error> {
-                let mut e = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip)?;
+                let mut e =
+                    opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip)?;
                 e.set_bitrate(opus::Bitrate::Bits(bitrate))?;
                 // Receivers on 4G lose packets: in-band FEC lets them rebuild one.
                 e.set_inband_fec(true)?;
                 e.set_packet_loss_perc(5)?;
                 Ok(e)
             };
-            Coder::Opus(Box::new(enc().map_err(|e| EngineError::Encoder(e.to_string()))?))
+            Coder::Opus(Box::new(
+                enc().map_err(|e| EngineError::Encoder(e.to_string()))?,
+            ))
         }
         Codec::Pcmu | Codec::Pcma => Coder::G711 {
             down: Box::new(Downsampler::new()),
@@ -624,7 +627,6 @@ impl Variant {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dsp::loudness::integrated_lufs;
     use crate::dsp::testutil::sine;
     use crate::dsp::FRAME;
     use std::time::Duration;
@@ -669,11 +671,23 @@ mod tests {
                                 opus::Decoder::new(48_000, opus::Channels::Mono).unwrap()
                             });
                             let mut buf = [0f32; FRAME];
-                            let n = d.decode_float(&send.frame.payload, &mut buf, false).unwrap();
+                            let n = d
+                                .decode_float(&send.frame.payload, &mut buf, false)
+                                .unwrap();
                             buf[..n].to_vec()
                         }
-                        Codec::Pcmu => send.frame.payload.iter().map(|c| g711::ulaw_decode(*c) as f32 / 32768.0).collect(),
-                        Codec::Pcma => send.frame.payload.iter().map(|c| g711::alaw_decode(*c) as f32 / 32768.0).collect(),
+                        Codec::Pcmu => send
+                            .frame
+                            .payload
+                            .iter()
+                            .map(|c| g711::ulaw_decode(*c) as f32 / 32768.0)
+                            .collect(),
+                        Codec::Pcma => send
+                            .frame
+                            .payload
+                            .iter()
+                            .map(|c| g711::alaw_decode(*c) as f32 / 32768.0)
+                            .collect(),
                     };
                     got.entry(o.clone()).or_default().extend(pcm);
                 }
@@ -692,14 +706,23 @@ mod tests {
     fn each_output_reaches_its_loudness_target_whatever_the_input_level() {
         for amp in [0.03, 0.5] {
             let mut e = Engine::new(EngineSettings::default()).unwrap();
-            e.add_output(out("opus-16", Codec::Opus, -16.0, true, false)).unwrap();
-            e.add_output(out("opus-23", Codec::Opus, -23.0, true, false)).unwrap();
-            e.add_output(out("pcmu-18", Codec::Pcmu, -18.0, true, false)).unwrap();
-            e.add_output(out("pcma-18", Codec::Pcma, -18.0, true, false)).unwrap();
+            e.add_output(out("opus-16", Codec::Opus, -16.0, true, false))
+                .unwrap();
+            e.add_output(out("opus-23", Codec::Opus, -23.0, true, false))
+                .unwrap();
+            e.add_output(out("pcmu-18", Codec::Pcmu, -18.0, true, false))
+                .unwrap();
+            e.add_output(out("pcma-18", Codec::Pcma, -18.0, true, false))
+                .unwrap();
             e.set_relay("demo", true);
             let got = run(&mut e, amp, 600, |_, _| {});
             // After the leveller has settled (6 s on).
-            for (id, target, rate) in [("opus-16", -16.0, 48_000), ("opus-23", -23.0, 48_000), ("pcmu-18", -18.0, 8_000), ("pcma-18", -18.0, 8_000)] {
+            for (id, target, rate) in [
+                ("opus-16", -16.0, 48_000),
+                ("opus-23", -23.0, 48_000),
+                ("pcmu-18", -18.0, 8_000),
+                ("pcma-18", -18.0, 8_000),
+            ] {
                 let s = &got[id];
                 let l = lufs(&s[s.len() / 2..], rate);
                 assert!((l - target).abs() < 1.0, "amp {amp}, {id}: {l:.2} LUFS");
@@ -711,11 +734,19 @@ mod tests {
     fn one_encode_per_feed_and_format_however_many_outputs() {
         let mut e = Engine::new(EngineSettings::default()).unwrap();
         for i in 0..50 {
-            e.add_output(out(&format!("a{i}"), Codec::Opus, -16.0, true, false)).unwrap();
-            e.add_output(out(&format!("b{i}"), Codec::Pcmu, -16.0, true, false)).unwrap();
+            e.add_output(out(&format!("a{i}"), Codec::Opus, -16.0, true, false))
+                .unwrap();
+            e.add_output(out(&format!("b{i}"), Codec::Pcmu, -16.0, true, false))
+                .unwrap();
         }
         e.set_relay("demo", true);
-        e.push("demo", Voice::Chair, 0, Bytes::from_static(&[0xF8, 0xFF, 0xFE]), Instant::now());
+        e.push(
+            "demo",
+            Voice::Chair,
+            0,
+            Bytes::from_static(&[0xF8, 0xFF, 0xFE]),
+            Instant::now(),
+        );
         let t = e.tick(Instant::now());
         assert_eq!(t.sends.len(), 2);
         assert!(t.sends.iter().all(|s| s.outputs.len() == 50));
@@ -724,9 +755,12 @@ mod tests {
     #[test]
     fn clusters_play_only_while_the_relay_runs_but_the_room_stream_always_does() {
         let mut e = Engine::new(EngineSettings::default()).unwrap();
-        e.add_output(out("rtp", Codec::Opus, -16.0, true, false)).unwrap();
-        e.add_output(out("ice", Codec::Opus, -16.0, true, true)).unwrap();
-        e.add_output(out("room:demo", Codec::Opus, -16.0, false, true)).unwrap();
+        e.add_output(out("rtp", Codec::Opus, -16.0, true, false))
+            .unwrap();
+        e.add_output(out("ice", Codec::Opus, -16.0, true, true))
+            .unwrap();
+        e.add_output(out("room:demo", Codec::Opus, -16.0, false, true))
+            .unwrap();
         assert_eq!(e.selection("rtp"), None);
         assert_eq!(e.selection("ice"), Some(FeedKey::Silence));
         assert_eq!(e.selection("room:demo"), Some(FeedKey::Room("demo".into())));
@@ -742,19 +776,43 @@ mod tests {
     #[test]
     fn an_emergency_interrupts_every_output_then_the_meeting_resumes() {
         let mut e = Engine::new(EngineSettings::default()).unwrap();
-        e.add_output(out("a", Codec::Opus, -16.0, true, false)).unwrap();
-        e.add_output(out("b", Codec::Pcmu, -16.0, true, false)).unwrap();
-        e.add_output(out("room:demo", Codec::Opus, -16.0, false, true)).unwrap();
+        e.add_output(out("a", Codec::Opus, -16.0, true, false))
+            .unwrap();
+        e.add_output(out("b", Codec::Pcmu, -16.0, true, false))
+            .unwrap();
+        e.add_output(out("room:demo", Codec::Opus, -16.0, false, true))
+            .unwrap();
         e.set_relay("demo", true);
         // A scheduled normal bulletin on "a" only, then an emergency everywhere.
         let bulletin = Clip::from_samples(&vec![0.1; 48_000 * 10]);
-        e.announce(Announcement { id: "bulletin".into(), priority: Priority::Normal, source: Source::Clip(bulletin), targets: Targets::Outputs(vec!["a".into()]), chime: false }).unwrap();
-        assert_eq!(e.selection("a"), Some(FeedKey::Announcement("bulletin".into())));
+        e.announce(Announcement {
+            id: "bulletin".into(),
+            priority: Priority::Normal,
+            source: Source::Clip(bulletin),
+            targets: Targets::Outputs(vec!["a".into()]),
+            chime: false,
+        })
+        .unwrap();
+        assert_eq!(
+            e.selection("a"),
+            Some(FeedKey::Announcement("bulletin".into()))
+        );
         assert_eq!(e.selection("b"), Some(FeedKey::Room("demo".into())));
         let alarm: Vec<f32> = sine(1000.0, 0.5, 50).into_iter().flatten().collect();
-        e.announce(Announcement { id: "flood".into(), priority: Priority::Emergency, source: Source::Clip(Clip::from_samples(&alarm)), targets: Targets::All, chime: true }).unwrap();
+        e.announce(Announcement {
+            id: "flood".into(),
+            priority: Priority::Emergency,
+            source: Source::Clip(Clip::from_samples(&alarm)),
+            targets: Targets::All,
+            chime: true,
+        })
+        .unwrap();
         for id in ["a", "b", "room:demo"] {
-            assert_eq!(e.selection(id), Some(FeedKey::Announcement("flood".into())), "{id}");
+            assert_eq!(
+                e.selection(id),
+                Some(FeedKey::Announcement("flood".into())),
+                "{id}"
+            );
         }
         // Chime (about 2.3 s) plus 1 s of alarm, then it ends by itself.
         let mut finished = Vec::new();
@@ -762,10 +820,16 @@ mod tests {
             finished.extend(e.tick(Instant::now()).finished);
         }
         assert_eq!(finished, ["flood"]);
-        assert_eq!(e.selection("a"), Some(FeedKey::Announcement("bulletin".into())));
+        assert_eq!(
+            e.selection("a"),
+            Some(FeedKey::Announcement("bulletin".into()))
+        );
         assert_eq!(e.selection("b"), Some(FeedKey::Room("demo".into())));
         assert_eq!(e.selection("room:demo"), Some(FeedKey::Room("demo".into())));
-        assert_eq!(e.stop_announcement("flood"), Err(EngineError::NotFound("flood".into())));
+        assert_eq!(
+            e.stop_announcement("flood"),
+            Err(EngineError::NotFound("flood".into()))
+        );
     }
 
     #[test]
@@ -774,7 +838,14 @@ mod tests {
         let mut other = out("x", Codec::Opus, -16.0, true, false);
         other.room = "other".into();
         e.add_output(other).unwrap();
-        e.announce(Announcement { id: "live".into(), priority: Priority::Emergency, source: Source::Room("demo".into()), targets: Targets::All, chime: false }).unwrap();
+        e.announce(Announcement {
+            id: "live".into(),
+            priority: Priority::Emergency,
+            source: Source::Room("demo".into()),
+            targets: Targets::All,
+            chime: false,
+        })
+        .unwrap();
         let got = run(&mut e, 0.3, 300, |_, _| {});
         let l = lufs(&got["x"][48_000 * 3..], 48_000);
         assert!((l + 16.0).abs() < 1.0, "{l}");
@@ -785,26 +856,48 @@ mod tests {
     #[test]
     fn bad_commands_are_refused_and_change_nothing() {
         let mut e = Engine::new(EngineSettings::default()).unwrap();
-        e.add_output(out("a", Codec::Opus, -16.0, true, false)).unwrap();
-        assert_eq!(e.add_output(out("a", Codec::Opus, -16.0, true, false)), Err(EngineError::Exists("a".into())));
-        let ann = Announcement { id: "n".into(), priority: Priority::Normal, source: Source::Clip(Clip::chime()), targets: Targets::Outputs(vec!["nope".into()]), chime: false };
+        e.add_output(out("a", Codec::Opus, -16.0, true, false))
+            .unwrap();
+        assert_eq!(
+            e.add_output(out("a", Codec::Opus, -16.0, true, false)),
+            Err(EngineError::Exists("a".into()))
+        );
+        let ann = Announcement {
+            id: "n".into(),
+            priority: Priority::Normal,
+            source: Source::Clip(Clip::chime()),
+            targets: Targets::Outputs(vec!["nope".into()]),
+            chime: false,
+        };
         assert_eq!(e.announce(ann), Err(EngineError::NotFound("nope".into())));
         assert_eq!(e.announcements().count(), 0);
-        assert!(Engine::new(EngineSettings { band_low_hz: 9000.0, ..Default::default() }).is_err());
+        assert!(Engine::new(EngineSettings {
+            band_low_hz: 9000.0,
+            ..Default::default()
+        })
+        .is_err());
     }
 
     #[test]
     fn latency_through_the_core_is_a_frame_or_two() {
         let mut e = Engine::new(EngineSettings::default()).unwrap();
-        e.add_output(out("a", Codec::Opus, -16.0, true, false)).unwrap();
+        e.add_output(out("a", Codec::Opus, -16.0, true, false))
+            .unwrap();
         e.set_relay("demo", true);
-        let mut enc = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
+        let mut enc =
+            opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
         let t0 = Instant::now();
         let mut worst = Duration::ZERO;
         for (i, f) in sine(440.0, 0.3, 100).iter().enumerate() {
             // Packets arrive 7 ms before each tick.
             let tick_at = t0 + Duration::from_millis(20 * i as u64 + 20);
-            e.push("demo", Voice::Chair, i as u16, enc.encode_vec_float(f, 1500).unwrap().into(), tick_at - Duration::from_millis(7));
+            e.push(
+                "demo",
+                Voice::Chair,
+                i as u16,
+                enc.encode_vec_float(f, 1500).unwrap().into(),
+                tick_at - Duration::from_millis(7),
+            );
             for s in e.tick(tick_at).sends {
                 if let Some(a) = s.frame.arrived {
                     worst = worst.max(tick_at - a);

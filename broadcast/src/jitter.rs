@@ -160,8 +160,15 @@ impl OpusInput {
     fn decode(&mut self, payload: &[u8], fec: bool) -> bool {
         // Concealment and FEC produce as many samples as the buffer asks: one packet's worth
         // (20 ms, what browsers send). A normal decode may hold up to 120 ms.
-        let len = if fec || payload.is_empty() { FRAME } else { self.scratch.len() };
-        match self.decoder.decode_float(payload, &mut self.scratch[..len], fec) {
+        let len = if fec || payload.is_empty() {
+            FRAME
+        } else {
+            self.scratch.len()
+        };
+        match self
+            .decoder
+            .decode_float(payload, &mut self.scratch[..len], fec)
+        {
             Ok(n) if n > 0 => {
                 self.pcm.extend(&self.scratch[..n]);
                 true
@@ -172,7 +179,10 @@ impl OpusInput {
 
     /// One 20 ms frame into `out`.
     pub fn pull(&mut self, out: &mut Frame, now: Instant) -> Pulled {
-        if self.last_underrun.is_some_and(|t| now - t > Duration::from_secs(10)) && self.target > 1
+        if self
+            .last_underrun
+            .is_some_and(|t| now - t > Duration::from_secs(10))
+            && self.target > 1
         {
             self.target -= 1;
             self.last_underrun = Some(now);
@@ -239,7 +249,8 @@ impl OpusInput {
             // PLC gives exactly the last packet's duration; top up with more concealment.
             while self.pcm.len() < FRAME {
                 if !self.decode(&[], false) {
-                    self.pcm.extend(std::iter::repeat_n(0.0, FRAME - self.pcm.len()));
+                    self.pcm
+                        .extend(std::iter::repeat_n(0.0, FRAME - self.pcm.len()));
                 }
             }
         }

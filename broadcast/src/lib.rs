@@ -1,6 +1,11 @@
 //! # dinh-broadcast: the loudspeaker bridge
-pub mod dsp;
+pub mod bridge;
 pub mod clip;
-pub mod jitter;
 pub mod config;
+pub mod dsp;
 pub mod engine;
+pub mod health;
+pub mod icecast;
+pub mod jitter;
+pub mod ogg;
+pub mod rtp;

@@ -1,7 +1,7 @@
 //! The pre-announcement chime: three falling bell tones, the "attention" call listeners know
 //! from public address systems. Synthesised, so a fresh hub has one without any file.
 
-use super::{RATE, FRAME, Frame, SILENCE};
+use super::{Frame, FRAME, RATE, SILENCE};
 
 /// The chime as 20 ms frames, peaking at about -6 dBFS.
 pub fn chime() -> Vec<Frame> {

@@ -14,7 +14,9 @@ const Q4: [f32; 2] = [0.541_196_1, 1.306_563];
 #[non_exhaustive]
 pub enum BandError {
     /// The corners are outside 20 Hz..20 kHz or not in order; fix the configuration.
-    #[error("speech band {low_hz} Hz to {high_hz} Hz is not valid: need 20 <= low < high <= 20000")]
+    #[error(
+        "speech band {low_hz} Hz to {high_hz} Hz is not valid: need 20 <= low < high <= 20000"
+    )]
     Invalid {
         /// High-pass corner.
         low_hz: f32,
@@ -32,7 +34,7 @@ pub struct SpeechBand {
 impl SpeechBand {
     /// Pass `low_hz..high_hz`.
     pub fn new(low_hz: f32, high_hz: f32) -> Result<Self, BandError> {
-        if !(20.0..=20_000.0).contains(&low_hz) || !(low_hz < high_hz && high_hz <= 20_000.0) {
+        if !((20.0..=20_000.0).contains(&low_hz) && low_hz < high_hz && high_hz <= 20_000.0) {
             return Err(BandError::Invalid { low_hz, high_hz });
         }
         let fs = (RATE as f32).hz();

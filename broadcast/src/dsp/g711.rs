@@ -43,7 +43,11 @@ pub fn alaw_encode(sample: i16) -> u8 {
         return (0x7F ^ mask) as u8;
     };
     let seg = seg as i32;
-    let mantissa = if seg < 2 { (x >> 1) & 0x0F } else { (x >> seg) & 0x0F };
+    let mantissa = if seg < 2 {
+        (x >> 1) & 0x0F
+    } else {
+        (x >> seg) & 0x0F
+    };
     (((seg << 4) | mantissa) ^ mask) as u8
 }
 

@@ -183,7 +183,10 @@ mod tests {
         let flat_in: Vec<f32> = input.iter().flatten().copied().collect();
         let flat_out: Vec<f32> = frames.iter().flatten().copied().collect();
         for i in DELAY..flat_out.len() {
-            assert!((flat_out[i] - flat_in[i - DELAY]).abs() < 1e-5, "sample {i}");
+            assert!(
+                (flat_out[i] - flat_in[i - DELAY]).abs() < 1e-5,
+                "sample {i}"
+            );
         }
         assert_eq!(lim.reduction_db(), 0.0);
         assert_eq!(flat_out.len(), 10 * FRAME);

@@ -51,7 +51,9 @@ pub struct Leveller {
 
 impl std::fmt::Debug for Leveller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Leveller").field("gain_db", &self.gain_db).finish()
+        f.debug_struct("Leveller")
+            .field("gain_db", &self.gain_db)
+            .finish()
     }
 }
 

@@ -48,7 +48,11 @@ impl Downsampler {
         let input = InterleavedSlice::new(&frame[..], 1, FRAME).expect("one channel, one frame");
         let mut out =
             InterleavedSlice::new_mut(&mut self.out[..], 1, NARROW_FRAME).expect("one frame");
-        if self.fft.process_into_buffer(&input, &mut out, None).is_err() {
+        if self
+            .fft
+            .process_into_buffer(&input, &mut out, None)
+            .is_err()
+        {
             self.out = [0.0; NARROW_FRAME];
         }
         &self.out
@@ -79,7 +83,10 @@ mod tests {
     use crate::dsp::testutil::sine;
 
     fn zero_crossing_hz(x: &[f32], rate: f64) -> f64 {
-        let z = x.windows(2).filter(|w| (w[0] < 0.0) != (w[1] < 0.0)).count();
+        let z = x
+            .windows(2)
+            .filter(|w| (w[0] < 0.0) != (w[1] < 0.0))
+            .count();
         z as f64 * rate / 2.0 / x.len() as f64
     }
 
