@@ -277,6 +277,8 @@ pub struct Forwarded {
     pub packet: rtp::Packet,
     /// The slot's sequence number, timestamp and keyframe flag.
     pub out: crate::forward::OutHeader,
+    /// When it reached the hub (for the bridge's latency figures).
+    pub received: Instant,
     /// The connection it came from: never sent back to it (a house holding the floor must
     /// not hear itself).
     pub from_conn: u64,
@@ -611,6 +613,7 @@ impl Room {
             let _ = self.slots[i].send(Arc::new(Forwarded {
                 packet,
                 out,
+                received: now,
                 from_conn,
             }));
         }
@@ -656,6 +659,12 @@ impl Room {
         };
         self.send_keyframe_requests(requests);
         self.publish_state();
+    }
+
+    /// Follow a slot's packets as the subscribers get them (the loudspeaker bridge taps the
+    /// two audio slots this way). A receiver that falls behind gets `Lagged` and skips ahead.
+    pub fn tap(&self, slot: Slot) -> broadcast::Receiver<Arc<Forwarded>> {
+        self.slots[slot as usize].subscribe()
     }
 
     /// Ask the source of a video slot for a keyframe (throttled per source).

@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use crate::auth::{Claims, Role};
+use crate::auth::{AuthError, Claims, Role};
 use crate::error::AppError;
 use crate::recording::{actor, Recording};
 use crate::AppState;
@@ -62,7 +62,16 @@ struct TokenQuery {
 
 /// The token of a request, checked; the room is the token's own.
 fn claims(state: &AppState, headers: &HeaderMap, q: &TokenQuery) -> Result<Claims, AppError> {
-    Ok(state.claims(headers, q.token.as_deref())?)
+    let c = state.claims(headers, q.token.as_deref())?;
+    if c.role == Role::Receiver {
+        return Err(AuthError::WrongRole {
+            have: "receiver",
+            need: "chair",
+            action: "use the record",
+        }
+        .into());
+    }
+    Ok(c)
 }
 
 fn rec(state: &AppState) -> &Arc<Recording> {

@@ -17,6 +17,9 @@ pub enum Role {
     House,
     /// Reviews the record; may watch.
     Official,
+    /// A loudspeaker receiver: pulls its cluster's stream and posts heartbeats. The token's
+    /// subject is the cluster id.
+    Receiver,
 }
 
 impl Role {
@@ -26,6 +29,7 @@ impl Role {
             Role::Chair => "chair",
             Role::House => "house",
             Role::Official => "official",
+            Role::Receiver => "receiver",
         }
     }
 }

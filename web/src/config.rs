@@ -9,6 +9,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use dinh_broadcast::config::ClusterConfig;
 use dinh_sfu::keyframe::VideoCodec;
 
 /// Everything the hub is told.
@@ -28,6 +29,42 @@ pub struct Config {
     pub database_url: Option<String>,
     /// The record's checkpoints and deadlines.
     pub record: RecordConfig,
+    /// The loudspeaker bridge.
+    pub broadcast: BroadcastConfig,
+}
+
+/// Settings of the loudspeaker bridge.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BroadcastConfig {
+    /// The clusters (`[[broadcast.clusters]]`).
+    pub clusters: Vec<ClusterConfig>,
+    /// Speech band high-pass corner, Hz.
+    pub band_low_hz: f32,
+    /// Speech band low-pass corner, Hz.
+    pub band_high_hz: f32,
+    /// Opus bitrate of the outputs, bit/s.
+    pub opus_bitrate: i32,
+    /// Loudness of the rooms' HTTP streams (`/broadcast/{room}/live.ogg`), LUFS.
+    pub stream_target_lufs: f64,
+    /// Play the chime on the clusters when a relay starts.
+    pub chime: bool,
+    /// A cluster that stops answering is marked down after this many seconds.
+    pub quiet_after_secs: u64,
+}
+
+impl Default for BroadcastConfig {
+    fn default() -> Self {
+        Self {
+            clusters: Vec::new(),
+            band_low_hz: 150.0,
+            band_high_hz: 7000.0,
+            opus_bitrate: 32_000,
+            stream_target_lufs: -16.0,
+            chime: true,
+            quiet_after_secs: 10,
+        }
+    }
 }
 
 /// Settings of the record.
@@ -109,6 +146,7 @@ impl Default for Config {
             },
             database_url: None,
             record: RecordConfig::default(),
+            broadcast: BroadcastConfig::default(),
         }
     }
 }
@@ -134,7 +172,15 @@ impl Config {
         }
         // Only variables that name a setting: other DINH_* variables (DINH_SKIP_BROWSER, the
         // tests' DINH_TEST_DATABASE_URL) are not the hub's settings and must not stop it.
-        const TOP: [&str; 6] = ["listen", "data", "rtc", "ice", "database_url", "record"];
+        const TOP: [&str; 7] = [
+            "listen",
+            "data",
+            "rtc",
+            "ice",
+            "database_url",
+            "record",
+            "broadcast",
+        ];
         let env = Env::prefixed("DINH_").split("__").filter(|k| {
             let first = k.as_str().split('.').next().unwrap_or("");
             TOP.iter().any(|t| first.eq_ignore_ascii_case(t))
@@ -153,7 +199,9 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
                 "dinh.toml",
-                "listen = \"127.0.0.1:9000\"\n[rtc]\nvideo_codec = \"h264\"\n",
+                "listen = \"127.0.0.1:9000\"\n[rtc]\nvideo_codec = \"h264\"\n\
+                 [[broadcast.clusters]]\nid = \"thon-1\"\nkind = \"rtp\"\n\
+                 destination = \"239.10.0.1:5004\"\ncodec = \"pcmu\"\n",
             )?;
             jail.set_env("DINH_DATA", "/tmp/x");
             jail.set_env("DINH_SKIP_BROWSER", "1");
@@ -163,6 +211,8 @@ mod tests {
             assert_eq!(c.rtc.video_codec, VideoCodec::H264);
             assert_eq!(c.data, PathBuf::from("/tmp/x"));
             assert_eq!(c.record_target(), "postgres://u@h/db");
+            assert_eq!(c.broadcast.clusters.len(), 1);
+            assert_eq!(c.broadcast.clusters[0].loudness_target, -16.0);
             jail.create_file("bad.toml", "listn = 1\n")?;
             let e = Config::load(Some(Path::new("bad.toml"))).unwrap_err();
             assert!(e.to_string().contains("listn"), "{e}");

@@ -12,6 +12,8 @@
 //! - [`whip`]: RFC 9725 WHIP and the WHEP draft;
 //! - [`api`]: the record's REST API, SSE and CSV exports; [`recording`]: the record's
 //!   background work and the SFU facts it is fed;
+//! - [`loudspeakers`]: the loudspeaker bridge (dinh-broadcast) wired to the rooms, the record
+//!   and HTTP;
 //! - [`error`]: [`error::AppError`], the one HTTP error type.
 //!
 //! ```no_run
@@ -28,6 +30,7 @@ pub mod auth;
 pub mod commune;
 pub mod config;
 pub mod error;
+pub mod loudspeakers;
 mod pages;
 pub mod recording;
 pub mod whip;
@@ -69,6 +72,8 @@ pub struct Inner {
     pub commune: Commune,
     /// The meeting record.
     pub recording: Arc<recording::Recording>,
+    /// The loudspeaker bridge.
+    pub bridge: dinh_broadcast::bridge::Bridge,
     // WHIP/WHEP resources by id. std Mutex: inserts and removals only, never across `.await`.
     resources: Mutex<HashMap<String, Session>>,
     /// Set when the hub shuts down; long-lived handlers (WebSockets) end on it.
@@ -127,12 +132,14 @@ impl AppState {
         for r in &commune.rooms {
             recording.watch_room(sfu.room(&r.id), closing.subscribe());
         }
+        let bridge = start_bridge(&config, &commune, &sfu, &recording, &closing).await?;
         Ok(Self(Arc::new(Inner {
             sfu,
             keys,
             config,
             commune,
             recording,
+            bridge,
             resources: Mutex::new(HashMap::new()),
             closing,
             mux_task,
@@ -234,6 +241,54 @@ impl AppState {
     }
 }
 
+/// Start the loudspeaker bridge: a stream per room, the configured clusters (one that is
+/// refused is logged and left out; the others start), the taps on the rooms' audio.
+async fn start_bridge(
+    config: &Config,
+    commune: &Commune,
+    sfu: &Arc<Sfu>,
+    recording: &Arc<recording::Recording>,
+    closing: &tokio::sync::watch::Sender<bool>,
+) -> anyhow::Result<dinh_broadcast::bridge::Bridge> {
+    use dinh_broadcast::bridge::{Bridge, BridgeSettings};
+    let b = &config.broadcast;
+    let settings = BridgeSettings {
+        engine: dinh_broadcast::engine::EngineSettings {
+            band_low_hz: b.band_low_hz,
+            band_high_hz: b.band_high_hz,
+            opus_bitrate: b.opus_bitrate,
+            ..Default::default()
+        },
+        quiet_after: Duration::from_secs(b.quiet_after_secs.max(1)),
+        stream_target_lufs: b.stream_target_lufs,
+        chime: b.chime,
+    };
+    let bridge = Bridge::start(settings, closing.subscribe())
+        .map_err(|e| anyhow::anyhow!("broadcast settings: {e}"))?;
+    for r in &commune.rooms {
+        bridge.add_room(&r.id, &r.title);
+        loudspeakers::tap_room(bridge.clone(), sfu.room(&r.id), closing.subscribe());
+    }
+    let default_room = commune
+        .rooms
+        .first()
+        .map(|r| r.id.clone())
+        .unwrap_or_default();
+    for c in &b.clusters {
+        let room = c.room.clone().unwrap_or_else(|| default_room.clone());
+        if commune.room(&room).is_none() {
+            tracing::error!(cluster = %c.id, %room, "cluster not started: the commune has no such room");
+            continue;
+        }
+        if let Err(e) = bridge.add_cluster(c.clone(), &room).await {
+            tracing::error!(error = %e, "cluster not started");
+        }
+    }
+    loudspeakers::follow_record(bridge.clone(), recording.clone(), closing.subscribe());
+    loudspeakers::record_events(&bridge, recording.clone(), closing.subscribe());
+    Ok(bridge)
+}
+
 /// The router.
 pub fn app(state: AppState) -> Router {
     Router::new()
@@ -241,6 +296,7 @@ pub fn app(state: AppState) -> Router {
         .route("/ws/{room}", get(ws::upgrade))
         .merge(whip::routes())
         .merge(api::routes())
+        .merge(loudspeakers::routes())
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(dinh_sfu::sdp::MAX_SDP_BYTES))

@@ -234,6 +234,12 @@ impl Conn {
             ),
             Role::House => (SfuRole::House, true, all),
             Role::Official => (SfuRole::Viewer, false, all),
+            // A loudspeaker receiver that speaks WebRTC: the meeting's voice only.
+            Role::Receiver => (
+                SfuRole::Viewer,
+                false,
+                vec![Slot::ProgramAudio, Slot::FloorAudio],
+            ),
         };
         JoinRequest {
             id: self.claims.sub.clone(),

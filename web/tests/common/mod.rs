@@ -1,0 +1,519 @@
+//! A real hub on loopback for the loudspeaker tests, a WHIP publisher of a test tone
+//! (webrtc-rs, real Opus), and Debian's ffmpeg as the loudspeaker receiver.
+
+#![allow(dead_code)]
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dinh_sfu::rtc;
+use dinh_sfu::webrtc;
+use dinh_web::auth::Role;
+use dinh_web::config::Config;
+use dinh_web::AppState;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use tokio::io::AsyncReadExt;
+use tokio::sync::watch;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::peer_connection::{
+    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
+    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState,
+    RTCSessionDescription, Registry,
+};
+
+/// A hub serving on loopback.
+pub struct Hub {
+    pub state: AppState,
+    pub base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Hub {
+    /// Start a hub; `configure` adjusts the settings (clusters, timings).
+    pub async fn start(configure: impl FnOnce(&mut Config)) -> Self {
+        let data = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("bridge-{}", uuid::Uuid::new_v4()));
+        let mut config = Config {
+            data,
+            ..Default::default()
+        };
+        config.rtc.udp_listen = "127.0.0.1:0".parse().unwrap();
+        config.broadcast.quiet_after_secs = 3;
+        configure(&mut config);
+        let state = AppState::start(config).await.unwrap();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(dinh_web::run(l, state.clone(), async move {
+            let _ = rx.await;
+        }));
+        Self {
+            state,
+            base,
+            stop: Some(tx),
+        }
+    }
+
+    pub fn token(&self, role: Role, sub: &str) -> String {
+        self.state
+            .keys
+            .issue(sub, sub, role, "demo", Duration::from_secs(3600))
+    }
+
+    /// An HTTP request with a bearer token; status and body.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> (u16, String) {
+        let url = format!("{}{path}", self.base);
+        let (method, token) = (method.to_owned(), token.to_owned());
+        let body = body.map(|(c, b)| (c.to_owned(), b));
+        tokio::task::spawn_blocking(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into();
+            let auth = format!("Bearer {token}");
+            let res = match (method.as_str(), body) {
+                ("GET", _) => agent.get(&url).header("authorization", &auth).call(),
+                ("DELETE", _) => agent.delete(&url).header("authorization", &auth).call(),
+                (m, Some((ctype, bytes))) => {
+                    let req = if m == "PUT" {
+                        agent.put(&url)
+                    } else {
+                        agent.post(&url)
+                    };
+                    req.header("authorization", &auth)
+                        .header("content-type", &ctype)
+                        .send(&bytes[..])
+                }
+                (m, None) => {
+                    let req = if m == "PUT" {
+                        agent.put(&url)
+                    } else {
+                        agent.post(&url)
+                    };
+                    req.header("authorization", &auth).send_empty()
+                }
+            };
+            let mut res = res.expect("request");
+            let status = res.status().as_u16();
+            let text = res.body_mut().read_to_string().unwrap_or_default();
+            (status, text)
+        })
+        .await
+        .unwrap()
+    }
+
+    pub async fn json(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        v: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let (s, t) = self
+            .call(
+                method,
+                path,
+                token,
+                Some(("application/json", v.to_string().into_bytes())),
+            )
+            .await;
+        (
+            s,
+            serde_json::from_str(&t).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    pub async fn relay(&self, on: bool) {
+        let chair = self.token(Role::Chair, "chair");
+        let (s, v) = self
+            .json(
+                "POST",
+                "/api/broadcast/demo/relay",
+                &chair,
+                serde_json::json!({ "on": on }),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+    }
+
+    /// The clusters as the API shows them.
+    pub async fn clusters(&self) -> Vec<serde_json::Value> {
+        let chair = self.token(Role::Chair, "chair");
+        let (s, t) = self.call("GET", "/api/clusters", &chair, None).await;
+        assert_eq!(s, 200, "{t}");
+        let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+        v["clusters"].as_array().unwrap().clone()
+    }
+
+    pub async fn cluster_status(&self, id: &str) -> String {
+        self.clusters()
+            .await
+            .iter()
+            .find(|c| c["id"] == id)
+            .map(|c| c["health"]["status"].as_str().unwrap_or("").to_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+struct Gathered(watch::Sender<bool>);
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Gathered {
+    async fn on_ice_gathering_state_change(&self, s: RTCIceGatheringState) {
+        if s == RTCIceGatheringState::Complete {
+            let _ = self.0.send(true);
+        }
+    }
+}
+
+/// A WHIP publisher sending a sine tone as real Opus, 20 ms packets.
+pub struct Tone {
+    pc: Arc<dyn PeerConnection>,
+    sender: tokio::task::JoinHandle<()>,
+}
+
+impl Tone {
+    /// Publish `hz` at peak `amp` into room `demo` as the chair, over WHIP.
+    pub async fn publish(hub: &Hub, hz: f64, amp: f32) -> Self {
+        let (gtx, mut grx) = watch::channel(false);
+        let mut media = MediaEngine::default();
+        media.register_default_codecs().unwrap();
+        let registry = register_default_interceptors(Registry::new(), &mut media).unwrap();
+        let pc: Arc<dyn PeerConnection> = Arc::new(
+            PeerConnectionBuilder::new()
+                .with_configuration(RTCConfigurationBuilder::new().build())
+                .with_media_engine(media)
+                .with_interceptor_registry(registry)
+                .with_handler(Arc::new(Gathered(gtx)))
+                .with_udp_addrs(vec!["127.0.0.1:0"])
+                .build()
+                .await
+                .unwrap(),
+        );
+        let ssrc: u32 = rand::random();
+        let track = Arc::new(TrackLocalStaticRTP::new(
+            rtc::media_stream::MediaStreamTrack::new(
+                "tone".into(),
+                "tone-audio".into(),
+                "tone-audio".into(),
+                RtpCodecKind::Audio,
+                vec![RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters {
+                        ssrc: Some(ssrc),
+                        ..Default::default()
+                    },
+                    codec: dinh_sfu::room::opus_codec(),
+                    ..Default::default()
+                }],
+            ),
+        ));
+        let t = pc
+            .add_transceiver_from_track(
+                track.clone() as Arc<dyn TrackLocal>,
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Sendonly,
+                    streams: vec![],
+                    send_encodings: vec![],
+                }),
+            )
+            .await
+            .unwrap();
+        let offer = pc.create_offer(None).await.unwrap();
+        pc.set_local_description(offer).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), grx.wait_for(|d| *d))
+            .await
+            .unwrap()
+            .unwrap();
+        let sdp = pc.local_description().await.unwrap().sdp;
+        let chair = hub.token(Role::Chair, "chair");
+        let (status, answer) = hub
+            .call(
+                "POST",
+                "/whip/demo",
+                &chair,
+                Some(("application/sdp", sdp.into_bytes())),
+            )
+            .await;
+        assert_eq!(status, 201, "{answer}");
+        pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap())
+            .await
+            .unwrap();
+        let sender = t.sender().await.unwrap().unwrap();
+        let task = tokio::spawn(async move {
+            let mut pt = None;
+            for _ in 0..200 {
+                if let Some(c) = sender
+                    .get_parameters()
+                    .await
+                    .ok()
+                    .and_then(|p| p.rtp_parameters.codecs.first().cloned())
+                {
+                    pt = Some(c.payload_type);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let Some(pt) = pt else { return };
+            let mut enc =
+                opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Audio).unwrap();
+            enc.set_bitrate(opus::Bitrate::Bits(64_000)).unwrap();
+            let mut seq: u16 = rand::random();
+            let mut ts: u32 = rand::random();
+            let mut n: u64 = 0;
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            loop {
+                tick.tick().await;
+                let frame: Vec<f32> = (0..960)
+                    .map(|i| {
+                        let t = (n + i) as f64 / 48_000.0;
+                        amp * (2.0 * std::f64::consts::PI * hz * t).sin() as f32
+                    })
+                    .collect();
+                n += 960;
+                let payload = enc.encode_vec_float(&frame, 1500).unwrap();
+                let packet = rtc::rtp::Packet {
+                    header: rtc::rtp::header::Header {
+                        version: 2,
+                        payload_type: pt,
+                        sequence_number: seq,
+                        timestamp: ts,
+                        ssrc,
+                        ..Default::default()
+                    },
+                    payload: payload.into(),
+                };
+                if track.write_rtp(packet).await.is_err() {
+                    return;
+                }
+                seq = seq.wrapping_add(1);
+                ts = ts.wrapping_add(960);
+            }
+        });
+        Self { pc, sender: task }
+    }
+
+    pub async fn stop(self) {
+        self.sender.abort();
+        let _ = self.pc.close().await;
+    }
+}
+
+/// A free UDP port pair (even RTP port, RTCP on the next).
+pub fn free_rtp_port() -> u16 {
+    loop {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let p = s.local_addr().unwrap().port();
+        if p.is_multiple_of(2)
+            && p < 65_000
+            && std::net::UdpSocket::bind(("127.0.0.1", p + 1)).is_ok()
+        {
+            return p;
+        }
+    }
+}
+
+/// Where ffmpeg reads from.
+pub enum Input {
+    /// RTP described by an SDP: (address, port, payload type, encoding line).
+    Rtp(String, u16, u8, &'static str),
+    /// A URL (HTTP Ogg, Icecast).
+    Url(String),
+}
+
+/// ffmpeg receiving an output.
+pub struct Receiver {
+    child: tokio::process::Child,
+    _sdp: Option<std::path::PathBuf>,
+}
+
+/// What ffmpeg measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Measured {
+    pub hz: f64,
+    pub lufs: f64,
+}
+
+fn ffmpeg_input(input: &Input) -> (Vec<String>, Option<std::path::PathBuf>) {
+    match input {
+        Input::Rtp(addr, port, pt, enc) => {
+            let sdp = format!(
+                "v=0\r\no=- 0 0 IN IP4 {addr}\r\ns=dinh test\r\nc=IN IP4 {addr}/16\r\nt=0 0\r\nm=audio {port} RTP/AVP {pt}\r\na=rtpmap:{pt} {enc}\r\n"
+            );
+            let path = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+                .join(format!("rx-{}.sdp", uuid::Uuid::new_v4()));
+            std::fs::write(&path, sdp).unwrap();
+            (
+                vec![
+                    "-protocol_whitelist".into(),
+                    "file,udp,rtp".into(),
+                    "-i".into(),
+                    path.to_string_lossy().into_owned(),
+                ],
+                Some(path),
+            )
+        }
+        Input::Url(u) => (vec!["-i".into(), u.clone()], None),
+    }
+}
+
+impl Receiver {
+    /// Receive `secs` seconds and measure the tone from `skip` seconds on (ffmpeg's own
+    /// astats and ebur128 filters: an implementation independent of the hub's).
+    pub fn measure(input: Input, skip: f64, secs: f64) -> Self {
+        let (args, sdp) = ffmpeg_input(&input);
+        let filter = format!(
+            "aresample=48000,pan=mono|c0=c0,atrim=start={skip},astats=measure_perchannel=Zero_crossings_rate+RMS_level:measure_overall=none,ebur128"
+        );
+        let child = tokio::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-nostdin", "-loglevel", "info"])
+            .args(args)
+            .args([
+                "-t",
+                &format!("{}", skip + secs),
+                "-af",
+                &filter,
+                "-f",
+                "null",
+                "-",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("ffmpeg (Debian package ffmpeg) must be installed");
+        Self { child, _sdp: sdp }
+    }
+
+    /// Receive `secs` seconds as raw 48 kHz mono samples.
+    pub fn record(input: Input, secs: f64) -> Self {
+        let (args, sdp) = ffmpeg_input(&input);
+        let child = tokio::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-nostdin", "-loglevel", "error"])
+            .args(args)
+            .args([
+                "-t",
+                &format!("{secs}"),
+                "-af",
+                "aresample=48000,pan=mono|c0=c0",
+                "-f",
+                "s16le",
+                "-acodec",
+                "pcm_s16le",
+                "-",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("ffmpeg (Debian package ffmpeg) must be installed");
+        Self { child, _sdp: sdp }
+    }
+
+    /// Stop it now (a receiver that goes away).
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// Wait for `measure` to finish and read its figures.
+    pub async fn measured(mut self, timeout: Duration) -> Measured {
+        let mut err = String::new();
+        let mut stderr = self.child.stderr.take().unwrap();
+        let read = async {
+            stderr.read_to_string(&mut err).await.unwrap();
+            self.child.wait().await.unwrap()
+        };
+        let status = tokio::time::timeout(timeout, read)
+            .await
+            .expect("ffmpeg took too long");
+        let summary: String = err
+            .lines()
+            .filter(|l| !l.contains(" t: "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(status.success(), "ffmpeg failed:\n{summary}");
+        let zcr = summary
+            .lines()
+            .find_map(|l| l.split("Zero crossings rate:").nth(1))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no astats in:\n{summary}"));
+        let lufs = summary
+            .lines()
+            .skip_while(|l| !l.contains("Integrated loudness"))
+            .find_map(|l| l.trim().strip_prefix("I:"))
+            .and_then(|v| v.trim().trim_end_matches("LUFS").trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no ebur128 summary in:\n{summary}"));
+        Measured {
+            hz: zcr * 48_000.0 / 2.0,
+            lufs,
+        }
+    }
+
+    /// Wait for `record` to finish; the samples.
+    pub async fn samples(mut self, timeout: Duration) -> Vec<f32> {
+        let mut out = Vec::new();
+        let mut stdout = self.child.stdout.take().unwrap();
+        tokio::time::timeout(timeout, stdout.read_to_end(&mut out))
+            .await
+            .expect("ffmpeg took too long")
+            .unwrap();
+        let _ = self.child.wait().await;
+        out.chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]) as f32 / 32768.0)
+            .collect()
+    }
+}
+
+/// The dominant frequency of each `window`-second stretch, by zero crossings (0 for silence).
+pub fn pitch_track(samples: &[f32], window: f64) -> Vec<f64> {
+    let n = (48_000.0 * window) as usize;
+    samples
+        .chunks(n)
+        .filter(|c| c.len() == n)
+        .map(|c| {
+            let rms = (c.iter().map(|x| x * x).sum::<f32>() / n as f32).sqrt();
+            if rms < 0.003 {
+                return 0.0;
+            }
+            let z = c
+                .windows(2)
+                .filter(|w| (w[0] < 0.0) != (w[1] < 0.0))
+                .count();
+            z as f64 / window / 2.0
+        })
+        .collect()
+}
+
+/// Wait until `cond` holds (checked every 100 ms) or panic after `secs`.
+pub async fn eventually<F, Fut>(secs: u64, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !cond().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

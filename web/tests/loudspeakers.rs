@@ -1,0 +1,807 @@
+//! The loudspeaker bridge end to end: a 440 Hz tone published over WHIP reaches RTP outputs
+//! (Opus and G.711, unicast and multicast), the HTTP Ogg stream and an Icecast2 mount, where
+//! Debian's ffmpeg receives it and measures pitch and loudness with its own filters; an
+//! emergency announcement takes over every output and gives it back; a cluster that stops
+//! answering is marked down and recorded while the others keep playing; bad input is refused.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{eventually, pitch_track, Hub, Input, Receiver, Tone};
+use dinh_broadcast::config::{ClusterConfig, ClusterKind, Codec};
+use dinh_web::auth::Role;
+use serde_json::json;
+
+fn rtp_cluster(id: &str, port: u16, codec: Codec, target: f64) -> ClusterConfig {
+    ClusterConfig {
+        id: id.into(),
+        name: format!("Cụm loa {id}"),
+        room: None,
+        kind: ClusterKind::Rtp,
+        destination: Some(format!("127.0.0.1:{port}")),
+        codec,
+        payload_type: None,
+        loudness_target: target,
+        gain_db: 0.0,
+        ttl: 16,
+        interface: None,
+        password: None,
+        heartbeat_secs: None,
+    }
+}
+
+fn rtp_input(port: u16, codec: Codec) -> Input {
+    match codec {
+        Codec::Opus => Input::Rtp("127.0.0.1".into(), port, 111, "opus/48000/2"),
+        Codec::Pcmu => Input::Rtp("127.0.0.1".into(), port, 0, "PCMU/8000"),
+        Codec::Pcma => Input::Rtp("127.0.0.1".into(), port, 8, "PCMA/8000"),
+    }
+}
+
+fn assert_tone(what: &str, m: common::Measured, hz: f64, lufs: f64) {
+    eprintln!("{what}: {:.2} Hz, {:.2} LUFS", m.hz, m.lufs);
+    assert!(
+        (m.hz - hz).abs() / hz < 0.01,
+        "{what}: {:.1} Hz, want {hz} within 1%",
+        m.hz
+    );
+    assert!(
+        (m.lufs - lufs).abs() <= 1.0,
+        "{what}: {:.1} LUFS, want {lufs} within 1 LU",
+        m.lufs
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tone_reaches_rtp_and_http_at_its_pitch_and_each_loudness_target() {
+    let (p_opus, p_pcmu) = (common::free_rtp_port(), common::free_rtp_port());
+    let hub = Hub::start(|c| {
+        c.broadcast.clusters = vec![
+            rtp_cluster("opus", p_opus, Codec::Opus, -16.0),
+            rtp_cluster("pcmu", p_pcmu, Codec::Pcmu, -20.0),
+        ];
+    })
+    .await;
+    // A quiet microphone (peak -26 dBFS): the bridge must bring it up to each target.
+    let tone = Tone::publish(&hub, 440.0, 0.05).await;
+    let house = hub.token(Role::House, "house-1");
+    let http = Receiver::measure(
+        Input::Url(format!(
+            "{}/broadcast/demo/live.ogg?token={house}",
+            hub.base
+        )),
+        4.0,
+        5.0,
+    );
+    let opus = Receiver::measure(rtp_input(p_opus, Codec::Opus), 4.0, 5.0);
+    let pcmu = Receiver::measure(rtp_input(p_pcmu, Codec::Pcmu), 4.0, 5.0);
+    // The chime plays first on the clusters; the measurement starts after it.
+    hub.relay(true).await;
+    let t = Duration::from_secs(30);
+    let (http, opus, pcmu) = (
+        http.measured(t).await,
+        opus.measured(t).await,
+        pcmu.measured(t).await,
+    );
+    assert_tone("HTTP Ogg/Opus stream", http, 440.0, -16.0);
+    assert_tone("RTP Opus", opus, 440.0, -16.0);
+    assert_tone("RTP PCMU", pcmu, 440.0, -20.0);
+    for c in hub.clusters().await {
+        assert_eq!(c["health"]["status"], "up", "{c}");
+        assert_eq!(c["playing"], "meeting", "{c}");
+    }
+    tone.stop().await;
+}
+
+fn wav_tone(hz: f64, secs: f64, rate: u32) -> Vec<u8> {
+    let mut cur = std::io::Cursor::new(Vec::new());
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::new(&mut cur, spec).unwrap();
+    for n in 0..(rate as f64 * secs) as usize {
+        let v = (2.0 * std::f64::consts::PI * hz * n as f64 / rate as f64).sin() * 12_000.0;
+        w.write_sample(v as i16).unwrap();
+    }
+    w.finalize().unwrap();
+    cur.into_inner()
+}
+
+/// Windows at `hz` (within 2%) in a pitch track.
+fn at(track: &[f64], hz: f64) -> Vec<usize> {
+    track
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| (**f - hz).abs() / hz < 0.02)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emergency_replaces_the_meeting_on_every_output_then_the_meeting_comes_back() {
+    let (p_opus, p_pcma) = (common::free_rtp_port(), common::free_rtp_port());
+    let hub = Hub::start(|c| {
+        c.broadcast.chime = false;
+        c.broadcast.clusters = vec![
+            rtp_cluster("opus", p_opus, Codec::Opus, -16.0),
+            rtp_cluster("pcma", p_pcma, Codec::Pcma, -16.0),
+        ];
+    })
+    .await;
+    let chair = hub.token(Role::Chair, "chair");
+    // The announcement: 3 s of 1 kHz, at 44.1 kHz (resampled by the hub).
+    let (st, body) = hub
+        .call(
+            "PUT",
+            "/api/broadcast/files/lu-lut.wav",
+            &chair,
+            Some(("audio/wav", wav_tone(1000.0, 3.0, 44_100))),
+        )
+        .await;
+    assert_eq!(st, 201, "{body}");
+    let tone = Tone::publish(&hub, 440.0, 0.2).await;
+    hub.relay(true).await;
+    let receivers = [
+        (
+            "RTP Opus",
+            Receiver::record(rtp_input(p_opus, Codec::Opus), 10.0),
+        ),
+        (
+            "RTP PCMA",
+            Receiver::record(rtp_input(p_pcma, Codec::Pcma), 10.0),
+        ),
+        (
+            "HTTP",
+            Receiver::record(
+                Input::Url(format!(
+                    "{}/broadcast/demo/live.ogg?token={chair}",
+                    hub.base
+                )),
+                10.0,
+            ),
+        ),
+    ];
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (st, v) = hub
+        .json(
+            "POST",
+            "/api/broadcast/announcements",
+            &chair,
+            json!({"priority": "emergency", "file": "lu-lut.wav", "chime": false}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    // While it plays, every cluster says so.
+    let id = v["id"].as_str().unwrap().to_owned();
+    for c in hub.clusters().await {
+        assert_eq!(c["playing"], format!("announcement:{id}"), "{c}");
+    }
+    for (what, r) in receivers {
+        let samples = r.samples(Duration::from_secs(30)).await;
+        let track = pitch_track(&samples, 0.25);
+        let (before, alarm) = (at(&track, 440.0), at(&track, 1000.0));
+        assert!(
+            alarm.len() >= 8,
+            "{what}: the announcement was not heard: {track:?}"
+        );
+        let (first, last) = (alarm[0], *alarm.last().unwrap());
+        assert!(
+            before.iter().any(|i| *i < first),
+            "{what}: no meeting before: {track:?}"
+        );
+        assert!(
+            before.iter().any(|i| *i > last),
+            "{what}: the meeting did not come back: {track:?}"
+        );
+        // Nothing else in between: the announcement replaced the meeting, not mixed with it.
+        assert!(
+            track[first..=last]
+                .iter()
+                .all(|f| (f - 1000.0).abs() / 1000.0 < 0.02 || *f == 0.0),
+            "{what}: {track:?}"
+        );
+    }
+    for c in hub.clusters().await {
+        assert_eq!(c["playing"], "meeting", "{c}");
+    }
+    tone.stop().await;
+}
+
+async fn open_meeting(hub: &Hub) {
+    let chair = hub.token(Role::Chair, "chair");
+    let (st, v) = hub
+        .json("POST", "/api/meetings", &chair, json!({"id": "m1", "title": "Họp dân", "starts_at": "2026-11-23T08:00:00+07:00", "agenda": []}))
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let (st, v) = hub
+        .json(
+            "POST",
+            "/api/meetings/m1/commands",
+            &chair,
+            json!({"type": "open"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_that_stops_answering_is_marked_down_and_recorded_while_the_others_play() {
+    let (p_gone, p_live) = (common::free_rtp_port(), common::free_rtp_port());
+    let hub = Hub::start(|c| {
+        let mut smart = rtp_cluster("smart", 9, Codec::Opus, -16.0);
+        smart.kind = ClusterKind::Http;
+        smart.destination = None;
+        smart.heartbeat_secs = Some(1);
+        c.broadcast.clusters = vec![
+            rtp_cluster("gone", p_gone, Codec::Pcmu, -16.0),
+            rtp_cluster("live", p_live, Codec::Opus, -16.0),
+            smart,
+        ];
+    })
+    .await;
+    open_meeting(&hub).await;
+    let tone = Tone::publish(&hub, 440.0, 0.1).await;
+    let receiver = hub.token(Role::Receiver, "smart");
+    let (st, body) = hub
+        .call(
+            "POST",
+            "/api/clusters/smart/heartbeat",
+            &receiver,
+            Some((
+                "application/json",
+                br#"{"status":"ok","volume":80}"#.to_vec(),
+            )),
+        )
+        .await;
+    assert_eq!(st, 204, "{body}");
+    // The smart receiver pulls its own stream.
+    let pull = Receiver::record(
+        Input::Url(format!(
+            "{}/broadcast/clusters/smart/live.ogg?token={receiver}",
+            hub.base
+        )),
+        20.0,
+    );
+    let gone = Receiver::record(rtp_input(p_gone, Codec::Pcmu), 60.0);
+    let live = Receiver::measure(rtp_input(p_live, Codec::Opus), 4.0, 8.0);
+    hub.relay(true).await;
+    eventually(10, "the smart cluster is up", || async {
+        hub.cluster_status("smart").await == "up"
+    })
+    .await;
+    eventually(10, "the RTP cluster is up", || async {
+        hub.cluster_status("gone").await == "up"
+    })
+    .await;
+    // Now one receiver goes away (its port answers with ICMP) and the smart one stops
+    // sending heartbeats.
+    gone.kill().await;
+    eventually(10, "the gone cluster is down", || async {
+        hub.cluster_status("gone").await == "down"
+    })
+    .await;
+    eventually(10, "the smart cluster is down", || async {
+        hub.cluster_status("smart").await == "down"
+    })
+    .await;
+    let clusters = hub.clusters().await;
+    let reason = |id: &str| {
+        clusters.iter().find(|c| c["id"] == id).unwrap()["health"]["reason"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert!(reason("gone").contains("unreachable"), "{}", reason("gone"));
+    assert!(reason("smart").contains("heartbeat"), "{}", reason("smart"));
+    let live_c = clusters.iter().find(|c| c["id"] == "live").unwrap();
+    assert_eq!(live_c["health"]["status"], "up", "{live_c}");
+    // The other cluster kept playing the meeting all along.
+    assert_tone(
+        "the cluster still up",
+        live.measured(Duration::from_secs(30)).await,
+        440.0,
+        -16.0,
+    );
+    drop(pull);
+    // The record has both changes, by the bridge, in the open meeting.
+    let official = hub.token(Role::Official, "official");
+    eventually(10, "the record has the status changes", || async {
+        let (_, t) = hub.call("GET", "/api/meetings/m1", &official, None).await;
+        let v: serde_json::Value = serde_json::from_str(&t).unwrap_or_default();
+        v["minutes"]["clusters"]["gone"] == "down" && v["minutes"]["clusters"]["smart"] == "down"
+    })
+    .await;
+    let (_, t) = hub.call("GET", "/api/meetings/m1", &official, None).await;
+    let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+    assert!(
+        v["minutes"]["relay"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty()),
+        "{v}"
+    );
+    tone.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_clear_errors_and_the_relay_keeps_going() {
+    let hub = Hub::start(|_| {}).await;
+    let chair = hub.token(Role::Chair, "chair");
+    let house = hub.token(Role::House, "house-1");
+    let j = |v: serde_json::Value| Some(("application/json", v.to_string().into_bytes()));
+    // Clusters: malformed, unknown field, duplicate.
+    let (st, t) = hub
+        .call(
+            "POST",
+            "/api/clusters",
+            &chair,
+            j(json!({"id": "x", "kind": "rtp", "destination": "not-an-address"})),
+        )
+        .await;
+    assert_eq!(st, 422, "{t}");
+    assert!(t.contains("destination"), "{t}");
+    let (st, t) = hub
+        .call(
+            "POST",
+            "/api/clusters",
+            &chair,
+            j(json!({"id": "x", "kind": "rtp", "colour": 1})),
+        )
+        .await;
+    assert_eq!(st, 422, "{t}");
+    assert!(t.contains("colour"), "{t}");
+    let good = json!({"id": "pull-1", "kind": "http", "heartbeat_secs": 30});
+    assert_eq!(
+        hub.call("POST", "/api/clusters", &chair, j(good.clone()))
+            .await
+            .0,
+        201
+    );
+    assert_eq!(
+        hub.call("POST", "/api/clusters", &chair, j(good)).await.0,
+        409
+    );
+    assert_eq!(
+        hub.call(
+            "POST",
+            "/api/clusters",
+            &house,
+            j(json!({"id": "y", "kind": "http"}))
+        )
+        .await
+        .0,
+        403
+    );
+    // Heartbeats: unknown cluster, bad status, another cluster's receiver, no token.
+    let rx = hub.token(Role::Receiver, "pull-1");
+    let other = hub.token(Role::Receiver, "pull-2");
+    assert_eq!(
+        hub.call(
+            "POST",
+            "/api/clusters/nope/heartbeat",
+            &rx,
+            j(json!({"status": "ok"}))
+        )
+        .await
+        .0,
+        404
+    );
+    let (st, t) = hub
+        .call(
+            "POST",
+            "/api/clusters/pull-1/heartbeat",
+            &rx,
+            j(json!({"status": "loud"})),
+        )
+        .await;
+    assert_eq!(st, 422, "{t}");
+    assert_eq!(
+        hub.call(
+            "POST",
+            "/api/clusters/pull-1/heartbeat",
+            &rx,
+            j(json!({"status": "ok", "volume": 300}))
+        )
+        .await
+        .0,
+        422
+    );
+    assert_eq!(
+        hub.call(
+            "POST",
+            "/api/clusters/pull-1/heartbeat",
+            &other,
+            j(json!({"status": "ok"}))
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        hub.call(
+            "POST",
+            "/api/clusters/pull-1/heartbeat",
+            "",
+            j(json!({"status": "ok"}))
+        )
+        .await
+        .0,
+        401
+    );
+    assert_eq!(
+        hub.call(
+            "POST",
+            "/api/clusters/pull-1/heartbeat",
+            &rx,
+            j(json!({"status": "ok", "volume": 55}))
+        )
+        .await
+        .0,
+        204
+    );
+    // A receiver token cannot use the record.
+    assert_eq!(hub.call("GET", "/api/meetings", &rx, None).await.0, 403);
+    // Announcements: missing file, not audio, bad name, unknown cluster, both sources.
+    let (st, t) = hub
+        .call(
+            "POST",
+            "/api/broadcast/announcements",
+            &chair,
+            j(json!({"file": "missing.wav"})),
+        )
+        .await;
+    assert_eq!(st, 404, "{t}");
+    let (st, t) = hub
+        .call(
+            "PUT",
+            "/api/broadcast/files/notes.wav",
+            &chair,
+            Some(("audio/wav", b"ID3 this is an mp3".to_vec())),
+        )
+        .await;
+    assert_eq!(st, 422, "{t}");
+    assert!(t.contains("WAV"), "{t}");
+    assert_eq!(
+        hub.call(
+            "PUT",
+            "/api/broadcast/files/..%2Fetc.wav",
+            &chair,
+            Some(("audio/wav", wav_tone(440.0, 0.5, 8000)))
+        )
+        .await
+        .0,
+        422
+    );
+    assert_eq!(
+        hub.call(
+            "PUT",
+            "/api/broadcast/files/chuong.wav",
+            &chair,
+            Some(("audio/wav", wav_tone(440.0, 0.5, 8000)))
+        )
+        .await
+        .0,
+        201
+    );
+    let (st, t) = hub
+        .call(
+            "POST",
+            "/api/broadcast/announcements",
+            &chair,
+            j(json!({"file": "chuong.wav", "clusters": ["nope"]})),
+        )
+        .await;
+    assert_eq!(st, 404, "{t}");
+    assert_eq!(
+        hub.call(
+            "POST",
+            "/api/broadcast/announcements",
+            &chair,
+            j(json!({"file": "chuong.wav", "live_room": "demo"}))
+        )
+        .await
+        .0,
+        422
+    );
+    assert_eq!(
+        hub.call(
+            "POST",
+            "/api/broadcast/announcements",
+            &chair,
+            j(json!({"file": "chuong.wav", "priority": "urgent"}))
+        )
+        .await
+        .0,
+        422
+    );
+    assert_eq!(
+        hub.call(
+            "POST",
+            "/api/broadcast/announcements",
+            &chair,
+            j(json!({"file": "chuong.wav", "at": "tomorrow"}))
+        )
+        .await
+        .0,
+        422
+    );
+    assert_eq!(
+        hub.call(
+            "POST",
+            "/api/broadcast/announcements",
+            &house,
+            j(json!({"file": "chuong.wav"}))
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        hub.call("DELETE", "/api/broadcast/announcements/nope", &chair, None)
+            .await
+            .0,
+        404
+    );
+    // A scheduled broadcast is listed, then cancelled.
+    let (st, v) = hub
+        .json("POST", "/api/broadcast/announcements", &chair, json!({"id": "sang-mai", "file": "chuong.wav", "clusters": ["pull-1"], "at": "2099-01-01T06:00:00+07:00"}))
+        .await;
+    assert_eq!((st, v["scheduled"].clone()), (201, json!(true)), "{v}");
+    let (_, t) = hub
+        .call("GET", "/api/broadcast/announcements", &chair, None)
+        .await;
+    assert!(t.contains("sang-mai"), "{t}");
+    assert_eq!(
+        hub.call(
+            "DELETE",
+            "/api/broadcast/announcements/sang-mai",
+            &chair,
+            None
+        )
+        .await
+        .0,
+        204
+    );
+    // Streams: no token, wrong room, unknown room.
+    assert_eq!(
+        hub.call("GET", "/broadcast/demo/live.ogg", "", None)
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        hub.call("GET", "/broadcast/nowhere/live.ogg", &house, None)
+            .await
+            .0,
+        404
+    );
+    // Relay: only the chair.
+    assert_eq!(
+        hub.call(
+            "POST",
+            "/api/broadcast/demo/relay",
+            &house,
+            j(json!({"on": true}))
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        hub.call(
+            "POST",
+            "/api/broadcast/demo/relay",
+            &chair,
+            Some(("text/plain", b"on".to_vec()))
+        )
+        .await
+        .0,
+        415
+    );
+    // After all that, the hub still serves the stream.
+    let r = Receiver::record(
+        Input::Url(format!(
+            "{}/broadcast/demo/live.ogg?token={house}",
+            hub.base
+        )),
+        1.0,
+    );
+    let samples = r.samples(Duration::from_secs(20)).await;
+    assert!(samples.len() >= 40_000, "{}", samples.len());
+}
+
+/// Start Icecast2 as its own user (it refuses root) on a free port.
+struct Icecast {
+    child: tokio::process::Child,
+    port: u16,
+}
+
+impl Icecast {
+    async fn start(password: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("icecast-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let root = unsafe_is_root();
+        let conf = format!(
+            "<icecast><limits><clients>20</clients><sources>4</sources></limits>\
+<authentication><source-password>{password}</source-password><admin-user>admin</admin-user><admin-password>admin-{password}</admin-password></authentication>\
+<hostname>127.0.0.1</hostname><listen-socket><port>{port}</port><bind-address>127.0.0.1</bind-address></listen-socket>\
+<fileserve>1</fileserve><paths><basedir>/usr/share/icecast2</basedir><logdir>{}</logdir><webroot>/usr/share/icecast2/web</webroot><adminroot>/usr/share/icecast2/admin</adminroot></paths>\
+<logging><errorlog>error.log</errorlog><accesslog>access.log</accesslog><loglevel>3</loglevel></logging><security><chroot>0</chroot></security></icecast>",
+            dir.display()
+        );
+        let path = dir.join("icecast.xml");
+        std::fs::write(&path, conf).unwrap();
+        let mut cmd = if root {
+            // icecast2 refuses to run as root: run it as the user its package made.
+            std::process::Command::new("chown")
+                .args(["-R", "icecast2", &dir.to_string_lossy()])
+                .status()
+                .unwrap();
+            let mut c = tokio::process::Command::new("runuser");
+            c.args(["-u", "icecast2", "--", "icecast2", "-c"])
+                .arg(&path);
+            c
+        } else {
+            let mut c = tokio::process::Command::new("icecast2");
+            c.arg("-c").arg(&path);
+            c
+        };
+        let child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("icecast2 (Debian package icecast2) must be installed");
+        eventually(10, "icecast2 listens", || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await;
+        Self { child, port }
+    }
+}
+
+fn unsafe_is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false)
+}
+
+impl Drop for Icecast {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        // runuser passes the signal on; make sure the server itself is gone.
+        let _ = std::process::Command::new("pkill")
+            .args(["-f", &format!("icecast-.*{}", self.port)])
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_icecast_mount_carries_the_tone_and_a_dead_server_is_a_status_not_a_stop() {
+    let ice = Icecast::start("nguon-loa").await;
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ice_cluster = |id: &str, port: u16| {
+        let mut c = rtp_cluster(id, 9, Codec::Opus, -16.0);
+        c.kind = ClusterKind::Icecast;
+        c.destination = Some(format!("http://127.0.0.1:{port}/loa-{id}.ogg"));
+        c.password = Some("nguon-loa".into());
+        c
+    };
+    let hub = Hub::start(|c| {
+        c.broadcast.clusters = vec![ice_cluster("ice", ice.port), ice_cluster("dead", dead_port)];
+    })
+    .await;
+    let tone = Tone::publish(&hub, 440.0, 0.1).await;
+    hub.relay(true).await;
+    eventually(15, "the mount is up", || async {
+        hub.cluster_status("ice").await == "up"
+    })
+    .await;
+    let listener = Receiver::measure(
+        Input::Url(format!("http://127.0.0.1:{}/loa-ice.ogg", ice.port)),
+        4.0,
+        5.0,
+    );
+    eventually(15, "the dead server is down", || async {
+        hub.cluster_status("dead").await == "down"
+    })
+    .await;
+    // The listener shows in the cluster's health (from the server's status-json.xsl).
+    eventually(20, "the listener is counted", || async {
+        hub.clusters()
+            .await
+            .iter()
+            .any(|c| c["id"] == "ice" && c["health"]["listeners"].as_u64().unwrap_or(0) >= 1)
+    })
+    .await;
+    assert_tone(
+        "Icecast mount",
+        listener.measured(Duration::from_secs(40)).await,
+        440.0,
+        -16.0,
+    );
+    let dead = hub
+        .clusters()
+        .await
+        .into_iter()
+        .find(|c| c["id"] == "dead")
+        .unwrap();
+    assert!(
+        dead["health"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("refused"),
+        "{dead}"
+    );
+    tone.stop().await;
+}
+
+#[test]
+fn multicast_reaches_a_receiver_in_a_network_namespace() {
+    // Loopback has no multicast outside a namespace of our own: re-run the inner test in one.
+    let exe = std::env::current_exe().unwrap();
+    let script = format!(
+        "ip link set lo up multicast on && ip route add 224.0.0.0/4 dev lo && exec '{}' --exact multicast_inner --ignored --nocapture --test-threads=1",
+        exe.display()
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["-n", "--", "sh", "-c", &script])
+        .env("DINH_IN_NETNS", "1")
+        .output()
+        .expect("unshare (util-linux) must be installed");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "the inner test failed (run as root: it makes a network namespace):\n{text}"
+    );
+    assert!(text.contains("1 passed"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "runs inside the network namespace that multicast_reaches_a_receiver_in_a_network_namespace makes"]
+async fn multicast_inner() {
+    if std::env::var_os("DINH_IN_NETNS").is_none() {
+        eprintln!("not in a network namespace: nothing to do");
+        return;
+    }
+    let port = common::free_rtp_port();
+    let group = "239.10.0.1";
+    let hub = Hub::start(|c| {
+        let mut m = rtp_cluster("thon-3", port, Codec::Pcmu, -18.0);
+        m.destination = Some(format!("{group}:{port}"));
+        m.ttl = 4;
+        c.broadcast.clusters = vec![m];
+    })
+    .await;
+    let tone = Tone::publish(&hub, 440.0, 0.1).await;
+    let rx = Receiver::measure(Input::Rtp(group.into(), port, 0, "PCMU/8000"), 4.0, 5.0);
+    hub.relay(true).await;
+    assert_tone(
+        "RTP PCMU multicast",
+        rx.measured(Duration::from_secs(30)).await,
+        440.0,
+        -18.0,
+    );
+    tone.stop().await;
+}
