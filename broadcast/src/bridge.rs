@@ -99,16 +99,27 @@ pub enum BridgeEvent {
         /// Why.
         reason: String,
     },
+    /// A room's relay to its clusters started or stopped.
+    Relay {
+        /// Room.
+        room: String,
+        /// Running now.
+        on: bool,
+    },
     /// An announcement started.
     AnnouncementStarted {
         /// Id.
         id: String,
         /// Priority.
         priority: Priority,
-        /// The clusters it plays on (`all`, or ids).
-        targets: Vec<String>,
+        /// The clusters it plays on (empty: every output).
+        clusters: Vec<String>,
         /// What it plays: a file name, or `live:ROOM`.
         source: String,
+        /// Who asked for it (`role:id`).
+        requested_by: String,
+        /// The rooms whose outputs it plays on.
+        rooms: Vec<String>,
     },
     /// An announcement ended.
     AnnouncementEnded {
@@ -116,6 +127,8 @@ pub enum BridgeEvent {
         id: String,
         /// `played` (to the end) or `stopped`.
         how: String,
+        /// The rooms whose outputs it played on.
+        rooms: Vec<String>,
     },
 }
 
@@ -134,6 +147,8 @@ pub struct AnnounceRequest {
     pub chime: bool,
     /// Play later at this time (a scheduled broadcast); now when `None`.
     pub at: Option<SystemTime>,
+    /// Who asked (`role:id`), for the record.
+    pub requested_by: String,
 }
 
 /// A cluster as the API shows it.
@@ -483,7 +498,8 @@ struct Driver {
     outputs: HashMap<String, Transport>,
     clusters: BTreeMap<String, (ClusterConfig, String)>,
     schedules: Vec<Scheduled>,
-    sources: HashMap<String, String>,
+    /// Running announcements: their rooms.
+    sources: HashMap<String, Vec<String>>,
     tick: u64,
     next_id: u64,
     self_tx: mpsc::UnboundedSender<Cmd>,
@@ -640,10 +656,11 @@ impl Driver {
         }
         for id in tick.finished {
             // The relay's chime is not an announcement of its own.
-            if self.sources.remove(&id).is_some() {
+            if let Some(rooms) = self.sources.remove(&id) {
                 self.emit(BridgeEvent::AnnouncementEnded {
                     id,
                     how: "played".into(),
+                    rooms,
                 });
             }
         }
@@ -679,6 +696,10 @@ impl Driver {
                 }
                 self.engine.set_relay(&room, on);
                 tracing::info!(%room, on, "relay");
+                self.emit(BridgeEvent::Relay {
+                    room: room.clone(),
+                    on,
+                });
                 if on && self.settings.chime {
                     let targets: Vec<String> = self
                         .clusters
@@ -791,10 +812,11 @@ impl Driver {
                         .stop_announcement(&id)
                         .map_err(BridgeError::from)
                         .map(|_| {
-                            self.sources.remove(&id);
+                            let rooms = self.sources.remove(&id).unwrap_or_default();
                             self.emit(BridgeEvent::AnnouncementEnded {
                                 id: id.clone(),
                                 how: "stopped".into(),
+                                rooms,
                             });
                         })
                 };
@@ -868,16 +890,23 @@ impl Driver {
             chime: req.chime,
         })?;
         tracing::info!(announcement = %req.id, priority = ?req.priority, "announcement started");
-        self.sources.insert(req.id.clone(), req.source.1.clone());
+        let rooms: std::collections::BTreeSet<String> = if req.clusters.is_empty() {
+            self.engine.outputs().map(|o| o.room.clone()).collect()
+        } else {
+            req.clusters
+                .iter()
+                .filter_map(|c| self.clusters.get(c).map(|(_, r)| r.clone()))
+                .collect()
+        };
+        let rooms: Vec<String> = rooms.into_iter().collect();
+        self.sources.insert(req.id.clone(), rooms.clone());
         self.emit(BridgeEvent::AnnouncementStarted {
             id: req.id,
             priority: req.priority,
-            targets: if req.clusters.is_empty() {
-                vec!["all".into()]
-            } else {
-                req.clusters
-            },
+            clusters: req.clusters,
             source: req.source.1,
+            requested_by: req.requested_by,
+            rooms,
         });
         Ok(())
     }

@@ -35,6 +35,7 @@ use time::OffsetDateTime;
 
 use crate::chain::{Frontier, Signer};
 use crate::domain::feedback::{Feedback, FeedbackAction, FeedbackError};
+use crate::domain::loudspeakers::{LoudspeakerAction, LoudspeakerError, Loudspeakers};
 use crate::domain::meeting::{Meeting, MeetingAction, MeetingError};
 use crate::domain::workdays::Calendar;
 use crate::domain::Command;
@@ -102,6 +103,15 @@ fn meeting_refusal(e: &MeetingError) -> Refusal {
     }
 }
 
+fn loudspeaker_refusal(e: &LoudspeakerError) -> Refusal {
+    match e {
+        LoudspeakerError::Forbidden { .. } => Refusal::Forbidden,
+        LoudspeakerError::Invalid { .. } => Refusal::Invalid,
+        LoudspeakerError::NotPlaying(_) => Refusal::NotFound,
+        _ => Refusal::State,
+    }
+}
+
 fn feedback_refusal(e: &FeedbackError) -> Refusal {
     match e {
         FeedbackError::Forbidden { .. } => Refusal::Forbidden,
@@ -118,11 +128,12 @@ type Framework<A> = CqrsFramework<A, PersistedEventStore<Store, A>>;
 /// multiples of this size, which is how `persist` knows the sequence a snapshot covers.
 const SNAPSHOT_EVERY: usize = 32;
 
-/// The record: the two aggregates over one store.
+/// The record: the aggregates over one store.
 pub struct Record {
     store: Store,
     meetings: Framework<Meeting>,
     feedback: Framework<Feedback>,
+    loudspeakers: Framework<Loudspeakers>,
 }
 
 impl Record {
@@ -138,6 +149,11 @@ impl Record {
                 PersistedEventStore::new_snapshot_store(store.clone(), SNAPSHOT_EVERY),
                 vec![],
                 calendar,
+            ),
+            loudspeakers: CqrsFramework::new(
+                PersistedEventStore::new_snapshot_store(store.clone(), SNAPSHOT_EVERY),
+                vec![],
+                (),
             ),
             store,
         }
@@ -172,6 +188,20 @@ impl Record {
         let meta = metadata(cmd.at, &cmd.actor.label(), command_id.as_deref());
         self.run(&self.feedback, id, cmd, meta, command_id, |e| {
             (feedback_refusal(e), e.to_string())
+        })
+        .await
+    }
+
+    /// Run a command on a room's loudspeaker log (the aggregate id is the room).
+    pub async fn loudspeakers(
+        &self,
+        room: &str,
+        cmd: Command<LoudspeakerAction>,
+        command_id: Option<String>,
+    ) -> Result<Outcome, RecordError> {
+        let meta = metadata(cmd.at, &cmd.actor.label(), command_id.as_deref());
+        self.run(&self.loudspeakers, room, cmd, meta, command_id, |e| {
+            (loudspeaker_refusal(e), e.to_string())
         })
         .await
     }

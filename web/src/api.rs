@@ -593,6 +593,8 @@ fn may_see(views: &Views, c: &Claims, e: &StoredEvent) -> bool {
                 .is_some_and(|m| m.room == c.room)
                 && (c.role != Role::House || f.house == c.sub)
         }),
+        // The loudspeaker log is per room and public to its room.
+        "loudspeakers" => e.aggregate_id == c.room,
         _ => false,
     }
 }

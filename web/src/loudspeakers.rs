@@ -8,7 +8,8 @@
 //!   `POST /api/clusters/{id}/heartbeat`;
 //! - `POST /api/broadcast/{room}/relay`: start or stop the relay;
 //! - `GET|POST /api/broadcast/announcements`, `DELETE /api/broadcast/announcements/{id}`;
-//! - `GET /api/broadcast/files`, `PUT /api/broadcast/files/{name}`.
+//! - `GET /api/broadcast/files`, `PUT /api/broadcast/files/{name}`;
+//! - `GET /api/broadcast/{room}/log`: the room's loudspeaker log from the record.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use dinh_broadcast::bridge::{room_output, AnnounceRequest, Bridge, BridgeError, 
 use dinh_broadcast::clip::Clip;
 use dinh_broadcast::config::{valid_id, ClusterConfig};
 use dinh_broadcast::engine::{Priority, Source, Voice};
+use dinh_events::domain::loudspeakers::LoudspeakerAction;
 use dinh_events::domain::meeting::MeetingAction;
 use dinh_events::domain::Actor;
 use dinh_sfu::room::{Room, Slot};
@@ -56,6 +58,7 @@ pub fn routes() -> Router<AppState> {
             "/api/broadcast/announcements/{id}",
             delete(stop_announcement),
         )
+        .route("/api/broadcast/{room}/log", get(loudspeaker_log))
         .route("/api/broadcast/files", get(list_files))
         .route(
             "/api/broadcast/files/{name}",
@@ -427,6 +430,7 @@ async fn announce(
             clusters: b.clusters,
             chime: b.chime,
             at,
+            requested_by: crate::recording::actor(&c).label(),
         })
         .await
         .map_err(bridge_error)?;
@@ -474,6 +478,24 @@ async fn list_announcements(
         "relays": s.bridge.relays().await,
     }))
     .into_response())
+}
+
+async fn loudspeaker_log(
+    State(s): State<AppState>,
+    Path(room): Path<String>,
+    Query(q): Query<TokenQuery>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    s.room(&room)?;
+    let c = s.authorize(&headers, q.token.as_deref(), &room)?;
+    c.require(&[Role::Chair, Role::Official], "read the loudspeaker log")?;
+    let events = s
+        .recording
+        .store()
+        .aggregate_events("loudspeakers", &room, 0)
+        .await
+        .map_err(|e| AppError::new(StatusCode::SERVICE_UNAVAILABLE, "record", e.to_string()))?;
+    Ok(Json(serde_json::json!({ "room": room, "events": events })).into_response())
 }
 
 async fn list_files(
@@ -615,7 +637,8 @@ pub fn follow_record(bridge: Bridge, rec: Arc<Recording>, mut closing: watch::Re
     });
 }
 
-/// Append the bridge's facts to the record.
+/// Append the bridge's facts to the record: every fact to the room's loudspeaker log, and a
+/// cluster's status also to the minutes of the meeting open in its room.
 pub fn record_events(bridge: &Bridge, rec: Arc<Recording>, mut closing: watch::Receiver<bool>) {
     let mut rx = bridge.events();
     tokio::spawn(async move {
@@ -636,19 +659,54 @@ pub fn record_events(bridge: &Bridge, rec: Arc<Recording>, mut closing: watch::R
                     cluster,
                     room,
                     status,
-                    ..
+                    reason,
                 } => {
-                    rec.observe(
-                        &room,
-                        Actor::system("bridge"),
-                        MeetingAction::ChangeClusterStatus {
-                            cluster,
-                            status: status.as_str().to_owned(),
-                        },
-                    )
-                    .await;
+                    let status = status.as_str().to_owned();
+                    let action = LoudspeakerAction::ReportClusterStatus {
+                        cluster: cluster.clone(),
+                        status: status.clone(),
+                        reason,
+                    };
+                    rec.log_loudspeakers(&room, action).await;
+                    let action = MeetingAction::ChangeClusterStatus { cluster, status };
+                    rec.observe(&room, Actor::system("bridge"), action).await;
                 }
-                other => tracing::info!(event = ?other, "broadcast"),
+                BridgeEvent::Relay { room, on } => {
+                    rec.log_loudspeakers(&room, LoudspeakerAction::SwitchRelay { on })
+                        .await;
+                }
+                BridgeEvent::AnnouncementStarted {
+                    id,
+                    priority,
+                    clusters,
+                    source,
+                    requested_by,
+                    rooms,
+                } => {
+                    let priority = serde_json::to_value(priority)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default();
+                    for room in rooms {
+                        let action = LoudspeakerAction::StartAnnouncement {
+                            announcement: id.clone(),
+                            priority: priority.clone(),
+                            source: source.clone(),
+                            clusters: clusters.clone(),
+                            requested_by: requested_by.clone(),
+                        };
+                        rec.log_loudspeakers(&room, action).await;
+                    }
+                }
+                BridgeEvent::AnnouncementEnded { id, how, rooms } => {
+                    for room in rooms {
+                        let action = LoudspeakerAction::EndAnnouncement {
+                            announcement: id.clone(),
+                            how: how.clone(),
+                        };
+                        rec.log_loudspeakers(&room, action).await;
+                    }
+                }
             }
         }
     });

@@ -116,6 +116,30 @@ impl Recording {
         }
     }
 
+    /// Append a bridge fact to a room's loudspeaker log (as the system's `bridge`); a refusal
+    /// (nothing changed) is only logged.
+    pub async fn log_loudspeakers(
+        &self,
+        room: &str,
+        action: dinh_events::domain::loudspeakers::LoudspeakerAction,
+    ) {
+        for attempt in 0..5 {
+            let cmd = Command::new(
+                OffsetDateTime::now_utc(),
+                Actor::system("bridge"),
+                action.clone(),
+            );
+            match self.record.loudspeakers(room, cmd, None).await {
+                Ok(_) => return,
+                Err(RecordError::Conflict(_)) if attempt < 4 => continue,
+                Err(e) => {
+                    tracing::info!(error = %e, "loudspeaker fact not recorded");
+                    return;
+                }
+            }
+        }
+    }
+
     /// Start the background work; it ends when `closing` turns true.
     pub fn spawn_tasks(self: &Arc<Self>, config: &Config, closing: watch::Receiver<bool>) {
         tokio::spawn(projector(self.clone(), closing.clone()));

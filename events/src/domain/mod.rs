@@ -7,6 +7,7 @@
 //! envelope, so that a rule can be tested with no clock.
 
 pub mod feedback;
+pub mod loudspeakers;
 pub mod meeting;
 pub mod workdays;
 
@@ -136,5 +137,18 @@ impl Decide for feedback::Feedback {
     }
     fn apply_event(&mut self, event: &Self::Event) {
         feedback::Feedback::apply_event(self, event)
+    }
+}
+
+impl Decide for loudspeakers::Loudspeakers {
+    type Action = loudspeakers::LoudspeakerAction;
+    type Event = loudspeakers::LoudspeakerEvent;
+    type Error = loudspeakers::LoudspeakerError;
+    type Services = ();
+    fn decide(&self, cmd: &Command<Self::Action>, _: &()) -> Result<Vec<Self::Event>, Self::Error> {
+        loudspeakers::Loudspeakers::decide(self, cmd)
+    }
+    fn apply_event(&mut self, event: &Self::Event) {
+        loudspeakers::Loudspeakers::apply_event(self, event)
     }
 }
