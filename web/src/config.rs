@@ -219,4 +219,14 @@ mod tests {
             Ok(())
         });
     }
+
+    #[test]
+    fn the_example_file_is_valid_and_its_clusters_validate() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/dinh.example.toml");
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!(c.broadcast.clusters.len(), 3);
+        for cl in &c.broadcast.clusters {
+            cl.validate().unwrap();
+        }
+    }
 }

@@ -306,6 +306,35 @@ pub fn app(state: AppState) -> Router {
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     let st = &s.sfu.stats;
     let m = &s.sfu.mux().stats;
+    let b = s.bridge.stats();
+    let clusters = s.bridge.clusters().await;
+    let count = |status: &str| {
+        clusters
+            .iter()
+            .filter(|c| {
+                c.health
+                    .as_ref()
+                    .is_some_and(|h| h.status.as_str() == status)
+            })
+            .count()
+    };
+    let bridge = format!(
+        "# TYPE dinh_broadcast_rtp_sent_total counter\ndinh_broadcast_rtp_sent_total {}\n\
+# TYPE dinh_broadcast_rtp_errors_total counter\ndinh_broadcast_rtp_errors_total {}\n\
+# TYPE dinh_broadcast_ogg_pages_total counter\ndinh_broadcast_ogg_pages_total {}\n\
+# TYPE dinh_broadcast_encodes_total counter\ndinh_broadcast_encodes_total {}\n\
+# TYPE dinh_broadcast_clusters gauge\n\
+dinh_broadcast_clusters{{status=\"up\"}} {}\n\
+dinh_broadcast_clusters{{status=\"down\"}} {}\n\
+dinh_broadcast_clusters{{status=\"unknown\"}} {}\n",
+        b.rtp_sent.load(Ordering::Relaxed),
+        b.rtp_errors.load(Ordering::Relaxed),
+        b.pages.load(Ordering::Relaxed),
+        b.encodes.load(Ordering::Relaxed),
+        count("up"),
+        count("down"),
+        count("unknown"),
+    );
     let body = format!(
         "# TYPE dinh_sessions gauge\ndinh_sessions {}\n\
 # TYPE dinh_rtp_received_total counter\ndinh_rtp_received_total {}\n\
@@ -321,7 +350,7 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
         st.keyframe_requests.load(Ordering::Relaxed),
         m.unroutable.load(Ordering::Relaxed),
         m.overflow.load(Ordering::Relaxed),
-    );
+    ) + &bridge;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 

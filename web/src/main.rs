@@ -325,6 +325,14 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             let t = state.keys.issue(&h.id, &h.name, Role::House, &r.id, ttl);
             println!("  {}: {base}/house?token={t}", h.id);
         }
+        // A listen-only token (the receiver role can do nothing else) for phones at home.
+        let listen = state
+            .keys
+            .issue("nguoi-nghe", "Người nghe", Role::Receiver, &r.id, ttl);
+        println!(
+            "  audio stream: {base}/broadcast/{}/live.ogg?token={listen}",
+            r.id
+        );
     }
     tracing::info!(%addr, "serving");
     dinh_web::run(listener, state, async {

@@ -369,8 +369,76 @@ async fn a_cluster_that_stops_answering_is_marked_down_and_recorded_while_the_ot
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_broadcast_plays_at_its_time_on_its_clusters_only() {
+    let (p_a, p_b) = (common::free_rtp_port(), common::free_rtp_port());
+    let hub = Hub::start(|c| {
+        c.broadcast.chime = false;
+        c.broadcast.clusters = vec![
+            rtp_cluster("thon-1", p_a, Codec::Pcmu, -16.0),
+            rtp_cluster("thon-2", p_b, Codec::Pcmu, -16.0),
+        ];
+    })
+    .await;
+    let chair = hub.token(Role::Chair, "chair");
+    let (st, body) = hub
+        .call(
+            "PUT",
+            "/api/broadcast/files/ban-tin.wav",
+            &chair,
+            Some(("audio/wav", wav_tone(1000.0, 2.0, 16_000))),
+        )
+        .await;
+    assert_eq!(st, 201, "{body}");
+    let tone = Tone::publish(&hub, 440.0, 0.2).await;
+    hub.relay(true).await;
+    let a = Receiver::record(rtp_input(p_a, Codec::Pcmu), 8.0);
+    let b = Receiver::record(rtp_input(p_b, Codec::Pcmu), 8.0);
+    let when = time::OffsetDateTime::now_utc() + time::Duration::seconds(3);
+    let when = when
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let (st, v) = hub
+        .json("POST", "/api/broadcast/announcements", &chair, json!({"id": "ban-tin-sang", "file": "ban-tin.wav", "clusters": ["thon-1"], "at": when, "chime": false}))
+        .await;
+    assert_eq!((st, v["scheduled"].clone()), (201, json!(true)), "{v}");
+    let (a, b) = (
+        a.samples(Duration::from_secs(30)).await,
+        b.samples(Duration::from_secs(30)).await,
+    );
+    let (ta, tb) = (pitch_track(&a, 0.25), pitch_track(&b, 0.25));
+    // Not at once: the meeting first, then the bulletin, on thon-1 only.
+    let first = *at(&ta, 1000.0)
+        .first()
+        .unwrap_or_else(|| panic!("thon-1 never played it: {ta:?}"));
+    assert!(first >= 4, "played before its time: {ta:?}");
+    assert!(at(&ta, 1000.0).len() >= 5, "{ta:?}");
+    assert!(at(&tb, 1000.0).is_empty(), "thon-2 played it: {tb:?}");
+    assert!(
+        at(&tb, 440.0).len() >= 20,
+        "thon-2 lost the meeting: {tb:?}"
+    );
+    tone.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_clear_errors_and_the_relay_keeps_going() {
-    let hub = Hub::start(|_| {}).await;
+    // A cluster in the configuration that cannot work is left out; the hub starts anyway.
+    let hub = Hub::start(|c| {
+        let mut bad = rtp_cluster("bad", 9, Codec::Opus, -16.0);
+        bad.destination = Some("nowhere:5004".into());
+        let mut good = rtp_cluster("good", 9, Codec::Opus, -16.0);
+        good.kind = ClusterKind::Http;
+        good.destination = None;
+        c.broadcast.clusters = vec![bad, good];
+    })
+    .await;
+    let ids: Vec<_> = hub
+        .clusters()
+        .await
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["good"]);
     let chair = hub.token(Role::Chair, "chair");
     let house = hub.token(Role::House, "house-1");
     let j = |v: serde_json::Value| Some(("application/json", v.to_string().into_bytes()));
