@@ -131,8 +131,7 @@ async fn run(n: usize, distinct: bool, secs: u64, packets: &[Bytes]) {
     let sent = bridge.stats().rtp_sent.load(Ordering::Relaxed) - sent0;
     let encodes = bridge.stats().encodes.load(Ordering::Relaxed) - enc0;
     let errors = bridge.stats().rtp_errors.load(Ordering::Relaxed);
-    // Let the sink catch up before counting.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Over the same window as `sent`: the packets in flight at its two ends about cancel.
     let got = received.load(Ordering::Relaxed) - recv0;
     let mut lat = bridge.stats().take_latencies();
     lat.sort_unstable();
@@ -150,7 +149,7 @@ async fn run(n: usize, distinct: bool, secs: u64, packets: &[Bytes]) {
         percentile(&lat, 0.5),
         percentile(&lat, 0.99),
         percentile(&lat, 1.0),
-        if got + errors >= sent.saturating_sub(sent / 100) { format!("{got}/{sent}") } else { format!("LOSS {got}/{sent}") },
+        if got + errors + 200 >= sent { format!("{got}/{sent}") } else { format!("LOSS {got}/{sent}") },
     );
 }
 
@@ -186,4 +185,6 @@ fn main() {
     for (n, distinct) in [(20, false), (100, false), (20, true), (100, true)] {
         rt.block_on(run(n, distinct, secs, &packets));
     }
+    println!("\nGoals: p99 added latency under 60 ms; 100 clusters on one core (under 100 %).");
+    println!("Latency: from the packet's push into the bridge to its RTP send, per output.");
 }
