@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
@@ -33,7 +33,7 @@ use dinh_events::domain::meeting::MeetingAction;
 use dinh_events::domain::Actor;
 use dinh_sfu::room::{Room, Slot};
 
-use crate::auth::{Claims, Role};
+use crate::auth::{Caller, Claims, Role};
 use crate::error::AppError;
 use crate::recording::Recording;
 use crate::AppState;
@@ -64,11 +64,6 @@ pub fn routes() -> Router<AppState> {
             "/api/broadcast/files/{name}",
             put(upload_file).layer(DefaultBodyLimit::max(MAX_FILE_BYTES)),
         )
-}
-
-#[derive(Deserialize)]
-struct TokenQuery {
-    token: Option<String>,
 }
 
 fn bridge_error(e: BridgeError) -> AppError {
@@ -154,11 +149,10 @@ fn ogg_response(
 async fn room_stream(
     State(s): State<AppState>,
     Path(room): Path<String>,
-    Query(q): Query<TokenQuery>,
-    headers: HeaderMap,
+    Caller(c): Caller,
 ) -> Result<Response, AppError> {
     s.room(&room)?;
-    s.authorize(&headers, q.token.as_deref(), &room)?;
+    c.for_room(&room)?;
     let l = s.bridge.listen(&room_output(&room)).map_err(bridge_error)?;
     Ok(ogg_response(l, s.closing.subscribe()))
 }
@@ -166,10 +160,8 @@ async fn room_stream(
 async fn cluster_stream(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<TokenQuery>,
-    headers: HeaderMap,
+    Caller(c): Caller,
 ) -> Result<Response, AppError> {
-    let c = s.claims(&headers, q.token.as_deref())?;
     cluster_access(&s, &c, &id).await?;
     let l = s.bridge.listen(&id).map_err(bridge_error)?;
     Ok(ogg_response(l, s.closing.subscribe()))
@@ -194,12 +186,7 @@ async fn cluster_access(s: &AppState, c: &Claims, id: &str) -> Result<(), AppErr
     }
 }
 
-async fn list_clusters(
-    State(s): State<AppState>,
-    Query(q): Query<TokenQuery>,
-    headers: HeaderMap,
-) -> Result<Response, AppError> {
-    let c = s.claims(&headers, q.token.as_deref())?;
+async fn list_clusters(State(s): State<AppState>, Caller(c): Caller) -> Result<Response, AppError> {
     c.require(
         &[Role::Chair, Role::Official],
         "list the loudspeaker clusters",
@@ -216,11 +203,10 @@ async fn list_clusters(
 
 async fn add_cluster(
     State(s): State<AppState>,
-    Query(q): Query<TokenQuery>,
+    Caller(c): Caller,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, AppError> {
-    let c = s.claims(&headers, q.token.as_deref())?;
     c.require(&[Role::Chair], "add a loudspeaker cluster")?;
     let cfg: ClusterConfig = json_body(&headers, &bytes)?;
     let room = cfg.room.clone().unwrap_or_else(|| c.room.clone());
@@ -240,10 +226,8 @@ async fn add_cluster(
 async fn remove_cluster(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<TokenQuery>,
-    headers: HeaderMap,
+    Caller(c): Caller,
 ) -> Result<Response, AppError> {
-    let c = s.claims(&headers, q.token.as_deref())?;
     c.require(&[Role::Chair], "remove a loudspeaker cluster")?;
     cluster_access(&s, &c, &id).await?;
     s.bridge.remove_cluster(&id).await.map_err(bridge_error)?;
@@ -266,11 +250,10 @@ struct Heartbeat {
 async fn heartbeat(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<TokenQuery>,
+    Caller(c): Caller,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, AppError> {
-    let c = s.claims(&headers, q.token.as_deref())?;
     cluster_access(&s, &c, &id).await?;
     let hb: Heartbeat = json_body(&headers, &bytes)?;
     let ok = match hb.status.as_str() {
@@ -308,12 +291,12 @@ struct RelayBody {
 async fn relay(
     State(s): State<AppState>,
     Path(room): Path<String>,
-    Query(q): Query<TokenQuery>,
+    Caller(c): Caller,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, AppError> {
     s.room(&room)?;
-    let c = s.authorize(&headers, q.token.as_deref(), &room)?;
+    c.for_room(&room)?;
     c.require(&[Role::Chair], "start or stop the loudspeaker relay")?;
     let b: RelayBody = json_body(&headers, &bytes)?;
     s.bridge.set_relay(&room, b.on);
@@ -367,11 +350,10 @@ fn valid_file_name(name: &str) -> bool {
 
 async fn announce(
     State(s): State<AppState>,
-    Query(q): Query<TokenQuery>,
+    Caller(c): Caller,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, AppError> {
-    let c = s.claims(&headers, q.token.as_deref())?;
     c.require(&[Role::Chair], "make an announcement")?;
     let b: AnnounceBody = json_body(&headers, &bytes)?;
     let bad = |m: String| AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_body", m);
@@ -448,10 +430,8 @@ async fn announce(
 async fn stop_announcement(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<TokenQuery>,
-    headers: HeaderMap,
+    Caller(c): Caller,
 ) -> Result<Response, AppError> {
-    let c = s.claims(&headers, q.token.as_deref())?;
     c.require(&[Role::Chair], "stop an announcement")?;
     s.bridge
         .stop_announcement(&id)
@@ -462,10 +442,8 @@ async fn stop_announcement(
 
 async fn list_announcements(
     State(s): State<AppState>,
-    Query(q): Query<TokenQuery>,
-    headers: HeaderMap,
+    Caller(c): Caller,
 ) -> Result<Response, AppError> {
-    let c = s.claims(&headers, q.token.as_deref())?;
     c.require(&[Role::Chair, Role::Official], "list announcements")?;
     let clusters = s.bridge.clusters().await;
     let playing: Vec<_> = clusters
@@ -483,11 +461,10 @@ async fn list_announcements(
 async fn loudspeaker_log(
     State(s): State<AppState>,
     Path(room): Path<String>,
-    Query(q): Query<TokenQuery>,
-    headers: HeaderMap,
+    Caller(c): Caller,
 ) -> Result<Response, AppError> {
     s.room(&room)?;
-    let c = s.authorize(&headers, q.token.as_deref(), &room)?;
+    c.for_room(&room)?;
     c.require(&[Role::Chair, Role::Official], "read the loudspeaker log")?;
     let events = s
         .recording
@@ -498,12 +475,7 @@ async fn loudspeaker_log(
     Ok(Json(serde_json::json!({ "room": room, "events": events })).into_response())
 }
 
-async fn list_files(
-    State(s): State<AppState>,
-    Query(q): Query<TokenQuery>,
-    headers: HeaderMap,
-) -> Result<Response, AppError> {
-    let c = s.claims(&headers, q.token.as_deref())?;
+async fn list_files(State(s): State<AppState>, Caller(c): Caller) -> Result<Response, AppError> {
     c.require(&[Role::Chair, Role::Official], "list announcement files")?;
     let mut names = Vec::new();
     if let Ok(mut rd) = tokio::fs::read_dir(files_dir(&s)).await {
@@ -522,11 +494,9 @@ async fn list_files(
 async fn upload_file(
     State(s): State<AppState>,
     Path(name): Path<String>,
-    Query(q): Query<TokenQuery>,
-    headers: HeaderMap,
+    Caller(c): Caller,
     bytes: Bytes,
 ) -> Result<Response, AppError> {
-    let c = s.claims(&headers, q.token.as_deref())?;
     c.require(&[Role::Chair], "upload an announcement")?;
     if !valid_file_name(&name) {
         return Err(AppError::new(
