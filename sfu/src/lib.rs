@@ -16,6 +16,8 @@
 //! - [`mux`]: one UDP port for every peer connection;
 //! - [`room`]: rooms, sessions and the packet path on webrtc-rs.
 //!
+//! With the feature `testkit`, `testkit` has in-process WebRTC clients for tests and load tools.
+//!
 //! # Driving it
 //!
 //! ```no_run
@@ -50,6 +52,8 @@ pub mod room;
 mod rtcp_forward;
 pub mod sdp;
 pub mod signal;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod throttle;
 
 pub use rtc;

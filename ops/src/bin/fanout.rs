@@ -13,55 +13,22 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use dinh_sfu::rtc;
-use dinh_sfu::webrtc;
-use rtc::rtp;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
-use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
-use tokio::sync::watch;
-use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::media_stream::track_local::TrackLocal;
-use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
-use webrtc::peer_connection::{
-    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
-    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState,
-    RTCSessionDescription, Registry,
-};
+use dinh_sfu::rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use dinh_sfu::testkit::{OnRtp, Peer};
 
-struct H {
-    gathered: watch::Sender<bool>,
-    lat: Arc<Mutex<Vec<u32>>>,
-    got: Arc<AtomicU64>,
-}
-
-#[async_trait::async_trait]
-impl PeerConnectionEventHandler for H {
-    async fn on_ice_gathering_state_change(&self, s: RTCIceGatheringState) {
-        if s == RTCIceGatheringState::Complete {
-            let _ = self.gathered.send(true);
-        }
-    }
-    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        let (lat, got) = (self.lat.clone(), self.got.clone());
-        tokio::spawn(async move {
-            while let Some(ev) = track.poll().await {
-                if let TrackRemoteEvent::OnRtpPacket(p) = ev {
-                    got.fetch_add(1, Ordering::Relaxed);
-                    if p.payload.len() >= 12 {
-                        let sent =
-                            u64::from_be_bytes(p.payload[4..12].try_into().unwrap_or([0; 8]));
-                        let us = now_us().saturating_sub(sent);
-                        let mut l = lat.lock().unwrap();
-                        if l.len() < 200_000 {
-                            l.push(us.min(u32::MAX as u64) as u32);
-                        }
-                    }
-                }
+/// Counts packets and their latency from the send time the publisher wrote into them.
+fn counter(lat: Arc<Mutex<Vec<u32>>>, got: Arc<AtomicU64>) -> OnRtp {
+    Arc::new(move |_, p| {
+        got.fetch_add(1, Ordering::Relaxed);
+        if p.payload.len() >= 12 {
+            let sent = u64::from_be_bytes(p.payload[4..12].try_into().unwrap_or([0; 8]));
+            let us = now_us().saturating_sub(sent);
+            let mut l = lat.lock().unwrap();
+            if l.len() < 200_000 {
+                l.push(us.min(u32::MAX as u64) as u32);
             }
-        });
-    }
+        }
+    })
 }
 
 fn now_us() -> u64 {
@@ -71,42 +38,9 @@ fn now_us() -> u64 {
         .as_micros() as u64
 }
 
-async fn peer(
-    lat: Arc<Mutex<Vec<u32>>>,
-    got: Arc<AtomicU64>,
-) -> (Arc<dyn PeerConnection>, watch::Receiver<bool>) {
-    let (tx, rx) = watch::channel(false);
-    let mut m = MediaEngine::default();
-    m.register_default_codecs().unwrap();
-    let reg = register_default_interceptors(Registry::new(), &mut m).unwrap();
-    let pc: Arc<dyn PeerConnection> = Arc::new(
-        PeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
-            .with_media_engine(m)
-            .with_interceptor_registry(reg)
-            .with_handler(Arc::new(H {
-                gathered: tx,
-                lat,
-                got,
-            }))
-            .with_udp_addrs(vec!["127.0.0.1:0"])
-            .build()
-            .await
-            .unwrap(),
-    );
-    (pc, rx)
-}
-
-async fn negotiate(
-    pc: &Arc<dyn PeerConnection>,
-    mut rx: watch::Receiver<bool>,
-    url: String,
-    token: String,
-) {
-    let offer = pc.create_offer(None).await.unwrap();
-    pc.set_local_description(offer).await.unwrap();
-    rx.wait_for(|d| *d).await.unwrap();
-    let sdp = pc.local_description().await.unwrap().sdp;
+/// Offer, POST it to a WHIP or WHEP URL, apply the answer.
+async fn negotiate(peer: &mut Peer, url: String, token: String) {
+    let sdp = peer.offer().await;
     let answer = tokio::task::spawn_blocking(move || {
         ureq::post(&url)
             .header("authorization", &format!("Bearer {token}"))
@@ -119,9 +53,7 @@ async fn negotiate(
     })
     .await
     .unwrap();
-    pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap())
-        .await
-        .unwrap();
+    peer.accept(answer).await;
 }
 
 fn proc_cpu_secs(pid: u32) -> f64 {
@@ -206,129 +138,63 @@ async fn main() {
         let rss0 = proc_rss_kib(hub.id());
 
         // Publisher.
-        let (pc, rx) = peer(Default::default(), Default::default()).await;
-        let mut tracks = Vec::new();
-        for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
-            let codec = if kind == RtpCodecKind::Audio {
-                dinh_sfu::room::opus_codec()
-            } else {
-                dinh_sfu::room::video_codec(dinh_sfu::keyframe::VideoCodec::Vp8)
-            };
-            let ssrc: u32 = rand::random();
-            let t = Arc::new(TrackLocalStaticRTP::new(
-                rtc::media_stream::MediaStreamTrack::new(
-                    "pub".into(),
-                    format!("{kind:?}"),
-                    format!("{kind:?}"),
-                    kind,
-                    vec![RTCRtpEncodingParameters {
-                        rtp_coding_parameters: RTCRtpCodingParameters {
-                            ssrc: Some(ssrc),
-                            ..Default::default()
-                        },
-                        codec,
-                        ..Default::default()
-                    }],
-                ),
-            ));
-            let tr = pc
-                .add_transceiver_from_track(
-                    t.clone() as Arc<dyn TrackLocal>,
-                    Some(RTCRtpTransceiverInit {
-                        direction: RTCRtpTransceiverDirection::Sendonly,
-                        streams: vec![],
-                        send_encodings: vec![],
-                    }),
-                )
-                .await
-                .unwrap();
-            tracks.push((kind, t, ssrc, tr));
-        }
-        negotiate(&pc, rx, format!("{base}/whip/demo"), chair_t).await;
+        let mut publisher = Peer::new(None).await;
+        let audio = publisher
+            .add_sender(
+                RtpCodecKind::Audio,
+                "pub",
+                dinh_sfu::room::opus_codec(),
+                false,
+            )
+            .await;
+        let video = publisher
+            .add_sender(
+                RtpCodecKind::Video,
+                "pub",
+                dinh_sfu::room::video_codec(dinh_sfu::keyframe::VideoCodec::Vp8),
+                false,
+            )
+            .await;
+        negotiate(&mut publisher, format!("{base}/whip/demo"), chair_t).await;
 
         // Subscribers.
         let lat = Arc::new(Mutex::new(Vec::new()));
         let got = Arc::new(AtomicU64::new(0));
         let mut subs = Vec::new();
         for _ in 0..n {
-            let (s, rx) = peer(lat.clone(), got.clone()).await;
-            for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
-                s.add_transceiver_from_kind(
-                    kind,
-                    Some(RTCRtpTransceiverInit {
-                        direction: RTCRtpTransceiverDirection::Recvonly,
-                        streams: vec![],
-                        send_encodings: vec![],
-                    }),
-                )
-                .await
-                .unwrap();
-            }
-            negotiate(&s, rx, format!("{base}/whep/demo"), viewer_t.clone()).await;
+            let mut s = Peer::new(Some(counter(lat.clone(), got.clone()))).await;
+            s.add_receiver(RtpCodecKind::Audio).await;
+            s.add_receiver(RtpCodecKind::Video).await;
+            negotiate(&mut s, format!("{base}/whep/demo"), viewer_t.clone()).await;
             subs.push(s);
         }
 
-        // Send for a warm-up then a measured window.
+        // Send for a warm-up then a measured window. Audio: 50 packets/s of 100 bytes. Video:
+        // 30 frames/s of 4 packets of 1150 bytes (about 1.1 Mbit/s), a keyframe every 60
+        // frames. Each payload carries its send time for the latency figure.
         let sent = Arc::new(AtomicU64::new(0));
-        let mut senders = Vec::new();
-        for (kind, t, ssrc, tr) in tracks {
-            let sender = tr.sender().await.unwrap().unwrap();
-            let sent = sent.clone();
-            senders.push(tokio::spawn(async move {
-                let pt = loop {
-                    if let Some(c) = sender
-                        .get_parameters()
-                        .await
-                        .ok()
-                        .and_then(|p| p.rtp_parameters.codecs.first().cloned())
-                    {
-                        break c.payload_type;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                };
-                let audio = kind == RtpCodecKind::Audio;
-                // Audio: 50 packets/s of 100 bytes. Video: 30 frames/s of 4 packets of 1150 bytes
-                // (about 1.1 Mbit/s), a keyframe every 60 frames.
-                let (every, per_tick, size) = if audio { (20, 1, 100) } else { (33, 4, 1150) };
-                let (mut seq, mut ts, mut frame) =
-                    (rand::random::<u16>(), rand::random::<u32>(), 0u64);
-                let mut tick = tokio::time::interval(Duration::from_millis(every));
-                loop {
-                    tick.tick().await;
-                    for i in 0..per_tick {
-                        let mut v = vec![0u8; size];
-                        if !audio {
-                            v[0] = 0x10;
-                            v[1] = if frame.is_multiple_of(60) && i == 0 {
-                                0
-                            } else {
-                                1
-                            };
-                        }
-                        v[4..12].copy_from_slice(&now_us().to_be_bytes());
-                        let p = rtp::Packet {
-                            header: rtp::header::Header {
-                                version: 2,
-                                marker: i + 1 == per_tick,
-                                payload_type: pt,
-                                sequence_number: seq,
-                                timestamp: ts,
-                                ssrc,
-                                ..Default::default()
-                            },
-                            payload: Bytes::from(v),
-                        };
-                        if t.write_rtp(p).await.is_err() {
-                            return;
-                        }
-                        sent.fetch_add(1, Ordering::Relaxed);
-                        seq = seq.wrapping_add(1);
-                    }
-                    ts = ts.wrapping_add(if audio { 960 } else { 3000 });
-                    frame += 1;
-                }
-            }));
-        }
+        let stamped = |size: usize, head: &[u8]| {
+            let mut v = vec![0u8; size];
+            v[..head.len()].copy_from_slice(head);
+            v[4..12].copy_from_slice(&now_us().to_be_bytes());
+            Bytes::from(v)
+        };
+        let (sa, sv) = (sent.clone(), sent.clone());
+        let senders = [
+            audio.spawn(Duration::from_millis(20), 960, false, move |_| {
+                sa.fetch_add(1, Ordering::Relaxed);
+                vec![stamped(100, &[])]
+            }),
+            video.spawn(Duration::from_millis(33), 3000, true, move |frame| {
+                sv.fetch_add(4, Ordering::Relaxed);
+                (0..4)
+                    .map(|i| {
+                        let key = frame.is_multiple_of(60) && i == 0;
+                        stamped(1150, &[0x10, if key { 0 } else { 1 }])
+                    })
+                    .collect()
+            }),
+        ];
         tokio::time::sleep(Duration::from_secs(3)).await;
         lat.lock().unwrap().clear();
         let (f0, c0, t0, g0, s0) = (
@@ -378,9 +244,9 @@ async fn main() {
             s.abort();
         }
         for s in subs {
-            let _ = s.close().await;
+            let _ = s.pc.close().await;
         }
-        let _ = pc.close().await;
+        let _ = publisher.pc.close().await;
         let _ = hub.kill();
         let _ = hub.wait();
         let _ = std::fs::remove_dir_all(&data);

@@ -12,21 +12,10 @@ use dinh_sfu::mux::UdpMux;
 use dinh_sfu::room::{JoinRequest, Role, Room, Session, Sfu, SfuConfig, Slot};
 use dinh_sfu::rtc;
 use dinh_sfu::sdp::parse_offer;
+use dinh_sfu::testkit::{OnRtp, Peer};
 use dinh_sfu::webrtc;
-use rtc::rtp;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
-use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
-use tokio::sync::watch;
-use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::media_stream::track_local::TrackLocal;
-use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
-use webrtc::peer_connection::{
-    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
-    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState,
-    RTCSessionDescription, Registry,
-};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use webrtc::peer_connection::PeerConnection;
 
 pub async fn sfu() -> Arc<Sfu> {
     let mux = UdpMux::bind("127.0.0.1:0".parse().unwrap(), None)
@@ -45,39 +34,6 @@ pub struct Received {
     pub by_tag: HashMap<(String, String), u64>,
     /// Whether the first video packet of each slot was a keyframe start.
     pub first_video_keyframe: HashMap<String, bool>,
-}
-
-struct Handler {
-    gathered: watch::Sender<bool>,
-    received: Arc<Mutex<Received>>,
-}
-
-#[async_trait::async_trait]
-impl PeerConnectionEventHandler for Handler {
-    async fn on_ice_gathering_state_change(&self, s: RTCIceGatheringState) {
-        if s == RTCIceGatheringState::Complete {
-            let _ = self.gathered.send(true);
-        }
-    }
-    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        let received = self.received.clone();
-        tokio::spawn(async move {
-            let id = track.track_id().await;
-            let slot = id.split('-').next().unwrap_or("").to_owned();
-            while let Some(ev) = track.poll().await {
-                if let TrackRemoteEvent::OnRtpPacket(p) = ev {
-                    let mut r = received.lock().unwrap();
-                    *r.packets.entry(slot.clone()).or_default() += 1;
-                    if slot.contains("Video") {
-                        let key = dinh_sfu::keyframe::vp8_is_keyframe_start(&p.payload);
-                        r.first_video_keyframe.entry(slot.clone()).or_insert(key);
-                    }
-                    let tag = tag_of(&p.payload);
-                    *r.by_tag.entry((slot.clone(), tag)).or_default() += 1;
-                }
-            }
-        });
-    }
 }
 
 /// Test payloads carry the sender's name after a fixed prefix: audio `[0xF8]name`, video a VP8
@@ -147,26 +103,21 @@ pub async fn join(
     publish: bool,
     subscribe: &[Slot],
 ) -> Client {
-    let (gtx, mut grx) = watch::channel(false);
     let received = Arc::new(Mutex::new(Received::default()));
-    let mut media = MediaEngine::default();
-    media.register_default_codecs().unwrap();
-    let registry = register_default_interceptors(Registry::new(), &mut media).unwrap();
-    let pc: Arc<dyn PeerConnection> = Arc::new(
-        PeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
-            .with_media_engine(media)
-            .with_interceptor_registry(registry)
-            .with_handler(Arc::new(Handler {
-                gathered: gtx,
-                received: received.clone(),
-            }))
-            .with_udp_addrs(vec!["127.0.0.1:0"])
-            .build()
-            .await
-            .unwrap(),
-    );
-    let mut locals = Vec::new();
+    let r = received.clone();
+    let on_rtp: OnRtp = Arc::new(move |track_id, p| {
+        let slot = track_id.split('-').next().unwrap_or("").to_owned();
+        let mut r = r.lock().unwrap();
+        *r.packets.entry(slot.clone()).or_default() += 1;
+        if slot.contains("Video") {
+            let key = dinh_sfu::keyframe::vp8_is_keyframe_start(&p.payload);
+            r.first_video_keyframe.entry(slot.clone()).or_insert(key);
+        }
+        let tag = tag_of(&p.payload);
+        *r.by_tag.entry((slot, tag)).or_default() += 1;
+    });
+    let mut peer = Peer::new(Some(on_rtp)).await;
+    let mut senders = Vec::new();
     for (kind, codec) in [
         (RtpCodecKind::Audio, dinh_sfu::room::opus_codec()),
         (
@@ -182,83 +133,21 @@ pub async fn join(
             )
         });
         if publish {
-            let ssrc: u32 = rand::random();
-            let track = Arc::new(TrackLocalStaticRTP::new(
-                rtc::media_stream::MediaStreamTrack::new(
-                    format!("{id}-stream"),
-                    format!("{id}-{kind:?}"),
-                    format!("{id}-{kind:?}"),
-                    kind,
-                    vec![RTCRtpEncodingParameters {
-                        rtp_coding_parameters: RTCRtpCodingParameters {
-                            ssrc: Some(ssrc),
-                            ..Default::default()
-                        },
-                        codec,
-                        ..Default::default()
-                    }],
-                ),
-            ));
-            let direction = if recv {
-                RTCRtpTransceiverDirection::Sendrecv
-            } else {
-                RTCRtpTransceiverDirection::Sendonly
-            };
-            let t = pc
-                .add_transceiver_from_track(
-                    track.clone() as Arc<dyn TrackLocal>,
-                    Some(RTCRtpTransceiverInit {
-                        direction,
-                        streams: vec![],
-                        send_encodings: vec![],
-                    }),
-                )
-                .await
-                .unwrap();
-            locals.push((kind, track, ssrc, t));
+            senders.push((kind, peer.add_sender(kind, id, codec, recv).await));
         } else if recv {
-            pc.add_transceiver_from_kind(
-                kind,
-                Some(RTCRtpTransceiverInit {
-                    direction: RTCRtpTransceiverDirection::Recvonly,
-                    streams: vec![],
-                    send_encodings: vec![],
-                }),
-            )
-            .await
-            .unwrap();
+            peer.add_receiver(kind).await;
         }
     }
     // Second receiving m-lines for the floor slots.
-    for (slot, kind) in [
-        (Slot::FloorAudio, RtpCodecKind::Audio),
-        (Slot::FloorVideo, RtpCodecKind::Video),
+    for (slot, first, kind) in [
+        (Slot::FloorAudio, Slot::ProgramAudio, RtpCodecKind::Audio),
+        (Slot::FloorVideo, Slot::ProgramVideo, RtpCodecKind::Video),
     ] {
-        let first = if kind == RtpCodecKind::Audio {
-            Slot::ProgramAudio
-        } else {
-            Slot::ProgramVideo
-        };
         if subscribe.contains(&slot) && subscribe.contains(&first) {
-            pc.add_transceiver_from_kind(
-                kind,
-                Some(RTCRtpTransceiverInit {
-                    direction: RTCRtpTransceiverDirection::Recvonly,
-                    streams: vec![],
-                    send_encodings: vec![],
-                }),
-            )
-            .await
-            .unwrap();
+            peer.add_receiver(kind).await;
         }
     }
-    let offer = pc.create_offer(None).await.unwrap();
-    pc.set_local_description(offer).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(5), grx.wait_for(|d| *d))
-        .await
-        .unwrap()
-        .unwrap();
-    let local = pc.local_description().await.unwrap();
+    let offer = peer.offer().await;
     let session = room
         .join(
             JoinRequest {
@@ -268,79 +157,38 @@ pub async fn join(
                 publish,
                 subscribe: subscribe.to_vec(),
             },
-            parse_offer(&local.sdp).unwrap(),
+            parse_offer(&offer).unwrap(),
         )
         .await
         .unwrap();
-    pc.set_remote_description(RTCSessionDescription::answer(session.answer.clone()).unwrap())
-        .await
-        .unwrap();
-    let mut senders = Vec::new();
-    for (kind, track, ssrc, t) in locals {
-        let sender = t.sender().await.unwrap().unwrap();
-        let tag = id.to_owned();
-        senders.push(tokio::spawn(async move {
-            // The payload type must be the negotiated one.
-            let mut pt = None;
-            for _ in 0..100 {
-                if let Some(c) = sender
-                    .get_parameters()
-                    .await
-                    .ok()
-                    .and_then(|p| p.rtp_parameters.codecs.first().cloned())
-                {
-                    pt = Some(c.payload_type);
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            let Some(pt) = pt else { return };
-            let audio = kind == RtpCodecKind::Audio;
-            let mut seq: u16 = rand::random();
-            let mut ts: u32 = rand::random();
-            let mut frame = 0u64;
-            let mut tick =
-                tokio::time::interval(Duration::from_millis(if audio { 20 } else { 33 }));
-            loop {
-                tick.tick().await;
-                let payload = if audio {
+    peer.accept(session.answer.clone()).await;
+    let tasks = senders
+        .into_iter()
+        .map(|(kind, sender)| {
+            let tag = id.to_owned();
+            if kind == RtpCodecKind::Audio {
+                sender.spawn(Duration::from_millis(20), 960, false, move |_| {
                     let mut v = vec![0xf8];
                     v.extend_from_slice(tag.as_bytes());
                     v.resize(80, 0);
-                    v
-                } else {
-                    let key = frame.is_multiple_of(15);
+                    vec![Bytes::from(v)]
+                })
+            } else {
+                sender.spawn(Duration::from_millis(33), 3000, true, move |n| {
+                    let key = n.is_multiple_of(15);
                     let mut v = vec![0x10, if key { 0x00 } else { 0x01 }, 0x00];
                     v.extend_from_slice(tag.as_bytes());
                     v.resize(900, 0);
-                    v
-                };
-                let packet = rtp::Packet {
-                    header: rtp::header::Header {
-                        version: 2,
-                        marker: !audio,
-                        payload_type: pt,
-                        sequence_number: seq,
-                        timestamp: ts,
-                        ssrc,
-                        ..Default::default()
-                    },
-                    payload: Bytes::from(payload),
-                };
-                if track.write_rtp(packet).await.is_err() {
-                    return;
-                }
-                seq = seq.wrapping_add(1);
-                ts = ts.wrapping_add(if audio { 960 } else { 3000 });
-                frame += 1;
+                    vec![Bytes::from(v)]
+                })
             }
-        }));
-    }
+        })
+        .collect();
     Client {
-        pc,
+        pc: peer.pc,
         session,
         received,
-        senders,
+        senders: tasks,
     }
 }
 

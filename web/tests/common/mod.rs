@@ -4,27 +4,14 @@
 #![allow(dead_code)]
 
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
-use dinh_sfu::rtc;
-use dinh_sfu::webrtc;
+use dinh_sfu::rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use dinh_sfu::testkit::Peer;
 use dinh_web::auth::Role;
 use dinh_web::config::Config;
 use dinh_web::AppState;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
-use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use tokio::io::AsyncReadExt;
-use tokio::sync::watch;
-use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::media_stream::track_local::TrackLocal;
-use webrtc::peer_connection::{
-    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
-    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState,
-    RTCSessionDescription, Registry,
-};
 
 /// A hub serving on loopback.
 pub struct Hub {
@@ -174,146 +161,54 @@ impl Drop for Hub {
     }
 }
 
-struct Gathered(watch::Sender<bool>);
-
-#[async_trait::async_trait]
-impl PeerConnectionEventHandler for Gathered {
-    async fn on_ice_gathering_state_change(&self, s: RTCIceGatheringState) {
-        if s == RTCIceGatheringState::Complete {
-            let _ = self.0.send(true);
-        }
-    }
-}
-
 /// A WHIP publisher sending a sine tone as real Opus, 20 ms packets.
 pub struct Tone {
-    pc: Arc<dyn PeerConnection>,
+    peer: Peer,
     sender: tokio::task::JoinHandle<()>,
 }
 
 impl Tone {
     /// Publish `hz` at peak `amp` into room `demo` as the chair, over WHIP.
     pub async fn publish(hub: &Hub, hz: f64, amp: f32) -> Self {
-        let (gtx, mut grx) = watch::channel(false);
-        let mut media = MediaEngine::default();
-        media.register_default_codecs().unwrap();
-        let registry = register_default_interceptors(Registry::new(), &mut media).unwrap();
-        let pc: Arc<dyn PeerConnection> = Arc::new(
-            PeerConnectionBuilder::new()
-                .with_configuration(RTCConfigurationBuilder::new().build())
-                .with_media_engine(media)
-                .with_interceptor_registry(registry)
-                .with_handler(Arc::new(Gathered(gtx)))
-                .with_udp_addrs(vec!["127.0.0.1:0"])
-                .build()
-                .await
-                .unwrap(),
-        );
-        let ssrc: u32 = rand::random();
-        let track = Arc::new(TrackLocalStaticRTP::new(
-            rtc::media_stream::MediaStreamTrack::new(
-                "tone".into(),
-                "tone-audio".into(),
-                "tone-audio".into(),
+        let mut peer = Peer::new(None).await;
+        let audio = peer
+            .add_sender(
                 RtpCodecKind::Audio,
-                vec![RTCRtpEncodingParameters {
-                    rtp_coding_parameters: RTCRtpCodingParameters {
-                        ssrc: Some(ssrc),
-                        ..Default::default()
-                    },
-                    codec: dinh_sfu::room::opus_codec(),
-                    ..Default::default()
-                }],
-            ),
-        ));
-        let t = pc
-            .add_transceiver_from_track(
-                track.clone() as Arc<dyn TrackLocal>,
-                Some(RTCRtpTransceiverInit {
-                    direction: RTCRtpTransceiverDirection::Sendonly,
-                    streams: vec![],
-                    send_encodings: vec![],
-                }),
+                "tone",
+                dinh_sfu::room::opus_codec(),
+                false,
             )
-            .await
-            .unwrap();
-        let offer = pc.create_offer(None).await.unwrap();
-        pc.set_local_description(offer).await.unwrap();
-        tokio::time::timeout(Duration::from_secs(5), grx.wait_for(|d| *d))
-            .await
-            .unwrap()
-            .unwrap();
-        let sdp = pc.local_description().await.unwrap().sdp;
+            .await;
+        let offer = peer.offer().await;
         let chair = hub.token(Role::Chair, "chair");
         let (status, answer) = hub
             .call(
                 "POST",
                 "/whip/demo",
                 &chair,
-                Some(("application/sdp", sdp.into_bytes())),
+                Some(("application/sdp", offer.into_bytes())),
             )
             .await;
         assert_eq!(status, 201, "{answer}");
-        pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap())
-            .await
-            .unwrap();
-        let sender = t.sender().await.unwrap().unwrap();
-        let task = tokio::spawn(async move {
-            let mut pt = None;
-            for _ in 0..200 {
-                if let Some(c) = sender
-                    .get_parameters()
-                    .await
-                    .ok()
-                    .and_then(|p| p.rtp_parameters.codecs.first().cloned())
-                {
-                    pt = Some(c.payload_type);
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            let Some(pt) = pt else { return };
-            let mut enc =
-                opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Audio).unwrap();
-            enc.set_bitrate(opus::Bitrate::Bits(64_000)).unwrap();
-            let mut seq: u16 = rand::random();
-            let mut ts: u32 = rand::random();
-            let mut n: u64 = 0;
-            let mut tick = tokio::time::interval(Duration::from_millis(20));
-            loop {
-                tick.tick().await;
-                let frame: Vec<f32> = (0..960)
-                    .map(|i| {
-                        let t = (n + i) as f64 / 48_000.0;
-                        amp * (2.0 * std::f64::consts::PI * hz * t).sin() as f32
-                    })
-                    .collect();
-                n += 960;
-                let payload = enc.encode_vec_float(&frame, 1500).unwrap();
-                let packet = rtc::rtp::Packet {
-                    header: rtc::rtp::header::Header {
-                        version: 2,
-                        payload_type: pt,
-                        sequence_number: seq,
-                        timestamp: ts,
-                        ssrc,
-                        ..Default::default()
-                    },
-                    payload: payload.into(),
-                };
-                if track.write_rtp(packet).await.is_err() {
-                    return;
-                }
-                seq = seq.wrapping_add(1);
-                ts = ts.wrapping_add(960);
-            }
+        peer.accept(answer).await;
+        let mut enc =
+            opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Audio).unwrap();
+        enc.set_bitrate(opus::Bitrate::Bits(64_000)).unwrap();
+        let sender = audio.spawn(Duration::from_millis(20), 960, false, move |n| {
+            let frame: Vec<f32> = (0..960)
+                .map(|i| {
+                    let t = (n * 960 + i) as f64 / 48_000.0;
+                    amp * (2.0 * std::f64::consts::PI * hz * t).sin() as f32
+                })
+                .collect();
+            vec![enc.encode_vec_float(&frame, 1500).unwrap().into()]
         });
-        Self { pc, sender: task }
+        Self { peer, sender }
     }
 
     pub async fn stop(self) {
         self.sender.abort();
-        let _ = self.pc.close().await;
+        let _ = self.peer.pc.close().await;
     }
 }
 
