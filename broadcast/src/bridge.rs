@@ -28,6 +28,7 @@ use crate::engine::{
     Source, Targets, Voice,
 };
 use crate::health::{Change, Evidence, Health, Report, Status};
+use crate::jitter::InputStats;
 use crate::ogg::OggPager;
 use crate::rtp::{reception_reports, RtpStream};
 
@@ -252,6 +253,7 @@ enum Cmd {
     Clusters(oneshot::Sender<Vec<ClusterView>>),
     Scheduled(oneshot::Sender<Vec<ScheduledView>>),
     Relays(oneshot::Sender<Vec<String>>),
+    Inputs(oneshot::Sender<Vec<(String, InputStats)>>),
 }
 
 /// A handle on the bridge.
@@ -361,6 +363,16 @@ impl Bridge {
     pub async fn relays(&self) -> Vec<String> {
         let (tx, rx) = oneshot::channel();
         if self.send(Cmd::Relays(tx)).is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// Each room's jitter-buffer counters (its two voices added up): packets decoded, rebuilt
+    /// from FEC, concealed, dropped, corrupt.
+    pub async fn input_stats(&self) -> Vec<(String, InputStats)> {
+        let (tx, rx) = oneshot::channel();
+        if self.send(Cmd::Inputs(tx)).is_err() {
             return Vec::new();
         }
         rx.await.unwrap_or_default()
@@ -718,6 +730,29 @@ impl Driver {
                         });
                     }
                 }
+            }
+            Cmd::Inputs(reply) => {
+                let mut rooms: Vec<String> =
+                    self.engine.outputs().map(|o| o.room.clone()).collect();
+                rooms.sort();
+                rooms.dedup();
+                let stats = rooms
+                    .into_iter()
+                    .filter_map(|r| {
+                        let [a, b] = self.engine.input_stats(&r)?;
+                        Some((
+                            r,
+                            InputStats {
+                                decoded: a.decoded + b.decoded,
+                                fec: a.fec + b.fec,
+                                concealed: a.concealed + b.concealed,
+                                dropped: a.dropped + b.dropped,
+                                corrupt: a.corrupt + b.corrupt,
+                            },
+                        ))
+                    })
+                    .collect();
+                let _ = reply.send(stats);
             }
             Cmd::Relays(reply) => {
                 let rooms: Vec<String> = self

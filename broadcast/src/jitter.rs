@@ -199,6 +199,7 @@ impl OpusInput {
             self.next = self.queue.first_key_value().map(|(k, _)| *k);
         }
         // Too far behind (a burst after a stall): drop the oldest to get back to the target.
+        // Every frame of lateness held above is one more queued packet when they arrive.
         while self.queue.len() > self.target + 2 {
             if let Some((k, _)) = self.queue.pop_first() {
                 self.stats.dropped += 1;
@@ -229,20 +230,27 @@ impl OpusInput {
                 out.fill(0.0);
                 return Pulled::Idle;
             }
-            if self.queue.is_empty() {
-                // Underrun: nothing newer has come either. Buy a deeper buffer.
-                self.target = (self.target + 1).min(MAX_TARGET);
-                self.last_underrun = Some(now);
-            }
+            // Rebuilt from the next packet's in-band FEC when that is here.
             let fec = self.queue.get(&(next + 1)).map(|(p, _)| p.clone());
-            self.next = Some(next + 1);
-            match fec {
-                Some(p) if self.decode(&p, true) => self.stats.fec += 1,
-                _ => {
-                    self.decode(&[], false);
-                    self.stats.concealed += 1;
-                }
+            if fec.is_some_and(|p| self.decode(&p, true)) {
+                self.next = Some(next + 1);
+                self.stats.fec += 1;
+                break;
             }
+            if self.queue.is_empty() && self.target < MAX_TARGET {
+                // Underrun: nothing newer has come either. Conceal this frame but keep the
+                // place: the buffer grows by one frame, so that a packet that is merely late
+                // still plays, and a lost one can be rebuilt from its successor's FEC.
+                self.target += 1;
+                self.last_underrun = Some(now);
+                self.decode(&[], false);
+                self.stats.concealed += 1;
+                break;
+            }
+            // Lost for good: conceal it and move on.
+            self.next = Some(next + 1);
+            self.decode(&[], false);
+            self.stats.concealed += 1;
             break;
         }
         if self.pcm.len() < FRAME {
@@ -342,6 +350,25 @@ mod tests {
         assert!(idle);
         assert!(!input.is_playing());
         assert!(out.iter().all(|s| *s == 0.0));
+    }
+
+    #[test]
+    fn a_loss_behind_an_underrun_is_rebuilt_from_fec_once_the_buffer_has_grown() {
+        let pkts = encoded(20, true);
+        let mut input = OpusInput::new();
+        let t0 = Instant::now();
+        let mut out = [0f32; FRAME];
+        // Packets arrive just after each tick; packet 3 is lost.
+        for (i, p) in pkts.iter().enumerate() {
+            input.pull(&mut out, t0);
+            if i != 3 {
+                input.push(i as u16, p.clone(), t0);
+            }
+        }
+        let s = input.stats();
+        // The first underrun grew the buffer; then the loss of 3 was rebuilt from 4's FEC.
+        assert_eq!(s.fec, 1, "{s:?}");
+        assert!(input.target >= 2);
     }
 
     #[test]

@@ -261,3 +261,100 @@ impl Sender {
         })
     }
 }
+
+/// A lossy, slow link in user space, for tests of lossy networks where the kernel has no
+/// `tc netem` (this machine's does not): a UDP relay between one client and the hub's media
+/// port that drops a share of the datagrams each way and delays the rest. Point a client at
+/// it by rewriting the hub's answer with [`crate::sdp::rewrite_candidates`] to [`Self::addr`].
+///
+/// Drops are decided per datagram from a fixed sequence (a 64-bit LCG), so a run loses the
+/// same share every time; bursts of two or three happen as they would on a radio link.
+pub struct LossyLink {
+    /// Where the client sends.
+    pub addr: std::net::SocketAddr,
+    /// Datagrams dropped toward the hub and toward the client.
+    pub dropped: Arc<[std::sync::atomic::AtomicU64; 2]>,
+    /// Datagrams passed toward the hub and toward the client.
+    pub passed: Arc<[std::sync::atomic::AtomicU64; 2]>,
+    tasks: [tokio::task::JoinHandle<()>; 2],
+}
+
+impl Drop for LossyLink {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl LossyLink {
+    /// Relay to `hub`, dropping `loss` (0..1) of the datagrams each way and delaying the others
+    /// by `delay`.
+    pub async fn start(hub: std::net::SocketAddr, loss: f64, delay: Duration) -> Self {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use tokio::net::UdpSocket;
+        let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
+        let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
+        back.connect(hub).await.expect("connect to the hub");
+        let addr = front.local_addr().expect("local address");
+        let dropped = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let passed = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let client = Arc::new(std::sync::Mutex::new(None::<std::net::SocketAddr>));
+        let threshold = (loss.clamp(0.0, 1.0) * u32::MAX as f64) as u32;
+        let lose = move |state: &mut u64| {
+            *state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((*state >> 32) as u32) < threshold
+        };
+        let up = {
+            let (front, back, client) = (front.clone(), back.clone(), client.clone());
+            let (dropped, passed) = (dropped.clone(), passed.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 2048];
+                let mut rng = 1u64;
+                while let Ok((n, from)) = front.recv_from(&mut buf).await {
+                    *client.lock().unwrap_or_else(|p| p.into_inner()) = Some(from);
+                    if lose(&mut rng) {
+                        dropped[0].fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    passed[0].fetch_add(1, Ordering::Relaxed);
+                    let (back, data) = (back.clone(), buf[..n].to_vec());
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        let _ = back.send(&data).await;
+                    });
+                }
+            })
+        };
+        let down = {
+            let (dropped, passed) = (dropped.clone(), passed.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 2048];
+                let mut rng = 2u64;
+                while let Ok(n) = back.recv(&mut buf).await {
+                    let Some(to) = *client.lock().unwrap_or_else(|p| p.into_inner()) else {
+                        continue;
+                    };
+                    if lose(&mut rng) {
+                        dropped[1].fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    passed[1].fetch_add(1, Ordering::Relaxed);
+                    let (front, data) = (front.clone(), buf[..n].to_vec());
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        let _ = front.send_to(&data, to).await;
+                    });
+                }
+            })
+        };
+        Self {
+            addr,
+            dropped,
+            passed,
+            tasks: [up, down],
+        }
+    }
+}

@@ -318,6 +318,10 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
             })
             .count()
     };
+    let inputs = s.bridge.input_stats().await;
+    let sum = |f: fn(&dinh_broadcast::jitter::InputStats) -> u64| -> u64 {
+        inputs.iter().map(|(_, i)| f(i)).sum()
+    };
     let bridge = format!(
         "# TYPE dinh_broadcast_rtp_sent_total counter\ndinh_broadcast_rtp_sent_total {}\n\
 # TYPE dinh_broadcast_rtp_errors_total counter\ndinh_broadcast_rtp_errors_total {}\n\
@@ -326,7 +330,12 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
 # TYPE dinh_broadcast_clusters gauge\n\
 dinh_broadcast_clusters{{status=\"up\"}} {}\n\
 dinh_broadcast_clusters{{status=\"down\"}} {}\n\
-dinh_broadcast_clusters{{status=\"unknown\"}} {}\n",
+dinh_broadcast_clusters{{status=\"unknown\"}} {}\n\
+# TYPE dinh_broadcast_input_packets_total counter\n\
+dinh_broadcast_input_packets_total{{outcome=\"decoded\"}} {}\n\
+dinh_broadcast_input_packets_total{{outcome=\"fec\"}} {}\n\
+dinh_broadcast_input_packets_total{{outcome=\"concealed\"}} {}\n\
+dinh_broadcast_input_packets_total{{outcome=\"dropped\"}} {}\n",
         b.rtp_sent.load(Ordering::Relaxed),
         b.rtp_errors.load(Ordering::Relaxed),
         b.pages.load(Ordering::Relaxed),
@@ -334,6 +343,10 @@ dinh_broadcast_clusters{{status=\"unknown\"}} {}\n",
         count("up"),
         count("down"),
         count("unknown"),
+        sum(|i| i.decoded),
+        sum(|i| i.fec),
+        sum(|i| i.concealed),
+        sum(|i| i.dropped),
     );
     let body = format!(
         "# TYPE dinh_sessions gauge\ndinh_sessions {}\n\

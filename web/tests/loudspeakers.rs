@@ -98,6 +98,44 @@ async fn a_tone_reaches_rtp_and_http_at_its_pitch_and_each_loudness_target() {
     tone.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lossy_uplink_from_the_chair_still_reaches_the_loudspeakers_in_tune() {
+    // 5 % of the chair's datagrams lost (and 5 % of what comes back), 30 ms each way: the
+    // bridge's jitter buffer rebuilds what it can from Opus FEC and conceals the rest.
+    let hub = Hub::start(|_| {}).await;
+    let link = dinh_sfu::testkit::LossyLink::start(
+        hub.state.sfu.mux().advertised_addr(),
+        0.05,
+        Duration::from_millis(30),
+    )
+    .await;
+    let tone = Tone::publish_via(&hub, 440.0, 0.1, Some(&link)).await;
+    let house = hub.token(Role::House, "house-1");
+    let http = Receiver::measure(
+        Input::Url(format!(
+            "{}/broadcast/demo/live.ogg?token={house}",
+            hub.base
+        )),
+        4.0,
+        6.0,
+    );
+    let m = http.measured(Duration::from_secs(30)).await;
+    let lost = link.dropped[0].load(std::sync::atomic::Ordering::Relaxed);
+    assert!(lost > 10, "the link lost only {lost} datagrams");
+    assert_tone("HTTP stream over a lossy uplink", m, 440.0, -16.0);
+    // Lost packets were rebuilt from the next one's FEC, or concealed.
+    let stats = hub.state.bridge.input_stats().await;
+    let demo = stats
+        .iter()
+        .find(|(r, _)| r == "demo")
+        .map(|(_, s)| *s)
+        .unwrap();
+    eprintln!("bridge input over the lossy uplink: {demo:?}");
+    assert!(demo.fec + demo.concealed > 0, "{demo:?}");
+    assert!(demo.fec > 0, "no packet was rebuilt from FEC: {demo:?}");
+    tone.stop().await;
+}
+
 fn wav_tone(hz: f64, secs: f64, rate: u32) -> Vec<u8> {
     let mut cur = std::io::Cursor::new(Vec::new());
     let spec = hound::WavSpec {

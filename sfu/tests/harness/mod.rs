@@ -12,7 +12,7 @@ use dinh_sfu::mux::UdpMux;
 use dinh_sfu::room::{JoinRequest, Role, Room, Session, Sfu, SfuConfig, Slot};
 use dinh_sfu::rtc;
 use dinh_sfu::sdp::parse_offer;
-use dinh_sfu::testkit::{OnRtp, Peer};
+use dinh_sfu::testkit::{LossyLink, OnRtp, Peer};
 use dinh_sfu::webrtc;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use webrtc::peer_connection::PeerConnection;
@@ -34,6 +34,8 @@ pub struct Received {
     pub by_tag: HashMap<(String, String), u64>,
     /// Whether the first video packet of each slot was a keyframe start.
     pub first_video_keyframe: HashMap<String, bool>,
+    /// Sequence numbers received per slot, extended past wrap-around.
+    pub seqs: HashMap<String, std::collections::BTreeSet<u64>>,
 }
 
 /// Test payloads carry the sender's name after a fixed prefix: audio `[0xF8]name`, video a VP8
@@ -77,6 +79,22 @@ impl Client {
             .get(&(slot.to_owned(), tag.to_owned()))
             .unwrap_or(&0)
     }
+    /// Of the sequence numbers a slot spanned (less the last `recent`, whose repairs may still
+    /// be on their way), the share received.
+    pub fn completeness(&self, slot: &str, recent: u64) -> f64 {
+        let r = self.received.lock().unwrap();
+        let Some(seqs) = r.seqs.get(slot) else {
+            return 0.0;
+        };
+        let (Some(&first), Some(&last)) = (seqs.first(), seqs.last()) else {
+            return 0.0;
+        };
+        let end = last.saturating_sub(recent);
+        if end <= first {
+            return 0.0;
+        }
+        seqs.range(first..=end).count() as f64 / (end - first + 1) as f64
+    }
     pub fn first_video_was_keyframe(&self, slot: &str) -> Option<bool> {
         self.received
             .lock()
@@ -103,6 +121,18 @@ pub async fn join(
     publish: bool,
     subscribe: &[Slot],
 ) -> Client {
+    join_with(room, id, role, publish, subscribe, None).await
+}
+
+/// [`join`], through a [`LossyLink`] when one is given.
+pub async fn join_with(
+    room: &Arc<Room>,
+    id: &str,
+    role: Role,
+    publish: bool,
+    subscribe: &[Slot],
+    link: Option<&LossyLink>,
+) -> Client {
     let received = Arc::new(Mutex::new(Received::default()));
     let r = received.clone();
     let on_rtp: OnRtp = Arc::new(move |track_id, p| {
@@ -114,7 +144,21 @@ pub async fn join(
             r.first_video_keyframe.entry(slot.clone()).or_insert(key);
         }
         let tag = tag_of(&p.payload);
-        *r.by_tag.entry((slot, tag)).or_default() += 1;
+        *r.by_tag.entry((slot.clone(), tag)).or_default() += 1;
+        let seqs = r.seqs.entry(slot).or_default();
+        let seq = p.header.sequence_number as u64;
+        let ext = match seqs.last() {
+            None => (1 << 16) + seq,
+            Some(&last) => {
+                let base = last & !0xFFFF;
+                [base - (1 << 16), base, base + (1 << 16)]
+                    .into_iter()
+                    .map(|b| b + seq)
+                    .min_by_key(|c| c.abs_diff(last))
+                    .unwrap_or(base + seq)
+            }
+        };
+        seqs.insert(ext);
     });
     let mut peer = Peer::new(Some(on_rtp)).await;
     let mut senders = Vec::new();
@@ -161,7 +205,11 @@ pub async fn join(
         )
         .await
         .unwrap();
-    peer.accept(session.answer.clone()).await;
+    let answer = match link {
+        Some(l) => dinh_sfu::sdp::rewrite_candidates(&session.answer, l.addr),
+        None => session.answer.clone(),
+    };
+    peer.accept(answer).await;
     let tasks = senders
         .into_iter()
         .map(|(kind, sender)| {

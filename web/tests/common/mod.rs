@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use dinh_sfu::rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
-use dinh_sfu::testkit::Peer;
+use dinh_sfu::testkit::{LossyLink, Peer};
 use dinh_web::auth::Role;
 use dinh_web::config::Config;
 use dinh_web::AppState;
@@ -170,6 +170,11 @@ pub struct Tone {
 impl Tone {
     /// Publish `hz` at peak `amp` into room `demo` as the chair, over WHIP.
     pub async fn publish(hub: &Hub, hz: f64, amp: f32) -> Self {
+        Self::publish_via(hub, hz, amp, None).await
+    }
+
+    /// [`Tone::publish`] through a lossy link.
+    pub async fn publish_via(hub: &Hub, hz: f64, amp: f32, link: Option<&LossyLink>) -> Self {
         let mut peer = Peer::new(None).await;
         let audio = peer
             .add_sender(
@@ -190,10 +195,18 @@ impl Tone {
             )
             .await;
         assert_eq!(status, 201, "{answer}");
+        let answer = match link {
+            Some(l) => dinh_sfu::sdp::rewrite_candidates(&answer, l.addr),
+            None => answer,
+        };
         peer.accept(answer).await;
+        // As a browser's microphone track: VoIP mode, 32 kbit/s, and in-band FEC because the
+        // answer says useinbandfec=1.
         let mut enc =
-            opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Audio).unwrap();
-        enc.set_bitrate(opus::Bitrate::Bits(64_000)).unwrap();
+            opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
+        enc.set_bitrate(opus::Bitrate::Bits(32_000)).unwrap();
+        enc.set_inband_fec(true).unwrap();
+        enc.set_packet_loss_perc(10).unwrap();
         let sender = audio.spawn(Duration::from_millis(20), 960, false, move |n| {
             let frame: Vec<f32> = (0..960)
                 .map(|i| {
