@@ -609,6 +609,18 @@ impl Driver {
                 tracing::warn!(announcement = %id, error = %e, "scheduled broadcast not played");
             }
         }
+        // HTTP streams nobody listens to are not encoded (the room's stream runs always).
+        for (id, t) in &self.outputs {
+            if let Transport::Ogg {
+                shared,
+                icecast: None,
+                ..
+            } = t
+            {
+                let idle = shared.listeners.load(Ordering::Relaxed) == 0;
+                self.engine.set_idle(id, idle);
+            }
+        }
         let tick = self.engine.tick(now);
         let stats = self.bridge.stats.clone();
         let mut evidence: Vec<(String, Evidence)> = Vec::new();

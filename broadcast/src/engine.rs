@@ -256,6 +256,7 @@ pub struct Engine {
     variants: HashMap<(FeedKey, FormatKey), Variant>,
     next_order: u64,
     chime: Clip,
+    idle: std::collections::HashSet<String>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -288,6 +289,7 @@ impl Engine {
             variants: HashMap::new(),
             next_order: 0,
             chime: Clip::chime(),
+            idle: std::collections::HashSet::new(),
         })
     }
 
@@ -325,6 +327,19 @@ impl Engine {
             .remove(id)
             .map(|_| ())
             .ok_or_else(|| EngineError::NotFound(id.to_owned()))
+    }
+
+    /// Mark an output as having nobody to hear it (an HTTP stream with no listener): it is
+    /// not encoded while so. The feed is still decoded and levelled, so that a listener who
+    /// comes gets the right level at once.
+    pub fn set_idle(&mut self, output: &str, idle: bool) {
+        if idle {
+            if !self.idle.contains(output) {
+                self.idle.insert(output.to_owned());
+            }
+        } else {
+            self.idle.remove(output);
+        }
     }
 
     /// The outputs.
@@ -503,6 +518,9 @@ impl Engine {
         let mut groups: BTreeMap<(String, FormatKey), (FeedKey, Format, Vec<String>)> =
             BTreeMap::new();
         for spec in self.outputs.values() {
+            if self.idle.contains(&spec.id) {
+                continue;
+            }
             let Some(feed) = self.select(spec) else {
                 continue;
             };
@@ -851,6 +869,17 @@ mod tests {
         assert!((l + 16.0).abs() < 1.0, "{l}");
         e.stop_announcement("live").unwrap();
         assert_eq!(e.selection("x"), None);
+    }
+
+    #[test]
+    fn an_output_nobody_hears_is_not_encoded() {
+        let mut e = Engine::new(EngineSettings::default()).unwrap();
+        e.add_output(out("room:demo", Codec::Opus, -16.0, false, true))
+            .unwrap();
+        e.set_idle("room:demo", true);
+        assert!(e.tick(Instant::now()).sends.is_empty());
+        e.set_idle("room:demo", false);
+        assert_eq!(e.tick(Instant::now()).sends.len(), 1);
     }
 
     #[test]
