@@ -191,6 +191,25 @@ impl Peer {
             .sdp
     }
 
+    /// An ICE restart (a network change): a new offer with new ICE credentials, once
+    /// gathering is done again.
+    pub async fn restart_offer(&mut self) -> String {
+        let options = rtc::peer_connection::configuration::RTCOfferOptions { ice_restart: true };
+        let offer = self.pc.create_offer(Some(options)).await.expect("an offer");
+        self.gathered.borrow_and_update();
+        self.pc
+            .set_local_description(offer)
+            .await
+            .expect("set the offer");
+        // Gathering completes again; the handler reports it even if the value is unchanged.
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.gathered.changed()).await;
+        self.pc
+            .local_description()
+            .await
+            .expect("a local description")
+            .sdp
+    }
+
     /// Apply the hub's answer.
     pub async fn accept(&self, answer: String) {
         self.pc

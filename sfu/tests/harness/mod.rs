@@ -13,9 +13,7 @@ use dinh_sfu::room::{JoinRequest, Role, Room, Session, Sfu, SfuConfig, Slot};
 use dinh_sfu::rtc;
 use dinh_sfu::sdp::parse_offer;
 use dinh_sfu::testkit::{LossyLink, OnRtp, Peer};
-use dinh_sfu::webrtc;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
-use webrtc::peer_connection::PeerConnection;
 
 pub async fn sfu() -> Arc<Sfu> {
     let mux = UdpMux::bind("127.0.0.1:0".parse().unwrap(), None)
@@ -54,7 +52,7 @@ fn tag_of(p: &[u8]) -> String {
 }
 
 pub struct Client {
-    pub pc: Arc<dyn PeerConnection>,
+    pub peer: Peer,
     pub session: Session,
     pub received: Arc<Mutex<Received>>,
     senders: Vec<tokio::task::JoinHandle<()>>,
@@ -108,7 +106,7 @@ impl Client {
             s.abort();
         }
         self.session.close().await;
-        let _ = self.pc.close().await;
+        let _ = self.peer.pc.close().await;
     }
 }
 
@@ -233,7 +231,7 @@ pub async fn join_with(
         })
         .collect();
     Client {
-        pc: peer.pc,
+        peer,
         session,
         received,
         senders: tasks,
