@@ -85,7 +85,22 @@ pub struct Sender {
 impl Peer {
     /// A peer with the default codecs and interceptors, on 127.0.0.1.
     pub async fn new(on_rtp: Option<OnRtp>) -> Self {
+        Self::with_ice(on_rtp, Vec::new(), false).await
+    }
+
+    /// A peer that uses these STUN/TURN servers; `relay_only`: only TURN relay candidates
+    /// (as a browser on a network that blocks direct UDP ends up doing).
+    pub async fn with_ice(
+        on_rtp: Option<OnRtp>,
+        servers: Vec<webrtc::peer_connection::RTCIceServer>,
+        relay_only: bool,
+    ) -> Self {
         let (tx, gathered) = watch::channel(false);
+        let mut config = RTCConfigurationBuilder::new().with_ice_servers(servers);
+        if relay_only {
+            config = config
+                .with_ice_transport_policy(webrtc::peer_connection::RTCIceTransportPolicy::Relay);
+        }
         let mut media = MediaEngine::default();
         media
             .register_default_codecs()
@@ -94,7 +109,7 @@ impl Peer {
             .expect("default interceptors register");
         let pc: Arc<dyn PeerConnection> = Arc::new(
             PeerConnectionBuilder::new()
-                .with_configuration(RTCConfigurationBuilder::new().build())
+                .with_configuration(config.build())
                 .with_media_engine(media)
                 .with_interceptor_registry(registry)
                 .with_handler(Arc::new(Handler {

@@ -1,0 +1,135 @@
+//! A house on a network that lets nothing through but a TURN server: a real coturn (Debian's
+//! package) with the hub's time-limited credentials (coturn's REST API scheme,
+//! `use-auth-secret`), the client restricted to relay candidates, and the meeting's audio
+//! reaching it through the relay.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{eventually, Hub, Tone};
+use dinh_sfu::rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use dinh_sfu::testkit::Peer;
+use dinh_sfu::webrtc::peer_connection::RTCIceServer;
+use dinh_web::auth::Role;
+
+/// The server runs while this lives (killed on drop).
+struct Coturn(#[allow(dead_code)] tokio::process::Child);
+
+impl Coturn {
+    async fn start(port: u16, secret: &str) -> Self {
+        let relay = 40_000 + (port % 1000) * 10;
+        let child = tokio::process::Command::new("turnserver")
+            .args([
+                "-n",
+                "--listening-ip=127.0.0.1",
+                "--relay-ip=127.0.0.1",
+                &format!("--listening-port={port}"),
+                &format!("--min-port={relay}"),
+                &format!("--max-port={}", relay + 9),
+                "--use-auth-secret",
+                &format!("--static-auth-secret={secret}"),
+                "--realm=dinh.test",
+                "--no-tls",
+                "--no-dtls",
+                "--no-cli",
+                "--allow-loopback-peers",
+                "--fingerprint",
+                "--log-file=stdout",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("turnserver (Debian package coturn) must be installed");
+        // coturn answers STUN binding requests once it is up.
+        eventually(10, "coturn listens", || async move {
+            let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            // A STUN binding request: type 0x0001, length 0, the magic cookie, a transaction id.
+            let mut req = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xA4, 0x42];
+            req.extend_from_slice(&[7u8; 12]);
+            let _ = s.send_to(&req, ("127.0.0.1", port)).await;
+            let mut buf = [0u8; 512];
+            tokio::time::timeout(Duration::from_millis(200), s.recv_from(&mut buf))
+                .await
+                .is_ok()
+        })
+        .await;
+        Self(child)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_house_behind_a_turn_server_gets_the_meeting_through_the_relay() {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let secret = "bi-mat-turn";
+    let _coturn = Coturn::start(port, secret).await;
+    let hub = Hub::start(|c| {
+        c.ice.turn = vec![format!("turn:127.0.0.1:{port}?transport=udp")];
+        c.ice.turn_secret = Some(secret.into());
+    })
+    .await;
+    let tone = Tone::publish(&hub, 440.0, 0.1).await;
+    // What the hub hands the house's page (the signalling welcome): TURN with fresh
+    // credentials minted from the shared secret.
+    let servers: Vec<RTCIceServer> = hub
+        .state
+        .ice_servers("house-1")
+        .into_iter()
+        .map(|s| RTCIceServer {
+            urls: s.urls,
+            username: s.username.unwrap_or_default(),
+            credential: s.credential.unwrap_or_default(),
+        })
+        .collect();
+    assert_eq!(servers.len(), 1);
+    assert!(
+        servers[0].username.ends_with(":house-1"),
+        "{:?}",
+        servers[0].username
+    );
+    let got = Arc::new(AtomicU64::new(0));
+    let g = got.clone();
+    let mut house = Peer::with_ice(
+        Some(Arc::new(move |_, _| {
+            g.fetch_add(1, Ordering::Relaxed);
+        })),
+        servers,
+        true,
+    )
+    .await;
+    house.add_receiver(RtpCodecKind::Audio).await;
+    let offer = house.offer().await;
+    assert!(
+        offer.contains("typ relay"),
+        "no relay candidate was gathered:\n{offer}"
+    );
+    assert!(
+        !offer.contains("typ host"),
+        "relay-only, yet host candidates:\n{offer}"
+    );
+    let token = hub.token(Role::House, "house-1");
+    let (st, answer) = hub
+        .call(
+            "POST",
+            "/whep/demo",
+            &token,
+            Some(("application/sdp", offer.into_bytes())),
+        )
+        .await;
+    assert_eq!(st, 201, "{answer}");
+    house.accept(answer).await;
+    eventually(20, "audio through the TURN relay", || {
+        let n = got.load(Ordering::Relaxed);
+        async move { n > 50 }
+    })
+    .await;
+    let _ = house.pc.close().await;
+    tone.stop().await;
+}
