@@ -476,6 +476,7 @@ impl Room {
             runtime,
             closed: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
+            audio_only: watch::channel(false).0,
         });
         let _ = handler.session.set(Arc::downgrade(&inner));
         let replaced = {
@@ -506,6 +507,7 @@ impl Room {
                 track.clone(),
                 pt,
                 ssrc,
+                inner.audio_only.subscribe(),
             ));
             let r = tokio::spawn(read_subscriber_rtcp(self.clone(), slot, track));
             inner.push_task(t);
@@ -884,6 +886,7 @@ async fn write_slot(
     track: Arc<TrackLocalStaticRTP>,
     pt: u8,
     ssrc: u32,
+    mut audio_only: watch::Receiver<bool>,
 ) {
     let mut rx = room.slots[slot as usize].subscribe();
     let kind = room.lock().forwarders[slot as usize].kind();
@@ -892,7 +895,21 @@ async fn write_slot(
         room.request_keyframe(slot);
     }
     loop {
-        let f = match rx.recv().await {
+        let received = tokio::select! {
+            r = rx.recv() => r,
+            // Video resumes at a keyframe: ask for one now rather than wait for the next.
+            changed = audio_only.changed(), if !slot.is_audio() => {
+                if changed.is_err() {
+                    return;
+                }
+                if !*audio_only.borrow_and_update() {
+                    gate.reset();
+                    room.request_keyframe(slot);
+                }
+                continue;
+            }
+        };
+        let f = match received {
             Ok(f) => f,
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 room.sfu.stats.lagged.fetch_add(n, Ordering::Relaxed);
@@ -904,7 +921,10 @@ async fn write_slot(
             }
             Err(broadcast::error::RecvError::Closed) => return,
         };
-        if f.from_conn == conn || !gate.admit(kind, &f.out) {
+        if f.from_conn == conn || (!slot.is_audio() && *audio_only.borrow()) {
+            continue;
+        }
+        if !gate.admit(kind, &f.out) {
             continue;
         }
         let mut p = f.packet.clone();
@@ -1002,6 +1022,8 @@ struct SessionInner {
     closed: AtomicBool,
     // std Mutex: pushed to and drained, never held across `.await`.
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Low-bandwidth mode: the video slots send nothing while true.
+    audio_only: watch::Sender<bool>,
 }
 
 impl SessionInner {
@@ -1047,6 +1069,21 @@ impl Session {
     /// The room.
     pub fn room(&self) -> &Arc<Room> {
         &self.inner.room
+    }
+
+    /// Low-bandwidth mode: stop sending this participant video (audio goes on), or resume it
+    /// from the next keyframe. For a house on a link too poor for both.
+    pub fn set_audio_only(&self, on: bool) {
+        self.inner.audio_only.send_if_modified(|v| {
+            let changed = *v != on;
+            *v = on;
+            changed
+        });
+    }
+
+    /// Whether the session is in low-bandwidth mode.
+    pub fn audio_only(&self) -> bool {
+        *self.inner.audio_only.borrow()
     }
 
     /// Whether the session has ended (closed, failed, or replaced).

@@ -52,6 +52,12 @@ pub enum ClientMessage {
         /// Round-trip time in milliseconds.
         rtt_ms: f32,
     },
+    /// Low-bandwidth mode: `true` stops the video to this client (audio goes on); `false`
+    /// resumes it from the next keyframe. Answered by `audio_only`.
+    AudioOnly {
+        /// On or off.
+        on: bool,
+    },
     /// Keep-alive; answered by `pong`.
     Ping,
 }
@@ -86,6 +92,11 @@ pub enum ServerMessage {
         code: String,
         /// What went wrong, for a person.
         message: String,
+    },
+    /// Reply to `audio_only`: the mode now.
+    AudioOnly {
+        /// On or off.
+        on: bool,
     },
     /// Reply to `ping`.
     Pong,

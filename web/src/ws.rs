@@ -215,6 +215,13 @@ impl Conn {
                 }
                 Ok(None)
             }
+            ClientMessage::AudioOnly { on } => {
+                let Some(s) = self.session.as_ref().filter(|s| !s.is_closed()) else {
+                    return Err(no_session());
+                };
+                s.set_audio_only(on);
+                Ok(Some(ServerMessage::AudioOnly { on }))
+            }
             ClientMessage::Ping => Ok(Some(ServerMessage::Pong)),
         }
     }

@@ -193,6 +193,14 @@ async fn signalling_errors_are_frames_and_the_hub_keeps_serving() {
             "no_session",
         ),
         (
+            Message::text(r#"{"type":"audio_only","on":true}"#),
+            "no_session",
+        ),
+        (
+            Message::text(r#"{"type":"audio_only","on":"yes"}"#),
+            "bad_message",
+        ),
+        (
             Message::text(r#"{"type":"grant_floor","house":"house-1"}"#),
             "wrong_role",
         ),

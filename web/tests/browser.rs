@@ -231,6 +231,45 @@ async fn chair_page_to_house_pages() {
     std::fs::write(out.join("chair.png"), &png2).unwrap();
     assert!(png.len() > 10_000, "the screenshot has content");
 
+    // house-2's link is poor: it presses "audio only". The hub confirms, the chair's picture
+    // stops coming, the voice goes on.
+    h2.find(fantoccini::Locator::Id("audioOnly"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let label = h2
+            .execute(
+                "return document.getElementById('audioOnly').textContent",
+                vec![],
+            )
+            .await
+            .unwrap();
+        if label.as_str() == Some("Xem lại hình ảnh") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "audio-only never confirmed: {label}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = stats(&h2).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = stats(&h2).await;
+    // Program video is mid 1 (frames decoded), program audio mid 0 (total energy).
+    let (f0, e0) = (inbound(&before, "1").0, inbound(&before, "0").1);
+    let (f1, e1) = (inbound(&after, "1").0, inbound(&after, "0").1);
+    assert!(
+        f1 - f0 <= 2.0,
+        "video still decoded in audio-only mode: {f0} -> {f1}"
+    );
+    assert!(e1 > e0, "the voice stopped too: {e0} -> {e1}");
+
     for c in [chair, h1, h2] {
         let _ = c.close().await;
     }

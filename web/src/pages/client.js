@@ -76,6 +76,12 @@ class DinhClient {
         break;
       case "answer":
         await this.pc.setRemoteDescription({ type: "answer", sdp: m.sdp });
+        // A new session starts with video: keep the low-bandwidth mode across reconnections.
+        if (this.audioOnly) this.send({ type: "audio_only", on: true });
+        break;
+      case "audio_only":
+        this.audioOnly = m.on;
+        if (this.opts.onAudioOnly) this.opts.onAudioOnly(m.on);
         break;
       case "room":
         this.lastRoom = m;
@@ -175,6 +181,17 @@ class DinhClient {
     this.prevStats = s;
     const loss = lost + recv > 0 ? (100 * lost) / (lost + recv) : 0;
     this.send({ type: "quality", loss_pct: Math.max(0, loss), rtt_ms: s.rtt });
+    // Low-bandwidth mode by itself: 15 % loss for 15 s drops the video, unless someone chose
+    // otherwise on this screen. The voice is what matters in a meeting.
+    this.badReports = loss >= 15 ? (this.badReports || 0) + 1 : 0;
+    if (this.badReports >= 3 && !this.audioOnly && !this.audioOnlyChosen) this.setAudioOnly(true, false);
+  }
+
+  /** Low-bandwidth mode on or off; `chosen`: a person pressed the button (automatic mode then
+   *  leaves it alone). */
+  setAudioOnly(on, chosen) {
+    if (chosen) this.audioOnlyChosen = true;
+    this.send({ type: "audio_only", on });
   }
 }
 window.DinhClient = DinhClient;

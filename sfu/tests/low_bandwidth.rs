@@ -1,0 +1,46 @@
+//! Low-bandwidth mode: a house on a poor link drops the video and keeps the meeting's voice;
+//! when it turns video back on, the hub asks the chair for a keyframe at once, so the picture
+//! comes back without waiting for the publisher's next periodic one.
+
+mod harness;
+
+use std::time::Duration;
+
+use dinh_sfu::room::Role;
+use harness::{eventually, CHAIR_SLOTS, HOUSE_SLOTS};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_only_stops_the_video_and_keeps_the_voice() {
+    let sfu = harness::sfu().await;
+    let room = sfu.room("demo");
+    let chair = harness::join(&room, "chair", Role::Chair, true, &CHAIR_SLOTS).await;
+    let house = harness::join(&room, "house-1", Role::House, false, &HOUSE_SLOTS).await;
+    eventually(10, "video and audio", || {
+        house.count("ProgramVideo") > 10 && house.count("ProgramAudio") > 10
+    })
+    .await;
+    let requests = || {
+        sfu.stats
+            .keyframe_requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+
+    house.session.set_audio_only(true);
+    assert!(house.session.audio_only());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (v0, a0) = (house.count("ProgramVideo"), house.count("ProgramAudio"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (v1, a1) = (house.count("ProgramVideo"), house.count("ProgramAudio"));
+    assert!(
+        v1 - v0 <= 1,
+        "video went on in audio-only mode: {v0} -> {v1}"
+    );
+    assert!(a1 - a0 >= 50, "the voice stopped too: {a0} -> {a1}");
+
+    let before = requests();
+    house.session.set_audio_only(false);
+    eventually(5, "video again", || house.count("ProgramVideo") > v1 + 10).await;
+    assert!(requests() > before, "no keyframe was asked for on resume");
+    house.close().await;
+    chair.close().await;
+}
