@@ -176,15 +176,8 @@ async fn an_emergency_replaces_the_meeting_on_every_output_then_the_meeting_come
     .await;
     let chair = hub.token(Role::Chair, "chair");
     // The announcement: 3 s of 1 kHz, at 44.1 kHz (resampled by the hub).
-    let (st, body) = hub
-        .call(
-            "PUT",
-            "/api/broadcast/files/lu-lut.wav",
-            &chair,
-            Some(("audio/wav", wav_tone(1000.0, 3.0, 44_100))),
-        )
+    hub.upload("lu-lut.wav", wav_tone(1000.0, 3.0, 44_100))
         .await;
-    assert_eq!(st, 201, "{body}");
     let tone = Tone::publish(&hub, 440.0, 0.2).await;
     hub.relay(true).await;
     let receivers = [
@@ -418,15 +411,8 @@ async fn a_scheduled_broadcast_plays_at_its_time_on_its_clusters_only() {
     })
     .await;
     let chair = hub.token(Role::Chair, "chair");
-    let (st, body) = hub
-        .call(
-            "PUT",
-            "/api/broadcast/files/ban-tin.wav",
-            &chair,
-            Some(("audio/wav", wav_tone(1000.0, 2.0, 16_000))),
-        )
+    hub.upload("ban-tin.wav", wav_tone(1000.0, 2.0, 16_000))
         .await;
-    assert_eq!(st, 201, "{body}");
     let tone = Tone::publish(&hub, 440.0, 0.2).await;
     hub.relay(true).await;
     let a = Receiver::record(rtp_input(p_a, Codec::Pcmu), 8.0);
@@ -481,15 +467,7 @@ async fn bad_input_gets_clear_errors_and_the_relay_keeps_going() {
     let house = hub.token(Role::House, "house-1");
     let rx = hub.token(Role::Receiver, "pull-1");
     let other_rx = hub.token(Role::Receiver, "pull-2");
-    let (st, t) = hub
-        .call(
-            "PUT",
-            "/api/broadcast/files/chuong.wav",
-            &chair,
-            Some(("audio/wav", wav_tone(440.0, 0.5, 8000))),
-        )
-        .await;
-    assert_eq!(st, 201, "{t}");
+    hub.upload("chuong.wav", wav_tone(440.0, 0.5, 8000)).await;
     enum Body {
         None,
         Json(serde_json::Value),

@@ -121,6 +121,16 @@ impl Hub {
         )
     }
 
+    /// Upload an announcement file as the chair.
+    pub async fn upload(&self, name: &str, wav: Vec<u8>) {
+        let chair = self.token(Role::Chair, "chair");
+        let path = format!("/api/broadcast/files/{name}");
+        let (st, body) = self
+            .call("PUT", &path, &chair, Some(("audio/wav", wav)))
+            .await;
+        assert_eq!(st, 201, "{body}");
+    }
+
     pub async fn relay(&self, on: bool) {
         let chair = self.token(Role::Chair, "chair");
         let (s, v) = self
