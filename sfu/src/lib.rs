@@ -9,6 +9,7 @@
 //! - [`forward`]: per-slot sequence/timestamp rewriting across source switches, keyframe gating;
 //! - [`floor`]: raised hands, the floor holder, mutes;
 //! - [`throttle`]: one keyframe request per publisher per interval;
+//! - [`histogram`]: the packet path's latency counts;
 //! - [`keyframe`]: VP8 and H.264 keyframe recognition;
 //! - [`signal`] and [`sdp`]: the signalling messages and SDP checks (fuzzed).
 //!
@@ -46,6 +47,7 @@
 
 pub mod floor;
 pub mod forward;
+pub mod histogram;
 pub mod keyframe;
 pub mod mux;
 pub mod room;

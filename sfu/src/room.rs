@@ -102,6 +102,9 @@ pub struct SfuStats {
     pub keyframe_requests: AtomicU64,
     /// Peer connections open now.
     pub sessions: AtomicU64,
+    /// Time from a packet reaching the hub (its reader task) to its write to each subscriber
+    /// returning (queued in webrtc-rs for SRTP and the socket), µs.
+    pub forward_latency: crate::histogram::Histogram,
 }
 
 /// A downstream stream every subscriber of a room can receive.
@@ -940,6 +943,8 @@ async fn write_slot(
             return;
         }
         room.sfu.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+        let us = f.received.elapsed().as_micros().min(u64::MAX as u128) as u64;
+        room.sfu.stats.forward_latency.record(us);
     }
 }
 

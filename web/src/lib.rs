@@ -348,6 +348,22 @@ dinh_broadcast_input_packets_total{{outcome=\"dropped\"}} {}\n",
         sum(|i| i.concealed),
         sum(|i| i.dropped),
     );
+    // The forwarding latency as a Prometheus histogram: cumulative buckets up to the last
+    // one that has counts.
+    let counts = st.forward_latency.snapshot();
+    let last = counts.iter().rposition(|c| *c > 0).unwrap_or(0);
+    let mut latency = String::from("# TYPE dinh_forward_latency_us histogram\n");
+    let mut cumulative = 0u64;
+    for (b, c) in counts.iter().enumerate().take(last + 1) {
+        cumulative += c;
+        latency.push_str(&format!(
+            "dinh_forward_latency_us_bucket{{le=\"{}\"}} {cumulative}\n",
+            dinh_sfu::histogram::upper_bound(b)
+        ));
+    }
+    latency.push_str(&format!(
+        "dinh_forward_latency_us_bucket{{le=\"+Inf\"}} {cumulative}\ndinh_forward_latency_us_count {cumulative}\n"
+    ));
     let body = format!(
         "# TYPE dinh_sessions gauge\ndinh_sessions {}\n\
 # TYPE dinh_rtp_received_total counter\ndinh_rtp_received_total {}\n\
@@ -363,7 +379,8 @@ dinh_broadcast_input_packets_total{{outcome=\"dropped\"}} {}\n",
         st.keyframe_requests.load(Ordering::Relaxed),
         m.unroutable.load(Ordering::Relaxed),
         m.overflow.load(Ordering::Relaxed),
-    ) + &bridge;
+    ) + &latency
+        + &bridge;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 

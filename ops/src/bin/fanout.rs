@@ -3,9 +3,11 @@
 //! CPU and memory are measured apart from the load generator's.
 //!
 //! Usage: `cargo run --release -p dinh-ops --bin fanout -- [N ...]` (default 10 50 100 200).
-//! Prints, per N: forwarded packets/s, hub CPU µs per forwarded packet, end-to-end latency
-//! p50/p99 (publisher write → subscriber read, through two webrtc-rs stacks and the hub), and
-//! hub memory per subscriber.
+//! Prints, per N: forwarded packets/s, hub CPU µs per forwarded packet, the hub's own latency
+//! p50/p99 (a packet reaching the hub's reader task → its write to a subscriber returning,
+//! from the hub's /metrics histogram, within 25 %), end-to-end latency p50/p99 (publisher
+//! write → subscriber read, through two webrtc-rs stacks and the hub), and hub memory per
+//! subscriber.
 
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -73,6 +75,39 @@ fn proc_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// The hub's forwarding-latency histogram: (upper bound µs, cumulative count) per bucket.
+fn latency_buckets(base: &str) -> Vec<(u64, u64)> {
+    let body = ureq::get(&format!("{base}/metrics"))
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_to_string().ok())
+        .unwrap_or_default();
+    body.lines()
+        .filter_map(|l| l.strip_prefix("dinh_forward_latency_us_bucket{le=\""))
+        .filter_map(|l| {
+            let (le, rest) = l.split_once("\"} ")?;
+            Some((le.parse().ok()?, rest.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The `q` quantile (ms) of the packets counted between two histogram readings.
+fn window_quantile(before: &[(u64, u64)], after: &[(u64, u64)], q: f64) -> f64 {
+    let base = |le: u64| before.iter().find(|(b, _)| *b == le).map_or(0, |(_, c)| *c);
+    let diff: Vec<(u64, u64)> = after
+        .iter()
+        .map(|(le, c)| (*le, c - base(*le).min(*c)))
+        .collect();
+    let total = diff.last().map_or(0, |(_, c)| *c);
+    if total == 0 {
+        return f64::NAN;
+    }
+    let rank = (total as f64 * q).ceil() as u64;
+    diff.iter()
+        .find(|(_, c)| *c >= rank)
+        .map_or(f64::NAN, |(le, _)| *le as f64 / 1000.0)
+}
+
 fn metric(base: &str, name: &str) -> u64 {
     let body = ureq::get(&format!("{base}/metrics"))
         .call()
@@ -98,7 +133,7 @@ async fn main() {
     };
     let bin = std::env::var("DINH_BIN").unwrap_or_else(|_| "target/release/dinh".into());
     println!(
-        "subscribers  fwd_pkt/s  hub_cpu_us/pkt  e2e_p50_ms  e2e_p99_ms  hub_mem_kib/sub  lost_pct"
+        "subscribers  fwd_pkt/s  hub_cpu_us/pkt  hub_p50_ms  hub_p99_ms  e2e_p50_ms  e2e_p99_ms  hub_mem_kib/sub  lost_pct"
     );
     for n in ns {
         let data = std::env::temp_dir().join(format!("dinh-bench-{}-{n}", std::process::id()));
@@ -197,6 +232,7 @@ async fn main() {
         ];
         tokio::time::sleep(Duration::from_secs(3)).await;
         lat.lock().unwrap().clear();
+        let h0 = latency_buckets(&base);
         let (f0, c0, t0, g0, s0) = (
             metric(&base, "dinh_rtp_forwarded_total"),
             proc_cpu_secs(hub.id()),
@@ -213,6 +249,7 @@ async fn main() {
             sent.load(Ordering::Relaxed),
         );
         let rss1 = proc_rss_kib(hub.id());
+        let h1 = latency_buckets(&base);
         let fwd = (f1 - f0) as f64;
         let mut l = lat.lock().unwrap().clone();
         l.sort_unstable();
@@ -228,13 +265,15 @@ async fn main() {
             f64::NAN
         };
         println!(
-            "{n:>11}  {:>9.0}  {:>14.2}  {:>10.2}  {:>10.2}  {:>15.0}  {:>8.2}",
+            "{n:>11}  {:>9.0}  {:>14.2}  {:>10.2}  {:>10.2}  {:>10.2}  {:>10.2}  {:>15.0}  {:>8.2}",
             fwd / secs,
             if fwd > 0.0 {
                 (c1 - c0) * 1e6 / fwd
             } else {
                 f64::NAN
             },
+            window_quantile(&h0, &h1, 0.5),
+            window_quantile(&h0, &h1, 0.99),
             pct(0.5),
             pct(0.99),
             rss1.saturating_sub(rss0) as f64 / n as f64,
