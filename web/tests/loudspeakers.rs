@@ -751,6 +751,17 @@ async fn bad_input_gets_clear_errors_and_the_relay_keeps_going() {
     );
     let samples = r.samples(Duration::from_secs(20)).await;
     assert!(samples.len() >= 40_000, "{}", samples.len());
+    // And /metrics shows the bridge and the forwarding histogram (nothing forwarded here).
+    let (st, m) = hub.call("GET", "/metrics", "", None).await;
+    assert_eq!(st, 200);
+    for line in [
+        "dinh_broadcast_clusters{status=\"up\"} ",
+        "dinh_broadcast_ogg_pages_total ",
+        "dinh_forward_latency_us_count 0",
+        "dinh_broadcast_input_packets_total{outcome=\"fec\"} 0",
+    ] {
+        assert!(m.contains(line), "{line} not in:\n{m}");
+    }
 }
 
 /// Start Icecast2 as its own user (it refuses root) on a free port.
