@@ -310,6 +310,7 @@ pub struct LossyLink {
     pub dropped: Arc<[std::sync::atomic::AtomicU64; 2]>,
     /// Datagrams passed toward the hub and toward the client.
     pub passed: Arc<[std::sync::atomic::AtomicU64; 2]>,
+    threshold: Arc<std::sync::atomic::AtomicU32>,
     tasks: [tokio::task::JoinHandle<()>; 2],
 }
 
@@ -334,16 +335,19 @@ impl LossyLink {
         let dropped = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
         let passed = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
         let client = Arc::new(std::sync::Mutex::new(None::<std::net::SocketAddr>));
-        let threshold = (loss.clamp(0.0, 1.0) * u32::MAX as f64) as u32;
-        let lose = move |state: &mut u64| {
-            *state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            ((*state >> 32) as u32) < threshold
+        let threshold = Arc::new(std::sync::atomic::AtomicU32::new(Self::threshold(loss)));
+        let lossy = |t: Arc<std::sync::atomic::AtomicU32>| {
+            move |state: &mut u64| {
+                *state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                ((*state >> 32) as u32) < t.load(Ordering::Relaxed)
+            }
         };
         let up = {
             let (front, back, client) = (front.clone(), back.clone(), client.clone());
             let (dropped, passed) = (dropped.clone(), passed.clone());
+            let lose = lossy(threshold.clone());
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 2048];
                 let mut rng = 1u64;
@@ -364,6 +368,7 @@ impl LossyLink {
         };
         let down = {
             let (dropped, passed) = (dropped.clone(), passed.clone());
+            let lose = lossy(threshold.clone());
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 2048];
                 let mut rng = 2u64;
@@ -388,7 +393,22 @@ impl LossyLink {
             addr,
             dropped,
             passed,
+            threshold,
             tasks: [up, down],
+        }
+    }
+
+    fn threshold(loss: f64) -> u32 {
+        (loss.clamp(0.0, 1.0) * u32::MAX as f64) as u32
+    }
+
+    /// Change the loss from now on (e.g. once the connection is up) and restart the counters.
+    pub fn set_loss(&self, loss: f64) {
+        use std::sync::atomic::Ordering;
+        self.threshold
+            .store(Self::threshold(loss), Ordering::Relaxed);
+        for c in self.dropped.iter().chain(self.passed.iter()) {
+            c.store(0, Ordering::Relaxed);
         }
     }
 }

@@ -105,11 +105,18 @@ async fn a_lossy_uplink_from_the_chair_still_reaches_the_loudspeakers_in_tune() 
     let hub = Hub::start(|_| {}).await;
     let link = dinh_sfu::testkit::LossyLink::start(
         hub.state.sfu.mux().advertised_addr(),
-        0.05,
+        0.0,
         Duration::from_millis(30),
     )
     .await;
     let tone = Tone::publish_via(&hub, 440.0, 0.1, Some(&link)).await;
+    // The loss starts once the chair is connected (the handshake is not what is tested).
+    eventually(15, "the chair's audio reaches the bridge", || async {
+        let s = hub.state.bridge.input_stats().await;
+        s.iter().any(|(r, i)| r == "demo" && i.decoded > 10)
+    })
+    .await;
+    link.set_loss(0.05);
     let house = hub.token(Role::House, "house-1");
     let http = Receiver::measure(
         Input::Url(format!(

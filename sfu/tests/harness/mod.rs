@@ -77,6 +77,11 @@ impl Client {
             .get(&(slot.to_owned(), tag.to_owned()))
             .unwrap_or(&0)
     }
+    /// Forget the sequence numbers seen so far (measure completeness from now on).
+    pub fn reset_seqs(&self) {
+        self.received.lock().unwrap().seqs.clear();
+    }
+
     /// Of the sequence numbers a slot spanned (less the last `recent`, whose repairs may still
     /// be on their way), the share received.
     pub fn completeness(&self, slot: &str, recent: u64) -> f64 {
