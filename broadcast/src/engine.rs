@@ -133,7 +133,7 @@ pub struct Announcement {
 }
 
 /// What feeds an output for one frame.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FeedKey {
     /// A room's meeting.
     Room(String),
@@ -515,8 +515,7 @@ impl Engine {
         self.announcements
             .retain(|a| !tick.finished.contains(&a.ann.id));
         // 3. Who plays what, grouped by (feed, format).
-        let mut groups: BTreeMap<(String, FormatKey), (FeedKey, Format, Vec<String>)> =
-            BTreeMap::new();
+        let mut groups: BTreeMap<(FeedKey, FormatKey), (Format, Vec<String>)> = BTreeMap::new();
         for spec in self.outputs.values() {
             if self.idle.contains(&spec.id) {
                 continue;
@@ -524,18 +523,17 @@ impl Engine {
             let Some(feed) = self.select(spec) else {
                 continue;
             };
-            let k = (format!("{feed:?}"), spec.format.key());
             groups
-                .entry(k)
-                .or_insert_with(|| (feed, spec.format, Vec::new()))
-                .2
+                .entry((feed, spec.format.key()))
+                .or_insert_with(|| (spec.format, Vec::new()))
+                .1
                 .push(spec.id.clone());
         }
         // 4. Encode once per group.
         for v in self.variants.values_mut() {
             v.used = false;
         }
-        for (_, (feed, format, outputs)) in groups {
+        for ((feed, _), (format, outputs)) in groups {
             let (frame, arrived) = match &feed {
                 FeedKey::Room(r) => room_frames.get(r).copied().unwrap_or((SILENCE, None)),
                 FeedKey::Announcement(a) => ann_frames.get(a).copied().unwrap_or((SILENCE, None)),
