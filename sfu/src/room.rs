@@ -39,7 +39,7 @@ use crate::forward::{InHeader, SlotForwarder, SlotKind, SourceId, SubscriberGate
 use crate::keyframe::VideoCodec;
 use crate::mux::{MuxRuntime, UdpMux};
 use crate::rtcp_forward::{is_keyframe_request, KeyframeRequestForwarder};
-use crate::sdp::{ice_ufrag, rewrite_candidates};
+use crate::sdp::{ice_ufrag, rewrite_candidates_with_tcp};
 use crate::signal::{HouseState, RoomState};
 
 /// Errors of the SFU layer.
@@ -72,10 +72,6 @@ pub struct SfuConfig {
     pub video_codec: VideoCodec,
     /// Least time between two keyframe requests to one publisher.
     pub keyframe_interval: Duration,
-    /// Offer ICE-TCP passive candidates on this address (for networks that block UDP).
-    pub ice_tcp_ip: Option<std::net::IpAddr>,
-    /// Address that TCP candidates advertise instead of `ice_tcp_ip` (NAT 1:1).
-    pub public_ip: Option<std::net::IpAddr>,
 }
 
 impl Default for SfuConfig {
@@ -83,8 +79,6 @@ impl Default for SfuConfig {
         Self {
             video_codec: VideoCodec::Vp8,
             keyframe_interval: Duration::from_millis(500),
-            ice_tcp_ip: None,
-            public_ip: None,
         }
     }
 }
@@ -456,8 +450,10 @@ impl Room {
             .with_runtime(runtime.clone() as Arc<dyn webrtc::runtime::Runtime>)
             // A placeholder: the runtime closes this socket and routes through the mux.
             .with_udp_addrs(vec!["127.0.0.1:0".to_owned()]);
-        if let Some(ip) = self.sfu.config.ice_tcp_ip {
-            builder = builder.with_tcp_addrs(vec![std::net::SocketAddr::new(ip, 0).to_string()]);
+        if self.sfu.mux.tcp_addr().is_some() {
+            // ICE-TCP passive candidates, through the shared TCP port (`mux::tcp`); this
+            // listener is a placeholder the runtime closes, as for UDP.
+            builder = builder.with_tcp_addrs(vec!["127.0.0.1:0".to_owned()]);
         }
         let pc: Arc<dyn PeerConnection> = Arc::new(builder.build().await.map_err(neg)?);
         let result = self
@@ -879,7 +875,11 @@ async fn finish_answer(
     if let Some(ufrag) = ice_ufrag(&local.sdp) {
         runtime.register_ufrag(ufrag);
     }
-    Ok(rewrite_candidates(&local.sdp, runtime.advertised_addr()))
+    Ok(rewrite_candidates_with_tcp(
+        &local.sdp,
+        runtime.advertised_addr(),
+        runtime.tcp_addr(),
+    ))
 }
 
 async fn write_slot(
@@ -1133,9 +1133,10 @@ impl Session {
         if let Some(ufrag) = ice_ufrag(&local.sdp) {
             self.inner.runtime.register_ufrag(ufrag);
         }
-        Ok(rewrite_candidates(
+        Ok(rewrite_candidates_with_tcp(
             &local.sdp,
             self.inner.runtime.advertised_addr(),
+            self.inner.runtime.tcp_addr(),
         ))
     }
 

@@ -59,6 +59,12 @@ pub fn ice_ufrag(sdp: &str) -> Option<&str> {
 /// Replace the address of every UDP host candidate with the mux's advertised address, and
 /// drop duplicates that result. TCP and relay candidates are left alone.
 pub fn rewrite_candidates(sdp: &str, advertised: SocketAddr) -> String {
+    rewrite_candidates_with_tcp(sdp, advertised, None)
+}
+
+/// As [`rewrite_candidates`], and with `tcp` (the shared ICE-TCP port) every passive TCP
+/// host candidate gets that address and active ones are dropped (the hub never dials out).
+pub fn rewrite_candidates_with_tcp(sdp: &str, udp: SocketAddr, tcp: Option<SocketAddr>) -> String {
     let mut out = String::with_capacity(sdp.len());
     let mut seen = std::collections::HashSet::new();
     let mut section = 0usize;
@@ -71,12 +77,25 @@ pub fn rewrite_candidates(sdp: &str, advertised: SocketAddr) -> String {
         if let Some(rest) = body.strip_prefix("a=candidate:") {
             // foundation component transport priority address port typ type ...
             let mut f: Vec<&str> = rest.split(' ').collect();
-            if f.len() >= 8 && f[2].eq_ignore_ascii_case("udp") && f[7] == "host" {
-                let ip = advertised.ip().to_string();
-                let port = advertised.port().to_string();
+            let host = f.len() >= 8 && f[7] == "host";
+            let to = match f.get(2) {
+                Some(t) if host && t.eq_ignore_ascii_case("udp") => Some(udp),
+                Some(t) if host && t.eq_ignore_ascii_case("tcp") => match tcp {
+                    Some(_) if !body.contains(" tcptype passive") => continue,
+                    other => other,
+                },
+                _ => None,
+            };
+            if let Some(to) = to {
+                let ip = to.ip().to_string();
+                let port = to.port().to_string();
                 f[4] = &ip;
                 f[5] = &port;
-                let key = (section, f[1].to_owned());
+                let key = (
+                    section,
+                    f[1].to_ascii_lowercase(),
+                    f[2].to_ascii_lowercase(),
+                );
                 if !seen.insert(key) {
                     continue;
                 }
@@ -112,6 +131,31 @@ a=ice-ufrag:abcd\r\n";
         assert!(out.contains("127.0.0.1 40003 typ host tcptype passive"));
         assert!(out.contains("203.0.113.9 3478 typ relay"));
         assert_eq!(ice_ufrag(&out), Some("abcd"));
+    }
+
+    #[test]
+    fn rewrites_tcp_candidates_to_the_shared_port() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n\
+a=candidate:1 1 udp 2130706431 127.0.0.1 40001 typ host\r\n\
+a=candidate:3 1 tcp 1671430143 127.0.0.1 40003 typ host tcptype passive\r\n\
+a=candidate:5 1 tcp 1671430143 127.0.0.1 40005 typ host tcptype passive\r\n\
+a=candidate:4 1 tcp 1015023359 127.0.0.1 9 typ host tcptype active\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 96\r\n\
+a=candidate:3 1 tcp 1671430143 127.0.0.1 40003 typ host tcptype passive\r\n";
+        let out = rewrite_candidates_with_tcp(
+            sdp,
+            "192.0.2.7:5000".parse().unwrap(),
+            Some("192.0.2.7:5001".parse().unwrap()),
+        );
+        assert!(out.contains("a=candidate:1 1 udp 2130706431 192.0.2.7 5000 typ host\r\n"));
+        assert_eq!(
+            out.matches("192.0.2.7 5001 typ host tcptype passive")
+                .count(),
+            2,
+            "one passive candidate per section: {out}"
+        );
+        assert!(!out.contains("tcptype active"), "{out}");
+        assert!(!out.contains("4000"), "{out}");
     }
 
     #[test]

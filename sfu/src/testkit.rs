@@ -95,12 +95,33 @@ impl Peer {
         servers: Vec<webrtc::peer_connection::RTCIceServer>,
         relay_only: bool,
     ) -> Self {
-        let (tx, gathered) = watch::channel(false);
         let mut config = RTCConfigurationBuilder::new().with_ice_servers(servers);
         if relay_only {
             config = config
                 .with_ice_transport_policy(webrtc::peer_connection::RTCIceTransportPolicy::Relay);
         }
+        let builder = PeerConnectionBuilder::new()
+            .with_configuration(config.build())
+            .with_udp_addrs(vec!["127.0.0.1:0".to_owned()]);
+        Self::build(on_rtp, builder).await
+    }
+
+    /// A peer on a network that lets no UDP through: ICE-TCP only, as the active side
+    /// (RFC 6544), like a browser behind a firewall that blocks UDP.
+    pub async fn tcp_only(on_rtp: Option<OnRtp>) -> Self {
+        let setting = webrtc::peer_connection::SettingEngineBuilder::default()
+            .with_network_types(vec![rtc::ice::network_type::NetworkType::Tcp4])
+            .build();
+        let builder = PeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_setting_engine(setting)
+            .with_tcp_addrs(vec!["127.0.0.1:0".to_owned()])
+            .with_udp_addrs(Vec::new());
+        Self::build(on_rtp, builder).await
+    }
+
+    async fn build(on_rtp: Option<OnRtp>, builder: PeerConnectionBuilder<String>) -> Self {
+        let (tx, gathered) = watch::channel(false);
         let mut media = MediaEngine::default();
         media
             .register_default_codecs()
@@ -108,15 +129,13 @@ impl Peer {
         let registry = register_default_interceptors(Registry::new(), &mut media)
             .expect("default interceptors register");
         let pc: Arc<dyn PeerConnection> = Arc::new(
-            PeerConnectionBuilder::new()
-                .with_configuration(config.build())
+            builder
                 .with_media_engine(media)
                 .with_interceptor_registry(registry)
                 .with_handler(Arc::new(Handler {
                     gathered: tx,
                     on_rtp,
                 }))
-                .with_udp_addrs(vec!["127.0.0.1:0"])
                 .build()
                 .await
                 .expect("a loopback peer connection"),
@@ -227,10 +246,34 @@ impl Peer {
 
     /// Apply the hub's answer.
     pub async fn accept(&self, answer: String) {
+        // webrtc-rs dials passive TCP candidates only when they are added one by one (trickle),
+        // not when they come in the description; a browser dials them from either.
+        // The first media section's candidates serve the whole bundle.
+        let tcp: Vec<String> = answer
+            .lines()
+            .skip_while(|l| !l.starts_with("m="))
+            .enumerate()
+            .take_while(|(i, l)| *i == 0 || !l.starts_with("m="))
+            .filter_map(|(_, l)| l.trim_end().strip_prefix("a="))
+            .filter(|l| l.starts_with("candidate:") && l.contains(" tcptype passive"))
+            .map(str::to_owned)
+            .collect();
         self.pc
             .set_remote_description(RTCSessionDescription::answer(answer).expect("an answer"))
             .await
             .expect("set the answer");
+        for candidate in tcp {
+            self.pc
+                .add_ice_candidate(webrtc::peer_connection::RTCIceCandidateInit {
+                    candidate,
+                    sdp_mid: Some("0".to_owned()),
+                    sdp_mline_index: Some(0),
+                    username_fragment: None,
+                    url: None,
+                })
+                .await
+                .expect("add a TCP candidate");
+        }
     }
 }
 

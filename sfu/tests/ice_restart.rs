@@ -9,7 +9,7 @@ use std::time::Duration;
 use dinh_sfu::room::Role;
 use dinh_sfu::testkit::LossyLink;
 use dinh_sfu::webrtc::peer_connection::RTCSessionDescription;
-use harness::{eventually, CHAIR_SLOTS, HOUSE_SLOTS};
+use harness::{eventually, Via, CHAIR_SLOTS, HOUSE_SLOTS};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ice_restart_moves_a_house_to_a_new_path() {
@@ -24,7 +24,7 @@ async fn ice_restart_moves_a_house_to_a_new_path() {
         Role::House,
         false,
         &HOUSE_SLOTS,
-        Some(&old_path),
+        Via::Link(&old_path),
     )
     .await;
     eventually(10, "audio on the old path", || {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use dinh_sfu::room::Role;
 use dinh_sfu::testkit::LossyLink;
-use harness::{eventually, CHAIR_SLOTS, HOUSE_SLOTS};
+use harness::{eventually, Via, CHAIR_SLOTS, HOUSE_SLOTS};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retransmission_repairs_a_lossy_link() {
@@ -25,7 +25,7 @@ async fn retransmission_repairs_a_lossy_link() {
         Role::House,
         false,
         &HOUSE_SLOTS,
-        Some(&link),
+        Via::Link(&link),
     )
     .await;
     eventually(15, "video reaches the house over the link", || {

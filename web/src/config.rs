@@ -114,8 +114,9 @@ pub struct RtcConfig {
     pub udp_listen: SocketAddr,
     /// The address clients reach, when the hub is behind NAT or bound to 0.0.0.0.
     pub public_ip: Option<IpAddr>,
-    /// Offer ICE-TCP candidates on this address too (networks that block UDP).
-    pub ice_tcp_ip: Option<IpAddr>,
+    /// The one TCP port for ICE-TCP (RFC 6544), for networks that block UDP; off when unset.
+    /// Candidates advertise `public_ip` when set, as for UDP.
+    pub tcp_listen: Option<SocketAddr>,
     /// The rooms' video codec: `vp8` (default) or `h264` (for OBS and hardware encoders).
     pub video_codec: VideoCodec,
 }
@@ -156,7 +157,7 @@ impl Default for RtcConfig {
         Self {
             udp_listen: SocketAddr::from(([127, 0, 0, 1], 50000)),
             public_ip: None,
-            ice_tcp_ip: None,
+            tcp_listen: None,
             video_codec: VideoCodec::Vp8,
         }
     }

@@ -51,7 +51,7 @@ use axum::Router;
 use auth::{AuthError, Claims, Keys};
 use commune::Commune;
 use config::Config;
-use dinh_sfu::mux::UdpMux;
+use dinh_sfu::mux::{tcp::TcpMux, UdpMux};
 use dinh_sfu::room::{Room, Session, Sfu, SfuConfig};
 use dinh_sfu::signal::IceServer;
 use error::AppError;
@@ -78,7 +78,9 @@ pub struct Inner {
     resources: Mutex<HashMap<String, Session>>,
     /// Set when the hub shuts down; long-lived handlers (WebSockets) end on it.
     pub closing: tokio::sync::watch::Sender<bool>,
-    mux_task: tokio::task::JoinHandle<()>,
+    /// The shared ICE-TCP port, when `rtc.tcp_listen` is set.
+    pub tcp: Option<Arc<TcpMux>>,
+    mux_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -90,7 +92,9 @@ impl std::ops::Deref for AppState {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.mux_task.abort();
+        for t in &self.mux_tasks {
+            t.abort();
+        }
     }
 }
 
@@ -108,13 +112,21 @@ impl AppState {
             .map_err(|e| {
                 anyhow::anyhow!("cannot bind media port {}: {e}", config.rtc.udp_listen)
             })?;
-        let mux_task = tokio::spawn(mux.clone().run());
+        let mut mux_tasks = vec![tokio::spawn(mux.clone().run())];
+        let tcp = match config.rtc.tcp_listen {
+            Some(addr) => {
+                let tcp = TcpMux::bind(addr, config.rtc.public_ip, &mux)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot bind ICE-TCP port {addr}: {e}"))?;
+                mux_tasks.push(tokio::spawn(tcp.clone().run()));
+                Some(tcp)
+            }
+            None => None,
+        };
         let sfu = Sfu::new(
             mux,
             SfuConfig {
                 video_codec: config.rtc.video_codec,
-                ice_tcp_ip: config.rtc.ice_tcp_ip,
-                public_ip: config.rtc.public_ip,
                 ..SfuConfig::default()
             },
         );
@@ -142,7 +154,8 @@ impl AppState {
             bridge,
             resources: Mutex::new(HashMap::new()),
             closing,
-            mux_task,
+            tcp,
+            mux_tasks,
         })))
     }
 
@@ -306,6 +319,7 @@ pub fn app(state: AppState) -> Router {
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     let st = &s.sfu.stats;
     let m = &s.sfu.mux().stats;
+    let tcp = s.tcp.as_ref().map(|t| &t.stats);
     let b = s.bridge.stats();
     let clusters = s.bridge.clusters().await;
     let count = |status: &str| {
@@ -371,7 +385,9 @@ dinh_broadcast_input_packets_total{{outcome=\"dropped\"}} {}\n",
 # TYPE dinh_rtp_lagged_total counter\ndinh_rtp_lagged_total {}\n\
 # TYPE dinh_keyframe_requests_total counter\ndinh_keyframe_requests_total {}\n\
 # TYPE dinh_udp_unroutable_total counter\ndinh_udp_unroutable_total {}\n\
-# TYPE dinh_udp_overflow_total counter\ndinh_udp_overflow_total {}\n",
+# TYPE dinh_udp_overflow_total counter\ndinh_udp_overflow_total {}\n\
+# TYPE dinh_tcp_routed_total counter\ndinh_tcp_routed_total {}\n\
+# TYPE dinh_tcp_refused_total counter\ndinh_tcp_refused_total {}\n",
         st.sessions.load(Ordering::Relaxed),
         st.received.load(Ordering::Relaxed),
         st.forwarded.load(Ordering::Relaxed),
@@ -379,6 +395,8 @@ dinh_broadcast_input_packets_total{{outcome=\"dropped\"}} {}\n",
         st.keyframe_requests.load(Ordering::Relaxed),
         m.unroutable.load(Ordering::Relaxed),
         m.overflow.load(Ordering::Relaxed),
+        tcp.map_or(0, |t| t.routed.load(Ordering::Relaxed)),
+        tcp.map_or(0, |t| t.refused.load(Ordering::Relaxed)),
     ) + &latency
         + &bridge;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)

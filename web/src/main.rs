@@ -313,7 +313,14 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let state = dinh_web::AppState::start(cfg).await?;
     let base = format!("http://{addr}");
     println!("Đình is running at {base}/");
-    println!("Media: UDP {}", state.sfu.mux().advertised_addr());
+    match &state.tcp {
+        Some(tcp) => println!(
+            "Media: UDP {}, ICE-TCP {}",
+            state.sfu.mux().advertised_addr(),
+            tcp.advertised_addr()
+        ),
+        None => println!("Media: UDP {}", state.sfu.mux().advertised_addr()),
+    }
     for r in &state.commune.rooms {
         let ttl = Duration::from_secs(30 * 24 * 3600);
         let chair = state

@@ -1,7 +1,7 @@
 //! A house on a network that lets nothing through but a TURN server: a real coturn (Debian's
 //! package) with the hub's time-limited credentials (coturn's REST API scheme,
 //! `use-auth-secret`), the client restricted to relay candidates, and the meeting's audio
-//! reaching it through the relay.
+//! reaching it through the relay; and a house with no UDP at all, over ICE-TCP to the hub.
 
 mod common;
 
@@ -128,6 +128,67 @@ async fn a_house_behind_a_turn_server_gets_the_meeting_through_the_relay() {
     eventually(20, "audio through the TURN relay", || {
         let n = got.load(Ordering::Relaxed);
         async move { n > 50 }
+    })
+    .await;
+    let _ = house.pc.close().await;
+    tone.stop().await;
+}
+
+/// A house whose network blocks UDP altogether and has no TURN server: ICE-TCP to the hub's
+/// one TCP port (`rtc.tcp_listen`), through WHEP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_house_without_udp_watches_over_the_hubs_tcp_port() {
+    let hub = Hub::start(|c| c.rtc.tcp_listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    let tcp = hub.state.tcp.clone().expect("the TCP mux runs");
+    let tone = Tone::publish(&hub, 440.0, 0.1).await;
+    let got = Arc::new(AtomicU64::new(0));
+    let g = got.clone();
+    let mut house = Peer::tcp_only(Some(Arc::new(move |_, _| {
+        g.fetch_add(1, Ordering::Relaxed);
+    })))
+    .await;
+    house.add_receiver(RtpCodecKind::Audio).await;
+    let offer = house.offer().await;
+    let (st, answer) = hub
+        .call(
+            "POST",
+            "/whep/demo",
+            &hub.token(Role::House, "house-1"),
+            Some(("application/sdp", offer.into_bytes())),
+        )
+        .await;
+    assert_eq!(st, 201, "{answer}");
+    let port = tcp.advertised_addr().port();
+    assert!(
+        answer.contains(&format!(" {port} typ host tcptype passive")),
+        "no candidate on the TCP port {port}:\n{answer}"
+    );
+    house.accept(answer).await;
+    eventually(20, "audio over ICE-TCP", || {
+        let n = got.load(Ordering::Relaxed);
+        async move { n > 50 }
+    })
+    .await;
+    // Garbage on the TCP port is closed and counted; the house keeps its audio.
+    let mut junk = tokio::net::TcpStream::connect(tcp.local_addr().unwrap())
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut junk, b"GET / HTTP/1.1\r\n\r\n")
+        .await
+        .unwrap();
+    eventually(10, "the junk stream is refused", || {
+        let n = tcp.stats.refused.load(Ordering::Relaxed);
+        async move { n == 1 }
+    })
+    .await;
+    let (st, m) = hub.call("GET", "/metrics", "", None).await;
+    assert_eq!(st, 200);
+    assert!(m.contains("dinh_tcp_routed_total 1\n"), "{m}");
+    assert!(m.contains("dinh_tcp_refused_total 1\n"), "{m}");
+    let before = got.load(Ordering::Relaxed);
+    eventually(10, "audio goes on", || {
+        let n = got.load(Ordering::Relaxed);
+        async move { n > before + 25 }
     })
     .await;
     let _ = house.pc.close().await;

@@ -1,4 +1,4 @@
-//! One UDP port for every peer connection.
+//! One UDP port, and one TCP port, for every peer connection.
 //!
 //! webrtc 0.21 binds a UDP socket per peer connection. A commune's firewall or 4G router should
 //! forward one port, not thousands, so the SFU owns one socket ([`UdpMux`]) and gives each peer
@@ -14,7 +14,11 @@
 //! from it (DTLS, SRTP, SRTCP, STUN) follows the binding. Anything else is garbage: dropped and
 //! counted, never a panic, never a reply.
 //!
+//! ICE-TCP (RFC 6544) goes through one shared TCP port the same way: see [`tcp`].
+//!
 //! Decision record: docs/decisions/0001-one-udp-port.md.
+
+pub mod tcp;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -23,7 +27,7 @@ use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -54,6 +58,8 @@ pub struct UdpMux {
     advertised: SocketAddr,
     routes: Mutex<Routes>,
     next_id: AtomicU64,
+    /// The shared TCP port's advertised address, once a [`tcp::TcpMux`] serves this mux.
+    tcp_advertised: OnceLock<SocketAddr>,
     /// Counters.
     pub stats: MuxStats,
 }
@@ -77,6 +83,8 @@ struct Routes {
 struct ConnQueue {
     id: u64,
     inner: Mutex<QueueInner>,
+    /// ICE-TCP streams the TCP mux routed to this connection.
+    tcp: tcp::Accepts,
 }
 
 #[derive(Default)]
@@ -94,24 +102,20 @@ impl UdpMux {
         advertised_ip: Option<std::net::IpAddr>,
     ) -> io::Result<Arc<Self>> {
         let socket = tokio::net::UdpSocket::bind(addr).await?;
-        let local = socket.local_addr()?;
-        let ip = match advertised_ip {
-            Some(ip) => ip,
-            None if local.ip().is_unspecified() => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "the UDP port is bound to a wildcard address: set rtc.public_ip to the address clients reach",
-                ))
-            }
-            None => local.ip(),
-        };
+        let advertised = advertise(socket.local_addr()?, advertised_ip, "UDP")?;
         Ok(Arc::new(Self {
             socket,
-            advertised: SocketAddr::new(ip, local.port()),
+            advertised,
             routes: Mutex::new(Routes::default()),
             next_id: AtomicU64::new(1),
+            tcp_advertised: OnceLock::new(),
             stats: MuxStats::default(),
         }))
+    }
+
+    /// The shared TCP port's advertised address, when ICE-TCP is on.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_advertised.get().copied()
     }
 
     /// The address clients send to.
@@ -183,6 +187,7 @@ impl UdpMux {
             queue: Arc::new(ConnQueue {
                 id,
                 inner: Mutex::new(QueueInner::default()),
+                tcp: tcp::Accepts::default(),
             }),
         })
     }
@@ -190,6 +195,11 @@ impl UdpMux {
     fn register(&self, ufrag: &str, queue: &Arc<ConnQueue>) {
         let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
         routes.by_ufrag.insert(ufrag.to_owned(), queue.clone());
+    }
+
+    fn connection_for(&self, ufrag: &str) -> Option<Arc<ConnQueue>> {
+        let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        routes.by_ufrag.get(ufrag).cloned()
     }
 
     fn unregister(&self, id: u64) {
@@ -203,6 +213,26 @@ impl UdpMux {
         let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
         (routes.by_ufrag.len(), routes.by_addr.len())
     }
+}
+
+/// The address clients reach for a socket bound at `local`: `advertised_ip` when set, else the
+/// bound address, which must then not be a wildcard.
+fn advertise(
+    local: SocketAddr,
+    advertised_ip: Option<std::net::IpAddr>,
+    what: &str,
+) -> io::Result<SocketAddr> {
+    let ip = match advertised_ip {
+        Some(ip) => ip,
+        None if local.ip().is_unspecified() => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("the {what} port is bound to a wildcard address: set rtc.public_ip to the address clients reach"),
+            ))
+        }
+        None => local.ip(),
+    };
+    Ok(SocketAddr::new(ip, local.port()))
 }
 
 fn is_transient(e: &io::Error) -> bool {
@@ -278,6 +308,11 @@ impl MuxRuntime {
     pub fn advertised_addr(&self) -> SocketAddr {
         self.mux.advertised
     }
+
+    /// The shared TCP port's advertised address, when ICE-TCP is on.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.mux.tcp_addr()
+    }
 }
 
 impl Drop for MuxRuntime {
@@ -318,7 +353,14 @@ impl Runtime for MuxRuntime {
         &self,
         listener: std::net::TcpListener,
     ) -> io::Result<Arc<dyn AsyncTcpListener>> {
-        self.inner.wrap_tcp_listener(listener)
+        if self.mux.tcp_addr().is_none() {
+            return self.inner.wrap_tcp_listener(listener);
+        }
+        // As for UDP: keep the ephemeral address as the listener's name (the ICE agent's TCP
+        // host candidate) and free the port; streams come from the shared TCP port.
+        let name = listener.local_addr()?;
+        drop(listener);
+        Ok(Arc::new(tcp::MuxTcpListener::new(name, self.queue.clone())))
     }
 
     fn connect_tcp<'a>(
@@ -348,7 +390,7 @@ impl Runtime for MuxRuntime {
     }
 
     fn name(&self) -> &'static str {
-        "dinh-udp-mux"
+        "dinh-mux"
     }
 }
 

@@ -8,12 +8,23 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use dinh_sfu::mux::UdpMux;
+use dinh_sfu::mux::{tcp::TcpMux, UdpMux};
 use dinh_sfu::room::{JoinRequest, Role, Room, Session, Sfu, SfuConfig, Slot};
 use dinh_sfu::rtc;
 use dinh_sfu::sdp::parse_offer;
 use dinh_sfu::testkit::{LossyLink, OnRtp, Peer};
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+
+/// How a client reaches the hub.
+#[derive(Clone, Copy)]
+pub enum Via<'a> {
+    /// Straight to the shared UDP port.
+    Udp,
+    /// Through a lossy relay in front of the UDP port.
+    Link(&'a LossyLink),
+    /// ICE-TCP only (a network that blocks UDP), to the shared TCP port.
+    Tcp,
+}
 
 pub async fn sfu() -> Arc<Sfu> {
     let mux = UdpMux::bind("127.0.0.1:0".parse().unwrap(), None)
@@ -21,6 +32,19 @@ pub async fn sfu() -> Arc<Sfu> {
         .unwrap();
     tokio::spawn(mux.clone().run());
     Sfu::new(mux, SfuConfig::default())
+}
+
+/// An SFU that also serves ICE-TCP on one shared port.
+pub async fn sfu_with_tcp() -> (Arc<Sfu>, Arc<TcpMux>) {
+    let mux = UdpMux::bind("127.0.0.1:0".parse().unwrap(), None)
+        .await
+        .unwrap();
+    let tcp = TcpMux::bind("127.0.0.1:0".parse().unwrap(), None, &mux)
+        .await
+        .unwrap();
+    tokio::spawn(mux.clone().run());
+    tokio::spawn(tcp.clone().run());
+    (Sfu::new(mux, SfuConfig::default()), tcp)
 }
 
 /// What a client has received, per slot (named by the track id the SFU gave it).
@@ -124,17 +148,17 @@ pub async fn join(
     publish: bool,
     subscribe: &[Slot],
 ) -> Client {
-    join_with(room, id, role, publish, subscribe, None).await
+    join_with(room, id, role, publish, subscribe, Via::Udp).await
 }
 
-/// [`join`], through a [`LossyLink`] when one is given.
+/// [`join`], over the given path.
 pub async fn join_with(
     room: &Arc<Room>,
     id: &str,
     role: Role,
     publish: bool,
     subscribe: &[Slot],
-    link: Option<&LossyLink>,
+    via: Via<'_>,
 ) -> Client {
     let received = Arc::new(Mutex::new(Received::default()));
     let r = received.clone();
@@ -163,7 +187,10 @@ pub async fn join_with(
         };
         seqs.insert(ext);
     });
-    let mut peer = Peer::new(Some(on_rtp)).await;
+    let mut peer = match via {
+        Via::Tcp => Peer::tcp_only(Some(on_rtp)).await,
+        _ => Peer::new(Some(on_rtp)).await,
+    };
     let mut senders = Vec::new();
     for (kind, codec) in [
         (RtpCodecKind::Audio, dinh_sfu::room::opus_codec()),
@@ -208,9 +235,9 @@ pub async fn join_with(
         )
         .await
         .unwrap();
-    let answer = match link {
-        Some(l) => dinh_sfu::sdp::rewrite_candidates(&session.answer, l.addr),
-        None => session.answer.clone(),
+    let answer = match via {
+        Via::Link(l) => dinh_sfu::sdp::rewrite_candidates(&session.answer, l.addr),
+        _ => session.answer.clone(),
     };
     peer.accept(answer).await;
     let tasks = senders
