@@ -1,14 +1,27 @@
-//! SDP offers from outside: the checks and the candidate rewrite never panic, and the rewrite
-//! keeps every line that is not a UDP host candidate.
+//! SDP offers and trickle-ICE fragments from outside: the checks, the candidate rewrites and
+//! the fragment edits never panic; the UDP rewrite keeps every line that is not a candidate,
+//! and a parsed fragment's credentials land in the description it is applied to.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(text) = std::str::from_utf8(data) {
-        let _ = dinh_sfu::sdp::parse_offer(text);
-        let _ = dinh_sfu::sdp::ice_ufrag(text);
-        let out = dinh_sfu::sdp::rewrite_candidates(text, "192.0.2.1:5000".parse().unwrap());
-        let kept = |s: &str| s.lines().filter(|l| !l.starts_with("a=candidate:")).count();
-        assert_eq!(kept(text), kept(&out));
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    // The first line splits the input: a fragment, then a description.
+    let (frag_text, sdp) = text.split_once("\n---\n").unwrap_or((text, text));
+    let _ = dinh_sfu::sdp::parse_offer(sdp);
+    let _ = dinh_sfu::sdp::ice_ufrag(sdp);
+    let udp = "192.0.2.1:5000".parse().unwrap();
+    let out = dinh_sfu::sdp::rewrite_candidates(sdp, udp);
+    let kept = |s: &str| s.lines().filter(|l| !l.starts_with("a=candidate:")).count();
+    assert_eq!(kept(sdp), kept(&out));
+    let _ = dinh_sfu::sdp::rewrite_candidates_with_tcp(sdp, udp, Some(udp));
+    let _ = dinh_sfu::sdp::ice_fragment(sdp);
+    if let Ok(frag) = dinh_sfu::sdp::parse_ice_fragment(frag_text) {
+        let applied = dinh_sfu::sdp::apply_ice_fragment(sdp, &frag);
+        if let (Some(u), Some(_)) = (&frag.ufrag, dinh_sfu::sdp::ice_ufrag(sdp)) {
+            assert_eq!(dinh_sfu::sdp::ice_ufrag(&applied), Some(u.as_str()));
+        }
     }
 });

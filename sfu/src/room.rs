@@ -1096,6 +1096,17 @@ impl Session {
         self.inner.closed.load(Ordering::Acquire)
     }
 
+    /// The client's current offer (the remote description), once negotiated.
+    pub async fn remote_sdp(&self) -> Option<String> {
+        self.inner.pc.remote_description().await.map(|d| d.sdp)
+    }
+
+    /// The hub's current ICE username fragment: it names the ICE session (WHIP's entity-tag).
+    pub async fn local_ufrag(&self) -> Option<String> {
+        let local = self.inner.pc.local_description().await?;
+        ice_ufrag(&local.sdp).map(str::to_owned)
+    }
+
     /// A trickled candidate from the client.
     pub async fn add_candidate(
         &self,

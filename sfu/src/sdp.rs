@@ -25,6 +25,9 @@ pub enum SdpError {
     /// More than [`MAX_MEDIA_SECTIONS`] media sections.
     #[error("the offer has {0} media sections; the limit is {MAX_MEDIA_SECTIONS}")]
     TooManySections(usize),
+    /// A trickle-ICE fragment that cannot be used; the message says why.
+    #[error("invalid ICE fragment: {0}")]
+    Fragment(String),
 }
 
 /// Check an offer from outside and turn it into a session description.
@@ -110,6 +113,164 @@ pub fn rewrite_candidates_with_tcp(sdp: &str, udp: SocketAddr, tcp: Option<Socke
     out
 }
 
+/// Largest trickle-ICE fragment accepted.
+pub const MAX_FRAGMENT_BYTES: usize = 16 * 1024;
+/// Most candidates accepted in one fragment.
+pub const MAX_FRAGMENT_CANDIDATES: usize = 64;
+
+/// An SDP fragment as WHIP and WHEP `PATCH` carry it (RFC 8840
+/// `application/trickle-ice-sdpfrag`): new ICE credentials for a restart, candidates, or both.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct IceFragment {
+    /// `a=ice-ufrag`.
+    pub ufrag: Option<String>,
+    /// `a=ice-pwd`.
+    pub pwd: Option<String>,
+    /// Candidates, each `candidate:...` with the `a=mid` of its section.
+    pub candidates: Vec<(Option<String>, String)>,
+    /// `a=end-of-candidates` was present.
+    pub end_of_candidates: bool,
+}
+
+/// Parse a trickle-ICE fragment. Unknown attributes are ignored (RFC 8840 allows more than
+/// ICE lines); anything that is not an SDP line, a malformed candidate, credentials that are
+/// not ICE characters of the right length (RFC 8839 §5.4), or too much of anything is refused.
+pub fn parse_ice_fragment(text: &str) -> Result<IceFragment, SdpError> {
+    let bad = |m: String| SdpError::Fragment(m);
+    if text.len() > MAX_FRAGMENT_BYTES {
+        return Err(bad(format!(
+            "{} bytes; the limit is {MAX_FRAGMENT_BYTES}",
+            text.len()
+        )));
+    }
+    let mut frag = IceFragment::default();
+    let mut mid: Option<String> = None;
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.trim_end();
+        let n = n + 1;
+        if line.is_empty() {
+            continue;
+        }
+        if line.starts_with("m=") {
+            mid = None;
+            continue;
+        }
+        let Some(attr) = line.strip_prefix("a=") else {
+            return Err(bad(format!("line {n} is not an a= or m= line")));
+        };
+        if let Some(v) = attr.strip_prefix("ice-ufrag:") {
+            frag.ufrag = Some(ice_chars(v, 4, "ice-ufrag", n)?);
+        } else if let Some(v) = attr.strip_prefix("ice-pwd:") {
+            frag.pwd = Some(ice_chars(v, 22, "ice-pwd", n)?);
+        } else if let Some(v) = attr.strip_prefix("mid:") {
+            mid = Some(v.trim().to_owned());
+        } else if attr.starts_with("candidate:") {
+            // foundation component transport priority address port typ type
+            let fields = attr.split(' ').filter(|f| !f.is_empty()).count();
+            if fields < 8 || !attr.contains(" typ ") {
+                return Err(bad(format!("line {n}: a candidate needs eight fields")));
+            }
+            if frag.candidates.len() == MAX_FRAGMENT_CANDIDATES {
+                return Err(bad(format!(
+                    "more than {MAX_FRAGMENT_CANDIDATES} candidates"
+                )));
+            }
+            frag.candidates.push((mid.clone(), attr.to_owned()));
+        } else if attr == "end-of-candidates" {
+            frag.end_of_candidates = true;
+        }
+    }
+    if frag.ufrag.is_some() != frag.pwd.is_some() {
+        return Err(bad("ice-ufrag and ice-pwd come together".into()));
+    }
+    Ok(frag)
+}
+
+fn ice_chars(v: &str, min: usize, what: &str, line: usize) -> Result<String, SdpError> {
+    let v = v.trim();
+    let ok = (min..=256).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/');
+    if ok {
+        Ok(v.to_owned())
+    } else {
+        Err(SdpError::Fragment(format!(
+            "line {line}: {what} must be {min} to 256 ICE characters (letters, digits, + and /)"
+        )))
+    }
+}
+
+/// `sdp` with the fragment applied: its ICE credentials replace the session's, and when the
+/// fragment brings credentials or candidates, the old candidates are dropped and the new ones
+/// follow the first media section (the bundle's transport). Used to turn an ICE-restart
+/// fragment into a full offer, and by clients to turn the hub's reply into a full answer.
+pub fn apply_ice_fragment(sdp: &str, frag: &IceFragment) -> String {
+    let replace = frag.ufrag.is_some() || !frag.candidates.is_empty();
+    let mut out = String::with_capacity(sdp.len() + 128 * frag.candidates.len());
+    let mut sections = 0;
+    let add_candidates = |out: &mut String| {
+        for (_, c) in &frag.candidates {
+            out.push_str("a=");
+            out.push_str(c);
+            out.push_str("\r\n");
+        }
+        if frag.end_of_candidates {
+            out.push_str("a=end-of-candidates\r\n");
+        }
+    };
+    for line in sdp.lines() {
+        let body = line.trim_end();
+        if body.starts_with("m=") {
+            sections += 1;
+            if sections == 2 && replace {
+                add_candidates(&mut out);
+            }
+        }
+        if let (Some(_), Some(u)) = (body.strip_prefix("a=ice-ufrag:"), &frag.ufrag) {
+            out.push_str(&format!("a=ice-ufrag:{u}\r\n"));
+            continue;
+        }
+        if let (Some(_), Some(p)) = (body.strip_prefix("a=ice-pwd:"), &frag.pwd) {
+            out.push_str(&format!("a=ice-pwd:{p}\r\n"));
+            continue;
+        }
+        if replace && (body.starts_with("a=candidate:") || body == "a=end-of-candidates") {
+            continue;
+        }
+        out.push_str(body);
+        out.push_str("\r\n");
+    }
+    if sections == 1 && replace {
+        add_candidates(&mut out);
+    }
+    out
+}
+
+/// The ICE part of a description as a trickle-ICE fragment: its credentials and the
+/// candidates of its first media section (what a restarted session answers a `PATCH` with).
+pub fn ice_fragment(answer: &str) -> String {
+    let mut out = String::new();
+    let mut lines = answer.lines().map(str::trim_end);
+    let ufrag = ice_ufrag(answer).unwrap_or_default();
+    let pwd = answer
+        .lines()
+        .find_map(|l| l.trim_end().strip_prefix("a=ice-pwd:"))
+        .unwrap_or_default();
+    out.push_str(&format!("a=ice-ufrag:{ufrag}\r\na=ice-pwd:{pwd}\r\n"));
+    if let Some(m) = lines.find(|l| l.starts_with("m=")) {
+        out.push_str(m);
+        out.push_str("\r\n");
+        for l in lines.take_while(|l| !l.starts_with("m=")) {
+            if l.starts_with("a=mid:") || l.starts_with("a=candidate:") {
+                out.push_str(l);
+                out.push_str("\r\n");
+            }
+        }
+        out.push_str("a=end-of-candidates\r\n");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +317,97 @@ a=candidate:3 1 tcp 1671430143 127.0.0.1 40003 typ host tcptype passive\r\n";
         );
         assert!(!out.contains("tcptype active"), "{out}");
         assert!(!out.contains("4000"), "{out}");
+    }
+
+    const OFFER: &str = "v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n\
+a=group:BUNDLE 0 1\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=ice-ufrag:oldU\r\n\
+a=ice-pwd:oldpasswordoldpassword\r\n\
+a=candidate:1 1 udp 2130706431 10.0.0.1 4000 typ host\r\na=end-of-candidates\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=ice-ufrag:oldU\r\n\
+a=ice-pwd:oldpasswordoldpassword\r\n";
+
+    #[test]
+    fn parses_trickle_and_restart_fragments() {
+        let trickle = parse_ice_fragment(
+            "a=ice-ufrag:EsAw\r\na=ice-pwd:P2uYro0UCOQ4zxjKXaWCBui1\r\nm=audio 9 RTP/AVP 0\r\n\
+a=mid:0\r\na=candidate:1387637174 1 udp 2122260223 192.0.2.1 61764 typ host generation 0\r\n\
+a=candidate:473322822 1 tcp 1518280447 192.0.2.1 9 typ host tcptype active\r\n\
+a=end-of-candidates\r\n",
+        )
+        .unwrap();
+        assert_eq!(trickle.ufrag.as_deref(), Some("EsAw"));
+        assert_eq!(trickle.candidates.len(), 2);
+        assert_eq!(trickle.candidates[0].0.as_deref(), Some("0"));
+        assert!(trickle.candidates[1]
+            .1
+            .starts_with("candidate:473322822 1 tcp"));
+        assert!(trickle.end_of_candidates);
+        let restart =
+            parse_ice_fragment("a=ice-ufrag:ysXw\na=ice-pwd:vw5LmwG4y/e6dPP/zAP9Gp5k\n").unwrap();
+        assert!(restart.candidates.is_empty());
+        assert_eq!(restart.pwd.as_deref(), Some("vw5LmwG4y/e6dPP/zAP9Gp5k"));
+    }
+
+    #[test]
+    fn refuses_bad_fragments() {
+        for (text, why) in [
+            ("hello", "line 1 is not"),
+            ("a=candidate:1 1 udp\r\n", "eight fields"),
+            (
+                "a=ice-ufrag:ab\r\na=ice-pwd:vw5LmwG4y/e6dPP/zAP9Gp5k\r\n",
+                "ice-ufrag must",
+            ),
+            ("a=ice-ufrag:abcd\r\na=ice-pwd:short\r\n", "ice-pwd must"),
+            (
+                "a=ice-ufrag:ab;d\r\na=ice-pwd:vw5LmwG4y/e6dPP/zAP9Gp5k\r\n",
+                "ice-ufrag must",
+            ),
+            ("a=ice-ufrag:abcd\r\n", "come together"),
+        ] {
+            let e = parse_ice_fragment(text).unwrap_err().to_string();
+            assert!(e.contains(why), "{text:?}: {e}");
+        }
+        let many = "a=candidate:1 1 udp 1 192.0.2.1 1 typ host\n".repeat(65);
+        assert!(parse_ice_fragment(&many)
+            .unwrap_err()
+            .to_string()
+            .contains("more than 64"));
+        let huge = "a=x\n".repeat(5000);
+        assert!(parse_ice_fragment(&huge)
+            .unwrap_err()
+            .to_string()
+            .contains("limit"));
+    }
+
+    #[test]
+    fn applies_a_restart_fragment_to_an_offer() {
+        let frag = parse_ice_fragment(
+            "a=ice-ufrag:newU\r\na=ice-pwd:newpasswordnewpassword\r\n\
+a=candidate:9 1 udp 2130706431 10.0.0.2 5000 typ host\r\na=end-of-candidates\r\n",
+        )
+        .unwrap();
+        let out = apply_ice_fragment(OFFER, &frag);
+        assert_eq!(out.matches("a=ice-ufrag:newU\r\n").count(), 2);
+        assert_eq!(
+            out.matches("a=ice-pwd:newpasswordnewpassword\r\n").count(),
+            2
+        );
+        assert!(!out.contains("oldU") && !out.contains("10.0.0.1"), "{out}");
+        // The new candidate sits in the first section, before the second m= line.
+        let cand = out.find("10.0.0.2 5000").unwrap();
+        assert!(cand < out.find("m=video").unwrap(), "{out}");
+        assert_eq!(ice_ufrag(&out), Some("newU"));
+        // The answer's fragment carries the credentials and the first section's candidates.
+        let reply = ice_fragment(&out);
+        let back = parse_ice_fragment(&reply).unwrap();
+        assert_eq!(back.ufrag.as_deref(), Some("newU"));
+        assert_eq!(back.candidates.len(), 1);
+        assert_eq!(back.candidates[0].0.as_deref(), Some("0"));
+        // Only candidates: credentials stay.
+        let trickle = parse_ice_fragment("a=candidate:9 1 udp 1 10.0.0.3 6000 typ host\n").unwrap();
+        let out = apply_ice_fragment(OFFER, &trickle);
+        assert!(out.contains("a=ice-ufrag:oldU") && out.contains("10.0.0.3 6000"));
     }
 
     #[test]

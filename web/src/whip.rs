@@ -2,8 +2,11 @@
 //! players. One shape for both: `POST` an SDP offer with a bearer token, get `201 Created`
 //! with the answer and a `Location`; `DELETE` the location to leave.
 //!
-//! Trickle ICE and ICE restarts over `PATCH` are not supported: the answer carries every
-//! candidate, and `PATCH` gets `405` as RFC 9725 §4.3.1 asks.
+//! `PATCH` on the location takes an `application/trickle-ice-sdpfrag` (RFC 8840), as RFC 9725
+//! §4.3 describes: with `If-Match` naming the current ICE session (the `ETag` of the `201`), its
+//! candidates are added (trickle ICE, `204`); with `If-Match: *` and new ICE credentials, the
+//! session restarts ICE (a house's 4G link changed) and the reply is `200` with the hub's new
+//! credentials and candidates and a new `ETag`. The hub's own candidates are all in its answers.
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -17,7 +20,7 @@ use crate::auth::Role;
 use crate::error::AppError;
 use crate::AppState;
 use dinh_sfu::room::{JoinRequest, Role as SfuRole, Slot};
-use dinh_sfu::sdp::parse_offer;
+use dinh_sfu::sdp::{apply_ice_fragment, ice_fragment, ice_ufrag, parse_ice_fragment, parse_offer};
 
 /// The WHIP and WHEP routes.
 pub fn routes() -> Router<AppState> {
@@ -26,11 +29,11 @@ pub fn routes() -> Router<AppState> {
         .route("/whep/{room}", post(whep).options(options))
         .route(
             "/whip/{room}/{id}",
-            delete(remove).patch(no_patch).options(options),
+            delete(remove).patch(patch).options(options),
         )
         .route(
             "/whep/{room}/{id}",
-            delete(remove).patch(no_patch).options(options),
+            delete(remove).patch(patch).options(options),
         )
 }
 
@@ -132,6 +135,7 @@ async fn create(
     let id = format!("{:032x}", rand::random::<u128>());
     let location = format!("/{path}/{room_id}/{id}");
     let answer = session.answer.clone();
+    let etag = ice_ufrag(&answer).map(entity_tag);
     state.put_resource(id, session);
     let mut res = (StatusCode::CREATED, answer).into_response();
     let h = res.headers_mut();
@@ -141,6 +145,9 @@ async fn create(
     );
     if let Ok(v) = HeaderValue::from_str(&location) {
         h.insert(header::LOCATION, v);
+    }
+    if let Some(v) = etag.and_then(|e| HeaderValue::from_str(&e).ok()) {
+        h.insert(header::ETAG, v);
     }
     for link in ice_links(&state, &claims.sub) {
         if let Ok(v) = HeaderValue::from_str(&link) {
@@ -189,20 +196,127 @@ async fn remove(
     }
 }
 
-async fn no_patch() -> Response {
-    (
-        StatusCode::METHOD_NOT_ALLOWED,
-        [(header::ALLOW, "DELETE, OPTIONS")],
-        "trickle ICE and ICE restart over PATCH are not supported; the answer carries every candidate",
+/// The entity-tag of an ICE session: the hub's ufrag, which changes with every restart.
+fn entity_tag(ufrag: &str) -> String {
+    format!("\"{ufrag}\"")
+}
+
+/// RFC 9725 §4.3: trickle ICE and ICE restarts.
+async fn patch(
+    State(state): State<AppState>,
+    Path((room_id, id)): Path<(String, String)>,
+    Query(q): Query<TokenQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    state.authorize(&headers, q.token.as_deref(), &room_id)?;
+    let session = match state.get_resource(&id) {
+        Some(s) if s.room().name() == room_id && !s.is_closed() => s,
+        _ => {
+            return Err(AppError::new(
+                StatusCode::NOT_FOUND,
+                "no_such_session",
+                "no such WHIP/WHEP session (it may have ended already)",
+            ))
+        }
+    };
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ctype
+        .trim()
+        .eq_ignore_ascii_case("application/trickle-ice-sdpfrag")
+    {
+        return Err(AppError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "content_type",
+            format!("PATCH takes application/trickle-ice-sdpfrag, not '{ctype}'"),
+        ));
+    }
+    let Some(if_match) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) else {
+        return Err(AppError::new(
+            StatusCode::PRECONDITION_REQUIRED,
+            "if_match",
+            "PATCH needs If-Match: the ETag of the ICE session, or * for an ICE restart",
+        ));
+    };
+    let text = std::str::from_utf8(&body).map_err(|_| {
+        AppError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_sdp",
+            "the fragment is not UTF-8 text",
+        )
+    })?;
+    let frag = parse_ice_fragment(text)?;
+    let remote = session.remote_sdp().await.ok_or_else(closed)?;
+    let if_match = if_match.trim();
+    if if_match == "*" || if_match == "\"*\"" {
+        // An ICE restart: the client's offer with its new credentials and candidates.
+        if frag.ufrag.is_none() || frag.ufrag.as_deref() == ice_ufrag(&remote) {
+            return Err(AppError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_sdp",
+                "an ICE restart needs new ice-ufrag and ice-pwd lines",
+            ));
+        }
+        let offer = parse_offer(&apply_ice_fragment(&remote, &frag))?;
+        // On failure the old ICE session goes on (RFC 9725 §4.3.2).
+        let answer = session.renegotiate(offer).await?;
+        let mut res = (StatusCode::OK, ice_fragment(&answer)).into_response();
+        let h = res.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/trickle-ice-sdpfrag"),
+        );
+        if let Some(v) = ice_ufrag(&answer).and_then(|u| HeaderValue::from_str(&entity_tag(u)).ok())
+        {
+            h.insert(header::ETAG, v);
+        }
+        return Ok(res);
+    }
+    let current = session.local_ufrag().await.ok_or_else(closed)?;
+    if if_match != entity_tag(&current) {
+        return Err(AppError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "if_match",
+            "the ICE session has changed (an ICE restart); use the latest ETag",
+        ));
+    }
+    if frag.ufrag.is_some() && frag.ufrag.as_deref() != ice_ufrag(&remote) {
+        return Err(AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_sdp",
+            "the fragment's ICE credentials are not this session's; an ICE restart needs If-Match: *",
+        ));
+    }
+    for (mid, candidate) in frag.candidates {
+        // RFC 9725 §4.3.1: a candidate the hub cannot use is dropped without failing the rest.
+        // Without an a=mid line the candidate belongs to the first section (the bundle's).
+        let (mid, index) = match mid {
+            Some(m) => (Some(m), None),
+            None => (Some("0".to_owned()), Some(0)),
+        };
+        if let Err(e) = session.add_candidate(candidate, mid, index).await {
+            tracing::debug!(error = %e, "trickled candidate dropped");
+        }
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn closed() -> AppError {
+    AppError::new(
+        StatusCode::NOT_FOUND,
+        "session_closed",
+        "the session has ended",
     )
-        .into_response()
 }
 
 async fn options() -> Response {
     (
         StatusCode::NO_CONTENT,
         [
-            (header::ALLOW, "POST, DELETE, OPTIONS"),
+            (header::ALLOW, "POST, PATCH, DELETE, OPTIONS"),
             (
                 header::HeaderName::from_static("accept-post"),
                 "application/sdp",

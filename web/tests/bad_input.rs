@@ -116,11 +116,23 @@ async fn whip_refuses_with_clear_errors() {
     )
     .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
+    // PATCH (trickle ICE, ICE restart) needs a token and a live session.
     let res = dinh_web::app(s.clone())
         .oneshot(Request::patch("/whip/demo/x").body(Body::empty()).unwrap())
         .await
         .unwrap();
-    assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let (st, b) = call(
+        &s,
+        Request::patch("/whip/demo/nope")
+            .header("authorization", format!("Bearer {chair}"))
+            .header("content-type", "application/trickle-ice-sdpfrag")
+            .header("if-match", "*")
+            .body(Body::from("a=ice-ufrag:abcd\r\n"))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{b}");
     let (st, _) = call(&s, Request::get("/healthz").body(Body::empty()).unwrap()).await;
     assert_eq!(st, StatusCode::OK);
 }

@@ -20,6 +20,23 @@ pub struct Hub {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
+/// An HTTP response.
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    /// The first value of a header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 impl Hub {
     /// Start a hub; `configure` adjusts the settings (clusters, timings).
     pub async fn start(configure: impl FnOnce(&mut Config)) -> Self {
@@ -60,41 +77,51 @@ impl Hub {
         token: &str,
         body: Option<(&str, Vec<u8>)>,
     ) -> (u16, String) {
+        let mut headers = vec![("authorization".to_owned(), format!("Bearer {token}"))];
+        let body = body.map(|(ctype, bytes)| {
+            headers.push(("content-type".to_owned(), ctype.to_owned()));
+            bytes
+        });
+        let r = self.request(method, path, headers, body).await;
+        (r.status, r.body)
+    }
+
+    /// Any HTTP request; status, headers (names in lower case) and body.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: Vec<(String, String)>,
+        body: Option<Vec<u8>>,
+    ) -> Reply {
         let url = format!("{}{path}", self.base);
-        let (method, token) = (method.to_owned(), token.to_owned());
-        let body = body.map(|(c, b)| (c.to_owned(), b));
+        let method = method.to_owned();
         tokio::task::spawn_blocking(move || {
             let agent: ureq::Agent = ureq::Agent::config_builder()
                 .http_status_as_error(false)
                 .build()
                 .into();
-            let auth = format!("Bearer {token}");
-            let res = match (method.as_str(), body) {
-                ("GET", _) => agent.get(&url).header("authorization", &auth).call(),
-                ("DELETE", _) => agent.delete(&url).header("authorization", &auth).call(),
-                (m, Some((ctype, bytes))) => {
-                    let req = if m == "PUT" {
-                        agent.put(&url)
-                    } else {
-                        agent.post(&url)
-                    };
-                    req.header("authorization", &auth)
-                        .header("content-type", &ctype)
-                        .send(&bytes[..])
-                }
-                (m, None) => {
-                    let req = if m == "PUT" {
-                        agent.put(&url)
-                    } else {
-                        agent.post(&url)
-                    };
-                    req.header("authorization", &auth).send_empty()
-                }
+            let mut req = ureq::http::Request::builder()
+                .method(method.as_str())
+                .uri(&url);
+            for (k, v) in &headers {
+                req = req.header(k, v);
+            }
+            let res = match body {
+                Some(b) => agent.run(req.body(b).unwrap()),
+                None => agent.run(req.body(()).unwrap()),
             };
             let mut res = res.expect("request");
-            let status = res.status().as_u16();
-            let text = res.body_mut().read_to_string().unwrap_or_default();
-            (status, text)
+            let headers = res
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+                .collect();
+            Reply {
+                status: res.status().as_u16(),
+                headers,
+                body: res.body_mut().read_to_string().unwrap_or_default(),
+            }
         })
         .await
         .unwrap()
