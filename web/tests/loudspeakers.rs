@@ -771,7 +771,8 @@ async fn bad_input_gets_clear_errors_and_the_relay_keeps_going() {
     }
 }
 
-/// Start Icecast2 as its own user (it refuses root) on a free port.
+/// Start Icecast2 as its own user (it refuses root) on a free port, with the configuration
+/// in ops/deploy/icecast.xml.
 struct Icecast {
     child: tokio::process::Child,
     port: u16,
@@ -788,14 +789,23 @@ impl Icecast {
             .join(format!("icecast-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let root = unsafe_is_root();
-        let conf = format!(
-            "<icecast><limits><clients>20</clients><sources>4</sources></limits>\
-<authentication><source-password>{password}</source-password><admin-user>admin</admin-user><admin-password>admin-{password}</admin-password></authentication>\
-<hostname>127.0.0.1</hostname><listen-socket><port>{port}</port><bind-address>127.0.0.1</bind-address></listen-socket>\
-<fileserve>1</fileserve><paths><basedir>/usr/share/icecast2</basedir><logdir>{}</logdir><webroot>/usr/share/icecast2/web</webroot><adminroot>/usr/share/icecast2/admin</adminroot></paths>\
-<logging><errorlog>error.log</errorlog><accesslog>access.log</accesslog><loglevel>3</loglevel></logging><security><chroot>0</chroot></security></icecast>",
-            dir.display()
-        );
+        // The configuration shipped for deployers, with this test's port, password and logs.
+        let shipped = include_str!("../../ops/deploy/icecast.xml");
+        let mut conf = shipped.to_owned();
+        for (from, to) in [
+            (
+                "<port>8000</port>".to_owned(),
+                format!("<port>{port}</port><bind-address>127.0.0.1</bind-address>"),
+            ),
+            ("change-me-source".to_owned(), password.to_owned()),
+            (
+                "<logdir>/var/log/icecast2</logdir>".to_owned(),
+                format!("<logdir>{}</logdir>", dir.display()),
+            ),
+        ] {
+            assert!(conf.contains(&from), "ops/deploy/icecast.xml lost {from}");
+            conf = conf.replace(&from, &to);
+        }
         let path = dir.join("icecast.xml");
         std::fs::write(&path, conf).unwrap();
         let mut cmd = if root {

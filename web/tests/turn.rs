@@ -22,8 +22,14 @@ impl Coturn {
     async fn start(port: u16, secret: &str) -> Self {
         let relay = 40_000 + (port % 1000) * 10;
         let child = tokio::process::Command::new("turnserver")
+            // The configuration shipped for deployers, with this test's addresses and secret
+            // on the command line (which coturn applies after the file).
+            .arg("-c")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../ops/deploy/turnserver.conf"
+            ))
             .args([
-                "-n",
                 "--listening-ip=127.0.0.1",
                 "--relay-ip=127.0.0.1",
                 &format!("--listening-port={port}"),
