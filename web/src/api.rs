@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use crate::auth::{AuthError, Claims, Role};
+use crate::auth::{AuthError, Caller, Claims, Role};
 use crate::error::AppError;
 use crate::recording::{actor, Recording};
 use crate::AppState;
@@ -55,23 +55,28 @@ async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
 
-#[derive(Debug, Deserialize)]
-struct TokenQuery {
-    token: Option<String>,
-}
+/// The caller of a record request: any role but a loudspeaker receiver, whose token only
+/// opens a stream.
+struct RecordUser(Claims);
 
-/// The token of a request, checked; the room is the token's own.
-fn claims(state: &AppState, headers: &HeaderMap, q: &TokenQuery) -> Result<Claims, AppError> {
-    let c = state.claims(headers, q.token.as_deref())?;
-    if c.role == Role::Receiver {
-        return Err(AuthError::WrongRole {
-            have: "receiver",
-            need: "chair",
-            action: "use the record",
+impl axum::extract::FromRequestParts<AppState> for RecordUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, AppError> {
+        let Caller(c) = Caller::from_request_parts(parts, state).await?;
+        if c.role == Role::Receiver {
+            return Err(AuthError::WrongRole {
+                have: "receiver",
+                need: "chair",
+                action: "use the record",
+            }
+            .into());
         }
-        .into());
+        Ok(Self(c))
     }
-    Ok(c)
 }
 
 fn rec(state: &AppState) -> &Arc<Recording> {
@@ -217,11 +222,10 @@ fn valid_id(id: &str) -> Result<(), AppError> {
 
 async fn schedule(
     State(s): State<AppState>,
-    Query(q): Query<TokenQuery>,
+    RecordUser(c): RecordUser,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, AppError> {
-    let c = claims(&s, &headers, &q)?;
     let b: ScheduleBody = body(&headers, &bytes)?;
     let room = b.room.unwrap_or_else(|| c.room.clone());
     c.for_room(&room)?;
@@ -246,11 +250,10 @@ async fn schedule(
 async fn meeting_command(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<TokenQuery>,
+    RecordUser(c): RecordUser,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, AppError> {
-    let c = claims(&s, &headers, &q)?;
     let action: MeetingAction = body(&headers, &bytes)?;
     if matches!(action, MeetingAction::Schedule { .. }) {
         return Err(AppError::new(
@@ -278,10 +281,8 @@ async fn wait_projected(rec: &Recording, o: &Outcome) {
 
 async fn list_meetings(
     State(s): State<AppState>,
-    Query(q): Query<TokenQuery>,
-    headers: HeaderMap,
+    RecordUser(c): RecordUser,
 ) -> Result<Response, AppError> {
-    let c = claims(&s, &headers, &q)?;
     let views = rec(&s).views.read().await;
     let list: Vec<_> = views
         .minutes
@@ -295,10 +296,8 @@ async fn list_meetings(
 async fn get_meeting(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<TokenQuery>,
-    headers: HeaderMap,
+    RecordUser(c): RecordUser,
 ) -> Result<Response, AppError> {
-    let c = claims(&s, &headers, &q)?;
     check_meeting(rec(&s), &c, &id).await?;
     let views = rec(&s).views.read().await;
     let minutes = views.minutes.get(&id).cloned();
@@ -348,10 +347,8 @@ fn csv_response(name: &str, rows: Vec<Vec<String>>) -> Response {
 async fn attendance_csv(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<TokenQuery>,
-    headers: HeaderMap,
+    RecordUser(c): RecordUser,
 ) -> Result<Response, AppError> {
-    let c = claims(&s, &headers, &q)?;
     c.require(&[Role::Chair, Role::Official], "export attendance")?;
     check_meeting(rec(&s), &c, &id).await?;
     let views = rec(&s).views.read().await;
@@ -397,11 +394,10 @@ struct RaiseBody {
 
 async fn raise(
     State(s): State<AppState>,
-    Query(q): Query<TokenQuery>,
+    RecordUser(c): RecordUser,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, AppError> {
-    let c = claims(&s, &headers, &q)?;
     let b: RaiseBody = body(&headers, &bytes)?;
     check_meeting(rec(&s), &c, &b.meeting).await?;
     let house = match (c.role, b.house) {
@@ -458,11 +454,10 @@ async fn feedback_row(s: &AppState, c: &Claims, id: &str) -> Result<FeedbackRow,
 async fn feedback_command(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<TokenQuery>,
+    RecordUser(c): RecordUser,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, AppError> {
-    let c = claims(&s, &headers, &q)?;
     let action: FeedbackAction = body(&headers, &bytes)?;
     if matches!(
         action,
@@ -486,7 +481,6 @@ async fn feedback_command(
 
 #[derive(Debug, Deserialize)]
 struct FeedbackQuery {
-    token: Option<String>,
     status: Option<String>,
     meeting: Option<String>,
     overdue: Option<bool>,
@@ -495,15 +489,8 @@ struct FeedbackQuery {
 async fn list_feedback(
     State(s): State<AppState>,
     Query(q): Query<FeedbackQuery>,
-    headers: HeaderMap,
+    RecordUser(c): RecordUser,
 ) -> Result<Response, AppError> {
-    let c = claims(
-        &s,
-        &headers,
-        &TokenQuery {
-            token: q.token.clone(),
-        },
-    )?;
     let views = rec(&s).views.read().await;
     let list: Vec<FeedbackRow> = visible(&views, &c)
         .filter(|f| q.status.as_deref().is_none_or(|st| f.status == st))
@@ -517,19 +504,15 @@ async fn list_feedback(
 async fn get_feedback(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<TokenQuery>,
-    headers: HeaderMap,
+    RecordUser(c): RecordUser,
 ) -> Result<Response, AppError> {
-    let c = claims(&s, &headers, &q)?;
     Ok(Json(feedback_row(&s, &c, &id).await?).into_response())
 }
 
 async fn feedback_csv(
     State(s): State<AppState>,
-    Query(q): Query<TokenQuery>,
-    headers: HeaderMap,
+    RecordUser(c): RecordUser,
 ) -> Result<Response, AppError> {
-    let c = claims(&s, &headers, &q)?;
     c.require(
         &[Role::Chair, Role::Official],
         "export the feedback register",
@@ -574,7 +557,6 @@ async fn feedback_csv(
 
 #[derive(Debug, Deserialize)]
 struct EventsQuery {
-    token: Option<String>,
     from: Option<u64>,
 }
 
@@ -604,15 +586,9 @@ fn may_see(views: &Views, c: &Claims, e: &StoredEvent) -> bool {
 async fn events(
     State(s): State<AppState>,
     Query(q): Query<EventsQuery>,
+    RecordUser(c): RecordUser,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, AppError> {
-    let c = claims(
-        &s,
-        &headers,
-        &TokenQuery {
-            token: q.token.clone(),
-        },
-    )?;
     let last_id = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())

@@ -338,6 +338,12 @@ async fn a_cluster_that_stops_answering_is_marked_down_and_recorded_while_the_ot
         )
         .await;
     assert_eq!(st, 204, "{body}");
+    // A receiver's token opens streams and heartbeats, not the record.
+    for path in ["/api/feedback", "/api/events?from=0"] {
+        let (st, body) = hub.call("GET", path, &receiver, None).await;
+        assert_eq!(st, 403, "{path}: {body}");
+        assert!(body.contains("use the record"), "{body}");
+    }
     // The smart receiver pulls its own stream.
     let pull = Receiver::record(
         Input::Url(format!(
