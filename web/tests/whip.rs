@@ -1,5 +1,6 @@
-//! WHIP/WHEP sessions after the `POST` (RFC 9725 §4.3): trickle ICE and ICE restarts over
-//! `PATCH`, and every way a `PATCH` can be wrong.
+//! WHIP/WHEP with a publisher that shares no code with the hub (GStreamer's webrtcbin), and
+//! sessions after the `POST` (RFC 9725 §4.3): trickle ICE and ICE restarts over `PATCH`, and
+//! every way a `PATCH` can be wrong.
 
 mod common;
 
@@ -7,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{eventually, Hub, Reply, Tone};
+use common::{eventually, Hub, Input, Receiver, Reply, Tone};
 use dinh_sfu::rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use dinh_sfu::sdp::{apply_ice_fragment, ice_fragment, parse_ice_fragment, rewrite_candidates};
 use dinh_sfu::testkit::{LossyLink, Peer};
@@ -161,4 +162,106 @@ async fn whep_trickles_candidates_and_restarts_ice_over_patch() {
     assert_eq!(r.status, 404, "{}", r.body);
     let _ = viewer.pc.close().await;
     tone.stop().await;
+}
+
+/// GStreamer's WebRTC stack (webrtcbin, libnice, its own DTLS and SRTP; Debian's packages)
+/// publishes a 440 Hz tone and VP8 test pictures over WHIP as the commune's camera, through
+/// ops/scripts/gst_whip.py. A WHEP house joins afterwards and gets the audio and the video
+/// from a keyframe on; the room's live stream carries the tone at 440 Hz; the script's
+/// DELETE ends the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gstreamer_camera_over_whip_reaches_a_whep_house_and_the_loudspeakers() {
+    let hub = Hub::start(|_| {}).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../ops/scripts/gst_whip.py");
+    let gst = tokio::process::Command::new("/usr/bin/python3")
+        .arg(script)
+        .arg(format!("{}/whip/demo", hub.base))
+        .arg(hub.token(Role::Chair, "chair"))
+        .arg("25")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect(
+            "python3 with GStreamer (python3-gst-1.0, gstreamer1.0-plugins-bad, gstreamer1.0-nice)",
+        );
+    let sfu = hub.state.sfu.clone();
+    eventually(20, "the GStreamer camera publishes", || {
+        let n = sfu.stats.received.load(Ordering::Relaxed);
+        async move { n > 50 }
+    })
+    .await;
+
+    #[derive(Default)]
+    struct Seen {
+        audio: u64,
+        video: u64,
+        first_video_keyframe: Option<bool>,
+    }
+    let seen = Arc::new(std::sync::Mutex::new(Seen::default()));
+    let s = seen.clone();
+    let mut house = Peer::new(Some(Arc::new(move |track, p| {
+        let mut s = s.lock().unwrap();
+        if track.contains("Video") {
+            s.video += 1;
+            s.first_video_keyframe
+                .get_or_insert(dinh_sfu::keyframe::vp8_is_keyframe_start(&p.payload));
+        } else {
+            s.audio += 1;
+        }
+    })))
+    .await;
+    house.add_receiver(RtpCodecKind::Audio).await;
+    house.add_receiver(RtpCodecKind::Video).await;
+    let offer = house.offer().await;
+    let token = hub.token(Role::House, "house-1");
+    let (st, answer) = hub
+        .call(
+            "POST",
+            "/whep/demo",
+            &token,
+            Some(("application/sdp", offer.into_bytes())),
+        )
+        .await;
+    assert_eq!(st, 201, "{answer}");
+    house.accept(answer).await;
+    let live = Receiver::measure(
+        Input::Url(format!(
+            "{}/broadcast/demo/live.ogg?token={token}",
+            hub.base
+        )),
+        2.0,
+        4.0,
+    );
+    eventually(15, "GStreamer's audio and video at the house", || {
+        let s = seen.lock().unwrap();
+        let ok = s.audio > 100 && s.video > 30;
+        async move { ok }
+    })
+    .await;
+    assert_eq!(
+        seen.lock().unwrap().first_video_keyframe,
+        Some(true),
+        "the house's video starts at a keyframe"
+    );
+    let m = live.measured(Duration::from_secs(30)).await;
+    assert!(
+        (m.hz - 440.0).abs() < 4.4,
+        "GStreamer's tone on the live stream: {} Hz",
+        m.hz
+    );
+    let out = gst.wait_with_output().await.unwrap();
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("connection connected") && log.contains("session deleted"),
+        "{log}"
+    );
+    let sfu = hub.state.sfu.clone();
+    eventually(10, "the camera's session ends with its DELETE", || {
+        let room = sfu.room("demo");
+        async move { !room.state().live }
+    })
+    .await;
+    let _ = house.pc.close().await;
 }
