@@ -121,15 +121,7 @@ async fn a_house_behind_a_turn_server_gets_the_meeting_through_the_relay() {
         "relay-only, yet host candidates:\n{offer}"
     );
     let token = hub.token(Role::House, "house-1");
-    let (st, answer) = hub
-        .call(
-            "POST",
-            "/whep/demo",
-            &token,
-            Some(("application/sdp", offer.into_bytes())),
-        )
-        .await;
-    assert_eq!(st, 201, "{answer}");
+    let answer = hub.whep(&token, offer).await;
     house.accept(answer).await;
     eventually(20, "audio through the TURN relay", || {
         let n = got.load(Ordering::Relaxed);
@@ -155,15 +147,7 @@ async fn a_house_without_udp_watches_over_the_hubs_tcp_port() {
     .await;
     house.add_receiver(RtpCodecKind::Audio).await;
     let offer = house.offer().await;
-    let (st, answer) = hub
-        .call(
-            "POST",
-            "/whep/demo",
-            &hub.token(Role::House, "house-1"),
-            Some(("application/sdp", offer.into_bytes())),
-        )
-        .await;
-    assert_eq!(st, 201, "{answer}");
+    let answer = hub.whep(&hub.token(Role::House, "house-1"), offer).await;
     let port = tcp.advertised_addr().port();
     assert!(
         answer.contains(&format!(" {port} typ host tcptype passive")),

@@ -215,15 +215,7 @@ async fn a_gstreamer_camera_over_whip_reaches_a_whep_house_and_the_loudspeakers(
     house.add_receiver(RtpCodecKind::Video).await;
     let offer = house.offer().await;
     let token = hub.token(Role::House, "house-1");
-    let (st, answer) = hub
-        .call(
-            "POST",
-            "/whep/demo",
-            &token,
-            Some(("application/sdp", offer.into_bytes())),
-        )
-        .await;
-    assert_eq!(st, 201, "{answer}");
+    let answer = hub.whep(&token, offer).await;
     house.accept(answer).await;
     let live = Receiver::measure(
         Input::Url(format!(

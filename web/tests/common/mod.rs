@@ -86,6 +86,20 @@ impl Hub {
         (r.status, r.body)
     }
 
+    /// Watch room `demo` over WHEP: POST the offer, expect 201, return the answer.
+    pub async fn whep(&self, token: &str, offer: String) -> String {
+        let (st, answer) = self
+            .call(
+                "POST",
+                "/whep/demo",
+                token,
+                Some(("application/sdp", offer.into_bytes())),
+            )
+            .await;
+        assert_eq!(st, 201, "{answer}");
+        answer
+    }
+
     /// Any HTTP request; status, headers (names in lower case) and body.
     pub async fn request(
         &self,
