@@ -164,6 +164,20 @@ impl SlotForwarder {
             SlotKind::Audio => false,
             SlotKind::Video(codec) => codec.is_keyframe_start(payload),
         };
+        self.on_flagged_packet(source, h, keyframe_start, now)
+    }
+
+    /// [`Self::on_packet`] for a packet already known to start a keyframe or not.
+    pub fn on_flagged_packet(
+        &mut self,
+        source: SourceId,
+        h: InHeader,
+        keyframe_start: bool,
+        now: Instant,
+    ) -> Verdict {
+        if self.source != Some(source) {
+            return Verdict::Drop(DropReason::NotCurrentSource);
+        }
         // A new SSRC from the same source (a publisher that restarted its encoder) is a switch
         // too: it needs a fresh mapping, and for video a keyframe.
         if let Some(m) = self.mapping {
@@ -231,27 +245,6 @@ impl SlotForwarder {
 fn ts_for(elapsed: Duration, clock_rate: u32) -> u32 {
     let ticks = elapsed.as_micros() * u128::from(clock_rate) / 1_000_000;
     u32::try_from(ticks).unwrap_or(u32::MAX / 2)
-}
-
-/// Where one subscriber joins a video slot: at a keyframe, never mid-picture.
-#[derive(Debug, Default, Clone)]
-pub struct SubscriberGate {
-    started: bool,
-}
-
-impl SubscriberGate {
-    /// Whether to pass this packet to the subscriber. Audio passes at once.
-    pub fn admit(&mut self, kind: SlotKind, out: &OutHeader) -> bool {
-        if self.started || kind == SlotKind::Audio || out.keyframe_start {
-            self.started = true;
-        }
-        self.started
-    }
-
-    /// Start over: wait for the next keyframe (after a decoder reset).
-    pub fn reset(&mut self) {
-        self.started = false;
-    }
 }
 
 #[cfg(test)]
@@ -369,24 +362,5 @@ mod tests {
         // The newest stays the reference for the next switch.
         s.set_source(Some(1));
         assert_eq!(fwd(s.on_packet(1, h(10, 9, 0), &[1], t)).seq, 5);
-    }
-
-    #[test]
-    fn late_subscriber_starts_at_keyframe() {
-        let kind = SlotKind::Video(VideoCodec::Vp8);
-        let mut g = SubscriberGate::default();
-        let delta = OutHeader {
-            seq: 1,
-            ts: 0,
-            keyframe_start: false,
-        };
-        let key = OutHeader {
-            keyframe_start: true,
-            ..delta
-        };
-        assert!(!g.admit(kind, &delta));
-        assert!(g.admit(kind, &key));
-        assert!(g.admit(kind, &delta));
-        assert!(SubscriberGate::default().admit(SlotKind::Audio, &delta));
     }
 }

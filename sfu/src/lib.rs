@@ -7,6 +7,7 @@
 //!
 //! Pure cores, tested without sockets or clocks:
 //! - [`forward`]: per-slot sequence/timestamp rewriting across source switches, keyframe gating;
+//! - [`simulcast`]: which layer each subscriber gets, switched at keyframes;
 //! - [`floor`]: raised hands, the floor holder, mutes;
 //! - [`throttle`]: one keyframe request per publisher per interval;
 //! - [`histogram`]: the packet path's latency counts;
@@ -54,6 +55,7 @@ pub mod room;
 mod rtcp_forward;
 pub mod sdp;
 pub mod signal;
+pub mod simulcast;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod throttle;

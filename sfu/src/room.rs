@@ -13,7 +13,7 @@
 //! buffer, SRTP, the shared socket).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -35,12 +35,13 @@ use webrtc::peer_connection::{
 };
 
 use crate::floor::{Floor, FloorChange, FloorError};
-use crate::forward::{InHeader, SlotForwarder, SlotKind, SourceId, SubscriberGate, Verdict};
+use crate::forward::{InHeader, SlotForwarder, SlotKind, SourceId, Verdict};
 use crate::keyframe::VideoCodec;
 use crate::mux::{MuxRuntime, UdpMux};
 use crate::rtcp_forward::{is_keyframe_request, KeyframeRequestForwarder};
 use crate::sdp::{ice_ufrag, rewrite_candidates_with_tcp};
 use crate::signal::{HouseState, RoomState};
+use crate::simulcast::{layer_for_rid, pick_layer, LayerActivity, LayerSwitch, MAX_LAYERS};
 
 /// Errors of the SFU layer.
 #[derive(Debug, thiserror::Error)]
@@ -235,6 +236,9 @@ impl Sfu {
             RtpCodecKind::Video,
         )
         .map_err(neg)?;
+        // MID and RID header extensions: a simulcast publisher names its layers by RID.
+        rtc::peer_connection::configuration::interceptor_registry::configure_simulcast_extension_headers(&mut m)
+            .map_err(neg)?;
         Ok(m)
     }
 }
@@ -279,6 +283,10 @@ pub struct Forwarded {
     /// The connection it came from: never sent back to it (a house holding the floor must
     /// not hear itself).
     pub from_conn: u64,
+    /// Its simulcast layer (0 without simulcast); `out` numbers the layer's own stream.
+    pub layer: u8,
+    /// The source's layers flowing now, a bit per layer.
+    pub active_layers: u8,
 }
 
 struct Source {
@@ -287,7 +295,29 @@ struct Source {
     role: Role,
     audio: bool,
     track: Arc<dyn TrackRemote>,
-    media_ssrc: u32,
+    /// Each layer's SSRC, for keyframe requests; without simulcast only layer 0.
+    layer_ssrc: [Option<u32>; MAX_LAYERS],
+    /// Whether the publisher names its streams by RID (simulcast).
+    simulcast: bool,
+    activity: LayerActivity,
+}
+
+impl Source {
+    /// The layer of a packet's SSRC. Without simulcast every SSRC is layer 0 (a publisher that
+    /// restarts its encoder changes SSRC; the slot's forwarder follows). With simulcast an
+    /// SSRC no RID has named is not media to forward.
+    fn layer_of(&self, ssrc: u32) -> Option<u8> {
+        match self.layer_ssrc.iter().position(|s| *s == Some(ssrc)) {
+            Some(l) => Some(l as u8),
+            None if !self.simulcast => Some(0),
+            None => None,
+        }
+    }
+}
+
+/// The throttle's key for one layer of a source.
+fn throttle_key(source: SourceId, layer: u8) -> SourceId {
+    source * MAX_LAYERS as u64 + u64::from(layer)
 }
 
 struct Member {
@@ -304,7 +334,8 @@ struct Member {
 // after the lock is released.
 struct RoomCore {
     floor: Floor,
-    forwarders: [SlotForwarder; 4],
+    /// Per slot, a forwarder per simulcast layer (audio slots use layer 0).
+    forwarders: [[SlotForwarder; MAX_LAYERS]; 4],
     throttle: crate::throttle::KeyframeThrottle,
     sources: HashMap<SourceId, Source>,
     members: HashMap<String, Member>,
@@ -339,7 +370,7 @@ impl Room {
             name: name.to_owned(),
             core: Mutex::new(RoomCore {
                 floor: Floor::new(),
-                forwarders: Slot::ALL.map(|s| SlotForwarder::new(kind(s))),
+                forwarders: Slot::ALL.map(|s| std::array::from_fn(|_| SlotForwarder::new(kind(s)))),
                 throttle: crate::throttle::KeyframeThrottle::new(sfu.config.keyframe_interval),
                 sources: HashMap::new(),
                 members: HashMap::new(),
@@ -475,7 +506,7 @@ impl Room {
             runtime,
             closed: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
-            audio_only: watch::channel(false).0,
+            video: watch::channel(VideoPref::default()).0,
         });
         let _ = handler.session.set(Arc::downgrade(&inner));
         let replaced = {
@@ -499,6 +530,7 @@ impl Room {
             old.shutdown().await;
         }
         for (slot, track, pt, ssrc) in outputs {
+            let current_layer = Arc::new(AtomicU8::new(NO_LAYER));
             let t = tokio::spawn(write_slot(
                 self.clone(),
                 conn,
@@ -506,9 +538,15 @@ impl Room {
                 track.clone(),
                 pt,
                 ssrc,
-                inner.audio_only.subscribe(),
+                inner.video.subscribe(),
+                current_layer.clone(),
             ));
-            let r = tokio::spawn(read_subscriber_rtcp(self.clone(), slot, track));
+            let r = tokio::spawn(read_subscriber_rtcp(
+                self.clone(),
+                slot,
+                track,
+                current_layer,
+            ));
             inner.push_task(t);
             inner.push_task(r);
         }
@@ -603,21 +641,88 @@ impl Room {
         };
         let decided = {
             let mut c = self.lock();
-            let from_conn = c.sources.get(&source).map(|s| s.conn).unwrap_or(0);
+            let c = &mut *c;
+            let Some(src) = c.sources.get_mut(&source) else {
+                return;
+            };
+            let Some(layer) = src.layer_of(h.ssrc) else {
+                return;
+            };
+            if !src.simulcast && src.layer_ssrc[0] != Some(h.ssrc) {
+                src.layer_ssrc[0] = Some(h.ssrc);
+            }
+            src.activity.saw(layer, now);
+            let (active, from_conn) = (src.activity.active(now), src.conn);
             c.forwarders.iter_mut().enumerate().find_map(|(i, f)| {
-                (f.source() == Some(source))
-                    .then(|| (i, f.on_packet(source, h, &packet.payload, now), from_conn))
+                (f[0].source() == Some(source)).then(|| {
+                    let v = f[layer as usize].on_packet(source, h, &packet.payload, now);
+                    (i, v, from_conn, layer, active)
+                })
             })
         };
-        if let Some((i, Verdict::Forward(out), from_conn)) = decided {
+        if let Some((i, Verdict::Forward(out), from_conn, layer, active_layers)) = decided {
             // No receivers is not an error: nobody subscribes to this slot yet.
             let _ = self.slots[i].send(Arc::new(Forwarded {
                 packet,
                 out,
                 received: now,
                 from_conn,
+                layer,
+                active_layers,
             }));
         }
+    }
+
+    /// A publisher's stream opened: `rid` names its simulcast layer, `None` without simulcast.
+    fn open_layer(&self, source: SourceId, ssrc: u32, rid: Option<&str>) {
+        let requests = {
+            let mut c = self.lock();
+            let c = &mut *c;
+            let Some(s) = c.sources.get_mut(&source) else {
+                return;
+            };
+            let layer = match rid {
+                None if !s.simulcast => {
+                    s.layer_ssrc[0] = Some(ssrc);
+                    0
+                }
+                None => return,
+                Some(rid) => {
+                    if !s.simulcast {
+                        s.simulcast = true;
+                        s.layer_ssrc = [None; MAX_LAYERS];
+                    }
+                    if s.layer_ssrc.contains(&Some(ssrc)) {
+                        return;
+                    }
+                    let taken = s
+                        .layer_ssrc
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, x)| x.is_some())
+                        .fold(0u8, |m, (i, _)| m | 1 << i);
+                    let Some(layer) = layer_for_rid(rid, taken) else {
+                        tracing::debug!(room = %self.name, "a fourth simulcast layer ignored");
+                        return;
+                    };
+                    s.layer_ssrc[layer as usize] = Some(ssrc);
+                    layer
+                }
+            };
+            // A layer that opens after its slot switched to this source: its keyframe starts it.
+            let waiting = c
+                .forwarders
+                .iter()
+                .any(|f| f[0].source() == Some(source) && f[layer as usize].waiting_keyframe());
+            let now = Instant::now();
+            match c.sources.get(&source) {
+                Some(s) if waiting && c.throttle.request(throttle_key(source, layer), now) => {
+                    vec![(s.track.clone(), ssrc)]
+                }
+                _ => Vec::new(),
+            }
+        };
+        self.send_keyframe_requests(requests);
     }
 
     fn add_source(
@@ -627,7 +732,6 @@ impl Room {
         role: Role,
         track: Arc<dyn TrackRemote>,
         audio: bool,
-        media_ssrc: u32,
     ) -> SourceId {
         let (id, requests) = {
             let mut c = self.lock();
@@ -641,7 +745,9 @@ impl Room {
                     role,
                     audio,
                     track,
-                    media_ssrc,
+                    layer_ssrc: [None; MAX_LAYERS],
+                    simulcast: false,
+                    activity: LayerActivity::default(),
                 },
             );
             (id, refresh_sources(&mut c, Instant::now()))
@@ -655,7 +761,7 @@ impl Room {
         let requests = {
             let mut c = self.lock();
             c.sources.remove(&id);
-            c.throttle.forget(id);
+            forget_source(&mut c, id);
             refresh_sources(&mut c, Instant::now())
         };
         self.send_keyframe_requests(requests);
@@ -668,17 +774,18 @@ impl Room {
         self.slots[slot as usize].subscribe()
     }
 
-    /// Ask the source of a video slot for a keyframe (throttled per source).
-    pub fn request_keyframe(&self, slot: Slot) {
+    /// Ask the source of a video slot for a keyframe of one layer (throttled per layer).
+    pub fn request_keyframe(&self, slot: Slot, layer: u8) {
         let req = {
             let mut c = self.lock();
             let now = Instant::now();
             let c = &mut *c;
-            c.forwarders[slot as usize]
+            c.forwarders[slot as usize][0]
                 .source()
-                .filter(|&s| c.throttle.request(s, now))
-                .and_then(|s| c.sources.get(&s))
-                .map(|s| (s.track.clone(), s.media_ssrc))
+                .and_then(|id| Some((id, c.sources.get(&id)?)))
+                .and_then(|(id, s)| Some((id, s, s.layer_ssrc.get(layer as usize).copied()??)))
+                .filter(|(id, _, _)| c.throttle.request(throttle_key(*id, layer), now))
+                .map(|(_, s, ssrc)| (s.track.clone(), ssrc))
         };
         self.send_keyframe_requests(req.into_iter().collect());
     }
@@ -767,7 +874,7 @@ impl Room {
                 .collect();
             for id in gone {
                 c.sources.remove(&id);
-                c.throttle.forget(id);
+                forget_source(&mut c, id);
             }
             refresh_sources(&mut c, Instant::now())
         };
@@ -817,18 +924,29 @@ fn refresh_sources(c: &mut RoomCore, now: Instant) -> KeyframeRequests {
         latest(&|s| Some(&s.owner) == holder.as_ref() && !s.audio && s.role != Role::Chair),
     ];
     let mut requests = Vec::new();
-    for (f, want) in c.forwarders.iter_mut().zip(wanted) {
-        if f.set_source(want) {
-            if let Some(src) = want {
-                if c.throttle.request(src, now) {
-                    if let Some(s) = c.sources.get(&src) {
-                        requests.push((s.track.clone(), s.media_ssrc));
-                    }
+    for (layers, want) in c.forwarders.iter_mut().zip(wanted) {
+        for (layer, f) in layers.iter_mut().enumerate() {
+            if !f.set_source(want) {
+                continue;
+            }
+            let Some(src) = want else { continue };
+            let Some(s) = c.sources.get(&src) else {
+                continue;
+            };
+            if let Some(ssrc) = s.layer_ssrc[layer] {
+                if c.throttle.request(throttle_key(src, layer as u8), now) {
+                    requests.push((s.track.clone(), ssrc));
                 }
             }
         }
     }
     requests
+}
+
+fn forget_source(c: &mut RoomCore, id: SourceId) {
+    for layer in 0..MAX_LAYERS as u8 {
+        c.throttle.forget(throttle_key(id, layer));
+    }
 }
 
 /// How many audio and video m-lines of an offer can receive from us.
@@ -882,6 +1000,18 @@ async fn finish_answer(
     ))
 }
 
+/// What video a subscriber wants.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct VideoPref {
+    /// Low-bandwidth mode: no video at all.
+    audio_only: bool,
+    /// The smallest simulcast layer instead of the largest.
+    low: bool,
+}
+
+/// No layer is being sent (see [`write_slot`]'s shared current layer).
+const NO_LAYER: u8 = u8::MAX;
+
 async fn write_slot(
     room: Arc<Room>,
     conn: u64,
@@ -889,25 +1019,25 @@ async fn write_slot(
     track: Arc<TrackLocalStaticRTP>,
     pt: u8,
     ssrc: u32,
-    mut audio_only: watch::Receiver<bool>,
+    mut pref: watch::Receiver<VideoPref>,
+    current_layer: Arc<AtomicU8>,
 ) {
     let mut rx = room.slots[slot as usize].subscribe();
-    let kind = room.lock().forwarders[slot as usize].kind();
-    let mut gate = SubscriberGate::default();
-    if !slot.is_audio() {
-        room.request_keyframe(slot);
-    }
+    let kind = room.lock().forwarders[slot as usize][0].kind();
+    let mut switch = LayerSwitch::new(kind);
     loop {
         let received = tokio::select! {
             r = rx.recv() => r,
             // Video resumes at a keyframe: ask for one now rather than wait for the next.
-            changed = audio_only.changed(), if !slot.is_audio() => {
+            changed = pref.changed(), if !slot.is_audio() => {
                 if changed.is_err() {
                     return;
                 }
-                if !*audio_only.borrow_and_update() {
-                    gate.reset();
-                    room.request_keyframe(slot);
+                let p = *pref.borrow_and_update();
+                if !p.audio_only && switch.current().is_none() {
+                    if let Some(layer) = switch.target() {
+                        room.request_keyframe(slot, layer);
+                    }
                 }
                 continue;
             }
@@ -917,24 +1047,52 @@ async fn write_slot(
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 room.sfu.stats.lagged.fetch_add(n, Ordering::Relaxed);
                 if !slot.is_audio() {
-                    gate.reset();
-                    room.request_keyframe(slot);
+                    switch.reset();
+                    current_layer.store(NO_LAYER, Ordering::Relaxed);
+                    if let Some(layer) = switch.target() {
+                        room.request_keyframe(slot, layer);
+                    }
                 }
                 continue;
             }
             Err(broadcast::error::RecvError::Closed) => return,
         };
-        if f.from_conn == conn || (!slot.is_audio() && *audio_only.borrow()) {
+        if f.from_conn == conn {
             continue;
         }
-        if !gate.admit(kind, &f.out) {
-            continue;
-        }
+        let out = if slot.is_audio() {
+            f.out
+        } else {
+            let p = *pref.borrow();
+            if p.audio_only {
+                if switch.current().is_some() {
+                    switch.reset();
+                    current_layer.store(NO_LAYER, Ordering::Relaxed);
+                }
+                continue;
+            }
+            if switch.set_target(pick_layer(f.active_layers, p.low)) {
+                if let Some(layer) = switch.target() {
+                    room.request_keyframe(slot, layer);
+                }
+            }
+            let h = InHeader {
+                ssrc: 0,
+                seq: f.out.seq,
+                ts: f.out.ts,
+            };
+            let Some(out) = switch.on_packet(f.layer, h, f.out.keyframe_start, Instant::now())
+            else {
+                continue;
+            };
+            current_layer.store(f.layer, Ordering::Relaxed);
+            out
+        };
         let mut p = f.packet.clone();
         p.header.ssrc = ssrc;
         p.header.payload_type = pt;
-        p.header.sequence_number = f.out.seq;
-        p.header.timestamp = f.out.ts;
+        p.header.sequence_number = out.seq;
+        p.header.timestamp = out.ts;
         // Header extension ids were negotiated with the publisher, not with this subscriber.
         p.header.extension = false;
         p.header.extensions.clear();
@@ -948,13 +1106,22 @@ async fn write_slot(
     }
 }
 
-async fn read_subscriber_rtcp(room: Arc<Room>, slot: Slot, track: Arc<TrackLocalStaticRTP>) {
+async fn read_subscriber_rtcp(
+    room: Arc<Room>,
+    slot: Slot,
+    track: Arc<TrackLocalStaticRTP>,
+    current_layer: Arc<AtomicU8>,
+) {
     while let Some(ev) = track.poll().await {
         let TrackLocalEvent::OnRtcpPacket(packets) = ev else {
             continue;
         };
         if !slot.is_audio() && packets.iter().any(|p| is_keyframe_request(p.as_ref())) {
-            room.request_keyframe(slot);
+            // The subscriber's decoder lost the picture of the layer it is sent.
+            let layer = current_layer.load(Ordering::Relaxed);
+            if layer != NO_LAYER {
+                room.request_keyframe(slot, layer);
+            }
         }
     }
 }
@@ -1002,10 +1169,16 @@ impl PeerConnectionEventHandler for PeerHandler {
         let audio = track.kind().await == RtpCodecKind::Audio;
         let (conn, member, role) = (self.conn, self.member.clone(), self.role);
         let task = tokio::spawn(async move {
-            let source = room.add_source(conn, &member, role, track.clone(), audio, ssrc);
+            let source = room.add_source(conn, &member, role, track.clone(), audio);
+            let rid = track.rid(ssrc).await;
+            room.open_layer(source, ssrc, rid.as_deref());
             while let Some(ev) = track.poll().await {
                 match ev {
                     TrackRemoteEvent::OnRtpPacket(p) => room.on_rtp(source, p, Instant::now()),
+                    // One per simulcast layer, as each layer's first packet arrives.
+                    TrackRemoteEvent::OnOpen(init) => {
+                        room.open_layer(source, init.ssrc, init.rid.as_deref())
+                    }
                     TrackRemoteEvent::OnEnded => break,
                     _ => {}
                 }
@@ -1027,8 +1200,8 @@ struct SessionInner {
     closed: AtomicBool,
     // std Mutex: pushed to and drained, never held across `.await`.
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    /// Low-bandwidth mode: the video slots send nothing while true.
-    audio_only: watch::Sender<bool>,
+    /// What video the subscriber wants (low-bandwidth mode, simulcast layer).
+    video: watch::Sender<VideoPref>,
 }
 
 impl SessionInner {
@@ -1079,16 +1252,33 @@ impl Session {
     /// Low-bandwidth mode: stop sending this participant video (audio goes on), or resume it
     /// from the next keyframe. For a house on a link too poor for both.
     pub fn set_audio_only(&self, on: bool) {
-        self.inner.audio_only.send_if_modified(|v| {
-            let changed = *v != on;
-            *v = on;
+        self.inner.video.send_if_modified(|v| {
+            let changed = v.audio_only != on;
+            v.audio_only = on;
             changed
         });
     }
 
     /// Whether the session is in low-bandwidth mode.
     pub fn audio_only(&self) -> bool {
-        *self.inner.audio_only.borrow()
+        self.inner.video.borrow().audio_only
+    }
+
+    /// Low video quality: the smallest simulcast layer the publisher sends, instead of the
+    /// largest. The switch happens at that layer's next keyframe (asked for at once). For a
+    /// house whose link carries a small picture but not a sharp one; without simulcast there
+    /// is one layer and this changes nothing.
+    pub fn set_low_quality(&self, on: bool) {
+        self.inner.video.send_if_modified(|v| {
+            let changed = v.low != on;
+            v.low = on;
+            changed
+        });
+    }
+
+    /// Whether the session asked for low video quality.
+    pub fn low_quality(&self) -> bool {
+        self.inner.video.borrow().low
     }
 
     /// Whether the session has ended (closed, failed, or replaced).
