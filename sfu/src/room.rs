@@ -531,16 +531,15 @@ impl Room {
         }
         for (slot, track, pt, ssrc) in outputs {
             let current_layer = Arc::new(AtomicU8::new(NO_LAYER));
-            let t = tokio::spawn(write_slot(
-                self.clone(),
+            let leg = Leg {
                 conn,
                 slot,
-                track.clone(),
+                track: track.clone(),
                 pt,
                 ssrc,
-                inner.video.subscribe(),
-                current_layer.clone(),
-            ));
+                current_layer: current_layer.clone(),
+            };
+            let t = tokio::spawn(write_slot(self.clone(), leg, inner.video.subscribe()));
             let r = tokio::spawn(read_subscriber_rtcp(
                 self.clone(),
                 slot,
@@ -1012,16 +1011,27 @@ struct VideoPref {
 /// No layer is being sent (see [`write_slot`]'s shared current layer).
 const NO_LAYER: u8 = u8::MAX;
 
-async fn write_slot(
-    room: Arc<Room>,
+/// One subscriber's outgoing track for one slot.
+struct Leg {
     conn: u64,
     slot: Slot,
     track: Arc<TrackLocalStaticRTP>,
+    /// The payload type and SSRC negotiated with this subscriber.
     pt: u8,
     ssrc: u32,
-    mut pref: watch::Receiver<VideoPref>,
+    /// The simulcast layer being sent, shared with the leg's RTCP reader.
     current_layer: Arc<AtomicU8>,
-) {
+}
+
+async fn write_slot(room: Arc<Room>, leg: Leg, mut pref: watch::Receiver<VideoPref>) {
+    let Leg {
+        conn,
+        slot,
+        track,
+        pt,
+        ssrc,
+        current_layer,
+    } = leg;
     let mut rx = room.slots[slot as usize].subscribe();
     let kind = room.lock().forwarders[slot as usize][0].kind();
     let mut switch = LayerSwitch::new(kind);

@@ -86,7 +86,7 @@ pub fn pick_layer(active: u8, low: bool) -> Option<u8> {
     if low {
         flowing.next()
     } else {
-        flowing.last()
+        flowing.next_back()
     }
 }
 
