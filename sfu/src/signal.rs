@@ -58,6 +58,12 @@ pub enum ClientMessage {
         /// On or off.
         on: bool,
     },
+    /// Low video quality: `true` sends this client the publisher's smallest simulcast layer,
+    /// `false` its largest (the default). Answered by `low_quality`.
+    LowQuality {
+        /// On or off.
+        on: bool,
+    },
     /// Keep-alive; answered by `pong`.
     Ping,
 }
@@ -95,6 +101,11 @@ pub enum ServerMessage {
     },
     /// Reply to `audio_only`: the mode now.
     AudioOnly {
+        /// On or off.
+        on: bool,
+    },
+    /// Reply to `low_quality`: the mode now.
+    LowQuality {
         /// On or off.
         on: bool,
     },

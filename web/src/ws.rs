@@ -222,6 +222,13 @@ impl Conn {
                 s.set_audio_only(on);
                 Ok(Some(ServerMessage::AudioOnly { on }))
             }
+            ClientMessage::LowQuality { on } => {
+                let Some(s) = self.session.as_ref().filter(|s| !s.is_closed()) else {
+                    return Err(no_session());
+                };
+                s.set_low_quality(on);
+                Ok(Some(ServerMessage::LowQuality { on }))
+            }
             ClientMessage::Ping => Ok(Some(ServerMessage::Pong)),
         }
     }

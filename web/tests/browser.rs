@@ -90,6 +90,17 @@ fn inbound(s: &Value, mid: &str) -> (f64, f64) {
     (frames, energy)
 }
 
+/// The width of the last picture decoded on `mid`.
+fn width(s: &Value, mid: &str) -> f64 {
+    s["inbound"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| i["mid"].as_str() == Some(mid))
+        .filter_map(|i| i["width"].as_f64())
+        .fold(0.0, f64::max)
+}
+
 async fn wait_for(c: &Client, what: &str, secs: u64, cond: impl Fn(&Value) -> bool) -> Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(secs);
     loop {
@@ -187,6 +198,46 @@ async fn chair_page_to_house_pages() {
         eprintln!("{name}: {s}");
     }
     assert!(room.state().live);
+
+    // Simulcast: the chair page sends its camera as two layers, 320 and 640 wide.
+    let s = wait_for(&chair, "the chair sending two simulcast layers", 40, |s| {
+        let out = s["outbound"].as_array().cloned().unwrap_or_default();
+        ["h", "f"].iter().all(|rid| {
+            out.iter()
+                .any(|o| o["rid"].as_str() == Some(rid) && o["frames"].as_f64() > Some(0.0))
+        })
+    })
+    .await;
+    eprintln!("chair outbound: {}", s["outbound"]);
+    // Both houses get the full layer once the chair's browser sends it; house-2 then asks for
+    // the small picture and gets the half-size layer, still decoding; then the full one again.
+    for (name, h) in [("house-1", &h1), ("house-2", &h2)] {
+        wait_for(h, &format!("{name} on the full layer"), 60, |s| {
+            width(s, "1") >= 640.0
+        })
+        .await;
+    }
+    let low = |on: bool| format!("window.dinh.setLowQuality({on}, true);");
+    h2.execute(&low(true), vec![]).await.unwrap();
+    let before = wait_for(&h2, "house-2 on the half-size layer", 30, |s| {
+        width(s, "1") == 320.0
+    })
+    .await;
+    let after = wait_for(&h2, "house-2 decoding the half-size layer", 20, |s| {
+        inbound(s, "1").0 > inbound(&before, "1").0 + 30.0 && width(s, "1") == 320.0
+    })
+    .await;
+    eprintln!("house-2 on the small layer: {after}");
+    let h1_now = stats(&h1).await;
+    assert!(
+        width(&h1_now, "1") >= 640.0,
+        "house-1 kept the full layer: {h1_now}"
+    );
+    h2.execute(&low(false), vec![]).await.unwrap();
+    wait_for(&h2, "house-2 back on the full layer", 30, |s| {
+        width(s, "1") >= 640.0
+    })
+    .await;
 
     // house-1 raises its hand through its page; the chair grants it through its page.
     h1.find(fantoccini::Locator::Id("hand"))

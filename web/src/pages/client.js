@@ -78,10 +78,14 @@ class DinhClient {
         await this.pc.setRemoteDescription({ type: "answer", sdp: m.sdp });
         // A new session starts with video: keep the low-bandwidth mode across reconnections.
         if (this.audioOnly) this.send({ type: "audio_only", on: true });
+        if (this.lowQuality) this.send({ type: "low_quality", on: true });
         break;
       case "audio_only":
         this.audioOnly = m.on;
         if (this.opts.onAudioOnly) this.opts.onAudioOnly(m.on);
+        break;
+      case "low_quality":
+        this.lowQuality = m.on;
         break;
       case "room":
         this.lastRoom = m;
@@ -104,7 +108,16 @@ class DinhClient {
     const mic = stream.getAudioTracks()[0];
     const cam = stream.getVideoTracks()[0];
     pc.addTransceiver(mic || "audio", { direction: mic ? "sendrecv" : "recvonly", streams: [stream] });
-    pc.addTransceiver(cam || "video", { direction: cam ? "sendrecv" : "recvonly", streams: [stream] });
+    const video = { direction: cam ? "sendrecv" : "recvonly", streams: [stream] };
+    // The chair's camera goes out as simulcast: a half-size layer for houses on weak links
+    // and a full one for the rest, chosen per house by the hub (docs/signalling.md).
+    if (cam && this.opts.role === "chair") {
+      video.sendEncodings = [
+        { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 250000 },
+        { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 900000 },
+      ];
+    }
+    pc.addTransceiver(cam || "video", video);
     if (this.opts.role !== "chair") {
       pc.addTransceiver("audio", { direction: "recvonly" });
       pc.addTransceiver("video", { direction: "recvonly" });
@@ -157,16 +170,19 @@ class DinhClient {
 
   async stats() {
     // A summary of what this page receives, for people (and the end-to-end test).
-    const out = { framesDecoded: 0, audioEnergy: 0, packetsLost: 0, packetsReceived: 0, rtt: 0, inbound: [] };
+    const out = { framesDecoded: 0, audioEnergy: 0, packetsLost: 0, packetsReceived: 0, rtt: 0, inbound: [], outbound: [] };
     if (!this.pc) return out;
     const r = await this.pc.getStats();
     r.forEach((s) => {
       if (s.type === "inbound-rtp") {
-        out.inbound.push({ kind: s.kind, mid: s.mid, frames: s.framesDecoded || 0, energy: s.totalAudioEnergy || 0, packets: s.packetsReceived || 0 });
+        out.inbound.push({ kind: s.kind, mid: s.mid, frames: s.framesDecoded || 0, energy: s.totalAudioEnergy || 0, packets: s.packetsReceived || 0, width: s.frameWidth || 0 });
         out.packetsLost += s.packetsLost || 0;
         out.packetsReceived += s.packetsReceived || 0;
         if (s.kind === "video") out.framesDecoded += s.framesDecoded || 0;
         if (s.kind === "audio") out.audioEnergy += s.totalAudioEnergy || 0;
+      }
+      if (s.type === "outbound-rtp" && s.kind === "video") {
+        out.outbound.push({ rid: s.rid || "", width: s.frameWidth || 0, frames: s.framesEncoded || 0, active: s.active !== false });
       }
       if (s.type === "candidate-pair" && s.nominated && s.currentRoundTripTime) out.rtt = s.currentRoundTripTime * 1000;
     });
@@ -181,10 +197,21 @@ class DinhClient {
     this.prevStats = s;
     const loss = lost + recv > 0 ? (100 * lost) / (lost + recv) : 0;
     this.send({ type: "quality", loss_pct: Math.max(0, loss), rtt_ms: s.rtt });
-    // Low-bandwidth mode by itself: 15 % loss for 15 s drops the video, unless someone chose
-    // otherwise on this screen. The voice is what matters in a meeting.
+    // On a weak link, by itself: 5 % loss for 10 s asks for the small picture, and 15 % for
+    // 15 s drops the video, unless someone chose otherwise on this screen. The voice is what
+    // matters in a meeting. A clean link for 30 s brings the sharp picture back.
+    this.lossyReports = loss >= 5 ? (this.lossyReports || 0) + 1 : 0;
+    this.cleanReports = loss < 1 ? (this.cleanReports || 0) + 1 : 0;
+    if (this.lossyReports >= 2 && !this.lowQuality && !this.lowQualityChosen) this.send({ type: "low_quality", on: true });
+    if (this.cleanReports >= 6 && this.lowQuality && !this.lowQualityChosen) this.send({ type: "low_quality", on: false });
     this.badReports = loss >= 15 ? (this.badReports || 0) + 1 : 0;
     if (this.badReports >= 3 && !this.audioOnly && !this.audioOnlyChosen) this.setAudioOnly(true, false);
+  }
+
+  /** Small picture (the smallest simulcast layer) on or off; `chosen` as for setAudioOnly. */
+  setLowQuality(on, chosen) {
+    if (chosen) this.lowQualityChosen = true;
+    this.send({ type: "low_quality", on });
   }
 
   /** Low-bandwidth mode on or off; `chosen`: a person pressed the button (automatic mode then
