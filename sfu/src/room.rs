@@ -40,7 +40,7 @@ use crate::keyframe::VideoCodec;
 use crate::mux::{MuxRuntime, UdpMux};
 use crate::rtcp_forward::{is_keyframe_request, KeyframeRequestForwarder};
 use crate::sdp::{ice_ufrag, rewrite_candidates_with_tcp};
-use crate::signal::{HouseState, RoomState};
+use crate::signal::{HouseState, RoomState, VideoMode};
 use crate::simulcast::{layer_for_rid, pick_layer, LayerActivity, LayerSwitch, MAX_LAYERS};
 
 /// Errors of the SFU layer.
@@ -897,6 +897,16 @@ fn house_state(c: &RoomCore, id: &str, name: &str) -> HouseState {
         muted: c.floor.is_muted(id),
         loss_pct: m.and_then(|m| m.loss_pct),
         rtt_ms: m.and_then(|m| m.rtt_ms),
+        video: m.and_then(|m| m.session.upgrade()).map(|s| {
+            let v = *s.video.borrow();
+            if v.audio_only {
+                VideoMode::Off
+            } else if v.low {
+                VideoMode::Small
+            } else {
+                VideoMode::Full
+            }
+        }),
     }
 }
 
@@ -1262,11 +1272,14 @@ impl Session {
     /// Low-bandwidth mode: stop sending this participant video (audio goes on), or resume it
     /// from the next keyframe. For a house on a link too poor for both.
     pub fn set_audio_only(&self, on: bool) {
-        self.inner.video.send_if_modified(|v| {
+        let changed = self.inner.video.send_if_modified(|v| {
             let changed = v.audio_only != on;
             v.audio_only = on;
             changed
         });
+        if changed {
+            self.inner.room.publish_state();
+        }
     }
 
     /// Whether the session is in low-bandwidth mode.
@@ -1279,11 +1292,14 @@ impl Session {
     /// house whose link carries a small picture but not a sharp one; without simulcast there
     /// is one layer and this changes nothing.
     pub fn set_low_quality(&self, on: bool) {
-        self.inner.video.send_if_modified(|v| {
+        let changed = self.inner.video.send_if_modified(|v| {
             let changed = v.low != on;
             v.low = on;
             changed
         });
+        if changed {
+            self.inner.room.publish_state();
+        }
     }
 
     /// Whether the session asked for low video quality.

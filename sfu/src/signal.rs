@@ -156,6 +156,21 @@ pub struct HouseState {
     pub loss_pct: Option<f32>,
     /// Last reported round-trip time, ms.
     pub rtt_ms: Option<f32>,
+    /// What video its screen asked for, while connected.
+    #[serde(default)]
+    pub video: Option<VideoMode>,
+}
+
+/// The video a screen receives: chosen by the house (or by its page on a weak link).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VideoMode {
+    /// The largest simulcast layer flowing.
+    Full,
+    /// The smallest layer (`low_quality`).
+    Small,
+    /// No video (`audio_only`, the low-bandwidth mode).
+    Off,
 }
 
 /// Why a frame was refused. Each becomes an `error` frame with the code in [`Self::code`].

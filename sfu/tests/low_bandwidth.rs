@@ -7,6 +7,7 @@ mod harness;
 use std::time::Duration;
 
 use dinh_sfu::room::Role;
+use dinh_sfu::signal::VideoMode;
 use harness::{eventually, CHAIR_SLOTS, HOUSE_SLOTS};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,8 +26,17 @@ async fn audio_only_stops_the_video_and_keeps_the_voice() {
             .load(std::sync::atomic::Ordering::Relaxed)
     };
 
+    let video = || {
+        room.state()
+            .houses
+            .iter()
+            .find(|h| h.id == "house-1")
+            .and_then(|h| h.video)
+    };
+    assert_eq!(video(), Some(VideoMode::Full));
     house.session.set_audio_only(true);
     assert!(house.session.audio_only());
+    assert_eq!(video(), Some(VideoMode::Off), "the chair sees the mode");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (v0, a0) = (house.count("ProgramVideo"), house.count("ProgramAudio"));
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -41,6 +51,16 @@ async fn audio_only_stops_the_video_and_keeps_the_voice() {
     house.session.set_audio_only(false);
     eventually(5, "video again", || house.count("ProgramVideo") > v1 + 10).await;
     assert!(requests() > before, "no keyframe was asked for on resume");
+    assert_eq!(video(), Some(VideoMode::Full));
+
+    // Low quality without simulcast: one layer, so the video simply goes on.
+    house.session.set_low_quality(true);
+    assert_eq!(video(), Some(VideoMode::Small));
+    let v2 = house.count("ProgramVideo");
+    eventually(5, "video in low quality", || {
+        house.count("ProgramVideo") > v2 + 10
+    })
+    .await;
     house.close().await;
     chair.close().await;
 }

@@ -228,6 +228,20 @@ async fn chair_page_to_house_pages() {
     })
     .await;
     eprintln!("house-2 on the small layer: {after}");
+    let video = |id: &str| {
+        room.state()
+            .houses
+            .iter()
+            .find(|h| h.id == id)
+            .and_then(|h| h.video)
+    };
+    use dinh_sfu::signal::VideoMode;
+    assert_eq!(
+        video("house-2"),
+        Some(VideoMode::Small),
+        "the chair sees it"
+    );
+    assert_eq!(video("house-1"), Some(VideoMode::Full));
     let h1_now = stats(&h1).await;
     assert!(
         width(&h1_now, "1") >= 640.0,
