@@ -353,7 +353,8 @@ pub struct LossyLink {
     pub dropped: Arc<[std::sync::atomic::AtomicU64; 2]>,
     /// Datagrams passed toward the hub and toward the client.
     pub passed: Arc<[std::sync::atomic::AtomicU64; 2]>,
-    threshold: Arc<std::sync::atomic::AtomicU32>,
+    /// Drop thresholds toward the hub and toward the client.
+    threshold: Arc<[std::sync::atomic::AtomicU32; 2]>,
     tasks: [tokio::task::JoinHandle<()>; 2],
 }
 
@@ -369,7 +370,18 @@ impl LossyLink {
     /// Relay to `hub`, dropping `loss` (0..1) of the datagrams each way and delaying the others
     /// by `delay`.
     pub async fn start(hub: std::net::SocketAddr, loss: f64, delay: Duration) -> Self {
-        use std::sync::atomic::{AtomicU64, Ordering};
+        Self::start_each_way(hub, loss, loss, delay).await
+    }
+
+    /// [`Self::start`] with a different loss each way: `toward_hub` of the client's datagrams
+    /// and `toward_client` of the hub's.
+    pub async fn start_each_way(
+        hub: std::net::SocketAddr,
+        toward_hub: f64,
+        toward_client: f64,
+        delay: Duration,
+    ) -> Self {
+        use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
         use tokio::net::UdpSocket;
         let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
         let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
@@ -378,19 +390,22 @@ impl LossyLink {
         let dropped = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
         let passed = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
         let client = Arc::new(std::sync::Mutex::new(None::<std::net::SocketAddr>));
-        let threshold = Arc::new(std::sync::atomic::AtomicU32::new(Self::threshold(loss)));
-        let lossy = |t: Arc<std::sync::atomic::AtomicU32>| {
+        let threshold = Arc::new([
+            AtomicU32::new(Self::threshold(toward_hub)),
+            AtomicU32::new(Self::threshold(toward_client)),
+        ]);
+        let lossy = |t: Arc<[AtomicU32; 2]>, way: usize| {
             move |state: &mut u64| {
                 *state = state
                     .wrapping_mul(6_364_136_223_846_793_005)
                     .wrapping_add(1_442_695_040_888_963_407);
-                ((*state >> 32) as u32) < t.load(Ordering::Relaxed)
+                ((*state >> 32) as u32) < t[way].load(Ordering::Relaxed)
             }
         };
         let up = {
             let (front, back, client) = (front.clone(), back.clone(), client.clone());
             let (dropped, passed) = (dropped.clone(), passed.clone());
-            let lose = lossy(threshold.clone());
+            let lose = lossy(threshold.clone(), 0);
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 2048];
                 let mut rng = 1u64;
@@ -411,7 +426,7 @@ impl LossyLink {
         };
         let down = {
             let (dropped, passed) = (dropped.clone(), passed.clone());
-            let lose = lossy(threshold.clone());
+            let lose = lossy(threshold.clone(), 1);
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 2048];
                 let mut rng = 2u64;
@@ -448,8 +463,9 @@ impl LossyLink {
     /// Change the loss from now on (e.g. once the connection is up) and restart the counters.
     pub fn set_loss(&self, loss: f64) {
         use std::sync::atomic::Ordering;
-        self.threshold
-            .store(Self::threshold(loss), Ordering::Relaxed);
+        for t in self.threshold.iter() {
+            t.store(Self::threshold(loss), Ordering::Relaxed);
+        }
         for c in self.dropped.iter().chain(self.passed.iter()) {
             c.store(0, Ordering::Relaxed);
         }
