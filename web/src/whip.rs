@@ -21,6 +21,7 @@ use crate::error::AppError;
 use crate::AppState;
 use dinh_sfu::room::{JoinRequest, Role as SfuRole, Slot};
 use dinh_sfu::sdp::{apply_ice_fragment, ice_fragment, ice_ufrag, parse_ice_fragment, parse_offer};
+use dinh_sfu::signal::VideoMode;
 
 /// The WHIP and WHEP routes.
 pub fn routes() -> Router<AppState> {
@@ -37,10 +38,13 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-/// Query parameters: a token for players that cannot set headers.
+/// Query parameters: a token for players that cannot set headers, and (WHEP) the video a
+/// player on a weak link wants: `video=small` (the smallest simulcast layer) or `video=off`
+/// (sound only); `full` is the default.
 #[derive(Debug, Deserialize)]
 pub struct TokenQuery {
     token: Option<String>,
+    video: Option<String>,
 }
 
 #[derive(Clone, Copy)]
@@ -100,6 +104,25 @@ async fn create(
             "the offer is not UTF-8 text",
         )
     })?;
+    let video =
+        match (kind, q.video.as_deref()) {
+            (_, None) => VideoMode::Full,
+            (Kind::Whep, Some("full")) => VideoMode::Full,
+            (Kind::Whep, Some("small")) => VideoMode::Small,
+            (Kind::Whep, Some("off")) => VideoMode::Off,
+            (Kind::Whep, Some(other)) => {
+                return Err(AppError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_video",
+                    format!("video must be full, small or off, not '{other}'"),
+                ))
+            }
+            (Kind::Whip, Some(_)) => return Err(AppError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_video",
+                "video chooses what a WHEP player receives; a WHIP publisher has no such choice",
+            )),
+        };
     let offer = parse_offer(sdp)?;
     let all = vec![
         Slot::ProgramAudio,
@@ -132,6 +155,8 @@ async fn create(
         ),
     };
     let session = room.join(req, offer).await?;
+    session.set_low_quality(video == VideoMode::Small);
+    session.set_audio_only(video == VideoMode::Off);
     let id = format!("{:032x}", rand::random::<u128>());
     let location = format!("/{path}/{room_id}/{id}");
     let answer = session.answer.clone();

@@ -90,6 +90,24 @@ async fn whip_refuses_with_clear_errors() {
         (st, b["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some("bad_sdp"))
     );
+    // The video choice of a WHEP player: only full, small or off, and only on WHEP.
+    for (room, why) in [
+        ("whep/demo?video=huge", "full, small or off"),
+        ("whip/demo?video=small", "WHEP player"),
+    ] {
+        let req = Request::post(format!("/{room}"))
+            .header("content-type", "application/sdp")
+            .header("authorization", format!("Bearer {chair}"))
+            .body(Body::from("v=0"))
+            .unwrap();
+        let (st, b) = call(&s, req).await;
+        assert_eq!(
+            (st, b["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("bad_video")),
+            "{room}"
+        );
+        assert!(b["message"].as_str().unwrap_or("").contains(why), "{b}");
+    }
     let (st, b) = call(
         &s,
         whip(

@@ -217,6 +217,20 @@ async fn a_gstreamer_camera_over_whip_reaches_a_whep_house_and_the_loudspeakers(
     let token = hub.token(Role::House, "house-1");
     let answer = hub.whep(&token, offer).await;
     house.accept(answer).await;
+    // A second player on a weak link asks for sound only in its WHEP URL.
+    let (a2, v2) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (a, v) = (a2.clone(), v2.clone());
+    let mut weak = Peer::new(Some(Arc::new(move |track, _| {
+        if track.contains("Video") { &v } else { &a }.fetch_add(1, Ordering::Relaxed);
+    })))
+    .await;
+    weak.add_receiver(RtpCodecKind::Audio).await;
+    weak.add_receiver(RtpCodecKind::Video).await;
+    let offer = weak.offer().await;
+    let answer = hub
+        .whep_with(&hub.token(Role::House, "house-2"), "?video=off", offer)
+        .await;
+    weak.accept(answer).await;
     let live = Receiver::measure(
         Input::Url(format!(
             "{}/broadcast/demo/live.ogg?token={token}",
@@ -236,6 +250,12 @@ async fn a_gstreamer_camera_over_whip_reaches_a_whep_house_and_the_loudspeakers(
         Some(true),
         "the house's video starts at a keyframe"
     );
+    eventually(10, "sound at the sound-only player", || {
+        let n = a2.load(Ordering::Relaxed);
+        async move { n > 100 }
+    })
+    .await;
+    assert_eq!(v2.load(Ordering::Relaxed), 0, "no video with ?video=off");
     let m = live.measured(Duration::from_secs(30)).await;
     assert!(
         (m.hz - 440.0).abs() < 4.4,
@@ -256,4 +276,5 @@ async fn a_gstreamer_camera_over_whip_reaches_a_whep_house_and_the_loudspeakers(
     })
     .await;
     let _ = house.pc.close().await;
+    let _ = weak.pc.close().await;
 }

@@ -88,10 +88,15 @@ impl Hub {
 
     /// Watch room `demo` over WHEP: POST the offer, expect 201, return the answer.
     pub async fn whep(&self, token: &str, offer: String) -> String {
+        self.whep_with(token, "", offer).await
+    }
+
+    /// [`Self::whep`] with a query string (e.g. `?video=off`).
+    pub async fn whep_with(&self, token: &str, query: &str, offer: String) -> String {
         let (st, answer) = self
             .call(
                 "POST",
-                "/whep/demo",
+                &format!("/whep/demo{query}"),
                 token,
                 Some(("application/sdp", offer.into_bytes())),
             )
