@@ -1272,12 +1272,12 @@ impl Session {
     /// Low-bandwidth mode: stop sending this participant video (audio goes on), or resume it
     /// from the next keyframe. For a house on a link too poor for both.
     pub fn set_audio_only(&self, on: bool) {
-        let changed = self.inner.video.send_if_modified(|v| {
-            let changed = v.audio_only != on;
-            v.audio_only = on;
-            changed
-        });
-        if changed {
+        self.update_video(|v| std::mem::replace(&mut v.audio_only, on) != on);
+    }
+
+    /// Change the video choice; `f` says whether it changed. The room's state shows it.
+    fn update_video(&self, f: impl FnOnce(&mut VideoPref) -> bool) {
+        if self.inner.video.send_if_modified(f) {
             self.inner.room.publish_state();
         }
     }
@@ -1292,14 +1292,7 @@ impl Session {
     /// house whose link carries a small picture but not a sharp one; without simulcast there
     /// is one layer and this changes nothing.
     pub fn set_low_quality(&self, on: bool) {
-        let changed = self.inner.video.send_if_modified(|v| {
-            let changed = v.low != on;
-            v.low = on;
-            changed
-        });
-        if changed {
-            self.inner.room.publish_state();
-        }
+        self.update_video(|v| std::mem::replace(&mut v.low, on) != on);
     }
 
     /// Whether the session asked for low video quality.

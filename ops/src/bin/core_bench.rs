@@ -21,15 +21,7 @@ const VP8_KEY: &[u8] = &[0x10, 0x00, 0x9d, 0x01, 0x2a];
 const VP8_DELTA: &[u8] = &[0x10, 0x01, 0x00, 0x00, 0x00];
 
 fn main() {
-    let ns: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    let ns = if ns.is_empty() {
-        vec![10, 50, 100, 200]
-    } else {
-        ns
-    };
+    let ns = dinh_ops::subscriber_counts();
     println!(
         "subscribers  packets  decisions  ns/decision  ns/packet(all subs)  forwarded  switches"
     );

@@ -122,15 +122,7 @@ fn metric(base: &str, name: &str) -> u64 {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let ns: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    let ns = if ns.is_empty() {
-        vec![10, 50, 100, 200]
-    } else {
-        ns
-    };
+    let ns = dinh_ops::subscriber_counts();
     let bin = std::env::var("DINH_BIN").unwrap_or_else(|_| "target/release/dinh".into());
     println!(
         "subscribers  fwd_pkt/s  hub_cpu_us/pkt  hub_p50_ms  hub_p99_ms  e2e_p50_ms  e2e_p99_ms  hub_mem_kib/sub  lost_pct"
