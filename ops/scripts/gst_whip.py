@@ -5,7 +5,9 @@ A standard WHIP client that shares no code with the hub: GStreamer's own WebRTC 
 (webrtcbin, libnice for ICE). Debian 12 has no whipsink element, so this script does the
 RFC 9725 exchange itself: POST the offer, apply the answer, DELETE the session at the end.
 
-    gst_whip.py URL TOKEN SECONDS
+    gst_whip.py URL TOKEN SECONDS [vp8|h264]
+
+H.264 is x264 (gstreamer1.0-plugins-ugly) in the constrained baseline profile browsers decode.
 
 Prints one line per step; exits non-zero when the hub refuses or the connection fails.
 """
@@ -22,11 +24,16 @@ gi.require_version("GstSdp", "1.0")
 from gi.repository import GLib, Gst, GstSdp, GstWebRTC  # noqa: E402
 
 url, token, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+codec = sys.argv[4] if len(sys.argv) > 4 else "vp8"
 Gst.init(None)
-video = (
-    "vp8enc deadline=1 keyframe-max-dist=30 ! rtpvp8pay pt=96 "
-    "! application/x-rtp,media=video,encoding-name=VP8,payload=96"
-)
+video = {
+    "vp8": "vp8enc deadline=1 keyframe-max-dist=30 ! rtpvp8pay pt=96 "
+    "! application/x-rtp,media=video,encoding-name=VP8,payload=96",
+    "h264": "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 "
+    "! video/x-h264,profile=constrained-baseline "
+    "! rtph264pay pt=96 config-interval=-1 aggregate-mode=zero-latency "
+    "! application/x-rtp,media=video,encoding-name=H264,payload=96",
+}[codec]
 pipe = Gst.parse_launch(
     "webrtcbin name=w bundle-policy=max-bundle "
     "audiotestsrc is-live=true wave=sine freq=440 volume=0.1 ! audioconvert ! audioresample "

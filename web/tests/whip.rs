@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{eventually, Hub, Input, Receiver, Reply, Tone};
+use dinh_sfu::keyframe::VideoCodec;
 use dinh_sfu::rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use dinh_sfu::sdp::{apply_ice_fragment, ice_fragment, parse_ice_fragment, rewrite_candidates};
 use dinh_sfu::testkit::{LossyLink, Peer};
@@ -171,13 +172,28 @@ async fn whep_trickles_candidates_and_restarts_ice_over_patch() {
 /// DELETE ends the session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gstreamer_camera_over_whip_reaches_a_whep_house_and_the_loudspeakers() {
-    let hub = Hub::start(|_| {}).await;
+    gstreamer_camera(VideoCodec::Vp8).await;
+}
+
+/// The same with H.264 from x264 (constrained baseline, as browsers decode it) in a room
+/// configured for H.264: the house's video starts at an IDR picture (SPS, PPS, IDR).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gstreamer_h264_camera_reaches_a_whep_house() {
+    gstreamer_camera(VideoCodec::H264).await;
+}
+
+async fn gstreamer_camera(codec: VideoCodec) {
+    let hub = Hub::start(|c| c.rtc.video_codec = codec).await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../ops/scripts/gst_whip.py");
     let gst = tokio::process::Command::new("/usr/bin/python3")
         .arg(script)
         .arg(format!("{}/whip/demo", hub.base))
         .arg(hub.token(Role::Chair, "chair"))
         .arg("25")
+        .arg(match codec {
+            VideoCodec::Vp8 => "vp8",
+            VideoCodec::H264 => "h264",
+        })
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -205,7 +221,7 @@ async fn a_gstreamer_camera_over_whip_reaches_a_whep_house_and_the_loudspeakers(
         if track.contains("Video") {
             s.video += 1;
             s.first_video_keyframe
-                .get_or_insert(dinh_sfu::keyframe::vp8_is_keyframe_start(&p.payload));
+                .get_or_insert(codec.is_keyframe_start(&p.payload));
         } else {
             s.audio += 1;
         }
