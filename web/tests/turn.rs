@@ -19,7 +19,25 @@ use dinh_web::auth::Role;
 struct Coturn(#[allow(dead_code)] tokio::process::Child);
 
 impl Coturn {
-    async fn start(port: u16, secret: &str) -> Self {
+    /// Start coturn on a free port; returns it and the port. A port picked from a free UDP
+    /// socket can still be taken for something else by the time coturn binds it, and then
+    /// coturn never answers: try another.
+    async fn start(secret: &str) -> (Self, u16) {
+        for _ in 0..3 {
+            let port = std::net::UdpSocket::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let coturn = Self::spawn(port, secret);
+            if answers(port, Duration::from_secs(10)).await {
+                return (coturn, port);
+            }
+        }
+        panic!("coturn never answered a STUN binding request on three ports");
+    }
+
+    fn spawn(port: u16, secret: &str) -> Self {
         let relay = 40_000 + (port % 1000) * 10;
         let child = tokio::process::Command::new("turnserver")
             // The configuration shipped for deployers, with this test's addresses and secret
@@ -40,6 +58,9 @@ impl Coturn {
                 "--realm=dinh.test",
                 "--no-tls",
                 "--no-dtls",
+                // TURN over UDP only: coturn does not start when its TCP port is taken (a
+                // parallel test's outgoing TCP connection can hold the same number).
+                "--no-tcp",
                 "--no-cli",
                 "--allow-loopback-peers",
                 "--fingerprint",
@@ -50,32 +71,34 @@ impl Coturn {
             .kill_on_drop(true)
             .spawn()
             .expect("turnserver (Debian package coturn) must be installed");
-        // coturn answers STUN binding requests once it is up.
-        eventually(10, "coturn listens", || async move {
-            let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-            // A STUN binding request: type 0x0001, length 0, the magic cookie, a transaction id.
-            let mut req = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xA4, 0x42];
-            req.extend_from_slice(&[7u8; 12]);
-            let _ = s.send_to(&req, ("127.0.0.1", port)).await;
-            let mut buf = [0u8; 512];
-            tokio::time::timeout(Duration::from_millis(200), s.recv_from(&mut buf))
-                .await
-                .is_ok()
-        })
-        .await;
         Self(child)
     }
 }
 
+/// Whether a STUN server answers a binding request on `port` within `within`.
+async fn answers(port: u16, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        // A STUN binding request: type 0x0001, length 0, the magic cookie, a transaction id.
+        let mut req = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xA4, 0x42];
+        req.extend_from_slice(&[7u8; 12]);
+        let _ = s.send_to(&req, ("127.0.0.1", port)).await;
+        let mut buf = [0u8; 512];
+        if tokio::time::timeout(Duration::from_millis(200), s.recv_from(&mut buf))
+            .await
+            .is_ok()
+        {
+            return true;
+        }
+    }
+    false
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_house_behind_a_turn_server_gets_the_meeting_through_the_relay() {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let secret = "bi-mat-turn";
-    let _coturn = Coturn::start(port, secret).await;
+    let (_coturn, port) = Coturn::start(secret).await;
     let hub = Hub::start(|c| {
         c.ice.turn = vec![format!("turn:127.0.0.1:{port}?transport=udp")];
         c.ice.turn_secret = Some(secret.into());
