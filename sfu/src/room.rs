@@ -713,13 +713,10 @@ impl Room {
                 .forwarders
                 .iter()
                 .any(|f| f[0].source() == Some(source) && f[layer as usize].waiting_keyframe());
-            let now = Instant::now();
-            match c.sources.get(&source) {
-                Some(s) if waiting && c.throttle.request(throttle_key(source, layer), now) => {
-                    vec![(s.track.clone(), ssrc)]
-                }
-                _ => Vec::new(),
-            }
+            let request = waiting
+                .then(|| layer_keyframe_request(c, source, layer, Instant::now()))
+                .flatten();
+            request.into_iter().collect()
         };
         self.send_keyframe_requests(requests);
     }
@@ -777,14 +774,8 @@ impl Room {
     pub fn request_keyframe(&self, slot: Slot, layer: u8) {
         let req = {
             let mut c = self.lock();
-            let now = Instant::now();
-            let c = &mut *c;
-            c.forwarders[slot as usize][0]
-                .source()
-                .and_then(|id| Some((id, c.sources.get(&id)?)))
-                .and_then(|(id, s)| Some((id, s, s.layer_ssrc.get(layer as usize).copied()??)))
-                .filter(|(id, _, _)| c.throttle.request(throttle_key(*id, layer), now))
-                .map(|(_, s, ssrc)| (s.track.clone(), ssrc))
+            let source = c.forwarders[slot as usize][0].source();
+            source.and_then(|id| layer_keyframe_request(&mut c, id, layer, Instant::now()))
         };
         self.send_keyframe_requests(req.into_iter().collect());
     }
@@ -932,24 +923,33 @@ fn refresh_sources(c: &mut RoomCore, now: Instant) -> KeyframeRequests {
         },
         latest(&|s| Some(&s.owner) == holder.as_ref() && !s.audio && s.role != Role::Chair),
     ];
-    let mut requests = Vec::new();
+    let mut switched = Vec::new();
     for (layers, want) in c.forwarders.iter_mut().zip(wanted) {
         for (layer, f) in layers.iter_mut().enumerate() {
-            if !f.set_source(want) {
-                continue;
-            }
-            let Some(src) = want else { continue };
-            let Some(s) = c.sources.get(&src) else {
-                continue;
-            };
-            if let Some(ssrc) = s.layer_ssrc[layer] {
-                if c.throttle.request(throttle_key(src, layer as u8), now) {
-                    requests.push((s.track.clone(), ssrc));
-                }
+            if let (true, Some(src)) = (f.set_source(want), want) {
+                switched.push((src, layer as u8));
             }
         }
     }
-    requests
+    switched
+        .into_iter()
+        .filter_map(|(src, layer)| layer_keyframe_request(c, src, layer, now))
+        .collect()
+}
+
+/// A keyframe request for one layer of a source, if the layer is known and the throttle lets
+/// it through now.
+fn layer_keyframe_request(
+    c: &mut RoomCore,
+    source: SourceId,
+    layer: u8,
+    now: Instant,
+) -> Option<(Arc<dyn TrackRemote>, u32)> {
+    let s = c.sources.get(&source)?;
+    let ssrc = (*s.layer_ssrc.get(layer as usize)?)?;
+    c.throttle
+        .request(throttle_key(source, layer), now)
+        .then(|| (s.track.clone(), ssrc))
 }
 
 fn forget_source(c: &mut RoomCore, id: SourceId) {
