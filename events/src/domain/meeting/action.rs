@@ -1,0 +1,114 @@
+//! What can be asked of a meeting: the commands.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// What can be asked of a meeting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum MeetingAction {
+    /// Put a meeting on the calendar of a room.
+    Schedule {
+        /// The room (signalling) the meeting is held in.
+        room: String,
+        /// Title, e.g. "Họp dân quý IV".
+        title: String,
+        /// When it is due to start.
+        #[serde(with = "time::serde::rfc3339")]
+        starts_at: OffsetDateTime,
+        /// Agenda items in order.
+        #[serde(default)]
+        agenda: Vec<String>,
+    },
+    /// Open the meeting.
+    Open,
+    /// Start agenda item `index` (ends the current one).
+    StartAgendaItem {
+        /// Index into the agenda, from 0.
+        index: usize,
+    },
+    /// End the current agenda item.
+    EndAgendaItem,
+    /// Close the meeting.
+    Close,
+    /// A screen of a house connected (from the SFU).
+    ConnectHouse {
+        /// House id.
+        house: String,
+        /// Identifies this screen's connection, so that a reconnection is told apart.
+        connection: String,
+    },
+    /// A screen of a house disconnected (from the SFU).
+    DisconnectHouse {
+        /// House id.
+        house: String,
+        /// The connection that ended.
+        connection: String,
+    },
+    /// A house reports how many people are in its hall.
+    ReportHeadcount {
+        /// House id.
+        house: String,
+        /// People present.
+        count: u32,
+    },
+    /// A house records one attendee by name.
+    CheckIn {
+        /// House id.
+        house: String,
+        /// The attendee's name.
+        name: String,
+    },
+    /// A house raises its hand.
+    RaiseHand {
+        /// House id.
+        house: String,
+    },
+    /// A house lowers its hand.
+    LowerHand {
+        /// House id.
+        house: String,
+    },
+    /// The chair gives a house the floor.
+    GrantFloor {
+        /// House id.
+        house: String,
+    },
+    /// The chair takes the floor back.
+    RevokeFloor,
+    /// The chair starts the loudspeaker relay.
+    StartRelay,
+    /// The chair stops the loudspeaker relay.
+    StopRelay,
+    /// The bridge saw a loudspeaker cluster change status.
+    ChangeClusterStatus {
+        /// Cluster id.
+        cluster: String,
+        /// `up`, `down`, `degraded`.
+        status: String,
+    },
+}
+
+impl MeetingAction {
+    /// The action's name, as in the API.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Schedule { .. } => "schedule",
+            Self::Open => "open",
+            Self::StartAgendaItem { .. } => "start_agenda_item",
+            Self::EndAgendaItem => "end_agenda_item",
+            Self::Close => "close",
+            Self::ConnectHouse { .. } => "connect_house",
+            Self::DisconnectHouse { .. } => "disconnect_house",
+            Self::ReportHeadcount { .. } => "report_headcount",
+            Self::CheckIn { .. } => "check_in",
+            Self::RaiseHand { .. } => "raise_hand",
+            Self::LowerHand { .. } => "lower_hand",
+            Self::GrantFloor { .. } => "grant_floor",
+            Self::RevokeFloor => "revoke_floor",
+            Self::StartRelay => "start_relay",
+            Self::StopRelay => "stop_relay",
+            Self::ChangeClusterStatus { .. } => "change_cluster_status",
+        }
+    }
+}

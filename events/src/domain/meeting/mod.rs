@@ -1,0 +1,529 @@
+//! A meeting of a commune: its schedule and agenda, who attended, who had the floor, and the
+//! loudspeaker relay.
+//!
+//! Rules:
+//! - a meeting is scheduled once, opened once, closed once; nothing is accepted after it closes;
+//! - attendance and floor facts are accepted only while it is open;
+//! - a house counts as connected while at least one of its screens is (a reconnection is not a
+//!   second attendance), and closing the meeting disconnects everyone still there;
+//! - one house holds the floor at a time; granting it to another revokes the first; a house
+//!   that disconnects loses the floor and its raised hand;
+//! - the latest headcount a house reports is the one that counts.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Actor, ActorRole, Command};
+
+mod action;
+mod event;
+
+pub use action::MeetingAction;
+pub use event::{MeetingEvent, RevokeReason};
+
+/// Why a meeting command was refused. Each is a user error: show the message, change nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MeetingError {
+    /// Schedule the meeting first.
+    #[error("the meeting has not been scheduled")]
+    NotScheduled,
+    /// The meeting exists already; pick another id.
+    #[error("the meeting is already scheduled")]
+    AlreadyScheduled,
+    /// Open the meeting first.
+    #[error("the meeting is not open")]
+    NotOpen,
+    /// It is open already.
+    #[error("the meeting is already open")]
+    AlreadyOpen,
+    /// The meeting is over; nothing more can be recorded in it.
+    #[error("the meeting is closed")]
+    Closed,
+    /// Fix the field named.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// Field.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Pick an index inside the agenda.
+    #[error("there is no agenda item {0}")]
+    NoSuchAgendaItem(usize),
+    /// Nothing to end.
+    #[error("no agenda item is in progress")]
+    NoAgendaItem,
+    /// The house must be connected to take part.
+    #[error("house {0} is not connected")]
+    HouseNotConnected(String),
+    /// Nobody holds the floor.
+    #[error("nobody holds the floor")]
+    NoFloor,
+    /// The relay is already in that state.
+    #[error("the relay is already {0}")]
+    Relay(&'static str),
+    /// The token's role may not do this.
+    #[error("{} {role} may not {action}", article(role))]
+    Forbidden {
+        /// Role.
+        role: &'static str,
+        /// Action.
+        action: &'static str,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+enum Phase {
+    #[default]
+    New,
+    Scheduled,
+    Open,
+    Closed,
+}
+
+/// The state of one meeting, rebuilt from its events.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Meeting {
+    phase: Phase,
+    room: String,
+    agenda_len: usize,
+    current_item: Option<usize>,
+    /// House -> its open connections.
+    screens: BTreeMap<String, BTreeSet<String>>,
+    hands: Vec<String>,
+    floor: Option<String>,
+    relay: bool,
+}
+
+fn require_role(
+    actor: &Actor,
+    roles: &[ActorRole],
+    action: &'static str,
+) -> Result<(), MeetingError> {
+    if roles.contains(&actor.role) {
+        Ok(())
+    } else {
+        Err(MeetingError::Forbidden {
+            role: role_name(actor.role),
+            action,
+        })
+    }
+}
+
+pub(crate) fn article(role: &str) -> &'static str {
+    if role.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
+}
+
+pub(crate) fn role_name(r: ActorRole) -> &'static str {
+    match r {
+        ActorRole::Chair => "chair",
+        ActorRole::House => "house",
+        ActorRole::Official => "official",
+        ActorRole::System => "system",
+    }
+}
+
+/// A house may act only for itself; the chair and the system for any house.
+fn require_self_or(actor: &Actor, house: &str, action: &'static str) -> Result<(), MeetingError> {
+    match actor.role {
+        ActorRole::Chair | ActorRole::System => Ok(()),
+        ActorRole::House if actor.id == house => Ok(()),
+        r => Err(MeetingError::Forbidden {
+            role: role_name(r),
+            action,
+        }),
+    }
+}
+
+fn non_empty(field: &'static str, v: &str, max: usize) -> Result<(), MeetingError> {
+    let n = v.trim().chars().count();
+    if n == 0 {
+        return Err(MeetingError::Invalid {
+            field,
+            reason: "must not be empty".into(),
+        });
+    }
+    if n > max {
+        return Err(MeetingError::Invalid {
+            field,
+            reason: format!("longer than {max} characters"),
+        });
+    }
+    Ok(())
+}
+
+impl Meeting {
+    /// The room it is held in.
+    pub fn room(&self) -> &str {
+        &self.room
+    }
+
+    /// Whether it is open.
+    pub fn is_open(&self) -> bool {
+        self.phase == Phase::Open
+    }
+
+    /// The house holding the floor.
+    pub fn floor(&self) -> Option<&str> {
+        self.floor.as_deref()
+    }
+
+    /// Houses with at least one screen connected.
+    pub fn connected(&self) -> impl Iterator<Item = &str> {
+        self.screens.keys().map(String::as_str)
+    }
+
+    fn require_open(&self) -> Result<(), MeetingError> {
+        match self.phase {
+            Phase::New => Err(MeetingError::NotScheduled),
+            Phase::Scheduled => Err(MeetingError::NotOpen),
+            Phase::Open => Ok(()),
+            Phase::Closed => Err(MeetingError::Closed),
+        }
+    }
+
+    fn require_connected(&self, house: &str) -> Result<(), MeetingError> {
+        if self.screens.contains_key(house) {
+            Ok(())
+        } else {
+            Err(MeetingError::HouseNotConnected(house.to_owned()))
+        }
+    }
+
+    /// Check a command against the state; return the events it causes.
+    pub fn decide(&self, cmd: &Command<MeetingAction>) -> Result<Vec<MeetingEvent>, MeetingError> {
+        use MeetingAction as A;
+        use MeetingEvent as E;
+        let actor = &cmd.actor;
+        let chair = [ActorRole::Chair];
+        let chair_or_system = [ActorRole::Chair, ActorRole::System];
+        match &cmd.action {
+            A::Schedule {
+                room,
+                title,
+                starts_at,
+                agenda,
+            } => {
+                require_role(actor, &chair, "schedule a meeting")?;
+                if self.phase != Phase::New {
+                    return Err(if self.phase == Phase::Closed {
+                        MeetingError::Closed
+                    } else {
+                        MeetingError::AlreadyScheduled
+                    });
+                }
+                non_empty("room", room, 64)?;
+                non_empty("title", title, 200)?;
+                if agenda.len() > 100 {
+                    return Err(MeetingError::Invalid {
+                        field: "agenda",
+                        reason: "more than 100 items".into(),
+                    });
+                }
+                for item in agenda {
+                    non_empty("agenda", item, 500)?;
+                }
+                Ok(vec![E::MeetingScheduled {
+                    room: room.trim().to_owned(),
+                    title: title.trim().to_owned(),
+                    starts_at: *starts_at,
+                    agenda: agenda.iter().map(|s| s.trim().to_owned()).collect(),
+                }])
+            }
+            A::Open => {
+                require_role(actor, &chair, "open a meeting")?;
+                match self.phase {
+                    Phase::New => Err(MeetingError::NotScheduled),
+                    Phase::Scheduled => Ok(vec![E::MeetingOpened]),
+                    Phase::Open => Err(MeetingError::AlreadyOpen),
+                    Phase::Closed => Err(MeetingError::Closed),
+                }
+            }
+            A::StartAgendaItem { index } => {
+                require_role(actor, &chair, "start an agenda item")?;
+                self.require_open()?;
+                if *index >= self.agenda_len {
+                    return Err(MeetingError::NoSuchAgendaItem(*index));
+                }
+                let mut out = Vec::new();
+                if let Some(cur) = self.current_item {
+                    out.push(E::AgendaItemEnded { index: cur });
+                }
+                out.push(E::AgendaItemStarted { index: *index });
+                Ok(out)
+            }
+            A::EndAgendaItem => {
+                require_role(actor, &chair, "end an agenda item")?;
+                self.require_open()?;
+                let index = self.current_item.ok_or(MeetingError::NoAgendaItem)?;
+                Ok(vec![E::AgendaItemEnded { index }])
+            }
+            A::Close => {
+                require_role(actor, &chair, "close a meeting")?;
+                self.require_open()?;
+                let mut out = Vec::new();
+                if let Some(index) = self.current_item {
+                    out.push(E::AgendaItemEnded { index });
+                }
+                if let Some(house) = &self.floor {
+                    out.push(E::FloorRevoked {
+                        house: house.clone(),
+                        reason: RevokeReason::MeetingClosed,
+                    });
+                }
+                if self.relay {
+                    out.push(E::RelayStopped);
+                }
+                for (house, conns) in &self.screens {
+                    // The last connection stands for the house; the others end silently
+                    // with the meeting.
+                    if let Some(connection) = conns.iter().next_back() {
+                        out.push(E::HouseDisconnected {
+                            house: house.clone(),
+                            connection: connection.clone(),
+                        });
+                    }
+                }
+                out.push(E::MeetingClosed);
+                Ok(out)
+            }
+            A::ConnectHouse { house, connection } => {
+                require_role(actor, &chair_or_system, "record a connection")?;
+                self.require_open()?;
+                non_empty("house", house, 64)?;
+                non_empty("connection", connection, 128)?;
+                match self.screens.get(house) {
+                    None => Ok(vec![E::HouseConnected {
+                        house: house.clone(),
+                        connection: connection.clone(),
+                    }]),
+                    Some(c) if c.contains(connection) => Ok(vec![]),
+                    Some(_) => Ok(vec![E::ScreenChanged {
+                        house: house.clone(),
+                        connection: connection.clone(),
+                        connected: true,
+                    }]),
+                }
+            }
+            A::DisconnectHouse { house, connection } => {
+                require_role(actor, &chair_or_system, "record a disconnection")?;
+                self.require_open()?;
+                let Some(conns) = self.screens.get(house) else {
+                    return Ok(vec![]);
+                };
+                if !conns.contains(connection) {
+                    return Ok(vec![]);
+                }
+                if conns.len() > 1 {
+                    return Ok(vec![E::ScreenChanged {
+                        house: house.clone(),
+                        connection: connection.clone(),
+                        connected: false,
+                    }]);
+                }
+                let mut out = Vec::new();
+                if self.floor.as_deref() == Some(house) {
+                    out.push(E::FloorRevoked {
+                        house: house.clone(),
+                        reason: RevokeReason::Left,
+                    });
+                }
+                if self.hands.contains(house) {
+                    out.push(E::HandLowered {
+                        house: house.clone(),
+                    });
+                }
+                out.push(E::HouseDisconnected {
+                    house: house.clone(),
+                    connection: connection.clone(),
+                });
+                Ok(out)
+            }
+            A::ReportHeadcount { house, count } => {
+                require_self_or(actor, house, "report another house's headcount")?;
+                self.require_open()?;
+                if *count > 100_000 {
+                    return Err(MeetingError::Invalid {
+                        field: "count",
+                        reason: "more than 100000".into(),
+                    });
+                }
+                Ok(vec![E::HeadcountReported {
+                    house: house.clone(),
+                    count: *count,
+                }])
+            }
+            A::CheckIn { house, name } => {
+                require_self_or(actor, house, "check in at another house")?;
+                self.require_open()?;
+                non_empty("name", name, 200)?;
+                Ok(vec![E::AttendeeCheckedIn {
+                    house: house.clone(),
+                    name: name.trim().to_owned(),
+                }])
+            }
+            A::RaiseHand { house } => {
+                require_self_or(actor, house, "raise another house's hand")?;
+                self.require_open()?;
+                self.require_connected(house)?;
+                if self.hands.contains(house) || self.floor.as_deref() == Some(house) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![E::HandRaised {
+                    house: house.clone(),
+                }])
+            }
+            A::LowerHand { house } => {
+                require_self_or(actor, house, "lower another house's hand")?;
+                self.require_open()?;
+                if !self.hands.contains(house) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![E::HandLowered {
+                    house: house.clone(),
+                }])
+            }
+            A::GrantFloor { house } => {
+                require_role(actor, &chair, "grant the floor")?;
+                self.require_open()?;
+                self.require_connected(house)?;
+                if self.floor.as_deref() == Some(house) {
+                    return Ok(vec![]);
+                }
+                let mut out = Vec::new();
+                if let Some(holder) = &self.floor {
+                    out.push(E::FloorRevoked {
+                        house: holder.clone(),
+                        reason: RevokeReason::GrantedToAnother,
+                    });
+                }
+                if self.hands.contains(house) {
+                    out.push(E::HandLowered {
+                        house: house.clone(),
+                    });
+                }
+                out.push(E::FloorGranted {
+                    house: house.clone(),
+                });
+                Ok(out)
+            }
+            A::RevokeFloor => {
+                require_role(actor, &chair, "revoke the floor")?;
+                self.require_open()?;
+                let house = self.floor.clone().ok_or(MeetingError::NoFloor)?;
+                Ok(vec![E::FloorRevoked {
+                    house,
+                    reason: RevokeReason::Chair,
+                }])
+            }
+            A::StartRelay => {
+                require_role(actor, &chair, "start the relay")?;
+                self.require_open()?;
+                if self.relay {
+                    return Err(MeetingError::Relay("running"));
+                }
+                Ok(vec![E::RelayStarted])
+            }
+            A::StopRelay => {
+                require_role(actor, &chair_or_system, "stop the relay")?;
+                self.require_open()?;
+                if !self.relay {
+                    return Err(MeetingError::Relay("stopped"));
+                }
+                Ok(vec![E::RelayStopped])
+            }
+            A::ChangeClusterStatus { cluster, status } => {
+                require_role(actor, &[ActorRole::System], "report a cluster status")?;
+                self.require_open()?;
+                non_empty("cluster", cluster, 64)?;
+                non_empty("status", status, 32)?;
+                Ok(vec![E::ClusterStatusChanged {
+                    cluster: cluster.clone(),
+                    status: status.clone(),
+                }])
+            }
+        }
+    }
+
+    /// Change the state by one event. No checks: events are facts.
+    pub fn apply_event(&mut self, event: &MeetingEvent) {
+        use MeetingEvent as E;
+        match event {
+            E::MeetingScheduled { room, agenda, .. } => {
+                self.phase = Phase::Scheduled;
+                self.room = room.clone();
+                self.agenda_len = agenda.len();
+            }
+            E::MeetingOpened => self.phase = Phase::Open,
+            E::AgendaItemStarted { index } => self.current_item = Some(*index),
+            E::AgendaItemEnded { .. } => self.current_item = None,
+            E::MeetingClosed => {
+                self.phase = Phase::Closed;
+                self.screens.clear();
+                self.hands.clear();
+            }
+            E::HouseConnected { house, connection } => {
+                self.screens
+                    .entry(house.clone())
+                    .or_default()
+                    .insert(connection.clone());
+            }
+            E::ScreenChanged {
+                house,
+                connection,
+                connected,
+            } => {
+                let set = self.screens.entry(house.clone()).or_default();
+                if *connected {
+                    set.insert(connection.clone());
+                } else {
+                    set.remove(connection);
+                }
+            }
+            E::HouseDisconnected { house, .. } => {
+                self.screens.remove(house);
+            }
+            E::HeadcountReported { .. } | E::AttendeeCheckedIn { .. } => {}
+            E::HandRaised { house } => self.hands.push(house.clone()),
+            E::HandLowered { house } => self.hands.retain(|h| h != house),
+            E::FloorGranted { house } => self.floor = Some(house.clone()),
+            E::FloorRevoked { .. } => self.floor = None,
+            E::RelayStarted => self.relay = true,
+            E::RelayStopped => self.relay = false,
+            E::ClusterStatusChanged { .. } => {}
+        }
+    }
+}
+
+impl cqrs_es::Aggregate for Meeting {
+    const TYPE: &'static str = "meeting";
+    type Command = Command<MeetingAction>;
+    type Event = MeetingEvent;
+    type Error = MeetingError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _: &(),
+        sink: &cqrs_es::event_sink::EventSink<Self>,
+    ) -> Result<(), MeetingError> {
+        for event in self.decide(&command)? {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: MeetingEvent) {
+        self.apply_event(&event);
+    }
+}
+
+#[cfg(test)]
+mod tests;

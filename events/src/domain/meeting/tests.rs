@@ -1,0 +1,449 @@
+use super::MeetingAction as A;
+use super::MeetingEvent as E;
+use super::*;
+use crate::domain::testing::{chair, house, system, Given};
+
+fn scheduled() -> E {
+    E::MeetingScheduled {
+        room: "demo".into(),
+        title: "Họp dân".into(),
+        starts_at: time::macros::datetime!(2026-11-21 08:00 +07),
+        agenda: vec!["Giao thông".into(), "Thủy lợi".into()],
+    }
+}
+
+fn open() -> Vec<E> {
+    vec![scheduled(), E::MeetingOpened]
+}
+
+fn connected(h: &str, c: &str) -> E {
+    E::HouseConnected {
+        house: h.into(),
+        connection: c.into(),
+    }
+}
+
+fn given(events: Vec<E>) -> Given<Meeting> {
+    Given::<Meeting>::events(events)
+}
+
+#[test]
+fn schedule_then_open() {
+    given(vec![])
+        .when(
+            chair(),
+            A::Schedule {
+                room: "demo".into(),
+                title: " Họp dân ".into(),
+                starts_at: time::macros::datetime!(2026-11-21 08:00 +07),
+                agenda: vec!["Giao thông".into(), "Thủy lợi".into()],
+            },
+        )
+        .then(vec![scheduled()]);
+    given(vec![scheduled()])
+        .when(chair(), A::Open)
+        .then(vec![E::MeetingOpened]);
+}
+
+#[test]
+fn schedule_refuses_empty_title_and_twice() {
+    given(vec![])
+        .when(
+            chair(),
+            A::Schedule {
+                room: "demo".into(),
+                title: "  ".into(),
+                starts_at: time::macros::datetime!(2026-11-21 08:00 +07),
+                agenda: vec![],
+            },
+        )
+        .then_error("invalid title: must not be empty");
+    given(vec![scheduled()])
+        .when(
+            chair(),
+            A::Schedule {
+                room: "demo".into(),
+                title: "x".into(),
+                starts_at: time::macros::datetime!(2026-11-21 08:00 +07),
+                agenda: vec![],
+            },
+        )
+        .then_error("the meeting is already scheduled");
+}
+
+#[test]
+fn only_the_chair_opens_and_closes() {
+    given(vec![scheduled()])
+        .when(house("house-1"), A::Open)
+        .then_error("a house may not open a meeting");
+    given(open())
+        .when(house("house-1"), A::Close)
+        .then_error("a house may not close a meeting");
+}
+
+#[test]
+fn open_needs_schedule_and_happens_once() {
+    given(vec![])
+        .when(chair(), A::Open)
+        .then_error("the meeting has not been scheduled");
+    given(open())
+        .when(chair(), A::Open)
+        .then_error("the meeting is already open");
+}
+
+#[test]
+fn a_closed_meeting_refuses_everything() {
+    let closed = [open(), vec![E::MeetingClosed]].concat();
+    for action in [
+        A::Open,
+        A::Close,
+        A::StartAgendaItem { index: 0 },
+        A::ReportHeadcount {
+            house: "house-1".into(),
+            count: 3,
+        },
+        A::GrantFloor {
+            house: "house-1".into(),
+        },
+    ] {
+        given(closed.clone())
+            .when(chair(), action)
+            .then_error("the meeting is closed");
+    }
+    given(closed)
+        .when(
+            system(),
+            A::ConnectHouse {
+                house: "house-1".into(),
+                connection: "c1".into(),
+            },
+        )
+        .then_error("the meeting is closed");
+}
+
+#[test]
+fn attendance_before_opening_is_refused() {
+    given(vec![scheduled()])
+        .when(
+            system(),
+            A::ConnectHouse {
+                house: "house-1".into(),
+                connection: "c1".into(),
+            },
+        )
+        .then_error("the meeting is not open");
+}
+
+#[test]
+fn agenda_items_start_end_and_switch() {
+    given(open())
+        .when(chair(), A::StartAgendaItem { index: 0 })
+        .then(vec![E::AgendaItemStarted { index: 0 }]);
+    given([open(), vec![E::AgendaItemStarted { index: 0 }]].concat())
+        .when(chair(), A::StartAgendaItem { index: 1 })
+        .then(vec![
+            E::AgendaItemEnded { index: 0 },
+            E::AgendaItemStarted { index: 1 },
+        ]);
+    given(open())
+        .when(chair(), A::StartAgendaItem { index: 2 })
+        .then_error("there is no agenda item 2");
+    given(open())
+        .when(chair(), A::EndAgendaItem)
+        .then_error("no agenda item is in progress");
+}
+
+#[test]
+fn a_reconnection_is_not_a_second_attendance() {
+    // Second screen: recorded, but the house stays connected once.
+    given([open(), vec![connected("house-1", "c1")]].concat())
+        .when(
+            system(),
+            A::ConnectHouse {
+                house: "house-1".into(),
+                connection: "c2".into(),
+            },
+        )
+        .then(vec![E::ScreenChanged {
+            house: "house-1".into(),
+            connection: "c2".into(),
+            connected: true,
+        }]);
+    // The same connection reported twice appends nothing.
+    given([open(), vec![connected("house-1", "c1")]].concat())
+        .when(
+            system(),
+            A::ConnectHouse {
+                house: "house-1".into(),
+                connection: "c1".into(),
+            },
+        )
+        .then(vec![]);
+    // The old screen leaving after the new one came does not disconnect the house.
+    given(
+        [
+            open(),
+            vec![
+                connected("house-1", "c1"),
+                E::ScreenChanged {
+                    house: "house-1".into(),
+                    connection: "c2".into(),
+                    connected: true,
+                },
+            ],
+        ]
+        .concat(),
+    )
+    .when(
+        system(),
+        A::DisconnectHouse {
+            house: "house-1".into(),
+            connection: "c1".into(),
+        },
+    )
+    .then(vec![E::ScreenChanged {
+        house: "house-1".into(),
+        connection: "c1".into(),
+        connected: false,
+    }]);
+}
+
+#[test]
+fn a_house_that_leaves_loses_floor_and_hand() {
+    given(
+        [
+            open(),
+            vec![
+                connected("house-1", "c1"),
+                E::FloorGranted {
+                    house: "house-1".into(),
+                },
+            ],
+        ]
+        .concat(),
+    )
+    .when(
+        system(),
+        A::DisconnectHouse {
+            house: "house-1".into(),
+            connection: "c1".into(),
+        },
+    )
+    .then(vec![
+        E::FloorRevoked {
+            house: "house-1".into(),
+            reason: RevokeReason::Left,
+        },
+        E::HouseDisconnected {
+            house: "house-1".into(),
+            connection: "c1".into(),
+        },
+    ]);
+    given(
+        [
+            open(),
+            vec![
+                connected("house-2", "c9"),
+                E::HandRaised {
+                    house: "house-2".into(),
+                },
+            ],
+        ]
+        .concat(),
+    )
+    .when(
+        system(),
+        A::DisconnectHouse {
+            house: "house-2".into(),
+            connection: "c9".into(),
+        },
+    )
+    .then(vec![
+        E::HandLowered {
+            house: "house-2".into(),
+        },
+        E::HouseDisconnected {
+            house: "house-2".into(),
+            connection: "c9".into(),
+        },
+    ]);
+}
+
+#[test]
+fn floor_passes_from_one_house_to_another() {
+    given(
+        [
+            open(),
+            vec![
+                connected("house-1", "c1"),
+                connected("house-2", "c2"),
+                E::FloorGranted {
+                    house: "house-1".into(),
+                },
+                E::HandRaised {
+                    house: "house-2".into(),
+                },
+            ],
+        ]
+        .concat(),
+    )
+    .when(
+        chair(),
+        A::GrantFloor {
+            house: "house-2".into(),
+        },
+    )
+    .then(vec![
+        E::FloorRevoked {
+            house: "house-1".into(),
+            reason: RevokeReason::GrantedToAnother,
+        },
+        E::HandLowered {
+            house: "house-2".into(),
+        },
+        E::FloorGranted {
+            house: "house-2".into(),
+        },
+    ]);
+}
+
+#[test]
+fn floor_rules() {
+    given(open())
+        .when(
+            chair(),
+            A::GrantFloor {
+                house: "house-1".into(),
+            },
+        )
+        .then_error("house house-1 is not connected");
+    given([open(), vec![connected("house-1", "c1")]].concat())
+        .when(
+            house("house-1"),
+            A::GrantFloor {
+                house: "house-1".into(),
+            },
+        )
+        .then_error("a house may not grant the floor");
+    given(open())
+        .when(chair(), A::RevokeFloor)
+        .then_error("nobody holds the floor");
+    given([open(), vec![connected("house-1", "c1")]].concat())
+        .when(
+            house("house-2"),
+            A::RaiseHand {
+                house: "house-1".into(),
+            },
+        )
+        .then_error("a house may not raise another house's hand");
+    given([open(), vec![connected("house-1", "c1")]].concat())
+        .when(
+            house("house-1"),
+            A::RaiseHand {
+                house: "house-1".into(),
+            },
+        )
+        .then(vec![E::HandRaised {
+            house: "house-1".into(),
+        }]);
+}
+
+#[test]
+fn headcount_is_the_houses_own_and_bounded() {
+    given(open())
+        .when(
+            house("house-1"),
+            A::ReportHeadcount {
+                house: "house-1".into(),
+                count: 42,
+            },
+        )
+        .then(vec![E::HeadcountReported {
+            house: "house-1".into(),
+            count: 42,
+        }]);
+    given(open())
+        .when(
+            house("house-2"),
+            A::ReportHeadcount {
+                house: "house-1".into(),
+                count: 42,
+            },
+        )
+        .then_error("a house may not report another house's headcount");
+    given(open())
+        .when(
+            chair(),
+            A::CheckIn {
+                house: "house-1".into(),
+                name: "".into(),
+            },
+        )
+        .then_error("invalid name: must not be empty");
+}
+
+#[test]
+fn closing_ends_everything_in_progress() {
+    given(
+        [
+            open(),
+            vec![
+                E::AgendaItemStarted { index: 1 },
+                connected("house-1", "c1"),
+                E::FloorGranted {
+                    house: "house-1".into(),
+                },
+                E::RelayStarted,
+            ],
+        ]
+        .concat(),
+    )
+    .when(chair(), A::Close)
+    .then(vec![
+        E::AgendaItemEnded { index: 1 },
+        E::FloorRevoked {
+            house: "house-1".into(),
+            reason: RevokeReason::MeetingClosed,
+        },
+        E::RelayStopped,
+        E::HouseDisconnected {
+            house: "house-1".into(),
+            connection: "c1".into(),
+        },
+        E::MeetingClosed,
+    ]);
+}
+
+#[test]
+fn relay_and_cluster_status() {
+    given(open())
+        .when(chair(), A::StartRelay)
+        .then(vec![E::RelayStarted]);
+    given([open(), vec![E::RelayStarted]].concat())
+        .when(chair(), A::StartRelay)
+        .then_error("the relay is already running");
+    given(open())
+        .when(chair(), A::StopRelay)
+        .then_error("the relay is already stopped");
+    given(open())
+        .when(
+            chair(),
+            A::ChangeClusterStatus {
+                cluster: "xom-1".into(),
+                status: "down".into(),
+            },
+        )
+        .then_error("a chair may not report a cluster status");
+    given(open())
+        .when(
+            system(),
+            A::ChangeClusterStatus {
+                cluster: "xom-1".into(),
+                status: "down".into(),
+            },
+        )
+        .then(vec![E::ClusterStatusChanged {
+            cluster: "xom-1".into(),
+            status: "down".into(),
+        }]);
+}
