@@ -34,11 +34,13 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::chain::{Frontier, Signer};
-use crate::domain::feedback::{Feedback, FeedbackAction, FeedbackError};
-use crate::domain::loudspeakers::{LoudspeakerAction, LoudspeakerError, Loudspeakers};
-use crate::domain::meeting::{Meeting, MeetingAction, MeetingError};
+use crate::domain::feedback::{Feedback, FeedbackAction};
+use crate::domain::loudspeakers::{LoudspeakerAction, Loudspeakers};
+use crate::domain::meeting::{Meeting, MeetingAction};
 use crate::domain::workdays::Calendar;
-use crate::domain::Command;
+use crate::domain::{Command, Decide, Refuse, Services};
+
+pub use crate::domain::Refusal;
 use crate::store::{Append, Appended, Store, StoreError};
 
 tokio::task_local! {
@@ -56,19 +58,6 @@ pub struct Outcome {
     pub appended: Option<Appended>,
     /// Whether this is the first result of an earlier command with the same id.
     pub replayed: bool,
-}
-
-/// How a refusal should reach the user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// The token's role may not (403).
-    Forbidden,
-    /// No such meeting or item (404).
-    NotFound,
-    /// A field is wrong (422).
-    Invalid,
-    /// The step does not fit the current state (409).
-    State,
 }
 
 /// Why a command did not go through.
@@ -94,33 +83,6 @@ pub enum RecordError {
     Internal(String),
 }
 
-fn meeting_refusal(e: &MeetingError) -> Refusal {
-    match e {
-        MeetingError::Forbidden { .. } => Refusal::Forbidden,
-        MeetingError::NotScheduled => Refusal::NotFound,
-        MeetingError::Invalid { .. } | MeetingError::NoSuchAgendaItem(_) => Refusal::Invalid,
-        _ => Refusal::State,
-    }
-}
-
-fn loudspeaker_refusal(e: &LoudspeakerError) -> Refusal {
-    match e {
-        LoudspeakerError::Forbidden { .. } => Refusal::Forbidden,
-        LoudspeakerError::Invalid { .. } => Refusal::Invalid,
-        LoudspeakerError::NotPlaying(_) => Refusal::NotFound,
-        _ => Refusal::State,
-    }
-}
-
-fn feedback_refusal(e: &FeedbackError) -> Refusal {
-    match e {
-        FeedbackError::Forbidden { .. } => Refusal::Forbidden,
-        FeedbackError::NotFound => Refusal::NotFound,
-        FeedbackError::Invalid { .. } => Refusal::Invalid,
-        _ => Refusal::State,
-    }
-}
-
 type Framework<A> = CqrsFramework<A, PersistedEventStore<Store, A>>;
 
 /// A snapshot every this many events of an aggregate: a meeting of a few hundred events then
@@ -139,16 +101,17 @@ pub struct Record {
 impl Record {
     /// A record over `store`, counting feedback deadlines with `calendar`.
     pub fn new(store: Store, calendar: Calendar) -> Self {
+        let services = Services { calendar };
         Self {
             meetings: CqrsFramework::new(
                 PersistedEventStore::new_snapshot_store(store.clone(), SNAPSHOT_EVERY),
                 vec![],
-                (),
+                services.clone(),
             ),
             feedback: CqrsFramework::new(
                 PersistedEventStore::new_snapshot_store(store.clone(), SNAPSHOT_EVERY),
                 vec![],
-                calendar,
+                services,
             ),
             loudspeakers: CqrsFramework::new(
                 PersistedEventStore::new_snapshot_store(store.clone(), SNAPSHOT_EVERY),
@@ -173,7 +136,7 @@ impl Record {
     ) -> Result<Outcome, RecordError> {
         let meta = metadata(cmd.at, &cmd.actor.label(), command_id.as_deref());
         self.run(&self.meetings, id, cmd, meta, command_id, |e| {
-            (meeting_refusal(e), e.to_string())
+            (e.refusal(), e.to_string())
         })
         .await
     }
@@ -187,7 +150,7 @@ impl Record {
     ) -> Result<Outcome, RecordError> {
         let meta = metadata(cmd.at, &cmd.actor.label(), command_id.as_deref());
         self.run(&self.feedback, id, cmd, meta, command_id, |e| {
-            (feedback_refusal(e), e.to_string())
+            (e.refusal(), e.to_string())
         })
         .await
     }
@@ -201,7 +164,7 @@ impl Record {
     ) -> Result<Outcome, RecordError> {
         let meta = metadata(cmd.at, &cmd.actor.label(), command_id.as_deref());
         self.run(&self.loudspeakers, room, cmd, meta, command_id, |e| {
-            (loudspeaker_refusal(e), e.to_string())
+            (e.refusal(), e.to_string())
         })
         .await
     }
@@ -209,8 +172,12 @@ impl Record {
     /// The current state of a meeting (for checks the hub makes before sending a command).
     pub async fn load_meeting(&self, id: &str) -> Result<Meeting, RecordError> {
         let mut m = Meeting::default();
-        for ev in self.store.aggregate_events(Meeting::TYPE, id, 0).await? {
-            let e = serde_json::from_value(ev.payload)
+        for ev in self
+            .store
+            .aggregate_events(<Meeting as Decide>::TYPE, id, 0)
+            .await?
+        {
+            let e: <Meeting as Decide>::Event = serde_json::from_value(ev.payload)
                 .map_err(|e| RecordError::Internal(e.to_string()))?;
             m.apply_event(&e);
         }

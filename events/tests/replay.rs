@@ -12,6 +12,7 @@ use dinh_events::chain::{canonical_json, StoredEvent};
 use dinh_events::domain::feedback::{Feedback, FeedbackEvent};
 use dinh_events::domain::loudspeakers::{LoudspeakerEvent, Loudspeakers};
 use dinh_events::domain::meeting::{Meeting, MeetingEvent};
+use dinh_events::domain::Decide;
 use dinh_events::projections::{decode, Views};
 use dinh_events::verify::verify_export;
 use serde_json::Value;

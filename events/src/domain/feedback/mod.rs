@@ -12,9 +12,9 @@
 use serde::{Deserialize, Serialize};
 use time::Date;
 
-use super::meeting::{article, role_name};
+use super::rules::{require_house_or, require_role, text};
 use super::workdays::Calendar;
-use super::{Actor, ActorRole, Command};
+use super::{ActorRole, Command, Decide, Forbidden, Invalid, Refusal, Refuse, Services};
 
 mod action;
 mod event;
@@ -113,22 +113,23 @@ pub enum FeedbackError {
         /// Current status.
         status: &'static str,
     },
-    /// Fix the field.
-    #[error("invalid {field}: {reason}")]
-    Invalid {
-        /// Field.
-        field: &'static str,
-        /// What is wrong.
-        reason: String,
-    },
+    /// Fix the field named.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
     /// The token's role or house may not do this.
-    #[error("{} {role} may not {action}", article(role))]
-    Forbidden {
-        /// Role.
-        role: &'static str,
-        /// Action.
-        action: &'static str,
-    },
+    #[error(transparent)]
+    Forbidden(#[from] Forbidden),
+}
+
+impl Refuse for FeedbackError {
+    fn refusal(&self) -> Refusal {
+        match self {
+            Self::Forbidden(_) => Refusal::Forbidden,
+            Self::NotFound => Refusal::NotFound,
+            Self::Invalid(_) => Refusal::Invalid,
+            _ => Refusal::State,
+        }
+    }
 }
 
 /// One feedback item, rebuilt from its events.
@@ -142,26 +143,10 @@ pub struct Feedback {
     overdue: bool,
 }
 
-fn text(field: &'static str, v: &str, max: usize) -> Result<(), FeedbackError> {
-    let n = v.trim().chars().count();
-    if n == 0 {
-        return Err(FeedbackError::Invalid {
-            field,
-            reason: "must not be empty".into(),
-        });
-    }
-    if n > max {
-        return Err(FeedbackError::Invalid {
-            field,
-            reason: format!("longer than {max} characters"),
-        });
-    }
-    Ok(())
-}
-
-fn days(field: &'static str, n: u32) -> Result<u32, FeedbackError> {
+/// A deadline of 1 to 120 working days.
+fn days(field: &'static str, n: u32) -> Result<u32, Invalid> {
     if n == 0 || n > 120 {
-        return Err(FeedbackError::Invalid {
+        return Err(Invalid {
             field,
             reason: "must be between 1 and 120 working days".into(),
         });
@@ -191,40 +176,24 @@ impl Feedback {
         }
     }
 
-    fn require(
-        &self,
-        actor: &Actor,
-        roles: &[ActorRole],
-        action: &'static str,
-    ) -> Result<(), FeedbackError> {
-        if roles.contains(&actor.role) {
-            Ok(())
-        } else {
-            Err(FeedbackError::Forbidden {
-                role: role_name(actor.role),
-                action,
-            })
-        }
+    /// The house that raised the item, or the chair for it.
+    fn require_raiser(&self, actor: &super::Actor, action: &'static str) -> Result<(), Forbidden> {
+        require_house_or(actor, &self.house, &[ActorRole::Chair], action)
     }
+}
 
-    /// The house that raised the item (or the chair for it).
-    fn require_raiser(&self, actor: &Actor, action: &'static str) -> Result<(), FeedbackError> {
-        match actor.role {
-            ActorRole::Chair => Ok(()),
-            ActorRole::House if actor.id == self.house => Ok(()),
-            r => Err(FeedbackError::Forbidden {
-                role: role_name(r),
-                action,
-            }),
-        }
-    }
+impl Decide for Feedback {
+    const TYPE: &'static str = "feedback";
+    type Action = FeedbackAction;
+    type Event = FeedbackEvent;
+    type Error = FeedbackError;
 
-    /// Check a command; return its events.
-    pub fn decide(
+    fn decide(
         &self,
         cmd: &Command<FeedbackAction>,
-        calendar: &Calendar,
+        services: &Services,
     ) -> Result<Vec<FeedbackEvent>, FeedbackError> {
+        let calendar = &services.calendar;
         use FeedbackAction as A;
         use FeedbackEvent as E;
         use Status as S;
@@ -238,22 +207,18 @@ impl Feedback {
                 house,
                 content,
             } => {
-                match actor.role {
-                    ActorRole::Chair => {}
-                    ActorRole::House if actor.id == *house => {}
-                    r => {
-                        return Err(FeedbackError::Forbidden {
-                            role: role_name(r),
-                            action: "raise feedback for another house",
-                        })
-                    }
-                }
+                require_house_or(
+                    actor,
+                    house,
+                    &[ActorRole::Chair],
+                    "raise feedback for another house",
+                )?;
                 if self.status != S::New {
                     return Err(FeedbackError::AlreadyRaised);
                 }
-                text("meeting", meeting, 128)?;
-                text("house", house, 64)?;
-                text("content", content, 10_000)?;
+                text("meeting", meeting, 1..=128)?;
+                text("house", house, 1..=64)?;
+                text("content", content, 1..=10_000)?;
                 Ok(vec![E::FeedbackReceived {
                     meeting: meeting.clone(),
                     agenda_item: *agenda_item,
@@ -262,7 +227,7 @@ impl Feedback {
                 }])
             }
             A::Classify { kind } => {
-                self.require(actor, &staff, "classify feedback")?;
+                require_role(actor, &staff, "classify feedback")?;
                 match self.status {
                     S::Received | S::Classified if self.kind != Some(*kind) => {
                         Ok(vec![E::FeedbackClassified { kind: *kind }])
@@ -275,12 +240,12 @@ impl Feedback {
                 official,
                 working_days,
             } => {
-                self.require(actor, &staff, "assign feedback")?;
+                require_role(actor, &staff, "assign feedback")?;
                 let kind = match (self.status, self.kind) {
                     (S::Classified | S::Assigned, Some(k)) => k,
                     _ => return Err(self.wrong(action)),
                 };
-                text("official", official, 64)?;
+                text("official", official, 1..=64)?;
                 let n = days(
                     "working_days",
                     working_days.unwrap_or(kind.default_working_days()),
@@ -295,12 +260,12 @@ impl Feedback {
                 working_days,
                 reason,
             } => {
-                self.require(actor, &staff, "extend a deadline")?;
+                require_role(actor, &staff, "extend a deadline")?;
                 let (S::Assigned, Some(deadline)) = (self.status, self.deadline) else {
                     return Err(self.wrong(action));
                 };
                 let n = days("working_days", *working_days)?;
-                text("reason", reason, 2_000)?;
+                text("reason", reason, 1..=2_000)?;
                 let from = deadline
                     .with_hms(12, 0, 0)
                     .expect("noon exists")
@@ -311,28 +276,29 @@ impl Feedback {
                 }])
             }
             A::Forward { to } => {
-                self.require(actor, &staff, "forward feedback")?;
+                require_role(actor, &staff, "forward feedback")?;
                 if !matches!(self.status, S::Received | S::Classified) {
                     return Err(self.wrong(action));
                 }
-                text("to", to, 200)?;
+                text("to", to, 1..=200)?;
                 Ok(vec![E::FeedbackForwarded { to: to.clone() }])
             }
             A::Answer { answer } => {
-                self.require(actor, &staff, "answer feedback")?;
+                require_role(actor, &staff, "answer feedback")?;
                 if actor.role == ActorRole::Official
                     && self.assignee.as_deref() != Some(&actor.id)
                     && self.status == S::Assigned
                 {
-                    return Err(FeedbackError::Forbidden {
+                    return Err(Forbidden {
                         role: "official",
                         action: "answer an item assigned to someone else",
-                    });
+                    }
+                    .into());
                 }
                 if self.status != S::Assigned {
                     return Err(self.wrong(action));
                 }
-                text("answer", answer, 10_000)?;
+                text("answer", answer, 1..=10_000)?;
                 Ok(vec![E::FeedbackAnswered {
                     answer: answer.trim().to_owned(),
                 }])
@@ -351,7 +317,7 @@ impl Feedback {
                 {
                     return Err(self.wrong(action));
                 }
-                text("reason", reason, 2_000)?;
+                text("reason", reason, 1..=2_000)?;
                 let kind = self.kind.unwrap_or(FeedbackKind::Feedback);
                 Ok(vec![E::FeedbackReopened {
                     reason: reason.trim().to_owned(),
@@ -359,7 +325,7 @@ impl Feedback {
                 }])
             }
             A::Close => {
-                self.require(actor, &staff, "close feedback")?;
+                require_role(actor, &staff, "close feedback")?;
                 if !matches!(self.status, S::Answered | S::Confirmed | S::Forwarded) {
                     return Err(self.wrong(action));
                 }
@@ -371,14 +337,14 @@ impl Feedback {
                     return Err(self.wrong(action));
                 }
                 if let Some(r) = reason {
-                    text("reason", r, 2_000)?;
+                    text("reason", r, 1..=2_000)?;
                 }
                 Ok(vec![E::FeedbackWithdrawn {
                     reason: reason.as_ref().map(|r| r.trim().to_owned()),
                 }])
             }
             A::MarkOverdue => {
-                self.require(actor, &[ActorRole::System], "mark an item overdue")?;
+                require_role(actor, &[ActorRole::System], "mark an item overdue")?;
                 match (self.status, self.deadline) {
                     (S::Assigned, Some(deadline))
                         if !self.overdue && Calendar::is_past(deadline, cmd.at) =>
@@ -392,8 +358,7 @@ impl Feedback {
         }
     }
 
-    /// Change the state by one event.
-    pub fn apply_event(&mut self, event: &FeedbackEvent) {
+    fn apply_event(&mut self, event: &FeedbackEvent) {
         use FeedbackEvent as E;
         match event {
             E::FeedbackReceived { house, .. } => {
@@ -431,29 +396,7 @@ impl Feedback {
     }
 }
 
-impl cqrs_es::Aggregate for Feedback {
-    const TYPE: &'static str = "feedback";
-    type Command = Command<FeedbackAction>;
-    type Event = FeedbackEvent;
-    type Error = FeedbackError;
-    type Services = Calendar;
-
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        calendar: &Calendar,
-        sink: &cqrs_es::event_sink::EventSink<Self>,
-    ) -> Result<(), FeedbackError> {
-        for event in self.decide(&command, calendar)? {
-            sink.write(event, self).await;
-        }
-        Ok(())
-    }
-
-    fn apply(&mut self, event: FeedbackEvent) {
-        self.apply_event(&event);
-    }
-}
+crate::aggregate!(Feedback);
 
 #[cfg(test)]
 mod tests;

@@ -150,7 +150,9 @@ fn assignment_counts_working_days_by_kind() {
 #[test]
 fn configured_holidays_push_the_deadline() {
     given(classified())
-        .with(Calendar::new([date!(2026 - 12 - 01)]))
+        .with(Services {
+            calendar: Calendar::new([date!(2026 - 12 - 01)]),
+        })
         .when(
             official("can-bo-1"),
             A::Assign {

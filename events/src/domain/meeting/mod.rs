@@ -14,7 +14,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Actor, ActorRole, Command};
+use super::rules::{require_house_or, require_role, text};
+use super::{ActorRole, Command, Decide, Forbidden, Invalid, Refusal, Refuse, Services};
+
+// The loudspeaker log words its refusals with this until it moves to the shared rules.
+pub(crate) use super::rules::article;
 
 mod action;
 mod event;
@@ -42,13 +46,8 @@ pub enum MeetingError {
     #[error("the meeting is closed")]
     Closed,
     /// Fix the field named.
-    #[error("invalid {field}: {reason}")]
-    Invalid {
-        /// Field.
-        field: &'static str,
-        /// What is wrong.
-        reason: String,
-    },
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
     /// Pick an index inside the agenda.
     #[error("there is no agenda item {0}")]
     NoSuchAgendaItem(usize),
@@ -65,13 +64,19 @@ pub enum MeetingError {
     #[error("the relay is already {0}")]
     Relay(&'static str),
     /// The token's role may not do this.
-    #[error("{} {role} may not {action}", article(role))]
-    Forbidden {
-        /// Role.
-        role: &'static str,
-        /// Action.
-        action: &'static str,
-    },
+    #[error(transparent)]
+    Forbidden(#[from] Forbidden),
+}
+
+impl Refuse for MeetingError {
+    fn refusal(&self) -> Refusal {
+        match self {
+            Self::Forbidden(_) => Refusal::Forbidden,
+            Self::NotScheduled => Refusal::NotFound,
+            Self::Invalid(_) | Self::NoSuchAgendaItem(_) => Refusal::Invalid,
+            _ => Refusal::State,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -95,67 +100,6 @@ pub struct Meeting {
     hands: Vec<String>,
     floor: Option<String>,
     relay: bool,
-}
-
-fn require_role(
-    actor: &Actor,
-    roles: &[ActorRole],
-    action: &'static str,
-) -> Result<(), MeetingError> {
-    if roles.contains(&actor.role) {
-        Ok(())
-    } else {
-        Err(MeetingError::Forbidden {
-            role: role_name(actor.role),
-            action,
-        })
-    }
-}
-
-pub(crate) fn article(role: &str) -> &'static str {
-    if role.starts_with(['a', 'e', 'i', 'o', 'u']) {
-        "an"
-    } else {
-        "a"
-    }
-}
-
-pub(crate) fn role_name(r: ActorRole) -> &'static str {
-    match r {
-        ActorRole::Chair => "chair",
-        ActorRole::House => "house",
-        ActorRole::Official => "official",
-        ActorRole::System => "system",
-    }
-}
-
-/// A house may act only for itself; the chair and the system for any house.
-fn require_self_or(actor: &Actor, house: &str, action: &'static str) -> Result<(), MeetingError> {
-    match actor.role {
-        ActorRole::Chair | ActorRole::System => Ok(()),
-        ActorRole::House if actor.id == house => Ok(()),
-        r => Err(MeetingError::Forbidden {
-            role: role_name(r),
-            action,
-        }),
-    }
-}
-
-fn non_empty(field: &'static str, v: &str, max: usize) -> Result<(), MeetingError> {
-    let n = v.trim().chars().count();
-    if n == 0 {
-        return Err(MeetingError::Invalid {
-            field,
-            reason: "must not be empty".into(),
-        });
-    }
-    if n > max {
-        return Err(MeetingError::Invalid {
-            field,
-            reason: format!("longer than {max} characters"),
-        });
-    }
-    Ok(())
 }
 
 impl Meeting {
@@ -195,9 +139,19 @@ impl Meeting {
             Err(MeetingError::HouseNotConnected(house.to_owned()))
         }
     }
+}
 
-    /// Check a command against the state; return the events it causes.
-    pub fn decide(&self, cmd: &Command<MeetingAction>) -> Result<Vec<MeetingEvent>, MeetingError> {
+impl Decide for Meeting {
+    const TYPE: &'static str = "meeting";
+    type Action = MeetingAction;
+    type Event = MeetingEvent;
+    type Error = MeetingError;
+
+    fn decide(
+        &self,
+        cmd: &Command<MeetingAction>,
+        _: &Services,
+    ) -> Result<Vec<MeetingEvent>, MeetingError> {
         use MeetingAction as A;
         use MeetingEvent as E;
         let actor = &cmd.actor;
@@ -218,16 +172,17 @@ impl Meeting {
                         MeetingError::AlreadyScheduled
                     });
                 }
-                non_empty("room", room, 64)?;
-                non_empty("title", title, 200)?;
+                text("room", room, 1..=64)?;
+                text("title", title, 1..=200)?;
                 if agenda.len() > 100 {
-                    return Err(MeetingError::Invalid {
+                    return Err(Invalid {
                         field: "agenda",
                         reason: "more than 100 items".into(),
-                    });
+                    }
+                    .into());
                 }
                 for item in agenda {
-                    non_empty("agenda", item, 500)?;
+                    text("agenda", item, 1..=500)?;
                 }
                 Ok(vec![E::MeetingScheduled {
                     room: room.trim().to_owned(),
@@ -296,8 +251,8 @@ impl Meeting {
             A::ConnectHouse { house, connection } => {
                 require_role(actor, &chair_or_system, "record a connection")?;
                 self.require_open()?;
-                non_empty("house", house, 64)?;
-                non_empty("connection", connection, 128)?;
+                text("house", house, 1..=64)?;
+                text("connection", connection, 1..=128)?;
                 match self.screens.get(house) {
                     None => Ok(vec![E::HouseConnected {
                         house: house.clone(),
@@ -346,13 +301,19 @@ impl Meeting {
                 Ok(out)
             }
             A::ReportHeadcount { house, count } => {
-                require_self_or(actor, house, "report another house's headcount")?;
+                require_house_or(
+                    actor,
+                    house,
+                    &chair_or_system,
+                    "report another house's headcount",
+                )?;
                 self.require_open()?;
                 if *count > 100_000 {
-                    return Err(MeetingError::Invalid {
+                    return Err(Invalid {
                         field: "count",
                         reason: "more than 100000".into(),
-                    });
+                    }
+                    .into());
                 }
                 Ok(vec![E::HeadcountReported {
                     house: house.clone(),
@@ -360,16 +321,16 @@ impl Meeting {
                 }])
             }
             A::CheckIn { house, name } => {
-                require_self_or(actor, house, "check in at another house")?;
+                require_house_or(actor, house, &chair_or_system, "check in at another house")?;
                 self.require_open()?;
-                non_empty("name", name, 200)?;
+                text("name", name, 1..=200)?;
                 Ok(vec![E::AttendeeCheckedIn {
                     house: house.clone(),
                     name: name.trim().to_owned(),
                 }])
             }
             A::RaiseHand { house } => {
-                require_self_or(actor, house, "raise another house's hand")?;
+                require_house_or(actor, house, &chair_or_system, "raise another house's hand")?;
                 self.require_open()?;
                 self.require_connected(house)?;
                 if self.hands.contains(house) || self.floor.as_deref() == Some(house) {
@@ -380,7 +341,7 @@ impl Meeting {
                 }])
             }
             A::LowerHand { house } => {
-                require_self_or(actor, house, "lower another house's hand")?;
+                require_house_or(actor, house, &chair_or_system, "lower another house's hand")?;
                 self.require_open()?;
                 if !self.hands.contains(house) {
                     return Ok(vec![]);
@@ -441,8 +402,8 @@ impl Meeting {
             A::ChangeClusterStatus { cluster, status } => {
                 require_role(actor, &[ActorRole::System], "report a cluster status")?;
                 self.require_open()?;
-                non_empty("cluster", cluster, 64)?;
-                non_empty("status", status, 32)?;
+                text("cluster", cluster, 1..=64)?;
+                text("status", status, 1..=32)?;
                 Ok(vec![E::ClusterStatusChanged {
                     cluster: cluster.clone(),
                     status: status.clone(),
@@ -451,8 +412,7 @@ impl Meeting {
         }
     }
 
-    /// Change the state by one event. No checks: events are facts.
-    pub fn apply_event(&mut self, event: &MeetingEvent) {
+    fn apply_event(&mut self, event: &MeetingEvent) {
         use MeetingEvent as E;
         match event {
             E::MeetingScheduled { room, agenda, .. } => {
@@ -501,29 +461,7 @@ impl Meeting {
     }
 }
 
-impl cqrs_es::Aggregate for Meeting {
-    const TYPE: &'static str = "meeting";
-    type Command = Command<MeetingAction>;
-    type Event = MeetingEvent;
-    type Error = MeetingError;
-    type Services = ();
-
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        _: &(),
-        sink: &cqrs_es::event_sink::EventSink<Self>,
-    ) -> Result<(), MeetingError> {
-        for event in self.decide(&command)? {
-            sink.write(event, self).await;
-        }
-        Ok(())
-    }
-
-    fn apply(&mut self, event: MeetingEvent) {
-        self.apply_event(&event);
-    }
-}
+crate::aggregate!(Meeting);
 
 #[cfg(test)]
 mod tests;
