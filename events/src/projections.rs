@@ -17,6 +17,7 @@ use time::{Date, OffsetDateTime};
 use crate::chain::StoredEvent;
 use crate::domain::feedback::{FeedbackEvent, FeedbackKind, Status};
 use crate::domain::meeting::{MeetingEvent, RevokeReason};
+use crate::domain::ClusterStatus;
 use crate::store::{Store, StoreError};
 
 /// A decoded event with the facts the log adds.
@@ -217,7 +218,7 @@ pub struct MinutesRow {
     /// Relay (start, stop) times.
     pub relay: Vec<(String, Option<String>)>,
     /// Latest status of each loudspeaker cluster.
-    pub clusters: BTreeMap<String, String>,
+    pub clusters: BTreeMap<String, ClusterStatus>,
 }
 
 /// The three projections.
@@ -446,7 +447,7 @@ impl Views {
                         }
                     }
                     MeetingEvent::ClusterStatusChanged { cluster, status } => {
-                        row.clusters.insert(cluster.clone(), status.clone());
+                        row.clusters.insert(cluster.clone(), *status);
                     }
                     _ => {}
                 }

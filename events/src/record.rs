@@ -111,12 +111,12 @@ impl Record {
             feedback: CqrsFramework::new(
                 PersistedEventStore::new_snapshot_store(store.clone(), SNAPSHOT_EVERY),
                 vec![],
-                services,
+                services.clone(),
             ),
             loudspeakers: CqrsFramework::new(
                 PersistedEventStore::new_snapshot_store(store.clone(), SNAPSHOT_EVERY),
                 vec![],
-                (),
+                services,
             ),
             store,
         }

@@ -99,6 +99,29 @@ impl<A> Command<A> {
 /// upcaster.
 pub const EVENT_VERSION: &str = "1";
 
+/// A loudspeaker cluster's health, as the bridge sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterStatus {
+    /// Not heard from yet.
+    Unknown,
+    /// Packets leave without error and the receivers answer.
+    Up,
+    /// Unreachable or failing.
+    Down,
+}
+
+impl ClusterStatus {
+    /// The status's name, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Up => "up",
+            Self::Down => "down",
+        }
+    }
+}
+
 /// Everything the rules consult besides the state and the command.
 #[derive(Debug, Clone, Default)]
 pub struct Services {
@@ -181,32 +204,4 @@ macro_rules! aggregate {
             }
         }
     };
-}
-
-impl Decide for loudspeakers::Loudspeakers {
-    const TYPE: &'static str = "loudspeakers";
-    type Action = loudspeakers::LoudspeakerAction;
-    type Event = loudspeakers::LoudspeakerEvent;
-    type Error = loudspeakers::LoudspeakerError;
-    fn decide(
-        &self,
-        cmd: &Command<Self::Action>,
-        _: &Services,
-    ) -> Result<Vec<Self::Event>, Self::Error> {
-        loudspeakers::Loudspeakers::decide(self, cmd)
-    }
-    fn apply_event(&mut self, event: &Self::Event) {
-        loudspeakers::Loudspeakers::apply_event(self, event)
-    }
-}
-
-impl Refuse for loudspeakers::LoudspeakerError {
-    fn refusal(&self) -> Refusal {
-        match self {
-            Self::Forbidden { .. } => Refusal::Forbidden,
-            Self::Invalid { .. } => Refusal::Invalid,
-            Self::NotPlaying(_) => Refusal::NotFound,
-            _ => Refusal::State,
-        }
-    }
 }

@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::domain::ClusterStatus;
+
 /// What can be asked of a meeting.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -84,8 +86,8 @@ pub enum MeetingAction {
     ChangeClusterStatus {
         /// Cluster id.
         cluster: String,
-        /// `up`, `down`, `degraded`.
-        status: String,
+        /// What the bridge sees now.
+        status: ClusterStatus,
     },
 }
 

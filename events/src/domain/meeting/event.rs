@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::domain::ClusterStatus;
+
 use crate::domain::EVENT_VERSION;
 
 /// Why a floor was revoked.
@@ -115,10 +117,10 @@ pub enum MeetingEvent {
     RelayStopped,
     /// A loudspeaker cluster changed status.
     ClusterStatusChanged {
-        /// Cluster.
+        /// Cluster id.
         cluster: String,
-        /// New status.
-        status: String,
+        /// What the bridge sees now.
+        status: ClusterStatus,
     },
 }
 

@@ -17,9 +17,6 @@ use serde::{Deserialize, Serialize};
 use super::rules::{require_house_or, require_role, text};
 use super::{ActorRole, Command, Decide, Forbidden, Invalid, Refusal, Refuse, Services};
 
-// The loudspeaker log words its refusals with this until it moves to the shared rules.
-pub(crate) use super::rules::article;
-
 mod action;
 mod event;
 
@@ -403,10 +400,9 @@ impl Decide for Meeting {
                 require_role(actor, &[ActorRole::System], "report a cluster status")?;
                 self.require_open()?;
                 text("cluster", cluster, 1..=64)?;
-                text("status", status, 1..=32)?;
                 Ok(vec![E::ClusterStatusChanged {
                     cluster: cluster.clone(),
-                    status: status.clone(),
+                    status: *status,
                 }])
             }
         }

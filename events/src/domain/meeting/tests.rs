@@ -2,6 +2,7 @@ use super::MeetingAction as A;
 use super::MeetingEvent as E;
 use super::*;
 use crate::domain::testing::{chair, house, system, Given};
+use crate::domain::ClusterStatus;
 
 fn scheduled() -> E {
     E::MeetingScheduled {
@@ -430,7 +431,7 @@ fn relay_and_cluster_status() {
             chair(),
             A::ChangeClusterStatus {
                 cluster: "xom-1".into(),
-                status: "down".into(),
+                status: ClusterStatus::Down,
             },
         )
         .then_error("a chair may not report a cluster status");
@@ -439,11 +440,11 @@ fn relay_and_cluster_status() {
             system(),
             A::ChangeClusterStatus {
                 cluster: "xom-1".into(),
-                status: "down".into(),
+                status: ClusterStatus::Down,
             },
         )
         .then(vec![E::ClusterStatusChanged {
             cluster: "xom-1".into(),
-            status: "down".into(),
+            status: ClusterStatus::Down,
         }]);
 }
