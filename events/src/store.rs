@@ -372,7 +372,7 @@ impl Store {
                 .fetch_all(ex)
                 .await?
                 .iter()
-                .map(|r| row_to_event(r))
+                .map(row_to_event)
                 .collect()
         })
     }
@@ -396,9 +396,27 @@ impl Store {
                 .fetch_all(ex)
                 .await?
                 .iter()
-                .map(|r| row_to_event(r))
+                .map(row_to_event)
                 .collect()
         })
+    }
+
+    /// The sequence of an aggregate's last event (0 when it has none).
+    pub async fn last_sequence(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<u64, StoreError> {
+        let sql = "SELECT COALESCE(MAX(sequence), 0) FROM events \
+                   WHERE aggregate_type = $1 AND aggregate_id = $2";
+        let n: i64 = on_pool!(self, ex => {
+            sqlx::query_scalar(sql)
+                .bind(aggregate_type)
+                .bind(aggregate_id)
+                .fetch_one(ex)
+                .await?
+        });
+        Ok(n as u64)
     }
 
     /// The latest snapshot of an aggregate: (state, sequence, snapshot number).
