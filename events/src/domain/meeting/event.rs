@@ -19,6 +19,8 @@ pub enum RevokeReason {
     Left,
     /// The meeting closed.
     MeetingClosed,
+    /// The house holding it lowered its hand: it yielded the floor.
+    Yielded,
 }
 
 /// What happened to a meeting.

@@ -6,8 +6,10 @@
 //! - attendance and floor facts are accepted only while it is open;
 //! - a house counts as connected while at least one of its screens is (a reconnection is not a
 //!   second attendance), and closing the meeting disconnects everyone still there;
-//! - one house holds the floor at a time; granting it to another revokes the first; a house
-//!   that disconnects loses the floor and its raised hand;
+//! - one house holds the floor at a time; granting it to another revokes the first; the
+//!   holder lowering its hand yields it; a house that disconnects loses the floor and its
+//!   raised hand (the SFU's rules in `dinh_sfu::floor`: the record follows what it decided,
+//!   docs/decisions/0005);
 //! - the latest headcount a house reports is the one that counts.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -340,12 +342,20 @@ impl Decide for Meeting {
             A::LowerHand { house } => {
                 require_house_or(actor, house, &chair_or_system, "lower another house's hand")?;
                 self.require_open()?;
-                if !self.hands.contains(house) {
-                    return Ok(vec![]);
+                let mut out = Vec::new();
+                // As the SFU rules: the holder lowering its hand yields the floor.
+                if self.floor.as_deref() == Some(house) {
+                    out.push(E::FloorRevoked {
+                        house: house.clone(),
+                        reason: RevokeReason::Yielded,
+                    });
                 }
-                Ok(vec![E::HandLowered {
-                    house: house.clone(),
-                }])
+                if self.hands.contains(house) {
+                    out.push(E::HandLowered {
+                        house: house.clone(),
+                    });
+                }
+                Ok(out)
             }
             A::GrantFloor { house } => {
                 require_role(actor, &chair, "grant the floor")?;

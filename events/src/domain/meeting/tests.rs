@@ -448,3 +448,67 @@ fn relay_and_cluster_status() {
             status: ClusterStatus::Down,
         }]);
 }
+
+#[test]
+fn the_holder_lowering_its_hand_yields_the_floor() {
+    let holding = [
+        open(),
+        vec![
+            connected("house-1", "c1"),
+            E::FloorGranted {
+                house: "house-1".into(),
+            },
+        ],
+    ]
+    .concat();
+    given(holding.clone())
+        .when(
+            house("house-1"),
+            A::LowerHand {
+                house: "house-1".into(),
+            },
+        )
+        .then(vec![E::FloorRevoked {
+            house: "house-1".into(),
+            reason: RevokeReason::Yielded,
+        }]);
+    // Once yielded, nobody holds it: the chair has nothing to revoke.
+    given(
+        [
+            holding,
+            vec![E::FloorRevoked {
+                house: "house-1".into(),
+                reason: RevokeReason::Yielded,
+            }],
+        ]
+        .concat(),
+    )
+    .when(chair(), A::RevokeFloor)
+    .then_error("nobody holds the floor");
+    // Another house lowering its hand leaves the floor where it is.
+    given(
+        [
+            open(),
+            vec![
+                connected("house-1", "c1"),
+                connected("house-2", "c2"),
+                E::FloorGranted {
+                    house: "house-1".into(),
+                },
+                E::HandRaised {
+                    house: "house-2".into(),
+                },
+            ],
+        ]
+        .concat(),
+    )
+    .when(
+        house("house-2"),
+        A::LowerHand {
+            house: "house-2".into(),
+        },
+    )
+    .then(vec![E::HandLowered {
+        house: "house-2".into(),
+    }]);
+}
