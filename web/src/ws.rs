@@ -12,8 +12,9 @@ use serde::Deserialize;
 
 use crate::auth::{Claims, Role};
 use crate::error::AppError;
+use crate::recording::FloorAsk;
 use crate::AppState;
-use dinh_events::domain::meeting::MeetingAction;
+use dinh_sfu::floor::FloorChange;
 use dinh_sfu::room::{JoinRequest, Role as SfuRole, Room, Session, Slot};
 use dinh_sfu::sdp::parse_offer;
 use dinh_sfu::signal::{parse_client, ClientMessage, ServerMessage, SignalError, MAX_FRAME_BYTES};
@@ -147,11 +148,11 @@ impl Conn {
         }
     }
 
-    /// Record a floor change the SFU accepted, in the meeting open in this room (if any).
-    async fn record(&self, action: MeetingAction) {
+    /// Record what the SFU decided about the floor, in the meeting open in this room (if any).
+    async fn record(&self, ask: FloorAsk, change: FloorChange) {
         let actor = crate::recording::actor(&self.claims);
         self.recording
-            .observe(self.room.name(), actor, action)
+            .follow_floor(self.room.name(), &actor, &ask, &change)
             .await;
     }
 
@@ -182,26 +183,26 @@ impl Conn {
             }
             ClientMessage::RaiseHand => {
                 self.claims.require(&[Role::House], "raise a hand")?;
-                self.room.raise_hand(&me).map_err(floor)?;
-                self.record(MeetingAction::RaiseHand { house: me }).await;
+                let change = self.room.raise_hand(&me).map_err(floor)?;
+                self.record(FloorAsk::RaiseHand(me), change).await;
                 Ok(None)
             }
             ClientMessage::LowerHand => {
                 self.claims.require(&[Role::House], "lower a hand")?;
-                self.room.lower_hand(&me).map_err(floor)?;
-                self.record(MeetingAction::LowerHand { house: me }).await;
+                let change = self.room.lower_hand(&me).map_err(floor)?;
+                self.record(FloorAsk::LowerHand(me), change).await;
                 Ok(None)
             }
             ClientMessage::GrantFloor { house } => {
                 self.claims.require(&[Role::Chair], "grant the floor")?;
-                self.room.grant_floor(&house).map_err(floor)?;
-                self.record(MeetingAction::GrantFloor { house }).await;
+                let change = self.room.grant_floor(&house).map_err(floor)?;
+                self.record(FloorAsk::Grant(house), change).await;
                 Ok(None)
             }
             ClientMessage::RevokeFloor => {
                 self.claims.require(&[Role::Chair], "revoke the floor")?;
-                self.room.revoke_floor().map_err(floor)?;
-                self.record(MeetingAction::RevokeFloor).await;
+                let change = self.room.revoke_floor().map_err(floor)?;
+                self.record(FloorAsk::Revoke, change).await;
                 Ok(None)
             }
             ClientMessage::Mute { house, muted } => {
