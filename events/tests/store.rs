@@ -334,20 +334,21 @@ both!(
         r.meeting("m1", connect("2026-11-23T01:02:00Z", "house-1", "a"), None)
             .await
             .unwrap();
-        // A second screen overlaps the first: time is not counted twice.
+        // Connected again while connected (the SFU replaced its session): one presence, time
+        // not counted twice; the end of a connection never recorded changes nothing.
         r.meeting("m1", connect("2026-11-23T01:05:00Z", "house-1", "b"), None)
             .await
             .unwrap();
         r.meeting(
             "m1",
-            disconnect("2026-11-23T01:10:00Z", "house-1", "a"),
+            disconnect("2026-11-23T01:10:00Z", "house-1", "b"),
             None,
         )
         .await
         .unwrap();
         r.meeting(
             "m1",
-            disconnect("2026-11-23T01:12:00Z", "house-1", "b"),
+            disconnect("2026-11-23T01:12:00Z", "house-1", "a"),
             None,
         )
         .await

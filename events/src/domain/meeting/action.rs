@@ -33,14 +33,14 @@ pub enum MeetingAction {
     EndAgendaItem,
     /// Close the meeting.
     Close,
-    /// A screen of a house connected (from the SFU).
+    /// A house connected (the SFU's fact: the system actor only).
     ConnectHouse {
         /// House id.
         house: String,
         /// Identifies this screen's connection, so that a reconnection is told apart.
         connection: String,
     },
-    /// A screen of a house disconnected (from the SFU).
+    /// A house's connection ended (the SFU's fact: the system actor only).
     DisconnectHouse {
         /// House id.
         house: String,

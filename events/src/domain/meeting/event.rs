@@ -67,8 +67,8 @@ pub enum MeetingEvent {
         /// Connection id.
         connection: String,
     },
-    /// A second screen of a connected house connected, or one of two disconnected: kept so
-    /// the record shows every connection, without counting time twice.
+    /// A second screen of a connected house connected, or one of two disconnected. No longer
+    /// produced (the SFU keeps one session per house); replayed from old logs.
     ScreenChanged {
         /// House id.
         house: String,

@@ -4,8 +4,11 @@
 //! Rules:
 //! - a meeting is scheduled once, opened once, closed once; nothing is accepted after it closes;
 //! - attendance and floor facts are accepted only while it is open;
-//! - a house counts as connected while at least one of its screens is (a reconnection is not a
-//!   second attendance), and closing the meeting disconnects everyone still there;
+//! - connections are the SFU's facts (the system actor only): a house is connected once from
+//!   its connection until that connection ends (a reconnection is a new attendance, a repeated
+//!   connect changes nothing), and closing the meeting disconnects everyone still there;
+//!   `ScreenChanged`, a second screen of a house, was never produced by the hub and is only
+//!   replayed from old logs;
 //! - one house holds the floor at a time; granting it to another revokes the first; the
 //!   holder lowering its hand yields it; a house that disconnects loses the floor and its
 //!   raised hand (the SFU's rules in `dinh_sfu::floor`: the record follows what it decided,
@@ -94,7 +97,7 @@ pub struct Meeting {
     room: String,
     agenda_len: usize,
     current_item: Option<usize>,
-    /// House -> its open connections.
+    /// House -> its open connection (several only in logs that recorded `ScreenChanged`).
     screens: BTreeMap<String, BTreeSet<String>>,
     hands: Vec<String>,
     floor: Option<String>,
@@ -248,38 +251,30 @@ impl Decide for Meeting {
                 Ok(out)
             }
             A::ConnectHouse { house, connection } => {
-                require_role(actor, &chair_or_system, "record a connection")?;
+                require_role(actor, &[ActorRole::System], "record a connection")?;
                 self.require_open()?;
                 text("house", house, 1..=64)?;
                 text("connection", connection, 1..=128)?;
-                match self.screens.get(house) {
-                    None => Ok(vec![E::HouseConnected {
-                        house: house.clone(),
-                        connection: connection.clone(),
-                    }]),
-                    Some(c) if c.contains(connection) => Ok(vec![]),
-                    Some(_) => Ok(vec![E::ScreenChanged {
-                        house: house.clone(),
-                        connection: connection.clone(),
-                        connected: true,
-                    }]),
+                // One presence per house, as in the SFU (a second session of a house replaces
+                // the first): a house already connected stays connected once.
+                if self.screens.contains_key(house) {
+                    return Ok(vec![]);
                 }
+                Ok(vec![E::HouseConnected {
+                    house: house.clone(),
+                    connection: connection.clone(),
+                }])
             }
             A::DisconnectHouse { house, connection } => {
-                require_role(actor, &chair_or_system, "record a disconnection")?;
+                require_role(actor, &[ActorRole::System], "record a disconnection")?;
                 self.require_open()?;
-                let Some(conns) = self.screens.get(house) else {
+                // A connection this meeting never recorded (or already ended) changes nothing.
+                if !self
+                    .screens
+                    .get(house)
+                    .is_some_and(|c| c.contains(connection))
+                {
                     return Ok(vec![]);
-                };
-                if !conns.contains(connection) {
-                    return Ok(vec![]);
-                }
-                if conns.len() > 1 {
-                    return Ok(vec![E::ScreenChanged {
-                        house: house.clone(),
-                        connection: connection.clone(),
-                        connected: false,
-                    }]);
                 }
                 let mut out = Vec::new();
                 if self.floor.as_deref() == Some(house) {

@@ -155,32 +155,54 @@ fn agenda_items_start_end_and_switch() {
 }
 
 #[test]
-fn a_reconnection_is_not_a_second_attendance() {
-    // Second screen: recorded, but the house stays connected once.
+fn a_house_is_connected_once_until_its_connection_ends() {
+    // A second connect while connected (the SFU replaced the session): still one presence.
+    for connection in ["c1", "c2"] {
+        given([open(), vec![connected("house-1", "c1")]].concat())
+            .when(
+                system(),
+                A::ConnectHouse {
+                    house: "house-1".into(),
+                    connection: connection.into(),
+                },
+            )
+            .then(vec![]);
+    }
+    // A connection the meeting never recorded ending changes nothing.
     given([open(), vec![connected("house-1", "c1")]].concat())
         .when(
             system(),
-            A::ConnectHouse {
+            A::DisconnectHouse {
                 house: "house-1".into(),
                 connection: "c2".into(),
             },
         )
-        .then(vec![E::ScreenChanged {
-            house: "house-1".into(),
-            connection: "c2".into(),
-            connected: true,
-        }]);
-    // The same connection reported twice appends nothing.
-    given([open(), vec![connected("house-1", "c1")]].concat())
+        .then(vec![]);
+    // Connections are the SFU's facts: a chair's token may not record them.
+    given(open())
         .when(
-            system(),
+            chair(),
             A::ConnectHouse {
                 house: "house-1".into(),
                 connection: "c1".into(),
             },
         )
-        .then(vec![]);
-    // The old screen leaving after the new one came does not disconnect the house.
+        .then_error("a chair may not record a connection");
+    given([open(), vec![connected("house-1", "c1")]].concat())
+        .when(
+            chair(),
+            A::DisconnectHouse {
+                house: "house-1".into(),
+                connection: "c1".into(),
+            },
+        )
+        .then_error("a chair may not record a disconnection");
+}
+
+#[test]
+fn an_old_log_with_a_second_screen_still_disconnects_the_house() {
+    // ScreenChanged is no longer produced; replayed from an old log, either screen ending
+    // ends the house's presence.
     given(
         [
             open(),
@@ -202,10 +224,9 @@ fn a_reconnection_is_not_a_second_attendance() {
             connection: "c1".into(),
         },
     )
-    .then(vec![E::ScreenChanged {
+    .then(vec![E::HouseDisconnected {
         house: "house-1".into(),
         connection: "c1".into(),
-        connected: false,
     }]);
 }
 
