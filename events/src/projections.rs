@@ -27,8 +27,11 @@ pub struct Recorded {
     pub position: u64,
     /// Meeting or feedback id.
     pub aggregate_id: String,
-    /// When.
+    /// When the command was received.
     pub at: OffsetDateTime,
+    /// [`Recorded::at`] as the rows show it: RFC 3339, UTC (the log's own text when it is
+    /// already in that form, which every event the hub wrote is).
+    pub stamp: String,
     /// The event.
     pub event: Event,
 }
@@ -42,23 +45,36 @@ pub enum Event {
     Feedback(FeedbackEvent),
 }
 
+/// Whether the projections fold events of this aggregate type (others are skipped quietly).
+fn projected_type(aggregate_type: &str) -> bool {
+    matches!(aggregate_type, "meeting" | "feedback")
+}
+
 /// Decode a stored event; `None` for a type this version does not know (skipped, not fatal).
 pub fn decode(ev: &StoredEvent) -> Option<Recorded> {
+    decode_owned(ev.clone())
+}
+
+/// [`decode`], taking the event (its payload is moved into the typed event, not copied).
+pub fn decode_owned(ev: StoredEvent) -> Option<Recorded> {
     let event = match ev.aggregate_type.as_str() {
-        "meeting" => Event::Meeting(serde_json::from_value(ev.payload.clone()).ok()?),
-        "feedback" => Event::Feedback(serde_json::from_value(ev.payload.clone()).ok()?),
+        "meeting" => Event::Meeting(serde_json::from_value(ev.payload).ok()?),
+        "feedback" => Event::Feedback(serde_json::from_value(ev.payload).ok()?),
         _ => return None,
+    };
+    let at = OffsetDateTime::parse(&ev.recorded_at, &Rfc3339).ok()?;
+    let stamp = if ev.recorded_at.ends_with('Z') {
+        ev.recorded_at
+    } else {
+        crate::record::format_time(at)
     };
     Some(Recorded {
         position: ev.position,
-        aggregate_id: ev.aggregate_id.clone(),
-        at: OffsetDateTime::parse(&ev.recorded_at, &Rfc3339).ok()?,
+        aggregate_id: ev.aggregate_id,
+        at,
+        stamp,
         event,
     })
-}
-
-fn ts(t: OffsetDateTime) -> String {
-    crate::record::format_time(t)
 }
 
 fn secs_between(from: &str, to: OffsetDateTime) -> i64 {
@@ -75,15 +91,28 @@ pub struct Table<R> {
 }
 
 impl<R: Default> Table<R> {
+    /// The row of `key`, made when missing; marked changed. Allocates the key only the
+    /// first time (a rebuild touches the same few rows a million times).
     fn entry(&mut self, key: &str) -> &mut R {
-        self.dirty.insert(key.to_owned());
-        self.rows.entry(key.to_owned()).or_default()
+        self.touch(key);
+        if !self.rows.contains_key(key) {
+            self.rows.insert(key.to_owned(), R::default());
+        }
+        self.rows.get_mut(key).expect("inserted above")
     }
 
     fn get_mut(&mut self, key: &str) -> Option<&mut R> {
-        let r = self.rows.get_mut(key)?;
-        self.dirty.insert(key.to_owned());
-        Some(r)
+        if !self.rows.contains_key(key) {
+            return None;
+        }
+        self.touch(key);
+        self.rows.get_mut(key)
+    }
+
+    fn touch(&mut self, key: &str) {
+        if !self.dirty.contains(key) {
+            self.dirty.insert(key.to_owned());
+        }
     }
 
     /// Every row.
@@ -268,17 +297,17 @@ impl Views {
     fn apply_attendance(&mut self, r: &Recorded) {
         let Event::Meeting(e) = &r.event else { return };
         let m = &r.aggregate_id;
-        let at = ts(r.at);
+        let at = || r.stamp.clone();
         let key = |h: &str| format!("{m}/{h}");
         match e {
             MeetingEvent::HouseConnected { house, .. } => {
                 let row = self.attendance.entry(&key(house));
                 row.meeting.clone_from(m);
                 row.house.clone_from(house);
-                row.first_joined.get_or_insert_with(|| at.clone());
+                row.first_joined.get_or_insert_with(at);
                 row.joins += 1;
                 if row.connected_since.is_none() {
-                    row.connected_since = Some(at);
+                    row.connected_since = Some(at());
                 }
             }
             MeetingEvent::HouseDisconnected { house, .. } => {
@@ -286,7 +315,7 @@ impl Views {
                     if let Some(since) = row.connected_since.take() {
                         row.seconds_connected += secs_between(&since, r.at);
                     }
-                    row.last_left = Some(at);
+                    row.last_left = Some(at());
                 }
             }
             MeetingEvent::HeadcountReported { house, count } => {
@@ -307,7 +336,7 @@ impl Views {
                 let row = self.attendance.entry(&key(house));
                 row.meeting.clone_from(m);
                 row.house.clone_from(house);
-                row.speaking_since = Some(at);
+                row.speaking_since = Some(at());
             }
             MeetingEvent::FloorRevoked { house, .. } => {
                 if let Some(row) = self.attendance.get_mut(&key(house)) {
@@ -322,10 +351,10 @@ impl Views {
 
     fn apply_feedback(&mut self, r: &Recorded) {
         let Event::Feedback(e) = &r.event else { return };
-        let at = ts(r.at);
+        let at = &r.stamp;
         let row = self.feedback.entry(&r.aggregate_id);
         row.id.clone_from(&r.aggregate_id);
-        row.updated_at.clone_from(&at);
+        row.updated_at.clone_from(at);
         row.position = r.position;
         match e {
             FeedbackEvent::FeedbackReceived {
@@ -338,7 +367,7 @@ impl Views {
                 row.agenda_item = *agenda_item;
                 row.house.clone_from(house);
                 row.content.clone_from(content);
-                row.raised_at = at;
+                row.raised_at.clone_from(at);
                 row.status = Status::Received.as_str().into();
             }
             FeedbackEvent::FeedbackClassified { kind } => {
@@ -381,7 +410,7 @@ impl Views {
     }
 
     fn apply_minutes(&mut self, r: &Recorded) {
-        let at = ts(r.at);
+        let at = || r.stamp.clone();
         match &r.event {
             Event::Feedback(FeedbackEvent::FeedbackReceived { meeting, .. }) => {
                 if let Some(row) = self.minutes.get_mut(meeting) {
@@ -401,7 +430,7 @@ impl Views {
                     } => {
                         row.room.clone_from(room);
                         row.title.clone_from(title);
-                        row.starts_at = ts(*starts_at);
+                        row.starts_at = crate::record::format_time(*starts_at);
                         row.status = "scheduled".into();
                         row.agenda = agenda
                             .iter()
@@ -413,37 +442,37 @@ impl Views {
                     }
                     MeetingEvent::MeetingOpened => {
                         row.status = "open".into();
-                        row.opened_at = Some(at);
+                        row.opened_at = Some(at());
                     }
                     MeetingEvent::MeetingClosed => {
                         row.status = "closed".into();
-                        row.closed_at = Some(at);
+                        row.closed_at = Some(at());
                     }
                     MeetingEvent::AgendaItemStarted { index } => {
                         if let Some(a) = row.agenda.get_mut(*index) {
-                            a.started.push(at);
+                            a.started.push(at());
                         }
                     }
                     MeetingEvent::AgendaItemEnded { index } => {
                         if let Some(a) = row.agenda.get_mut(*index) {
-                            a.ended.push(at);
+                            a.ended.push(at());
                         }
                     }
                     MeetingEvent::FloorGranted { house } => row.floor.push(FloorTurn {
                         house: house.clone(),
-                        granted_at: at,
+                        granted_at: at(),
                         ..Default::default()
                     }),
                     MeetingEvent::FloorRevoked { reason, .. } => {
                         if let Some(t) = row.floor.last_mut() {
-                            t.revoked_at = Some(at);
+                            t.revoked_at = Some(at());
                             t.reason = Some(*reason);
                         }
                     }
-                    MeetingEvent::RelayStarted => row.relay.push((at, None)),
+                    MeetingEvent::RelayStarted => row.relay.push((at(), None)),
                     MeetingEvent::RelayStopped => {
                         if let Some(r) = row.relay.last_mut() {
-                            r.1 = Some(at);
+                            r.1 = Some(at());
                         }
                     }
                     MeetingEvent::ClusterStatusChanged { cluster, status } => {
@@ -472,20 +501,18 @@ impl Views {
             let Some(last) = batch.last().map(|e| e.position) else {
                 return Ok(n);
             };
-            for ev in &batch {
-                match decode(ev) {
+            n += batch.len() as u64;
+            for ev in batch {
+                let (position, known) = (ev.position, projected_type(&ev.aggregate_type));
+                match decode_owned(ev) {
                     Some(r) => self.apply(&r),
-                    None => {
-                        tracing::warn!(
-                            position = ev.position,
-                            "record event of unknown shape skipped"
-                        );
-                        self.skip(ev.position);
+                    None if known => {
+                        tracing::warn!(position, "record event of unknown shape skipped");
                     }
+                    None => {}
                 }
             }
             self.skip(last);
-            n += batch.len() as u64;
             self.save(store, false).await?;
         }
     }
@@ -512,23 +539,41 @@ impl Views {
         Ok(())
     }
 
-    /// Fold the whole log from position 0 and replace the stored rows.
+    /// Fold the whole log from position 0 and replace the stored rows. A task reads and
+    /// decodes the next batch while this one is applied (two cores: about half the time).
     pub async fn rebuild(store: &Store) -> Result<Self, StoreError> {
-        let mut v = Views::default();
-        let mut after = 0;
-        loop {
-            let batch = store.read(after, 10_000).await?;
-            let Some(last) = batch.last().map(|e| e.position) else {
-                break;
-            };
-            for ev in &batch {
-                if let Some(r) = decode(ev) {
-                    v.apply(&r);
+        type Batch = Result<(u64, Vec<Recorded>), StoreError>;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(2);
+        let reader = store.clone();
+        let reading = tokio::spawn(async move {
+            let mut after = 0;
+            loop {
+                let batch = match reader.read(after, 10_000).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                let Some(last) = batch.last().map(|e| e.position) else {
+                    return;
+                };
+                after = last;
+                let decoded = batch.into_iter().filter_map(decode_owned).collect();
+                if tx.send(Ok((last, decoded))).await.is_err() {
+                    return;
                 }
             }
+        });
+        let mut v = Views::default();
+        while let Some(batch) = rx.recv().await {
+            let (last, decoded) = batch?;
+            for r in &decoded {
+                v.apply(r);
+            }
             v.skip(last);
-            after = last;
         }
+        let _ = reading.await;
         v.save(store, true).await?;
         Ok(v)
     }
