@@ -23,16 +23,14 @@ use crate::store::{Store, StoreError};
 /// A decoded event with the facts the log adds.
 #[derive(Debug, Clone)]
 pub struct Recorded {
-    /// Global position.
+    /// Position in the log, from 1.
     pub position: u64,
-    /// Meeting or feedback id.
     pub aggregate_id: String,
     /// When the command was received.
     pub at: OffsetDateTime,
     /// [`Recorded::at`] as the rows show it: RFC 3339, UTC (the log's own text when it is
     /// already in that form, which every event the hub wrote is).
     pub stamp: String,
-    /// The event.
     pub event: Event,
 }
 
@@ -129,13 +127,11 @@ impl<R: Default> Table<R> {
 /// Attendance of one house at one meeting.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AttendanceRow {
-    /// Meeting id.
     pub meeting: String,
-    /// House id.
     pub house: String,
-    /// First connection.
+    /// When it first connected (RFC 3339, UTC).
     pub first_joined: Option<String>,
-    /// Last disconnection.
+    /// When it last disconnected (RFC 3339, UTC).
     pub last_left: Option<String>,
     /// Connected now, since when.
     pub connected_since: Option<String>,
@@ -156,19 +152,17 @@ pub struct AttendanceRow {
 /// One feedback item in the register.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FeedbackRow {
-    /// Item id.
     pub id: String,
     /// Meeting it was raised in.
     pub meeting: String,
-    /// Agenda item.
+    /// The agenda item it concerns (from 0), if any.
     pub agenda_item: Option<usize>,
     /// House that raised it.
     pub house: String,
-    /// What was said.
     pub content: String,
     /// Kind, once classified.
     pub kind: Option<FeedbackKind>,
-    /// Status.
+    /// Its status as in the API: `received`, `classified`, `assigned`, `answered`, `confirmed`, `forwarded`, `closed`, `withdrawn`.
     pub status: String,
     /// Assigned official.
     pub assignee: Option<String>,
@@ -182,9 +176,9 @@ pub struct FeedbackRow {
     pub answer: Option<String>,
     /// Times reopened.
     pub reopened: u32,
-    /// Raised at.
+    /// When it was raised (RFC 3339, UTC).
     pub raised_at: String,
-    /// Last change.
+    /// When it last changed (RFC 3339, UTC).
     pub updated_at: String,
     /// Position of the last change.
     pub position: u64,
@@ -200,7 +194,6 @@ impl FeedbackRow {
 /// One agenda item in the minutes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AgendaRow {
-    /// Title.
     pub title: String,
     /// Times it started (an item can be taken up again).
     pub started: Vec<String>,
@@ -211,11 +204,10 @@ pub struct AgendaRow {
 /// One turn at the floor.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FloorTurn {
-    /// House.
     pub house: String,
-    /// Granted at.
+    /// RFC 3339, UTC.
     pub granted_at: String,
-    /// Revoked at.
+    /// When it ended (RFC 3339, UTC); `None` while the house holds the floor.
     pub revoked_at: Option<String>,
     /// Why it ended.
     pub reason: Option<RevokeReason>,
@@ -224,21 +216,17 @@ pub struct FloorTurn {
 /// The minutes of one meeting.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MinutesRow {
-    /// Meeting id.
     pub meeting: String,
-    /// Room.
     pub room: String,
-    /// Title.
     pub title: String,
     /// `scheduled`, `open`, `closed`.
     pub status: String,
-    /// Due start.
+    /// When it is due to start (RFC 3339, UTC).
     pub starts_at: String,
-    /// Opened at.
+    /// RFC 3339, UTC.
     pub opened_at: Option<String>,
-    /// Closed at.
+    /// RFC 3339, UTC.
     pub closed_at: Option<String>,
-    /// Agenda.
     pub agenda: Vec<AgendaRow>,
     /// Who had the floor, in order.
     pub floor: Vec<FloorTurn>,

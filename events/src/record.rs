@@ -163,7 +163,6 @@ impl Record {
         }
     }
 
-    /// The store underneath.
     pub fn store(&self) -> &Store {
         &self.store
     }
@@ -560,7 +559,9 @@ impl<A: Runnable> cqrs_es::EventStore<A> for Cached<A> {
         for e in &events {
             let v = serde_json::to_value(e)
                 .map_err(|e| AggregateError::UnexpectedError(Box::new(e)))?;
-            payloads.push((e.event_type(), e.event_version(), v));
+            // DomainEvent::event_type would serialise the event a second time.
+            let kind = crate::domain::event_type(v["type"].as_str().unwrap_or_default());
+            payloads.push((kind, e.event_version(), v));
         }
         let meta = |k: &str| metadata.get(k).cloned();
         let append = Append {

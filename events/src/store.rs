@@ -42,9 +42,7 @@ pub enum StoreError {
         "the {aggregate_type} {aggregate_id} was changed by another command; reload and try again"
     )]
     Conflict {
-        /// Aggregate type.
         aggregate_type: String,
-        /// Aggregate id.
         aggregate_id: String,
     },
     /// This command id was used already: look up its first result.
@@ -56,7 +54,7 @@ pub enum StoreError {
     /// A stored row does not parse: the log is damaged; run `dinh log verify`.
     #[error("damaged row at position {position}: {reason}")]
     Corrupt {
-        /// Position.
+        /// The first position that does not parse.
         position: u64,
         /// What is wrong.
         reason: String,
@@ -71,7 +69,6 @@ pub enum StoreError {
 pub struct Append {
     /// `meeting` or `feedback`.
     pub aggregate_type: String,
-    /// Aggregate id.
     pub aggregate_id: String,
     /// Sequence of the first event; the aggregate must be at `first_sequence - 1`.
     pub first_sequence: u64,
@@ -91,9 +88,9 @@ pub struct Append {
 /// Positions given to an append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Appended {
-    /// First position.
+    /// The first event's position (for an append of no event: the head it saw).
     pub first: u64,
-    /// Last position.
+    /// The last event's position; `first..=last` has no gap.
     pub last: u64,
 }
 
@@ -310,7 +307,6 @@ impl Store {
         Ok(store)
     }
 
-    /// Which database this is.
     pub fn backend(&self) -> Backend {
         match self.inner.db {
             Db::Sqlite { .. } => Backend::Sqlite,

@@ -3,8 +3,9 @@
 //! revoke reason, a second screen, feedback through each of its ends), and
 //! `fixtures/states-v1.json` holds the states that code rebuilt from it. Whatever the domain
 //! becomes, the export must still verify (canonical bytes and chain unchanged), every
-//! payload must decode and encode back to the same canonical bytes, and replaying it must
-//! give the same aggregate state after every event and the same projection rows.
+//! payload must decode and encode back to the same canonical bytes and name the same event
+//! type and version, and replaying it must give the same aggregate state after every event
+//! and the same projection rows.
 
 use std::collections::BTreeMap;
 
@@ -38,7 +39,7 @@ fn canonical(v: &Value) -> Vec<u8> {
 }
 
 /// Decode a payload as `T` and encode it again: the same canonical bytes.
-fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(e: &StoredEvent) -> T {
+fn round_trip<T: cqrs_es::DomainEvent>(e: &StoredEvent) -> T {
     let typed: T = serde_json::from_value(e.payload.clone())
         .unwrap_or_else(|err| panic!("position {}: {err}", e.position));
     let again = serde_json::to_value(&typed).unwrap();
@@ -48,6 +49,8 @@ fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(e: &StoredEvent
         "position {} re-encodes differently",
         e.position
     );
+    assert_eq!(typed.event_type(), e.event_type, "position {}", e.position);
+    assert_eq!(typed.event_version(), e.event_version);
     typed
 }
 

@@ -119,9 +119,9 @@ impl Recording {
         match self.record.meeting(&meeting, cmd, None).await {
             Ok(_) => {}
             Err(RecordError::Refused { message, .. }) => {
-                tracing::info!(command = name, %message, "observation not recorded");
+                tracing::info!(command = %name, %message, "observation not recorded");
             }
-            Err(e) => tracing::warn!(command = name, error = %e, "observation not recorded"),
+            Err(e) => tracing::warn!(command = %name, error = %e, "observation not recorded"),
         }
     }
 

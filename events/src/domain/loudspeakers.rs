@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use super::rules::{id, require_role, text};
 use super::{
     ActorRole, ClusterStatus, Command, Decide, Forbidden, Invalid, Refusal, Refuse, Services,
-    EVENT_VERSION,
 };
 
 /// How urgent an announcement is (Circular 39/2020/TT-BTTTT): an emergency interrupts
@@ -117,20 +116,7 @@ pub enum LoudspeakerEvent {
     },
 }
 
-impl cqrs_es::DomainEvent for LoudspeakerEvent {
-    fn event_type(&self) -> String {
-        match self {
-            Self::RelaySwitched { .. } => "RelaySwitched",
-            Self::ClusterStatusReported { .. } => "ClusterStatusReported",
-            Self::AnnouncementStarted { .. } => "AnnouncementStarted",
-            Self::AnnouncementEnded { .. } => "AnnouncementEnded",
-        }
-        .to_owned()
-    }
-    fn event_version(&self) -> String {
-        EVENT_VERSION.to_owned()
-    }
-}
+crate::event!(LoudspeakerEvent);
 
 /// Why a command was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

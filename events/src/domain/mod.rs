@@ -99,6 +99,48 @@ impl<A> Command<A> {
 /// upcaster.
 pub const EVENT_VERSION: &str = "1";
 
+/// The serde tag of a value of an internally tagged enum (`grant_floor`): an action's name in
+/// the API and, in PascalCase ([`event_type`]), an event's stored type. Both come from the
+/// serde attributes, so they cannot drift from what is sent and stored.
+pub fn tag<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::Object(m)) => m
+            .get("type")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        _ => String::new(),
+    }
+}
+
+/// The stored event type of a serde tag: `meeting_scheduled` is `MeetingScheduled`.
+pub fn event_type(tag: &str) -> String {
+    tag.split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// `cqrs_es::DomainEvent` for an event enum tagged by serde: its type is [`event_type`] of
+/// its tag, its version [`EVENT_VERSION`].
+#[macro_export]
+macro_rules! event {
+    ($event:ty) => {
+        impl cqrs_es::DomainEvent for $event {
+            fn event_type(&self) -> String {
+                $crate::domain::event_type(&$crate::domain::tag(self))
+            }
+            fn event_version(&self) -> String {
+                $crate::domain::EVENT_VERSION.to_owned()
+            }
+        }
+    };
+}
+
 /// A loudspeaker cluster's health, as the bridge sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

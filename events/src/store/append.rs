@@ -156,7 +156,6 @@ pub(super) fn plan(
 /// What differs between SQLite and PostgreSQL on the write path. A dialect owns the writer's
 /// one connection (not a pool: a pooled connection is pinged on every release and acquire).
 pub(super) trait Dialect: Send + 'static {
-    /// The database.
     type Db: sqlx::Database;
     /// Open the write transaction holding the one write lock.
     fn begin(

@@ -21,10 +21,7 @@ pub enum FeedbackAction {
         content: String,
     },
     /// Say what kind of request it is.
-    Classify {
-        /// Kind.
-        kind: FeedbackKind,
-    },
+    Classify { kind: FeedbackKind },
     /// Give it to an official.
     Assign {
         /// The official's id.
@@ -42,19 +39,19 @@ pub enum FeedbackAction {
     },
     /// Send it to the body competent for it.
     Forward {
-        /// Which body.
+        /// The body, e.g. "UBND huyện"; at most 200 characters.
         to: String,
     },
     /// Answer it.
     Answer {
-        /// The answer.
+        /// At most 10,000 characters.
         answer: String,
     },
     /// The house accepts the answer.
     Confirm,
     /// The house says it was not resolved.
     Reopen {
-        /// Why.
+        /// Why it was not resolved; required, at most 2,000 characters.
         reason: String,
     },
     /// File it as done.
@@ -70,20 +67,8 @@ pub enum FeedbackAction {
 }
 
 impl FeedbackAction {
-    /// Name as in the API.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Raise { .. } => "raise",
-            Self::Classify { .. } => "classify",
-            Self::Assign { .. } => "assign",
-            Self::ExtendDeadline { .. } => "extend_deadline",
-            Self::Forward { .. } => "forward",
-            Self::Answer { .. } => "answer",
-            Self::Confirm => "confirm",
-            Self::Reopen { .. } => "reopen",
-            Self::Close => "close",
-            Self::Withdraw { .. } => "withdraw",
-            Self::MarkOverdue => "mark_overdue",
-        }
+    /// The action's name, as in the API (`extend_deadline`).
+    pub fn name(&self) -> String {
+        crate::domain::tag(self)
     }
 }

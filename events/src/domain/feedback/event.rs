@@ -4,70 +4,58 @@ use serde::{Deserialize, Serialize};
 use time::Date;
 
 use super::FeedbackKind;
-use crate::domain::EVENT_VERSION;
 
 /// What happened to a feedback item.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum FeedbackEvent {
-    /// Raised and received.
+    /// Raised in a meeting and received.
     FeedbackReceived {
-        /// Meeting.
+        /// The meeting it was raised in.
         meeting: String,
-        /// Agenda item.
+        /// The agenda item it concerns (from 0), if any.
         agenda_item: Option<usize>,
-        /// House.
+        /// The house that raised it; only that house (and staff) may see the item.
         house: String,
-        /// Content.
+        /// What the villagers said, trimmed, at most 10,000 characters.
         content: String,
     },
-    /// Classified.
-    FeedbackClassified {
-        /// Kind.
-        kind: FeedbackKind,
-    },
+    /// Staff said what kind of request it is.
+    FeedbackClassified { kind: FeedbackKind },
     /// Assigned, with a deadline.
     FeedbackAssigned {
-        /// Official.
+        /// The official's id.
         official: String,
         /// Working days given.
         working_days: u32,
         /// Last day to answer.
         deadline: Date,
     },
-    /// Deadline moved.
+    /// The deadline moved, counted in working days from the old one.
     DeadlineExtended {
         /// New last day.
         deadline: Date,
-        /// Why.
         reason: String,
     },
-    /// Sent elsewhere.
+    /// Sent to another body competent for it.
     FeedbackForwarded {
-        /// To whom.
+        /// The body, e.g. "UBND huyện".
         to: String,
     },
-    /// Answered.
-    FeedbackAnswered {
-        /// Answer.
-        answer: String,
-    },
+    /// The assigned official answered.
+    FeedbackAnswered { answer: String },
     /// The house accepted the answer.
     AnswerConfirmed,
     /// The house reopened it.
     FeedbackReopened {
-        /// Why.
         reason: String,
         /// New last day.
         deadline: Date,
     },
-    /// Closed.
+    /// Filed as done.
     FeedbackClosed,
-    /// Withdrawn.
-    FeedbackWithdrawn {
-        /// Why.
-        reason: Option<String>,
-    },
+    /// The house withdrew it.
+    FeedbackWithdrawn { reason: Option<String> },
     /// Past its deadline unanswered.
     FeedbackOverdue {
         /// The deadline that passed.
@@ -75,24 +63,4 @@ pub enum FeedbackEvent {
     },
 }
 
-impl cqrs_es::DomainEvent for FeedbackEvent {
-    fn event_type(&self) -> String {
-        let s = match self {
-            Self::FeedbackReceived { .. } => "FeedbackReceived",
-            Self::FeedbackClassified { .. } => "FeedbackClassified",
-            Self::FeedbackAssigned { .. } => "FeedbackAssigned",
-            Self::DeadlineExtended { .. } => "DeadlineExtended",
-            Self::FeedbackForwarded { .. } => "FeedbackForwarded",
-            Self::FeedbackAnswered { .. } => "FeedbackAnswered",
-            Self::AnswerConfirmed => "AnswerConfirmed",
-            Self::FeedbackReopened { .. } => "FeedbackReopened",
-            Self::FeedbackClosed => "FeedbackClosed",
-            Self::FeedbackWithdrawn { .. } => "FeedbackWithdrawn",
-            Self::FeedbackOverdue { .. } => "FeedbackOverdue",
-        };
-        s.to_owned()
-    }
-    fn event_version(&self) -> String {
-        EVENT_VERSION.to_owned()
-    }
-}
+crate::event!(FeedbackEvent);

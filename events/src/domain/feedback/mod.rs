@@ -72,7 +72,7 @@ pub enum Status {
     Confirmed,
     /// Sent to another body that is competent for it.
     Forwarded,
-    /// Done.
+    /// Filed as done.
     Closed,
     /// The house withdrew it.
     Withdrawn,
@@ -108,9 +108,8 @@ pub enum FeedbackError {
     /// The step does not fit where the item is.
     #[error("cannot {action} an item that is {status}")]
     WrongStatus {
-        /// Action.
-        action: &'static str,
-        /// Current status.
+        /// The action's name, as in the API.
+        action: String,
         status: &'static str,
     },
     /// Fix the field named.
@@ -155,7 +154,7 @@ fn days(field: &'static str, n: u32) -> Result<u32, Invalid> {
 }
 
 impl Feedback {
-    /// Status.
+    /// Where the item is in its life.
     pub fn status(&self) -> Status {
         self.status
     }
@@ -165,12 +164,12 @@ impl Feedback {
         &self.house
     }
 
-    fn wrong(&self, action: &'static str) -> FeedbackError {
+    fn wrong(&self, action: &str) -> FeedbackError {
         if self.status == Status::New {
             FeedbackError::NotFound
         } else {
             FeedbackError::WrongStatus {
-                action,
+                action: action.to_owned(),
                 status: self.status.as_str(),
             }
         }
@@ -233,7 +232,7 @@ impl Decide for Feedback {
                         Ok(vec![E::FeedbackClassified { kind: *kind }])
                     }
                     S::Classified => Ok(vec![]),
-                    _ => Err(self.wrong(action)),
+                    _ => Err(self.wrong(&action)),
                 }
             }
             A::Assign {
@@ -243,7 +242,7 @@ impl Decide for Feedback {
                 require_role(actor, &staff, "assign feedback")?;
                 let kind = match (self.status, self.kind) {
                     (S::Classified | S::Assigned, Some(k)) => k,
-                    _ => return Err(self.wrong(action)),
+                    _ => return Err(self.wrong(&action)),
                 };
                 text("official", official, 1..=64)?;
                 let n = days(
@@ -262,7 +261,7 @@ impl Decide for Feedback {
             } => {
                 require_role(actor, &staff, "extend a deadline")?;
                 let (S::Assigned, Some(deadline)) = (self.status, self.deadline) else {
-                    return Err(self.wrong(action));
+                    return Err(self.wrong(&action));
                 };
                 let n = days("working_days", *working_days)?;
                 text("reason", reason, 1..=2_000)?;
@@ -278,7 +277,7 @@ impl Decide for Feedback {
             A::Forward { to } => {
                 require_role(actor, &staff, "forward feedback")?;
                 if !matches!(self.status, S::Received | S::Classified) {
-                    return Err(self.wrong(action));
+                    return Err(self.wrong(&action));
                 }
                 text("to", to, 1..=200)?;
                 Ok(vec![E::FeedbackForwarded { to: to.clone() }])
@@ -296,7 +295,7 @@ impl Decide for Feedback {
                     .into());
                 }
                 if self.status != S::Assigned {
-                    return Err(self.wrong(action));
+                    return Err(self.wrong(&action));
                 }
                 text("answer", answer, 1..=10_000)?;
                 Ok(vec![E::FeedbackAnswered {
@@ -306,7 +305,7 @@ impl Decide for Feedback {
             A::Confirm => {
                 self.require_raiser(actor, "confirm another house's answer")?;
                 if self.status != S::Answered {
-                    return Err(self.wrong(action));
+                    return Err(self.wrong(&action));
                 }
                 Ok(vec![E::AnswerConfirmed])
             }
@@ -315,7 +314,7 @@ impl Decide for Feedback {
                 if !matches!(self.status, S::Answered | S::Confirmed | S::Closed)
                     || self.assignee.is_none()
                 {
-                    return Err(self.wrong(action));
+                    return Err(self.wrong(&action));
                 }
                 text("reason", reason, 1..=2_000)?;
                 let kind = self.kind.unwrap_or(FeedbackKind::Feedback);
@@ -327,14 +326,14 @@ impl Decide for Feedback {
             A::Close => {
                 require_role(actor, &staff, "close feedback")?;
                 if !matches!(self.status, S::Answered | S::Confirmed | S::Forwarded) {
-                    return Err(self.wrong(action));
+                    return Err(self.wrong(&action));
                 }
                 Ok(vec![E::FeedbackClosed])
             }
             A::Withdraw { reason } => {
                 self.require_raiser(actor, "withdraw another house's item")?;
                 if !matches!(self.status, S::Received | S::Classified | S::Assigned) {
-                    return Err(self.wrong(action));
+                    return Err(self.wrong(&action));
                 }
                 if let Some(r) = reason {
                     text("reason", r, 1..=2_000)?;

@@ -35,47 +35,34 @@ pub enum MeetingAction {
     Close,
     /// A house connected (the SFU's fact: the system actor only).
     ConnectHouse {
-        /// House id.
         house: String,
         /// Identifies this screen's connection, so that a reconnection is told apart.
         connection: String,
     },
     /// A house's connection ended (the SFU's fact: the system actor only).
     DisconnectHouse {
-        /// House id.
         house: String,
         /// The connection that ended.
         connection: String,
     },
     /// A house reports how many people are in its hall.
     ReportHeadcount {
-        /// House id.
         house: String,
-        /// People present.
+        /// People present, at most 100,000.
         count: u32,
     },
     /// A house records one attendee by name.
     CheckIn {
-        /// House id.
         house: String,
         /// The attendee's name.
         name: String,
     },
     /// A house raises its hand.
-    RaiseHand {
-        /// House id.
-        house: String,
-    },
+    RaiseHand { house: String },
     /// A house lowers its hand.
-    LowerHand {
-        /// House id.
-        house: String,
-    },
+    LowerHand { house: String },
     /// The chair gives a house the floor.
-    GrantFloor {
-        /// House id.
-        house: String,
-    },
+    GrantFloor { house: String },
     /// The chair takes the floor back.
     RevokeFloor,
     /// The chair starts the loudspeaker relay.
@@ -84,7 +71,6 @@ pub enum MeetingAction {
     StopRelay,
     /// The bridge saw a loudspeaker cluster change status.
     ChangeClusterStatus {
-        /// Cluster id.
         cluster: String,
         /// What the bridge sees now.
         status: ClusterStatus,
@@ -92,25 +78,8 @@ pub enum MeetingAction {
 }
 
 impl MeetingAction {
-    /// The action's name, as in the API.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Schedule { .. } => "schedule",
-            Self::Open => "open",
-            Self::StartAgendaItem { .. } => "start_agenda_item",
-            Self::EndAgendaItem => "end_agenda_item",
-            Self::Close => "close",
-            Self::ConnectHouse { .. } => "connect_house",
-            Self::DisconnectHouse { .. } => "disconnect_house",
-            Self::ReportHeadcount { .. } => "report_headcount",
-            Self::CheckIn { .. } => "check_in",
-            Self::RaiseHand { .. } => "raise_hand",
-            Self::LowerHand { .. } => "lower_hand",
-            Self::GrantFloor { .. } => "grant_floor",
-            Self::RevokeFloor => "revoke_floor",
-            Self::StartRelay => "start_relay",
-            Self::StopRelay => "stop_relay",
-            Self::ChangeClusterStatus { .. } => "change_cluster_status",
-        }
+    /// The action's name, as in the API (`grant_floor`).
+    pub fn name(&self) -> String {
+        crate::domain::tag(self)
     }
 }

@@ -5,8 +5,6 @@ use time::OffsetDateTime;
 
 use crate::domain::ClusterStatus;
 
-use crate::domain::EVENT_VERSION;
-
 /// Why a floor was revoked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -27,129 +25,83 @@ pub enum RevokeReason {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum MeetingEvent {
-    /// Put on the calendar.
+    /// Put on the calendar of a room.
     MeetingScheduled {
-        /// Room.
+        /// The room (signalling) it is held in; trimmed, 1 to 64 characters.
         room: String,
-        /// Title.
+        /// Trimmed, 1 to 200 characters.
         title: String,
-        /// Due start.
+        /// When it is due to start.
         #[serde(with = "time::serde::rfc3339")]
         starts_at: OffsetDateTime,
-        /// Agenda.
+        /// Agenda items in order (at most 100, each trimmed, 1 to 500 characters).
         agenda: Vec<String>,
     },
-    /// Opened.
+    /// The chair opened it: attendance and the floor are recorded from now on.
     MeetingOpened,
     /// An agenda item started.
     AgendaItemStarted {
-        /// Index.
+        /// Position in the agenda, from 0.
         index: usize,
     },
     /// An agenda item ended.
     AgendaItemEnded {
-        /// Index.
+        /// Position in the agenda, from 0.
         index: usize,
     },
-    /// Closed.
+    /// The chair closed it: nothing more is recorded in it.
     MeetingClosed,
     /// A house's first screen connected.
     HouseConnected {
-        /// House id.
         house: String,
-        /// Connection id.
+        /// The connection, as the room watcher named it (one per presence).
         connection: String,
     },
     /// A house's last screen disconnected.
     HouseDisconnected {
-        /// House id.
         house: String,
-        /// Connection id.
+        /// The connection, as the room watcher named it (one per presence).
         connection: String,
     },
     /// A second screen of a connected house connected, or one of two disconnected. No longer
     /// produced (the SFU keeps one session per house); replayed from old logs.
     ScreenChanged {
-        /// House id.
         house: String,
-        /// Connection id.
+        /// The connection, as the room watcher named it (one per presence).
         connection: String,
         /// Whether it connected (true) or disconnected.
         connected: bool,
     },
     /// A house reported its headcount.
     HeadcountReported {
-        /// House id.
         house: String,
-        /// People.
+        /// People in the hall, at most 100,000.
         count: u32,
     },
     /// A house checked in one attendee.
     AttendeeCheckedIn {
-        /// House id.
         house: String,
-        /// Name.
+        /// The attendee's name, trimmed (personal data: never logged).
         name: String,
     },
     /// A hand went up.
-    HandRaised {
-        /// House id.
-        house: String,
-    },
+    HandRaised { house: String },
     /// A hand went down (by the house, or because it got the floor or left).
-    HandLowered {
-        /// House id.
-        house: String,
-    },
+    HandLowered { house: String },
     /// A house got the floor.
-    FloorGranted {
-        /// House id.
-        house: String,
-    },
+    FloorGranted { house: String },
     /// A house lost the floor.
-    FloorRevoked {
-        /// House id.
-        house: String,
-        /// Why.
-        reason: RevokeReason,
-    },
+    FloorRevoked { house: String, reason: RevokeReason },
     /// The loudspeaker relay started.
     RelayStarted,
     /// The loudspeaker relay stopped.
     RelayStopped,
     /// A loudspeaker cluster changed status.
     ClusterStatusChanged {
-        /// Cluster id.
         cluster: String,
         /// What the bridge sees now.
         status: ClusterStatus,
     },
 }
 
-impl cqrs_es::DomainEvent for MeetingEvent {
-    fn event_type(&self) -> String {
-        let s = match self {
-            Self::MeetingScheduled { .. } => "MeetingScheduled",
-            Self::MeetingOpened => "MeetingOpened",
-            Self::AgendaItemStarted { .. } => "AgendaItemStarted",
-            Self::AgendaItemEnded { .. } => "AgendaItemEnded",
-            Self::MeetingClosed => "MeetingClosed",
-            Self::HouseConnected { .. } => "HouseConnected",
-            Self::HouseDisconnected { .. } => "HouseDisconnected",
-            Self::ScreenChanged { .. } => "ScreenChanged",
-            Self::HeadcountReported { .. } => "HeadcountReported",
-            Self::AttendeeCheckedIn { .. } => "AttendeeCheckedIn",
-            Self::HandRaised { .. } => "HandRaised",
-            Self::HandLowered { .. } => "HandLowered",
-            Self::FloorGranted { .. } => "FloorGranted",
-            Self::FloorRevoked { .. } => "FloorRevoked",
-            Self::RelayStarted => "RelayStarted",
-            Self::RelayStopped => "RelayStopped",
-            Self::ClusterStatusChanged { .. } => "ClusterStatusChanged",
-        };
-        s.to_owned()
-    }
-    fn event_version(&self) -> String {
-        EVENT_VERSION.to_owned()
-    }
-}
+crate::event!(MeetingEvent);
