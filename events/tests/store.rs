@@ -19,23 +19,6 @@ fn record(store: Store) -> Arc<Record> {
     Arc::new(Record::new(store, Default::default()))
 }
 
-async fn open_meeting(r: &Record, id: &str) {
-    r.meeting(
-        id,
-        chair_cmd("2026-11-23T01:00:00Z", schedule("demo")),
-        None,
-    )
-    .await
-    .unwrap();
-    r.meeting(
-        id,
-        chair_cmd("2026-11-23T01:01:00Z", MeetingAction::Open),
-        None,
-    )
-    .await
-    .unwrap();
-}
-
 both!(
     positions_are_gap_free_under_concurrent_commands,
     |store: Store, _target: String| async move {
@@ -313,105 +296,49 @@ both!(
     |store: Store, _target: String| async move {
         let r = record(store.clone());
         open_meeting(&r, "m1").await;
-        let connect = |t: &str, h: &str, c: &str| {
-            sfu_cmd(
-                t,
-                MeetingAction::ConnectHouse {
-                    house: h.into(),
-                    connection: c.into(),
-                },
-            )
+        let connect = |house: &str, c: &str| MeetingAction::ConnectHouse {
+            house: house.into(),
+            connection: c.into(),
         };
-        let disconnect = |t: &str, h: &str, c: &str| {
-            sfu_cmd(
-                t,
-                MeetingAction::DisconnectHouse {
-                    house: h.into(),
-                    connection: c.into(),
-                },
-            )
+        let disconnect = |house: &str, c: &str| MeetingAction::DisconnectHouse {
+            house: house.into(),
+            connection: c.into(),
         };
-        r.meeting("m1", connect("2026-11-23T01:02:00Z", "house-1", "a"), None)
-            .await
-            .unwrap();
-        // Connected again while connected (the SFU replaced its session): one presence, time
-        // not counted twice; the end of a connection never recorded changes nothing.
-        r.meeting("m1", connect("2026-11-23T01:05:00Z", "house-1", "b"), None)
-            .await
-            .unwrap();
-        r.meeting(
-            "m1",
-            disconnect("2026-11-23T01:10:00Z", "house-1", "b"),
-            None,
-        )
-        .await
-        .unwrap();
-        r.meeting(
-            "m1",
-            disconnect("2026-11-23T01:12:00Z", "house-1", "a"),
-            None,
-        )
-        .await
-        .unwrap();
-        // Reconnects later for 3 minutes.
-        r.meeting("m1", connect("2026-11-23T01:20:00Z", "house-1", "c"), None)
-            .await
-            .unwrap();
-        r.meeting(
-            "m1",
-            chair_cmd(
-                "2026-11-23T01:21:00Z",
-                MeetingAction::GrantFloor {
-                    house: "house-1".into(),
-                },
-            ),
-            None,
-        )
-        .await
-        .unwrap();
-        r.meeting(
-            "m1",
+        let grant = MeetingAction::GrantFloor {
+            house: "house-1".into(),
+        };
+        let steps = [
+            sfu_cmd("2026-11-23T01:02:00Z", connect("house-1", "a")),
+            // Connected again while connected (the SFU replaced its session): one presence,
+            // time not counted twice; the end of a connection never recorded changes nothing.
+            sfu_cmd("2026-11-23T01:05:00Z", connect("house-1", "b")),
+            sfu_cmd("2026-11-23T01:10:00Z", disconnect("house-1", "b")),
+            sfu_cmd("2026-11-23T01:12:00Z", disconnect("house-1", "a")),
+            // Reconnects later for 3 minutes.
+            sfu_cmd("2026-11-23T01:20:00Z", connect("house-1", "c")),
+            chair_cmd("2026-11-23T01:21:00Z", grant),
             chair_cmd("2026-11-23T01:22:30Z", MeetingAction::RevokeFloor),
-            None,
-        )
-        .await
-        .unwrap();
-        r.feedback(
-            "fb1",
-            house_fb(
-                "2026-11-23T01:22:40Z",
-                "house-1",
-                FeedbackAction::Raise {
-                    meeting: "m1".into(),
-                    agenda_item: Some(0),
-                    house: "house-1".into(),
-                    content: "Cầu tràn ngập nước".into(),
-                },
-            ),
-            None,
-        )
-        .await
-        .unwrap();
-        r.feedback(
-            "fb1",
-            official_fb(
-                "2026-11-23T02:00:00Z",
-                "o1",
-                FeedbackAction::Classify {
-                    kind: FeedbackKind::Complaint,
-                },
-            ),
-            None,
-        )
-        .await
-        .unwrap();
-        r.meeting(
-            "m1",
-            chair_cmd("2026-11-23T01:23:00Z", MeetingAction::Close),
-            None,
-        )
-        .await
-        .unwrap();
+        ];
+        for cmd in steps {
+            r.meeting("m1", cmd, None).await.unwrap();
+        }
+        let raise = FeedbackAction::Raise {
+            meeting: "m1".into(),
+            agenda_item: Some(0),
+            house: "house-1".into(),
+            content: "Cầu tràn ngập nước".into(),
+        };
+        let classify = FeedbackAction::Classify {
+            kind: FeedbackKind::Complaint,
+        };
+        for cmd in [
+            house_fb("2026-11-23T01:22:40Z", "house-1", raise),
+            official_fb("2026-11-23T02:00:00Z", "o1", classify),
+        ] {
+            r.feedback("fb1", cmd, None).await.unwrap();
+        }
+        let close = chair_cmd("2026-11-23T01:23:00Z", MeetingAction::Close);
+        r.meeting("m1", close, None).await.unwrap();
 
         let mut live = Views::load(&store).await.unwrap();
         live.catch_up(&store).await.unwrap();

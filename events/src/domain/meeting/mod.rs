@@ -134,6 +134,35 @@ impl Meeting {
         }
     }
 
+    /// The floor taken from whoever holds it, for `reason`.
+    fn revoked(&self, reason: RevokeReason) -> impl Iterator<Item = MeetingEvent> + '_ {
+        self.floor
+            .iter()
+            .map(move |house| MeetingEvent::FloorRevoked {
+                house: house.clone(),
+                reason,
+            })
+    }
+
+    /// `house`'s hand lowered, if it is up.
+    fn hand_lowered(&self, house: &str) -> Option<MeetingEvent> {
+        self.hands
+            .iter()
+            .any(|h| h == house)
+            .then(|| MeetingEvent::HandLowered {
+                house: house.to_owned(),
+            })
+    }
+
+    /// `house` leaving the floor and the queue: the floor taken from it for `reason` if it
+    /// holds it, its hand lowered if it is up.
+    fn steps_down(&self, house: &str, reason: RevokeReason) -> Vec<MeetingEvent> {
+        let held = self.floor.as_deref() == Some(house);
+        let mut out: Vec<_> = self.revoked(reason).filter(|_| held).collect();
+        out.extend(self.hand_lowered(house));
+        out
+    }
+
     fn require_connected(&self, house: &str) -> Result<(), MeetingError> {
         if self.screens.contains_key(house) {
             Ok(())
@@ -228,12 +257,7 @@ impl Decide for Meeting {
                 if let Some(index) = self.current_item {
                     out.push(E::AgendaItemEnded { index });
                 }
-                if let Some(house) = &self.floor {
-                    out.push(E::FloorRevoked {
-                        house: house.clone(),
-                        reason: RevokeReason::MeetingClosed,
-                    });
-                }
+                out.extend(self.revoked(RevokeReason::MeetingClosed));
                 if self.relay {
                     out.push(E::RelayStopped);
                 }
@@ -276,18 +300,7 @@ impl Decide for Meeting {
                 {
                     return Ok(vec![]);
                 }
-                let mut out = Vec::new();
-                if self.floor.as_deref() == Some(house) {
-                    out.push(E::FloorRevoked {
-                        house: house.clone(),
-                        reason: RevokeReason::Left,
-                    });
-                }
-                if self.hands.contains(house) {
-                    out.push(E::HandLowered {
-                        house: house.clone(),
-                    });
-                }
+                let mut out = self.steps_down(house, RevokeReason::Left);
                 out.push(E::HouseDisconnected {
                     house: house.clone(),
                     connection: connection.clone(),
@@ -337,20 +350,8 @@ impl Decide for Meeting {
             A::LowerHand { house } => {
                 require_house_or(actor, house, &chair_or_system, "lower another house's hand")?;
                 self.require_open()?;
-                let mut out = Vec::new();
                 // As the SFU rules: the holder lowering its hand yields the floor.
-                if self.floor.as_deref() == Some(house) {
-                    out.push(E::FloorRevoked {
-                        house: house.clone(),
-                        reason: RevokeReason::Yielded,
-                    });
-                }
-                if self.hands.contains(house) {
-                    out.push(E::HandLowered {
-                        house: house.clone(),
-                    });
-                }
-                Ok(out)
+                Ok(self.steps_down(house, RevokeReason::Yielded))
             }
             A::GrantFloor { house } => {
                 require_role(actor, &chair, "grant the floor")?;
@@ -359,18 +360,8 @@ impl Decide for Meeting {
                 if self.floor.as_deref() == Some(house) {
                     return Ok(vec![]);
                 }
-                let mut out = Vec::new();
-                if let Some(holder) = &self.floor {
-                    out.push(E::FloorRevoked {
-                        house: holder.clone(),
-                        reason: RevokeReason::GrantedToAnother,
-                    });
-                }
-                if self.hands.contains(house) {
-                    out.push(E::HandLowered {
-                        house: house.clone(),
-                    });
-                }
+                let mut out: Vec<_> = self.revoked(RevokeReason::GrantedToAnother).collect();
+                out.extend(self.hand_lowered(house));
                 out.push(E::FloorGranted {
                     house: house.clone(),
                 });

@@ -24,6 +24,24 @@ fn connected(h: &str, c: &str) -> E {
     }
 }
 
+/// Open; house-1 and house-2 connected; house-1 holds the floor, house-2's hand is up.
+fn one_speaks_another_waits() -> Vec<E> {
+    [
+        open(),
+        vec![
+            connected("house-1", "c1"),
+            connected("house-2", "c2"),
+            E::FloorGranted {
+                house: "house-1".into(),
+            },
+            E::HandRaised {
+                house: "house-2".into(),
+            },
+        ],
+    ]
+    .concat()
+}
+
 fn given(events: Vec<E>) -> Given<Meeting> {
     Given::<Meeting>::events(events)
 }
@@ -293,40 +311,25 @@ fn a_house_that_leaves_loses_floor_and_hand() {
 
 #[test]
 fn floor_passes_from_one_house_to_another() {
-    given(
-        [
-            open(),
-            vec![
-                connected("house-1", "c1"),
-                connected("house-2", "c2"),
-                E::FloorGranted {
-                    house: "house-1".into(),
-                },
-                E::HandRaised {
-                    house: "house-2".into(),
-                },
-            ],
-        ]
-        .concat(),
-    )
-    .when(
-        chair(),
-        A::GrantFloor {
-            house: "house-2".into(),
-        },
-    )
-    .then(vec![
-        E::FloorRevoked {
-            house: "house-1".into(),
-            reason: RevokeReason::GrantedToAnother,
-        },
-        E::HandLowered {
-            house: "house-2".into(),
-        },
-        E::FloorGranted {
-            house: "house-2".into(),
-        },
-    ]);
+    given(one_speaks_another_waits())
+        .when(
+            chair(),
+            A::GrantFloor {
+                house: "house-2".into(),
+            },
+        )
+        .then(vec![
+            E::FloorRevoked {
+                house: "house-1".into(),
+                reason: RevokeReason::GrantedToAnother,
+            },
+            E::HandLowered {
+                house: "house-2".into(),
+            },
+            E::FloorGranted {
+                house: "house-2".into(),
+            },
+        ]);
 }
 
 #[test]
@@ -507,29 +510,14 @@ fn the_holder_lowering_its_hand_yields_the_floor() {
     .when(chair(), A::RevokeFloor)
     .then_error("nobody holds the floor");
     // Another house lowering its hand leaves the floor where it is.
-    given(
-        [
-            open(),
-            vec![
-                connected("house-1", "c1"),
-                connected("house-2", "c2"),
-                E::FloorGranted {
-                    house: "house-1".into(),
-                },
-                E::HandRaised {
-                    house: "house-2".into(),
-                },
-            ],
-        ]
-        .concat(),
-    )
-    .when(
-        house("house-2"),
-        A::LowerHand {
+    given(one_speaks_another_waits())
+        .when(
+            house("house-2"),
+            A::LowerHand {
+                house: "house-2".into(),
+            },
+        )
+        .then(vec![E::HandLowered {
             house: "house-2".into(),
-        },
-    )
-    .then(vec![E::HandLowered {
-        house: "house-2".into(),
-    }]);
+        }]);
 }
