@@ -75,17 +75,29 @@ async fn open(r: &Record, id: &str) {
         .unwrap();
 }
 
+/// Run `client(c)` for every `c` in `0..n` at once; seconds until the last is done.
+async fn at_once<F, Fut>(n: usize, client: F) -> f64
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let t = Instant::now();
+    let tasks: Vec<_> = (0..n).map(|c| tokio::spawn(client(c))).collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    t.elapsed().as_secs_f64()
+}
+
 /// Single-event commands through cqrs-es, `clients` at once, each on its own meeting.
 async fn commands(store: Store, clients: usize, per_client: usize) -> f64 {
     let r = Arc::new(Record::new(store, Default::default()));
     for c in 0..clients {
         open(&r, &format!("c{clients}-{c}")).await;
     }
-    let t = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 0..clients {
+    let secs = at_once(clients, |c| {
         let r = r.clone();
-        tasks.push(tokio::spawn(async move {
+        async move {
             let id = format!("c{clients}-{c}");
             for i in 0..per_client {
                 let a = MeetingAction::ReportHeadcount {
@@ -100,12 +112,10 @@ async fn commands(store: Store, clients: usize, per_client: usize) -> f64 {
                 .await
                 .unwrap();
             }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    (clients * per_client) as f64 / t.elapsed().as_secs_f64()
+        }
+    })
+    .await;
+    (clients * per_client) as f64 / secs
 }
 
 fn batch(id: &str, seq: u64, n: usize) -> Append {
@@ -131,11 +141,9 @@ fn batch(id: &str, seq: u64, n: usize) -> Append {
 
 /// 100-event appends per second, `clients` at once.
 async fn batches(store: Store, clients: usize, per_client: usize) -> f64 {
-    let t = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 0..clients {
+    let secs = at_once(clients, |c| {
         let store = store.clone();
-        tasks.push(tokio::spawn(async move {
+        async move {
             let id = format!("b{c}");
             for i in 0..per_client {
                 store
@@ -143,12 +151,10 @@ async fn batches(store: Store, clients: usize, per_client: usize) -> f64 {
                     .await
                     .unwrap();
             }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    (clients * per_client) as f64 / t.elapsed().as_secs_f64()
+        }
+    })
+    .await;
+    (clients * per_client) as f64 / secs
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
@@ -283,34 +289,22 @@ async fn main() {
     // Rebuild: fill a fresh SQLite log with n_events in 100-event appends, then rebuild.
     let target = fresh_sqlite("rebuild");
     let store = Store::open(&target).await.unwrap();
-    let t = Instant::now();
     let per_agg = 10_000u64; // 100 appends per meeting
-    let mut tasks = Vec::new();
-    let aggs = n_events.div_ceil(per_agg);
-    for a in 0..aggs {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            let id = format!("m{a}");
-            let mut seq = 1;
-            while seq <= per_agg {
-                store.append(batch(&id, seq, 100)).await.unwrap();
-                seq += 100;
+    let aggs = n_events.div_ceil(per_agg) as usize;
+    let mut secs = 0.0;
+    for first in (0..aggs).step_by(16) {
+        secs += at_once(16.min(aggs - first), |a| {
+            let store = store.clone();
+            async move {
+                let id = format!("m{}", first + a);
+                for seq in (1..=per_agg).step_by(100) {
+                    store.append(batch(&id, seq, 100)).await.unwrap();
+                }
             }
-        }));
-        if tasks.len() >= 16 {
-            for t in tasks.drain(..) {
-                t.await.unwrap();
-            }
-        }
+        })
+        .await;
     }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    println!(
-        "filled {} events in {:.1} s",
-        store.head(),
-        t.elapsed().as_secs_f64()
-    );
+    println!("filled {} events in {secs:.1} s", store.head());
     let t = Instant::now();
     let views = Views::rebuild(&store).await.unwrap();
     println!(
