@@ -14,7 +14,6 @@ use crate::auth::{Claims, Role};
 use crate::error::AppError;
 use crate::recording::FloorAsk;
 use crate::AppState;
-use dinh_sfu::floor::FloorChange;
 use dinh_sfu::room::{JoinRequest, Role as SfuRole, Room, Session, Slot};
 use dinh_sfu::sdp::parse_offer;
 use dinh_sfu::signal::{parse_client, ClientMessage, ServerMessage, SignalError, MAX_FRAME_BYTES};
@@ -148,12 +147,28 @@ impl Conn {
         }
     }
 
-    /// Record what the SFU decided about the floor, in the meeting open in this room (if any).
-    async fn record(&self, ask: FloorAsk, change: FloorChange) {
+    /// Ask the SFU, which decides the floor, then record what it decided in the meeting open
+    /// in this room (if any); `role` and `what` are who may ask and what they ask, for a
+    /// refusal.
+    async fn ask_floor(
+        &self,
+        role: Role,
+        what: &'static str,
+        ask: FloorAsk,
+    ) -> Result<Option<ServerMessage>, AppError> {
+        self.claims.require(&[role], what)?;
+        let change = match &ask {
+            FloorAsk::RaiseHand(house) => self.room.raise_hand(house),
+            FloorAsk::LowerHand(house) => self.room.lower_hand(house),
+            FloorAsk::Grant(house) => self.room.grant_floor(house),
+            FloorAsk::Revoke => self.room.revoke_floor(),
+        }
+        .map_err(floor)?;
         let actor = crate::recording::actor(&self.claims);
         self.recording
             .follow_floor(self.room.name(), &actor, &ask, &change)
             .await;
+        Ok(None)
     }
 
     async fn dispatch(&mut self, msg: ClientMessage) -> Result<Option<ServerMessage>, AppError> {
@@ -182,28 +197,20 @@ impl Conn {
                 Ok(None)
             }
             ClientMessage::RaiseHand => {
-                self.claims.require(&[Role::House], "raise a hand")?;
-                let change = self.room.raise_hand(&me).map_err(floor)?;
-                self.record(FloorAsk::RaiseHand(me), change).await;
-                Ok(None)
+                self.ask_floor(Role::House, "raise a hand", FloorAsk::RaiseHand(me))
+                    .await
             }
             ClientMessage::LowerHand => {
-                self.claims.require(&[Role::House], "lower a hand")?;
-                let change = self.room.lower_hand(&me).map_err(floor)?;
-                self.record(FloorAsk::LowerHand(me), change).await;
-                Ok(None)
+                self.ask_floor(Role::House, "lower a hand", FloorAsk::LowerHand(me))
+                    .await
             }
             ClientMessage::GrantFloor { house } => {
-                self.claims.require(&[Role::Chair], "grant the floor")?;
-                let change = self.room.grant_floor(&house).map_err(floor)?;
-                self.record(FloorAsk::Grant(house), change).await;
-                Ok(None)
+                self.ask_floor(Role::Chair, "grant the floor", FloorAsk::Grant(house))
+                    .await
             }
             ClientMessage::RevokeFloor => {
-                self.claims.require(&[Role::Chair], "revoke the floor")?;
-                let change = self.room.revoke_floor().map_err(floor)?;
-                self.record(FloorAsk::Revoke, change).await;
-                Ok(None)
+                self.ask_floor(Role::Chair, "revoke the floor", FloorAsk::Revoke)
+                    .await
             }
             ClientMessage::Mute { house, muted } => {
                 self.claims.require(&[Role::Chair], "mute a house")?;

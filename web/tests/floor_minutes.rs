@@ -58,16 +58,14 @@ impl Member {
             peer.add_receiver(RtpCodecKind::Audio).await;
         }
         let offer = peer.offer().await;
-        send(&mut ws, json!({"type": "offer", "sdp": offer})).await;
-        let answer = loop {
-            let m = next(&mut ws).await;
-            match m["type"].as_str() {
-                Some("answer") => break m["sdp"].as_str().unwrap().to_owned(),
-                Some("error") => panic!("{id}: {m}"),
-                _ => {}
-            }
-        };
-        peer.accept(answer).await;
+        ws.send(Message::text(
+            json!({"type": "offer", "sdp": offer}).to_string(),
+        ))
+        .await
+        .unwrap();
+        let answer = until(&mut ws, "answer").await;
+        peer.accept(answer["sdp"].as_str().unwrap().to_owned())
+            .await;
         let tag = id.to_owned();
         let sender = audio.spawn(Duration::from_millis(20), 960, false, move |_| {
             let mut v = vec![0xf8];
@@ -91,8 +89,13 @@ impl Member {
             .unwrap_or(0)
     }
 
-    async fn say(&mut self, v: Value) {
-        send(&mut self.ws, v).await;
+    /// Send a signalling message of `kind`, with `house` when it names one.
+    async fn say(&mut self, kind: &str, house: Option<&str>) {
+        let mut m = json!({ "type": kind });
+        if let Some(h) = house {
+            m["house"] = h.into();
+        }
+        self.ws.send(Message::text(m.to_string())).await.unwrap();
     }
 
     async fn leave(self) {
@@ -102,25 +105,18 @@ impl Member {
     }
 }
 
-async fn send(ws: &mut Ws, v: Value) {
-    ws.send(Message::text(v.to_string())).await.unwrap();
-}
-
-/// The next frame that is not a room update; an error frame fails the test.
-async fn next(ws: &mut Ws) -> Value {
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(20), ws.next())
-            .await
-            .expect("a frame within 20 s")
-            .unwrap()
-            .unwrap();
-        if let Message::Text(t) = m {
-            let v: Value = serde_json::from_str(t.as_str()).unwrap();
-            if v["type"] != "room" {
-                return v;
-            }
+/// Read frames until one of `kind` (within 20 s); an error frame fails the test.
+async fn until(ws: &mut Ws, kind: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while let Ok(Some(Ok(m))) = tokio::time::timeout_at(deadline, ws.next()).await {
+        let Message::Text(t) = m else { continue };
+        let v: Value = serde_json::from_str(t.as_str()).unwrap();
+        assert_ne!(v["type"], "error", "{v}");
+        if v["type"] == kind {
+            return v;
         }
     }
+    panic!("no {kind} frame within 20 s");
 }
 
 /// Wait until `who` hears `from` on the floor slot (packets keep arriving).
@@ -158,25 +154,7 @@ async fn minutes(hub: &Hub) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_minutes_follow_the_floor_the_houses_heard() {
     let hub = Hub::start(|_| {}).await;
-    let token = hub.token(Role::Chair, "chair");
-    let (st, v) = hub
-        .json(
-            "POST",
-            "/api/meetings",
-            &token,
-            json!({"id": "m1", "title": "Họp dân", "starts_at": "2026-11-23T08:00:00+07:00"}),
-        )
-        .await;
-    assert_eq!(st, 201, "{v}");
-    let (st, v) = hub
-        .json(
-            "POST",
-            "/api/meetings/m1/commands",
-            &token,
-            json!({"type": "open"}),
-        )
-        .await;
-    assert_eq!(st, 200, "{v}");
+    hub.open_meeting("m1").await;
 
     let mut chair = Member::join(&hub, Role::Chair, "chair").await;
     let mut h1 = Member::join(&hub, Role::House, "house-1").await;
@@ -196,38 +174,30 @@ async fn the_minutes_follow_the_floor_the_houses_heard() {
     .await;
 
     // house-1 asks and gets the floor; then lowers its hand and so yields it.
-    h1.say(json!({"type": "raise_hand"})).await;
-    chair
-        .say(json!({"type": "grant_floor", "house": "house-1"}))
-        .await;
+    h1.say("raise_hand", None).await;
+    chair.say("grant_floor", Some("house-1")).await;
     hears(&h2, "house-1").await;
     hears(&chair, "house-1").await;
-    h1.say(json!({"type": "lower_hand"})).await;
+    h1.say("lower_hand", None).await;
     silent(&h2, "house-1").await;
     silent(&chair, "house-1").await;
 
     // The chair gives it to house-2, then to house-3 (granted to another), then takes it back.
-    chair
-        .say(json!({"type": "grant_floor", "house": "house-2"}))
-        .await;
+    chair.say("grant_floor", Some("house-2")).await;
     hears(&h1, "house-2").await;
-    chair
-        .say(json!({"type": "grant_floor", "house": "house-3"}))
-        .await;
+    chair.say("grant_floor", Some("house-3")).await;
     hears(&h1, "house-3").await;
     silent(&h1, "house-2").await;
-    chair.say(json!({"type": "revoke_floor"})).await;
+    chair.say("revoke_floor", None).await;
     silent(&h1, "house-3").await;
 
     // house-1 holds it again and drops out.
-    chair
-        .say(json!({"type": "grant_floor", "house": "house-1"}))
-        .await;
+    chair.say("grant_floor", Some("house-1")).await;
     hears(&h2, "house-1").await;
     h1.leave().await;
     silent(&h2, "house-1").await;
-    h3.say(json!({"type": "ping"})).await;
-    assert_eq!(next(&mut h3.ws).await["type"], "pong");
+    h3.say("ping", None).await;
+    until(&mut h3.ws, "pong").await;
 
     // What the houses heard, in order, and why each turn ended.
     let heard = [
