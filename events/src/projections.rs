@@ -18,7 +18,7 @@ use crate::chain::StoredEvent;
 use crate::domain::feedback::{FeedbackEvent, FeedbackKind, Status};
 use crate::domain::meeting::{MeetingEvent, RevokeReason};
 use crate::domain::ClusterStatus;
-use crate::store::{Store, StoreError};
+use crate::store::{RawEvent, Store, StoreError};
 
 /// A decoded event with the facts the log adds.
 #[derive(Debug, Clone)]
@@ -60,16 +60,31 @@ pub fn decode_owned(ev: StoredEvent) -> Option<Recorded> {
         "feedback" => Event::Feedback(serde_json::from_value(ev.payload).ok()?),
         _ => return None,
     };
-    let at = OffsetDateTime::parse(&ev.recorded_at, &Rfc3339).ok()?;
-    let stamp = if ev.recorded_at.ends_with('Z') {
-        ev.recorded_at
+    recorded(ev.position, ev.aggregate_id, ev.recorded_at, event)
+}
+
+/// [`decode`] of an event read with [`Store::read_raw`]: the payload parsed once, from its
+/// text straight into the typed event.
+pub fn decode_raw(ev: RawEvent) -> Option<Recorded> {
+    let event = match ev.aggregate_type.as_str() {
+        "meeting" => Event::Meeting(serde_json::from_str(&ev.payload).ok()?),
+        "feedback" => Event::Feedback(serde_json::from_str(&ev.payload).ok()?),
+        _ => return None,
+    };
+    recorded(ev.position, ev.aggregate_id, ev.recorded_at, event)
+}
+
+fn recorded(position: u64, aggregate_id: String, at: String, event: Event) -> Option<Recorded> {
+    let parsed = OffsetDateTime::parse(&at, &Rfc3339).ok()?;
+    let stamp = if at.ends_with('Z') {
+        at
     } else {
-        crate::record::format_time(at)
+        crate::record::format_time(parsed)
     };
     Some(Recorded {
-        position: ev.position,
-        aggregate_id: ev.aggregate_id,
-        at,
+        position,
+        aggregate_id,
+        at: parsed,
         stamp,
         event,
     })
@@ -485,14 +500,14 @@ impl Views {
     pub async fn catch_up(&mut self, store: &Store) -> Result<u64, StoreError> {
         let mut n = 0;
         loop {
-            let batch = store.read(self.position(), 2000).await?;
+            let batch = store.read_raw(self.position(), 2000).await?;
             let Some(last) = batch.last().map(|e| e.position) else {
                 return Ok(n);
             };
             n += batch.len() as u64;
             for ev in batch {
                 let (position, known) = (ev.position, projected_type(&ev.aggregate_type));
-                match decode_owned(ev) {
+                match decode_raw(ev) {
                     Some(r) => self.apply(&r),
                     None if known => {
                         tracing::warn!(position, "record event of unknown shape skipped");
@@ -536,7 +551,7 @@ impl Views {
         let reading = tokio::spawn(async move {
             let mut after = 0;
             loop {
-                let batch = match reader.read(after, 10_000).await {
+                let batch = match reader.read_raw(after, 10_000).await {
                     Ok(b) => b,
                     Err(e) => {
                         let _ = tx.send(Err(e)).await;
@@ -547,7 +562,7 @@ impl Views {
                     return;
                 };
                 after = last;
-                let decoded = batch.into_iter().filter_map(decode_owned).collect();
+                let decoded = batch.into_iter().filter_map(decode_raw).collect();
                 if tx.send(Ok((last, decoded))).await.is_err() {
                     return;
                 }

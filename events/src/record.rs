@@ -283,12 +283,13 @@ impl Record {
         Err(RecordError::Conflict(id.to_owned()))
     }
 
-    /// Every event after position `after`, in order, then each new one as it commits; ends
-    /// only when the store is dropped, or with the error of a failed read.
+    /// Every event after position `after`, in order, then the new ones as they commit, in
+    /// batches (each what one read found; consumers that decide per batch take their locks
+    /// once per batch). Ends when the store is dropped, or after the error of a failed read.
     pub fn subscribe(
         &self,
         after: u64,
-    ) -> impl Stream<Item = Result<StoredEvent, StoreError>> + Send + 'static {
+    ) -> impl Stream<Item = Result<Vec<StoredEvent>, StoreError>> + Send + 'static {
         subscribe(self.store.clone(), after)
     }
 
@@ -625,52 +626,27 @@ fn metadata(at: OffsetDateTime, actor: &str, command_id: Option<&str>) -> HashMa
     m
 }
 
-/// The events after `after`, read in batches, then each commit as the store's head moves.
+/// The events after `after` in batches of at most 500, in order, then each commit's as the
+/// store's head moves: a batch is what one read found, never empty.
 fn subscribe(
     store: Store,
     after: u64,
-) -> impl Stream<Item = Result<StoredEvent, StoreError>> + Send + 'static {
-    struct State {
-        store: Store,
-        head: tokio::sync::watch::Receiver<u64>,
-        after: u64,
-        buf: std::collections::VecDeque<StoredEvent>,
-        failed: bool,
-    }
+) -> impl Stream<Item = Result<Vec<StoredEvent>, StoreError>> + Send + 'static {
     let head = store.watch_head();
-    let st = State {
-        store,
-        head,
-        after,
-        buf: Default::default(),
-        failed: false,
-    };
-    futures::stream::unfold(st, |mut st| async move {
+    futures::stream::unfold(Some((store, head, after)), |st| async move {
+        let (store, mut head, mut after) = st?;
         loop {
-            if st.failed {
-                return None;
-            }
-            if let Some(e) = st.buf.pop_front() {
-                return Some((Ok(e), st));
-            }
-            if *st.head.borrow_and_update() > st.after {
-                match st.store.read(st.after, 500).await {
+            if *head.borrow_and_update() > after {
+                match store.read(after, 500).await {
+                    Ok(batch) if batch.is_empty() => {}
                     Ok(batch) => {
-                        if let Some(last) = batch.last() {
-                            st.after = last.position;
-                        }
-                        st.buf.extend(batch);
-                        if !st.buf.is_empty() {
-                            continue;
-                        }
+                        after = batch.last().map_or(after, |e| e.position);
+                        return Some((Ok(batch), Some((store, head, after))));
                     }
-                    Err(e) => {
-                        st.failed = true;
-                        return Some((Err(e), st));
-                    }
+                    Err(e) => return Some((Err(e), None)),
                 }
             }
-            if st.head.changed().await.is_err() {
+            if head.changed().await.is_err() {
                 return None;
             }
         }

@@ -94,6 +94,21 @@ pub struct Appended {
     pub last: u64,
 }
 
+/// What a projection needs of a stored event: its payload still as text, so that it is parsed
+/// once, straight into the typed event.
+#[derive(Debug, Clone)]
+pub struct RawEvent {
+    /// Position in the log, from 1.
+    pub position: u64,
+    /// `meeting`, `feedback`, `loudspeakers`.
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    /// RFC 3339, UTC, as stored.
+    pub recorded_at: String,
+    /// The event's fields, as stored (JSON).
+    pub payload: String,
+}
+
 /// A projection's stored rows and position.
 #[derive(Debug, Clone, Default)]
 pub struct ProjectionRows {
@@ -371,6 +386,31 @@ impl Store {
                 .map(row_to_event)
                 .collect()
         })
+    }
+
+    /// [`Store::read`] with only what projections fold, the payload unparsed.
+    pub async fn read_raw(&self, after: u64, limit: usize) -> Result<Vec<RawEvent>, StoreError> {
+        let sql = "SELECT position, aggregate_type, aggregate_id, recorded_at, payload \
+                   FROM events WHERE position > $1 ORDER BY position LIMIT $2";
+        let rows: Vec<(i64, String, String, String, String)> = on_pool!(self, ex => {
+            sqlx::query_as(sql)
+                .bind(after as i64)
+                .bind(limit as i64)
+                .fetch_all(ex)
+                .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(
+                |(position, aggregate_type, aggregate_id, recorded_at, payload)| RawEvent {
+                    position: position as u64,
+                    aggregate_type,
+                    aggregate_id,
+                    recorded_at,
+                    payload,
+                },
+            )
+            .collect())
     }
 
     /// Events of one aggregate after `after_sequence`, in order.

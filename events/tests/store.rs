@@ -563,3 +563,46 @@ both!(
         }
     }
 );
+
+both!(
+    a_subscription_sees_every_event_after_its_start_once_in_order,
+    |store: Store, _target: String| async move {
+        use futures::StreamExt;
+        let r = record(store.clone());
+        open_meeting(&r, "m1").await;
+        let count = |n| {
+            sfu_cmd(
+                "2026-11-23T01:02:00Z",
+                MeetingAction::ReportHeadcount {
+                    house: "house-1".into(),
+                    count: n,
+                },
+            )
+        };
+        for n in 0..3 {
+            r.meeting("m1", count(n), None).await.unwrap();
+        }
+        // From position 3: the past first, then what commits while it is read.
+        let mut sub = Box::pin(r.subscribe(3));
+        let writer = {
+            let r = r.clone();
+            tokio::spawn(async move {
+                for n in 3..40 {
+                    r.meeting("m1", count(n), None).await.unwrap();
+                }
+            })
+        };
+        let mut seen = Vec::new();
+        while seen.len() < 39 {
+            let batch = tokio::time::timeout(Duration::from_secs(30), sub.next())
+                .await
+                .expect("the next batch within 30 s")
+                .unwrap()
+                .unwrap();
+            assert!(!batch.is_empty());
+            seen.extend(batch.into_iter().map(|e| e.position));
+        }
+        writer.await.unwrap();
+        assert_eq!(seen, (4..=42).collect::<Vec<u64>>());
+    }
+);

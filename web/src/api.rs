@@ -588,25 +588,36 @@ async fn events(
     let stream = rec
         .record
         .subscribe(from)
-        .filter_map(move |r| {
+        .then(move |r| {
             let (rec, c) = (rec.clone(), c.clone());
             async move {
-                let e = r
+                let batch = r
                     .map_err(|e| tracing::warn!(error = %e, "event stream read failed"))
-                    .ok()?;
-                // Visibility is decided with projections that include the event.
+                    .unwrap_or_default();
+                let Some(last) = batch.last().map(|e| e.position) else {
+                    return Vec::new();
+                };
+                // Visibility is decided with projections that include the batch.
                 let mut projected = rec.projected.subscribe();
-                projected.wait_for(|p| *p >= e.position).await.ok()?;
+                if projected.wait_for(|p| *p >= last).await.is_err() {
+                    return Vec::new();
+                }
                 let views = rec.views.read().await;
-                viewer(&c).may_see(&views, &e).then(|| {
-                    Ok(SseEvent::default()
-                        .id(e.position.to_string())
-                        .event(e.event_type.clone())
-                        .json_data(&e)
-                        .unwrap_or_else(|_| SseEvent::default().comment("unserialisable")))
-                })
+                let me = viewer(&c);
+                batch
+                    .into_iter()
+                    .filter(|e| me.may_see(&views, e))
+                    .map(|e| {
+                        Ok(SseEvent::default()
+                            .id(e.position.to_string())
+                            .event(e.event_type.clone())
+                            .json_data(&e)
+                            .unwrap_or_else(|_| SseEvent::default().comment("unserialisable")))
+                    })
+                    .collect::<Vec<_>>()
             }
         })
+        .flat_map(futures::stream::iter)
         .take_until(closed);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

@@ -14,6 +14,11 @@
 //!    subscriber having the event (p50, p99).
 //!
 //! With `--pg URL` (or DINH_BENCH_DATABASE_URL), 1 and 2 run on PostgreSQL too.
+//!
+//! Beside each rate, the CPU the bench process spent per command or event (user + system,
+//! from /proc/self/stat; the PostgreSQL server's own CPU is not in it). On a machine shared
+//! with other work the rates fall with the load; the CPU cost per command does much less, and
+//! two idle cores give at most 2,000,000 / (µs per command) commands per second.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,6 +58,17 @@ async fn fresh_pg(base: &str) -> String {
         .unwrap();
     let sep = if base.contains('?') { '&' } else { '?' };
     format!("{base}{sep}options=-c%20search_path%3D{schema}")
+}
+
+/// CPU seconds this process has used (user + system), in clock ticks of 1/100 s.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at the last ')'.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn chair() -> Actor {
@@ -273,15 +289,19 @@ async fn main() {
         for clients in [1, 16, 64, 256] {
             let store = Store::open(&target).await.unwrap();
             let per = if clients == 1 { 1000 } else { 40_000 / clients };
+            let cpu = cpu_seconds();
             let rate = commands(store, clients, per).await;
+            let us = (cpu_seconds() - cpu) * 1e6 / (clients * per) as f64;
             println!(
-                "{name}: single-event commands, {clients:>3} clients: {rate:>8.0} acknowledged/s (goal {goal} with many clients)"
+                "{name}: single-event commands, {clients:>3} clients: {rate:>8.0} acknowledged/s, {us:>5.1} µs CPU each (goal {goal}/s with many clients)"
             );
         }
         let store = Store::open(&target).await.unwrap();
+        let cpu = cpu_seconds();
         let rate = batches(store, 8, 100).await;
+        let us = (cpu_seconds() - cpu) * 1e6 / (8 * 100 * 100) as f64;
         println!(
-            "{name}: 100-event appends, 8 clients: {rate:>8.0} batches/s ({:.0} events/s)",
+            "{name}: 100-event appends, 8 clients: {rate:>8.0} batches/s ({:.0} events/s), {us:.1} µs CPU per event",
             rate * 100.0
         );
     }
@@ -306,12 +326,14 @@ async fn main() {
     }
     println!("filled {} events in {secs:.1} s", store.head());
     let t = Instant::now();
+    let cpu = cpu_seconds();
     let views = Views::rebuild(&store).await.unwrap();
     println!(
-        "rebuild: {} events in {:.2} s ({:.0} events/s; goal 5 s for a million), {} attendance rows",
+        "rebuild: {} events in {:.2} s ({:.0} events/s; goal 5 s for a million), {:.2} s CPU, {} attendance rows",
         views.position(),
         t.elapsed().as_secs_f64(),
         views.position() as f64 / t.elapsed().as_secs_f64(),
+        cpu_seconds() - cpu,
         views.attendance.rows().count()
     );
 
