@@ -42,6 +42,20 @@ fn one_speaks_another_waits() -> Vec<E> {
     .concat()
 }
 
+fn connect(h: &str, c: &str) -> A {
+    A::ConnectHouse {
+        house: h.into(),
+        connection: c.into(),
+    }
+}
+
+fn disconnect(h: &str, c: &str) -> A {
+    A::DisconnectHouse {
+        house: h.into(),
+        connection: c.into(),
+    }
+}
+
 fn given(events: Vec<E>) -> Given<Meeting> {
     Given::<Meeting>::events(events)
 }
@@ -130,26 +144,14 @@ fn a_closed_meeting_refuses_everything() {
             .then_error("the meeting is closed");
     }
     given(closed)
-        .when(
-            system(),
-            A::ConnectHouse {
-                house: "house-1".into(),
-                connection: "c1".into(),
-            },
-        )
+        .when(system(), connect("house-1", "c1"))
         .then_error("the meeting is closed");
 }
 
 #[test]
 fn attendance_before_opening_is_refused() {
     given(vec![scheduled()])
-        .when(
-            system(),
-            A::ConnectHouse {
-                house: "house-1".into(),
-                connection: "c1".into(),
-            },
-        )
+        .when(system(), connect("house-1", "c1"))
         .then_error("the meeting is not open");
 }
 
@@ -177,43 +179,19 @@ fn a_house_is_connected_once_until_its_connection_ends() {
     // A second connect while connected (the SFU replaced the session): still one presence.
     for connection in ["c1", "c2"] {
         given([open(), vec![connected("house-1", "c1")]].concat())
-            .when(
-                system(),
-                A::ConnectHouse {
-                    house: "house-1".into(),
-                    connection: connection.into(),
-                },
-            )
+            .when(system(), connect("house-1", connection))
             .then(vec![]);
     }
     // A connection the meeting never recorded ending changes nothing.
     given([open(), vec![connected("house-1", "c1")]].concat())
-        .when(
-            system(),
-            A::DisconnectHouse {
-                house: "house-1".into(),
-                connection: "c2".into(),
-            },
-        )
+        .when(system(), disconnect("house-1", "c2"))
         .then(vec![]);
     // Connections are the SFU's facts: a chair's token may not record them.
     given(open())
-        .when(
-            chair(),
-            A::ConnectHouse {
-                house: "house-1".into(),
-                connection: "c1".into(),
-            },
-        )
+        .when(chair(), connect("house-1", "c1"))
         .then_error("a chair may not record a connection");
     given([open(), vec![connected("house-1", "c1")]].concat())
-        .when(
-            chair(),
-            A::DisconnectHouse {
-                house: "house-1".into(),
-                connection: "c1".into(),
-            },
-        )
+        .when(chair(), disconnect("house-1", "c1"))
         .then_error("a chair may not record a disconnection");
 }
 
@@ -235,13 +213,7 @@ fn an_old_log_with_a_second_screen_still_disconnects_the_house() {
         ]
         .concat(),
     )
-    .when(
-        system(),
-        A::DisconnectHouse {
-            house: "house-1".into(),
-            connection: "c1".into(),
-        },
-    )
+    .when(system(), disconnect("house-1", "c1"))
     .then(vec![E::HouseDisconnected {
         house: "house-1".into(),
         connection: "c1".into(),
@@ -262,13 +234,7 @@ fn a_house_that_leaves_loses_floor_and_hand() {
         ]
         .concat(),
     )
-    .when(
-        system(),
-        A::DisconnectHouse {
-            house: "house-1".into(),
-            connection: "c1".into(),
-        },
-    )
+    .when(system(), disconnect("house-1", "c1"))
     .then(vec![
         E::FloorRevoked {
             house: "house-1".into(),
@@ -291,13 +257,7 @@ fn a_house_that_leaves_loses_floor_and_hand() {
         ]
         .concat(),
     )
-    .when(
-        system(),
-        A::DisconnectHouse {
-            house: "house-2".into(),
-            connection: "c9".into(),
-        },
-    )
+    .when(system(), disconnect("house-2", "c9"))
     .then(vec![
         E::HandLowered {
             house: "house-2".into(),
