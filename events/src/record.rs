@@ -290,7 +290,18 @@ impl Record {
         &self,
         after: u64,
     ) -> impl Stream<Item = Result<Vec<StoredEvent>, StoreError>> + Send + 'static {
-        subscribe(self.store.clone(), after)
+        subscribe(self.store.clone(), after, self.store.watch_head())
+    }
+
+    /// [`Record::subscribe`], reading only up to `upto` as it moves (a reader that decides
+    /// with the projections follows their position, so it reads what they have applied and
+    /// after them, never racing them for the database).
+    pub fn subscribe_upto(
+        &self,
+        after: u64,
+        upto: tokio::sync::watch::Receiver<u64>,
+    ) -> impl Stream<Item = Result<Vec<StoredEvent>, StoreError>> + Send + 'static {
+        subscribe(self.store.clone(), after, upto)
     }
 
     async fn first_result(&self, command_id: Option<&str>) -> Result<Option<Outcome>, StoreError> {
@@ -626,27 +637,29 @@ fn metadata(at: OffsetDateTime, actor: &str, command_id: Option<&str>) -> HashMa
     m
 }
 
-/// The events after `after` in batches of at most 500, in order, then each commit's as the
-/// store's head moves: a batch is what one read found, never empty.
+/// The events after `after` up to `upto` in batches of at most 500, in order, then more as
+/// `upto` moves: a batch is what one read found, never empty.
 fn subscribe(
     store: Store,
     after: u64,
+    upto: tokio::sync::watch::Receiver<u64>,
 ) -> impl Stream<Item = Result<Vec<StoredEvent>, StoreError>> + Send + 'static {
-    let head = store.watch_head();
-    futures::stream::unfold(Some((store, head, after)), |st| async move {
-        let (store, mut head, mut after) = st?;
+    futures::stream::unfold(Some((store, upto, after)), |st| async move {
+        let (store, mut upto, mut after) = st?;
         loop {
-            if *head.borrow_and_update() > after {
-                match store.read(after, 500).await {
+            let limit = *upto.borrow_and_update();
+            if limit > after {
+                let want = (limit - after).min(500) as usize;
+                match store.read(after, want).await {
                     Ok(batch) if batch.is_empty() => {}
                     Ok(batch) => {
                         after = batch.last().map_or(after, |e| e.position);
-                        return Some((Ok(batch), Some((store, head, after))));
+                        return Some((Ok(batch), Some((store, upto, after))));
                     }
                     Err(e) => return Some((Err(e), None)),
                 }
             }
-            if head.changed().await.is_err() {
+            if upto.changed().await.is_err() {
                 return None;
             }
         }

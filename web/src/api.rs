@@ -585,23 +585,16 @@ async fn events(
     let closed = async move {
         let _ = closing.wait_for(|c| *c).await;
     };
+    // Read only what the projections have applied: visibility is decided with them.
     let stream = rec
         .record
-        .subscribe(from)
+        .subscribe_upto(from, rec.projected.subscribe())
         .then(move |r| {
             let (rec, c) = (rec.clone(), c.clone());
             async move {
                 let batch = r
                     .map_err(|e| tracing::warn!(error = %e, "event stream read failed"))
                     .unwrap_or_default();
-                let Some(last) = batch.last().map(|e| e.position) else {
-                    return Vec::new();
-                };
-                // Visibility is decided with projections that include the batch.
-                let mut projected = rec.projected.subscribe();
-                if projected.wait_for(|p| *p >= last).await.is_err() {
-                    return Vec::new();
-                }
                 let views = rec.views.read().await;
                 let me = viewer(&c);
                 batch
