@@ -5,15 +5,23 @@
 //! Needs `chromium` and `chromedriver` (./ops/test installs them). Without them this test
 //! fails; set DINH_SKIP_BROWSER=1 to skip it knowingly.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder};
 use serde_json::{json, Value};
 
+/// chromedriver in a process group of its own, with the Chromiums it starts. Killing only
+/// chromedriver leaves its browsers running (reparented to init, decoding video at full CPU
+/// for the rest of the run), so the whole group goes, whether the test passed or panicked.
 struct Driver(Child);
 impl Drop for Driver {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(format!("-{}", self.0.id()))
+            .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -166,6 +174,7 @@ async fn chair_page_to_house_pages() {
     let _driver = Driver(
         Command::new("/usr/bin/chromedriver")
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
