@@ -175,15 +175,15 @@ async fn chair_page_to_house_pages() {
 
     let chair = browser(port, 0).await;
     chair
-        .goto(&format!("{base}/chair?autostart=1&token={chair_t}"))
+        .goto(&format!("{base}/chair?autostart=1&lang=vi&token={chair_t}"))
         .await
         .unwrap();
     let h1 = browser(port, 1).await;
-    h1.goto(&format!("{base}/house?token={h1_t}"))
+    h1.goto(&format!("{base}/house?lang=vi&token={h1_t}"))
         .await
         .unwrap();
     let h2 = browser(port, 2).await;
-    h2.goto(&format!("{base}/house?token={h2_t}"))
+    h2.goto(&format!("{base}/house?lang=vi&token={h2_t}"))
         .await
         .unwrap();
 
