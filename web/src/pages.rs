@@ -27,6 +27,7 @@ const PAGES: &[(&str, &str)] = &[
     ("/", include_str!("pages/index.html")),
     ("/chair", include_str!("pages/chair.html")),
     ("/house", include_str!("pages/house.html")),
+    ("/phone", include_str!("pages/phone.html")),
 ];
 
 /// Assets under `/assets/`: name, content type, body.
@@ -35,6 +36,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("client.js", JS, include_str!("pages/client.js")),
     ("chair.js", JS, include_str!("pages/chair.js")),
     ("house.js", JS, include_str!("pages/house.js")),
+    ("phone.js", JS, include_str!("pages/phone.js")),
     (
         "style.css",
         "text/css; charset=utf-8",
