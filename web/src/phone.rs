@@ -285,11 +285,14 @@ struct RaiseBody {
 /// `.await`. Global rather than in the state because a test's router is rebuilt per request;
 /// keys are random token ids, so hubs in one process never meet. Bounded: entries go once
 /// their token has expired.
-fn ledger() -> &'static Mutex<HashMap<String, (Instant, usize, VecDeque<Instant>)>> {
-    static L: OnceLock<Mutex<HashMap<String, (Instant, usize, VecDeque<Instant>)>>> =
-        OnceLock::new();
+fn ledger() -> &'static Mutex<HashMap<String, Spent>> {
+    static L: OnceLock<Mutex<HashMap<String, Spent>>> = OnceLock::new();
     L.get_or_init(Default::default)
 }
+
+/// What one token has raised: since when it is counted, how many in all, and when each of
+/// the last minute's came.
+type Spent = (Instant, usize, VecDeque<Instant>);
 
 /// Count one item for `jti` if its rates allow; otherwise the seconds to wait (None: never).
 fn take(jti: &str, now: Instant) -> Result<(), Option<u64>> {

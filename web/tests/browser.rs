@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::browser::*;
-use serde_json::{json, Value};
+use serde_json::json;
 
 async fn open_meeting(rec: &dinh_web::recording::Recording) {
     use dinh_events::domain::meeting::MeetingAction;
@@ -434,6 +434,59 @@ async fn a_meeting_from_schedule_to_answer_through_the_pages() {
             "return document.getElementById('currentItem').textContent.includes('Đường liên thôn')",
         )
         .await;
+    }
+    // house-2's operator, with the TV remote: Enter opens the panel, the arrows move, the
+    // headcount goes in the record.
+    {
+        use fantoccini::key::Key;
+        let remote = |keys: String| {
+            let h2 = &h2;
+            async move {
+                h2.active_element()
+                    .await
+                    .unwrap()
+                    .send_keys(&keys)
+                    .await
+                    .unwrap();
+            }
+        };
+        h2.execute("document.getElementById('operator').focus()", vec![])
+            .await
+            .unwrap();
+        remote(Key::Enter.to_string()).await;
+        wait_js(&h2, "the operator panel with focus in it", 10, "return !document.getElementById('panel').classList.contains('hidden') && document.activeElement.id === 'hcCount'").await;
+        remote("25".into()).await;
+        remote(Key::Down.to_string()).await;
+        let focused = h2
+            .execute("return document.activeElement.textContent", vec![])
+            .await
+            .unwrap();
+        assert_eq!(focused, "Báo cáo", "the arrow moved to the report button");
+        remote(Key::Enter.to_string()).await;
+        wait_js(
+            &h2,
+            "the headcount reported",
+            10,
+            "return document.getElementById('panelMsg').textContent === 'Đã báo cáo 25 người.'",
+        )
+        .await;
+        screenshot(&h2, "house-operator-panel").await;
+        remote(Key::Escape.to_string()).await;
+        wait_js(
+            &h2,
+            "the panel closed",
+            10,
+            "return document.getElementById('panel').classList.contains('hidden')",
+        )
+        .await;
+        let views = hub.state.recording.views.read().await;
+        assert_eq!(
+            views
+                .attendance
+                .get(&format!("{meeting}/house-2"))
+                .and_then(|a| a.headcount),
+            Some(25)
+        );
     }
     // The chair sees both houses connected in its attendance.
     wait_js(
