@@ -463,13 +463,30 @@ async fn a_meeting_from_schedule_to_answer_through_the_pages() {
             .unwrap();
         assert_eq!(focused, "Báo cáo", "the arrow moved to the report button");
         remote(Key::Enter.to_string()).await;
-        wait_js(
+        let said = wait_js(
             &h2,
             "the headcount reported",
-            10,
-            "return document.getElementById('panelMsg').textContent === 'Đã báo cáo 25 người.'",
+            30,
+            "return document.getElementById('panelMsg').textContent || document.getElementById('panelError').textContent",
         )
         .await;
+        assert_eq!(said, "Đã báo cáo 25 người.");
+        // Feedback typed on the spot, for the item under discussion.
+        fill(&h2, "rfContent", "Hội trường thôn 2 xin thêm loa.").await;
+        h2.execute(
+            "document.querySelector('#raiseForm button[type=submit]').click()",
+            vec![],
+        )
+        .await
+        .unwrap();
+        let said = wait_js(
+            &h2,
+            "the panel's feedback sent",
+            30,
+            "const m = document.getElementById('panelMsg').textContent; return (m !== 'Đã báo cáo 25 người.' && m) || document.getElementById('panelError').textContent",
+        )
+        .await;
+        assert_eq!(said, "Đã gửi ý kiến.");
         screenshot(&h2, "house-operator-panel").await;
         remote(Key::Escape.to_string()).await;
         wait_js(

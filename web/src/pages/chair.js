@@ -173,7 +173,8 @@
         ? t("chair.minutes_item", { title: a.title, start: Dinh.time(a.started[0]), end: a.ended.length ? Dinh.time(a.ended[a.ended.length - 1]) : "—" })
         : t("chair.minutes_item_skipped", { title: a.title }))));
       (d.attendance || []).forEach((a) => ul.appendChild(el("li", t("chair.minutes_house", {
-        house: houseName(a.house), minutes: Math.round(a.seconds_connected / 60), n: a.headcount ?? 0, checked: a.checked_in.length,
+        house: houseName(a.house), minutes: Math.round(a.seconds_connected / 60), checked: a.checked_in.length,
+        people: a.headcount == null ? t("chair.no_headcount") : t("chair.people_n", { n: a.headcount }),
       }))));
       box.classList.remove("hidden");
       box.scrollIntoView({ block: "nearest" });

@@ -155,9 +155,9 @@
   let qrTimer = null;
   async function renderQr() {
     const open = board && board.open;
-    show("qrSide", !!open && !!qr && qr.meeting === open.meeting);
+    show("qrSide", !!open && !!qr && qr.meeting === open.id);
     if (!open) { if (qr) { URL.revokeObjectURL(qr.img); qr = null; } show("qrBig", false); return; }
-    if (qr && qr.meeting === open.meeting && Date.now() < qr.renewAt) return;
+    if (qr && qr.meeting === open.id && Date.now() < qr.renewAt) return;
     if (renderQr.busy) return;
     renderQr.busy = true;
     try {
@@ -202,7 +202,7 @@
     try { await fn(); form.reset(); $("panelMsg").textContent = done; renderPanel(); }
     catch (e) { $("panelError").textContent = e.text; }
   }
-  const meetingCommand = (body) => api("POST", `/api/meetings/${enc(board.open.meeting)}/commands`, Object.assign({ house: client.id }, body));
+  const meetingCommand = (body) => api("POST", `/api/meetings/${enc(board.open.id)}/commands`, Object.assign({ house: client.id }, body));
   $("headcountForm").addEventListener("submit", (e) => {
     e.preventDefault();
     const n = Number($("hcCount").value);
@@ -217,7 +217,7 @@
     e.preventDefault();
     const item = $("rfItem").value;
     panelSend($("raiseForm"), () => api("POST", "/api/feedback", {
-      meeting: board.open.meeting, content: $("rfContent").value.trim(), agenda_item: item === "" ? null : Number(item),
+      meeting: board.open.id, content: $("rfContent").value.trim(), agenda_item: item === "" ? null : Number(item),
     }), t("house.raise_done"));
   });
 

@@ -2,15 +2,23 @@
 //! camera and microphone, the page's WebRTC stats, waiting for conditions, screenshots.
 //! Needs Debian's `chromium` and `chromium-driver` (./ops/test installs them).
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder};
 use serde_json::{json, Value};
 
+/// chromedriver in a process group of its own, with the Chromiums it starts. Killing only
+/// chromedriver leaves its browsers running (reparented to init, decoding video at full CPU
+/// for the rest of the run), so the whole group goes, whether the test passed or panicked.
 pub struct Driver(Child);
 impl Drop for Driver {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(format!("-{}", self.0.id()))
+            .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -129,6 +137,7 @@ pub async fn chromedriver() -> (Driver, u16) {
     let driver = Driver(
         Command::new("/usr/bin/chromedriver")
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
