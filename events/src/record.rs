@@ -37,6 +37,7 @@ use crate::chain::{Frontier, Signer};
 use crate::domain::feedback::{Feedback, FeedbackAction, FeedbackError};
 use crate::domain::loudspeakers::{LoudspeakerAction, LoudspeakerError, Loudspeakers};
 use crate::domain::meeting::{Meeting, MeetingAction, MeetingError};
+use crate::domain::notices::{Notice, NoticeAction, NoticeError};
 use crate::domain::workdays::Calendar;
 use crate::domain::Command;
 use crate::store::{Append, Appended, Store, StoreError};
@@ -112,6 +113,15 @@ fn loudspeaker_refusal(e: &LoudspeakerError) -> Refusal {
     }
 }
 
+fn notice_refusal(e: &NoticeError) -> Refusal {
+    match e {
+        NoticeError::Forbidden { .. } => Refusal::Forbidden,
+        NoticeError::NotFound => Refusal::NotFound,
+        NoticeError::Invalid { .. } => Refusal::Invalid,
+        _ => Refusal::State,
+    }
+}
+
 fn feedback_refusal(e: &FeedbackError) -> Refusal {
     match e {
         FeedbackError::Forbidden { .. } => Refusal::Forbidden,
@@ -134,6 +144,7 @@ pub struct Record {
     meetings: Framework<Meeting>,
     feedback: Framework<Feedback>,
     loudspeakers: Framework<Loudspeakers>,
+    notices: Framework<Notice>,
 }
 
 impl Record {
@@ -151,6 +162,11 @@ impl Record {
                 calendar,
             ),
             loudspeakers: CqrsFramework::new(
+                PersistedEventStore::new_snapshot_store(store.clone(), SNAPSHOT_EVERY),
+                vec![],
+                (),
+            ),
+            notices: CqrsFramework::new(
                 PersistedEventStore::new_snapshot_store(store.clone(), SNAPSHOT_EVERY),
                 vec![],
                 (),
@@ -202,6 +218,20 @@ impl Record {
         let meta = metadata(cmd.at, &cmd.actor.label(), command_id.as_deref());
         self.run(&self.loudspeakers, room, cmd, meta, command_id, |e| {
             (loudspeaker_refusal(e), e.to_string())
+        })
+        .await
+    }
+
+    /// Run a command on a notice of the village bulletin boards.
+    pub async fn notice(
+        &self,
+        id: &str,
+        cmd: Command<NoticeAction>,
+        command_id: Option<String>,
+    ) -> Result<Outcome, RecordError> {
+        let meta = metadata(cmd.at, &cmd.actor.label(), command_id.as_deref());
+        self.run(&self.notices, id, cmd, meta, command_id, |e| {
+            (notice_refusal(e), e.to_string())
         })
         .await
     }

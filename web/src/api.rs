@@ -273,7 +273,7 @@ async fn meeting_command(
 }
 
 /// Let a client read its own write: wait (briefly) until the projections include it.
-async fn wait_projected(rec: &Recording, o: &Outcome) {
+pub(crate) async fn wait_projected(rec: &Recording, o: &Outcome) {
     let Some(a) = o.appended else { return };
     let mut rx = rec.projected.subscribe();
     let _ = tokio::time::timeout(Duration::from_secs(2), rx.wait_for(|p| *p >= a.last)).await;
@@ -577,6 +577,11 @@ fn may_see(views: &Views, c: &Claims, e: &StoredEvent) -> bool {
         }),
         // The loudspeaker log is per room and public to its room.
         "loudspeakers" => e.aggregate_id == c.room,
+        // Notices are for every screen of their room.
+        "notice" => views
+            .notices
+            .get(&e.aggregate_id)
+            .is_some_and(|n| n.room == c.room),
         _ => false,
     }
 }
@@ -670,7 +675,14 @@ mod tests {
     #[test]
     fn the_openapi_document_lists_every_route() {
         let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).unwrap();
-        let src = [include_str!("api.rs"), include_str!("loudspeakers.rs")].concat();
+        let src = [
+            include_str!("api.rs"),
+            include_str!("loudspeakers.rs"),
+            include_str!("notices.rs"),
+            include_str!("board.rs"),
+            include_str!("phone.rs"),
+        ]
+        .concat();
         let routes: Vec<&str> = src
             .lines()
             .filter_map(|l| l.trim().strip_prefix(".route(\""))

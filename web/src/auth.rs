@@ -20,6 +20,11 @@ pub enum Role {
     /// A loudspeaker receiver: pulls its cluster's stream and posts heartbeats. The token's
     /// subject is the cluster id.
     Receiver,
+    /// The house screen's QR code, on a villager's phone: raises feedback for one house (the
+    /// subject) in one meeting ([`Claims::meeting`]) and reads back its own items, nothing
+    /// else. Short-lived; refused by [`Keys::verify`], so by every route but the phone's.
+    #[value(skip)]
+    Feedback,
 }
 
 impl Role {
@@ -30,6 +35,7 @@ impl Role {
             Role::House => "house",
             Role::Official => "official",
             Role::Receiver => "receiver",
+            Role::Feedback => "feedback",
         }
     }
 }
@@ -49,6 +55,12 @@ pub struct Claims {
     pub iat: u64,
     /// Expires at (seconds since the epoch).
     pub exp: u64,
+    /// A `feedback` token's meeting: the only one it may raise feedback in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meeting: Option<String>,
+    /// A `feedback` token's own id (32 hex digits): its items and its rate are counted by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
 }
 
 /// Why a token was refused. Each maps to 401 (who are you?) or 403 (not allowed).
@@ -127,20 +139,67 @@ impl Keys {
     /// Mint a token.
     pub fn issue(&self, sub: &str, name: &str, role: Role, room: &str, ttl: Duration) -> String {
         let now = now_secs();
-        let claims = Claims {
+        self.sign(&Claims {
             sub: sub.to_owned(),
             name: name.to_owned(),
             role,
             room: room.to_owned(),
             iat: now,
             exp: now + ttl.as_secs().max(1),
-        };
-        // Encoding HS256 with a valid key cannot fail.
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.enc).unwrap_or_default()
+            meeting: None,
+            jti: None,
+        })
     }
 
-    /// Check a token's signature and expiry.
+    /// Mint a `feedback` token for the QR code of `house` in `meeting` of `room`, with a fresh
+    /// id; kept small (no name) so that the QR code stays easy to scan.
+    pub fn issue_feedback(&self, house: &str, room: &str, meeting: &str, ttl: Duration) -> String {
+        let now = now_secs();
+        self.sign(&Claims {
+            sub: house.to_owned(),
+            name: String::new(),
+            role: Role::Feedback,
+            room: room.to_owned(),
+            iat: now,
+            exp: now + ttl.as_secs().max(1),
+            meeting: Some(meeting.to_owned()),
+            jti: Some(hex::encode(rand::random::<[u8; 16]>())),
+        })
+    }
+
+    fn sign(&self, claims: &Claims) -> String {
+        // Encoding HS256 with a valid key cannot fail.
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.enc).unwrap_or_default()
+    }
+
+    /// Check a token's signature and expiry. A `feedback` token is refused here: it is good
+    /// only for the phone page's routes, which check it with [`Keys::verify_feedback`].
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let c = self.decode(token)?;
+        if c.role == Role::Feedback {
+            return Err(AuthError::WrongRole {
+                have: "feedback",
+                need: "house",
+                action: "use this route (it only raises feedback from the phone page)",
+            });
+        }
+        Ok(c)
+    }
+
+    /// Check a `feedback` token: signature, expiry, role, and its meeting and id present.
+    pub fn verify_feedback(&self, token: &str) -> Result<Claims, AuthError> {
+        let c = self.decode(token)?;
+        if c.role != Role::Feedback || c.meeting.is_none() || c.jti.is_none() {
+            return Err(AuthError::WrongRole {
+                have: c.role.as_str(),
+                need: "feedback",
+                action: "use the phone page",
+            });
+        }
+        Ok(c)
+    }
+
+    fn decode(&self, token: &str) -> Result<Claims, AuthError> {
         let mut v = Validation::new(Algorithm::HS256);
         v.leeway = 0;
         v.set_required_spec_claims(&["exp", "sub"]);
@@ -262,9 +321,45 @@ mod tests {
             room: "demo".into(),
             iat: 1,
             exp: 2,
+            meeting: None,
+            jti: None,
         };
         let t = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &k.enc).unwrap();
         assert_eq!(k.verify(&t), Err(AuthError::Expired));
+    }
+
+    #[test]
+    fn a_feedback_token_is_good_only_for_the_phone_routes() {
+        let k = Keys::from_secret(b"0123456789abcdef0123456789abcdef");
+        let t = k.issue_feedback("house-1", "demo", "m1", Duration::from_secs(60));
+        assert_eq!(
+            k.verify(&t).unwrap_err().to_string(),
+            "a feedback token cannot use this route (it only raises feedback from the phone page); it needs the house role"
+        );
+        let c = k.verify_feedback(&t).unwrap();
+        assert_eq!(
+            (c.sub.as_str(), c.room.as_str(), c.meeting.as_deref()),
+            ("house-1", "demo", Some("m1"))
+        );
+        assert_eq!(c.jti.as_deref().map(str::len), Some(32));
+        let other = k.issue_feedback("house-1", "demo", "m1", Duration::from_secs(60));
+        assert_ne!(
+            k.verify_feedback(&other).unwrap().jti,
+            c.jti,
+            "each token its own id"
+        );
+        let house = k.issue(
+            "house-1",
+            "Thôn 1",
+            Role::House,
+            "demo",
+            Duration::from_secs(60),
+        );
+        assert!(k.verify(&house).is_ok());
+        assert!(matches!(
+            k.verify_feedback(&house),
+            Err(AuthError::WrongRole { have: "house", .. })
+        ));
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //! - [`whip`]: RFC 9725 WHIP and the WHEP draft;
 //! - [`api`]: the record's REST API, SSE and CSV exports; [`recording`]: the record's
 //!   background work and the SFU facts it is fed;
+//! - [`notices`], [`board`], [`phone`]: the page-facing API of the village bulletin board
+//!   (notices, the house's board) and the QR code's phone page (the `feedback` token);
 //! - [`loudspeakers`]: the loudspeaker bridge (dinh-broadcast) wired to the rooms, the record
 //!   and HTTP;
 //! - [`error`]: [`error::AppError`], the one HTTP error type.
@@ -27,11 +29,14 @@
 
 pub mod api;
 pub mod auth;
+pub mod board;
 pub mod commune;
 pub mod config;
 pub mod error;
 pub mod loudspeakers;
+pub mod notices;
 mod pages;
+pub mod phone;
 pub mod recording;
 pub mod whip;
 pub mod ws;
@@ -310,6 +315,9 @@ pub fn app(state: AppState) -> Router {
         .merge(whip::routes())
         .merge(api::routes())
         .merge(loudspeakers::routes())
+        .merge(notices::routes())
+        .merge(board::routes())
+        .merge(phone::routes())
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(dinh_sfu::sdp::MAX_SDP_BYTES))

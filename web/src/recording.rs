@@ -179,6 +179,8 @@ pub fn actor(claims: &Claims) -> Actor {
         // Receivers are refused by the record API and cannot act in signalling; should one
         // ever reach here it gets the least a participant may do.
         Role::Receiver => ActorRole::House,
+        // A QR token raises feedback for its house (the subject), as that house.
+        Role::Feedback => ActorRole::House,
     };
     Actor::new(role, claims.sub.clone())
 }

@@ -249,6 +249,8 @@ impl Conn {
             Role::House => (SfuRole::House, true, all),
             Role::Official => (SfuRole::Viewer, false, all),
             // A loudspeaker receiver that speaks WebRTC: the meeting's voice only.
+            // Refused by Keys::verify before the upgrade; should one get here, it gets nothing.
+            Role::Feedback => (SfuRole::Viewer, false, vec![]),
             Role::Receiver => (
                 SfuRole::Viewer,
                 false,

@@ -9,6 +9,7 @@
 pub mod feedback;
 pub mod loudspeakers;
 pub mod meeting;
+pub mod notices;
 pub mod workdays;
 
 #[cfg(test)]
@@ -150,5 +151,18 @@ impl Decide for loudspeakers::Loudspeakers {
     }
     fn apply_event(&mut self, event: &Self::Event) {
         loudspeakers::Loudspeakers::apply_event(self, event)
+    }
+}
+
+impl Decide for notices::Notice {
+    type Action = notices::NoticeAction;
+    type Event = notices::NoticeEvent;
+    type Error = notices::NoticeError;
+    type Services = ();
+    fn decide(&self, cmd: &Command<Self::Action>, _: &()) -> Result<Vec<Self::Event>, Self::Error> {
+        notices::Notice::decide(self, cmd)
+    }
+    fn apply_event(&mut self, event: &Self::Event) {
+        notices::Notice::apply_event(self, event)
     }
 }

@@ -113,37 +113,7 @@ impl Hub {
         headers: Vec<(String, String)>,
         body: Option<Vec<u8>>,
     ) -> Reply {
-        let url = format!("{}{path}", self.base);
-        let method = method.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let agent: ureq::Agent = ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .build()
-                .into();
-            let mut req = ureq::http::Request::builder()
-                .method(method.as_str())
-                .uri(&url);
-            for (k, v) in &headers {
-                req = req.header(k, v);
-            }
-            let res = match body {
-                Some(b) => agent.run(req.body(b).unwrap()),
-                None => agent.run(req.body(()).unwrap()),
-            };
-            let mut res = res.expect("request");
-            let headers = res
-                .headers()
-                .iter()
-                .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
-                .collect();
-            Reply {
-                status: res.status().as_u16(),
-                headers,
-                body: res.body_mut().read_to_string().unwrap_or_default(),
-            }
-        })
-        .await
-        .unwrap()
+        request(&self.base, method, path, headers, body).await
     }
 
     pub async fn json(
@@ -215,6 +185,47 @@ impl Drop for Hub {
             let _ = s.send(());
         }
     }
+}
+
+/// Any HTTP request to the hub at `base`; status, headers (names in lower case) and body.
+pub async fn request(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: Vec<(String, String)>,
+    body: Option<Vec<u8>>,
+) -> Reply {
+    let url = format!("{base}{path}");
+    let method = method.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut req = ureq::http::Request::builder()
+            .method(method.as_str())
+            .uri(&url);
+        for (k, v) in &headers {
+            req = req.header(k, v);
+        }
+        let res = match body {
+            Some(b) => agent.run(req.body(b).unwrap()),
+            None => agent.run(req.body(()).unwrap()),
+        };
+        let mut res = res.expect("request");
+        let headers = res
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+            .collect();
+        Reply {
+            status: res.status().as_u16(),
+            headers,
+            body: res.body_mut().read_to_string().unwrap_or_default(),
+        }
+    })
+    .await
+    .unwrap()
 }
 
 /// A WHIP publisher sending a sine tone as real Opus, 20 ms packets.
@@ -481,3 +492,4 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+pub mod browser;
