@@ -49,6 +49,9 @@ pub struct Claims {
     pub iat: u64,
     /// Expires at (seconds since the epoch).
     pub exp: u64,
+    /// The token's id (32 hex digits, random): what a revocation names, and what owns the
+    /// WHIP/WHEP sessions made with it. Tokens without one are refused.
+    pub jti: String,
 }
 
 /// Why a token was refused. Each maps to 401 (who are you?) or 403 (not allowed).
@@ -65,6 +68,9 @@ pub enum AuthError {
     /// Not a token this hub signed.
     #[error("the token is not valid")]
     Invalid,
+    /// The token was revoked (`dinh token revoke`); ask for a new one.
+    #[error("the token has been revoked")]
+    Revoked,
     /// The token is for another room.
     #[error("the token is for room '{token_room}', not '{room}'")]
     WrongRoom {
@@ -134,16 +140,28 @@ impl Keys {
             room: room.to_owned(),
             iat: now,
             exp: now + ttl.as_secs().max(1),
+            jti: format!("{:032x}", rand::random::<u128>()),
         };
         // Encoding HS256 with a valid key cannot fail.
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.enc).unwrap_or_default()
     }
 
-    /// Check a token's signature and expiry.
+    /// Check a token's signature and expiry (not whether it was revoked: see
+    /// `AppState::claims`).
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        self.decode(token, true)
+    }
+
+    /// Check a token's signature only, even when it has expired (to revoke it).
+    pub fn verify_signature(&self, token: &str) -> Result<Claims, AuthError> {
+        self.decode(token, false)
+    }
+
+    fn decode(&self, token: &str, check_expiry: bool) -> Result<Claims, AuthError> {
         let mut v = Validation::new(Algorithm::HS256);
         v.leeway = 0;
-        v.set_required_spec_claims(&["exp", "sub"]);
+        v.validate_exp = check_expiry;
+        v.set_required_spec_claims(&["exp", "sub", "jti"]);
         jsonwebtoken::decode::<Claims>(token, &self.dec, &v)
             .map(|d| d.claims)
             .map_err(|e| match e.kind() {
@@ -185,6 +203,28 @@ fn now_secs() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// Create a folder (and its parents) that only its owner may enter (0700), or make an
+/// existing one so: the data folder holds the signing keys and the record.
+pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)?;
+        let mode = std::fs::metadata(path)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(path)
+    }
 }
 
 /// Write a file readable only by its owner.
@@ -262,9 +302,56 @@ mod tests {
             room: "demo".into(),
             iat: 1,
             exp: 2,
+            jti: "00".into(),
         };
         let t = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &k.enc).unwrap();
         assert_eq!(k.verify(&t), Err(AuthError::Expired));
+        assert_eq!(k.verify_signature(&t).unwrap().jti, "00");
+    }
+
+    #[test]
+    fn every_token_has_its_own_id_and_tokens_without_one_are_refused() {
+        let k = Keys::from_secret(b"0123456789abcdef0123456789abcdef");
+        let ttl = Duration::from_secs(60);
+        let a = k.verify(&k.issue("h", "h", Role::House, "demo", ttl)).unwrap();
+        let b = k.verify(&k.issue("h", "h", Role::House, "demo", ttl)).unwrap();
+        assert_eq!(a.jti.len(), 32);
+        assert_ne!(a.jti, b.jti);
+        // A token signed with the right key but minted before token ids existed.
+        #[derive(Serialize)]
+        struct Old<'a> {
+            sub: &'a str,
+            name: &'a str,
+            role: Role,
+            room: &'a str,
+            iat: u64,
+            exp: u64,
+        }
+        let old = Old {
+            sub: "chair",
+            name: "c",
+            role: Role::Chair,
+            room: "demo",
+            iat: now_secs(),
+            exp: now_secs() + 60,
+        };
+        let t = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &old, &k.enc).unwrap();
+        assert_eq!(k.verify(&t), Err(AuthError::Invalid));
+    }
+
+    #[test]
+    fn private_folders_are_0700_even_when_they_existed() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = std::env::temp_dir().join(format!("dinh-priv-{}", rand::random::<u64>()));
+        create_private_dir(&d.join("a/b")).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&d.join("a/b")), 0o700);
+        std::fs::set_permissions(&d.join("a/b"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        create_private_dir(&d.join("a/b")).unwrap();
+        assert_eq!(mode(&d.join("a/b")), 0o700);
+        write_private(&d.join("a/b/k"), b"x").unwrap();
+        assert_eq!(mode(&d.join("a/b/k")), 0o600);
+        let _ = std::fs::remove_dir_all(d);
     }
 
     #[test]
