@@ -227,6 +227,29 @@ pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Make every file under `dir` its owner's only (0600, folders 0700): files that libraries
+/// create with the default umask (the SQLite record and its journal) as well as ours.
+pub fn tighten(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            let mode = meta.permissions().mode();
+            if meta.is_dir() {
+                if mode & 0o077 != 0 {
+                    std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o700))?;
+                }
+                tighten(&entry.path())?;
+            } else if meta.is_file() && mode & 0o077 != 0 {
+                std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Write a file readable only by its owner.
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;

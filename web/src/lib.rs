@@ -184,6 +184,11 @@ impl AppState {
             );
         }
         let recording = recording::Recording::open(&config).await?;
+        // The record (SQLite creates it with the default umask) and anything else in the data
+        // folder: the owner's only, outside systemd's UMask too.
+        if let Err(e) = auth::tighten(&config.data) {
+            tracing::warn!(error = %e, "cannot restrict the data folder's files to their owner");
+        }
         let closing = tokio::sync::watch::channel(false).0;
         recording.spawn_tasks(&config, closing.subscribe());
         for r in &commune.rooms {

@@ -2,6 +2,10 @@
 //! publishes, two house pages decode video and play audio with energy; a house given the floor
 //! is heard by the other house; a screenshot of a house page is saved.
 //!
+//! The pages are opened over HTTPS with the hub's own certificate, which Chromium accepts
+//! by pinning its key (`--ignore-certificate-errors-spki-list`), not by ignoring certificate
+//! errors: the page is a secure context, as on a chair's laptop that trusts the hub's CA.
+//!
 //! Needs `chromium` and `chromedriver` (./ops/test installs them). Without them this test
 //! fails; set DINH_SKIP_BROWSER=1 to skip it knowingly.
 
@@ -19,7 +23,7 @@ impl Drop for Driver {
     }
 }
 
-async fn browser(port: u16, n: usize) -> Client {
+async fn browser(port: u16, n: usize, spki: &str) -> Client {
     // fantoccini's rustls needs a crypto provider chosen; ring is already in the tree.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = std::env::temp_dir().join(format!("dinh-chromium-{}-{n}", std::process::id()));
@@ -33,6 +37,8 @@ async fn browser(port: u16, n: usize) -> Client {
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 "--no-first-run", "--disable-quic", "--window-size=1280,720",
                 format!("--user-data-dir={}", dir.display()),
+                // Trust exactly the hub's key (this flag needs --user-data-dir).
+                format!("--ignore-certificate-errors-spki-list={spki}"),
             ]
         }
     });
@@ -138,7 +144,8 @@ async fn chair_page_to_house_pages() {
     config.rtc.udp_listen = "127.0.0.1:0".parse().unwrap();
     let state = dinh_web::AppState::start(config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+    let base = format!("https://{}", listener.local_addr().unwrap());
+    let spki = state.tls.as_ref().expect("HTTPS on").spki_sha256_base64();
     let ttl = Duration::from_secs(600);
     use dinh_web::auth::Role;
     let chair_t = state
@@ -173,16 +180,16 @@ async fn chair_page_to_house_pages() {
     );
     tokio::time::sleep(Duration::from_millis(800)).await;
 
-    let chair = browser(port, 0).await;
+    let chair = browser(port, 0, &spki).await;
     chair
         .goto(&format!("{base}/chair?autostart=1&token={chair_t}"))
         .await
         .unwrap();
-    let h1 = browser(port, 1).await;
+    let h1 = browser(port, 1, &spki).await;
     h1.goto(&format!("{base}/house?token={h1_t}"))
         .await
         .unwrap();
-    let h2 = browser(port, 2).await;
+    let h2 = browser(port, 2, &spki).await;
     h2.goto(&format!("{base}/house?token={h2_t}"))
         .await
         .unwrap();
@@ -287,6 +294,15 @@ async fn chair_page_to_house_pages() {
         inbound(s, "0").1 > 0.0
     })
     .await;
+
+    // Over HTTPS, a secure context (getUserMedia needs one off localhost).
+    for c in [&chair, &h1] {
+        let v = c
+            .execute("return [location.protocol, window.isSecureContext]", vec![])
+            .await
+            .unwrap();
+        assert_eq!(v, json!(["https:", true]));
+    }
 
     let png = h1.screenshot().await.unwrap();
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/e2e");
