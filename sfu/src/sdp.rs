@@ -580,7 +580,10 @@ a=candidate:9 1 udp 2130706431 10.0.0.2 5000 typ host\r\na=end-of-candidates\r\n
             Err(CandidateRefusal::Unroutable)
         );
         assert_eq!(
-            check_candidate("candidate:1 1 tcp 1 192.0.2.1 9 typ host tcptype active", HUB_ON_LAN),
+            check_candidate(
+                "candidate:1 1 tcp 1 192.0.2.1 9 typ host tcptype active",
+                HUB_ON_LAN
+            ),
             Ok(())
         );
         assert_eq!(
@@ -611,7 +614,10 @@ a=ice-ufrag:abcd\r\n";
         assert!(!out.contains("127.0.0.1") && !out.contains("fe80"), "{out}");
         assert!(out.contains("a=ice-ufrag:abcd\r\n"));
         // The same candidates repeated in every bundled section count once...
-        let bundled = format!("{offer}m=video 9 UDP/TLS/RTP/SAVPF 96\r\n{}", &offer[offer.find("a=cand").unwrap()..]);
+        let bundled = format!(
+            "{offer}m=video 9 UDP/TLS/RTP/SAVPF 96\r\n{}",
+            &offer[offer.find("a=cand").unwrap()..]
+        );
         assert_eq!(filter_offer_candidates(&bundled, HUB_ON_LAN).unwrap().1, 4);
         // ...but 900 ports the client chose are refused whole.
         let mut many = String::from("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n");

@@ -336,8 +336,12 @@ mod tests {
     fn every_token_has_its_own_id_and_tokens_without_one_are_refused() {
         let k = Keys::from_secret(b"0123456789abcdef0123456789abcdef");
         let ttl = Duration::from_secs(60);
-        let a = k.verify(&k.issue("h", "h", Role::House, "demo", ttl)).unwrap();
-        let b = k.verify(&k.issue("h", "h", Role::House, "demo", ttl)).unwrap();
+        let a = k
+            .verify(&k.issue("h", "h", Role::House, "demo", ttl))
+            .unwrap();
+        let b = k
+            .verify(&k.issue("h", "h", Role::House, "demo", ttl))
+            .unwrap();
         assert_eq!(a.jti.len(), 32);
         assert_ne!(a.jti, b.jti);
         // A token signed with the right key but minted before token ids existed.

@@ -313,7 +313,6 @@ impl AppState {
         }
         out
     }
-
 }
 
 /// Start the loudspeaker bridge: a stream per room, the configured clusters (one that is

@@ -15,8 +15,8 @@
 //! [`ConnTable`] decides with the time as an argument and no IO; [`Conns`] is its driver.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -245,9 +245,15 @@ impl Conns {
     }
 
     /// Admit a connection from `ip`: its permit, and a receiver that fires if it is evicted.
-    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<(Arc<Permit>, oneshot::Receiver<()>), Refusal> {
+    pub fn admit(
+        self: &Arc<Self>,
+        ip: IpAddr,
+    ) -> Result<(Arc<Permit>, oneshot::Receiver<()>), Refusal> {
         let mut inner = self.lock();
-        match inner.table.admit(self.limits, Source::from(ip), Instant::now()) {
+        match inner
+            .table
+            .admit(self.limits, Source::from(ip), Instant::now())
+        {
             Admission::Refuse(r) => {
                 let c = match r {
                     Refusal::SourceFull => &self.stats.refused_source,

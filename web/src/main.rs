@@ -310,14 +310,15 @@ fn main() -> anyhow::Result<()> {
                 .block_on(serve(cfg))
         }
         Cmd::Token {
-            cmd: Some(TokenCmd::Revoke {
-                token,
-                room,
-                reason,
-                hub,
-                offline,
-                at,
-            }),
+            cmd:
+                Some(TokenCmd::Revoke {
+                    token,
+                    room,
+                    reason,
+                    hub,
+                    offline,
+                    at,
+                }),
             ..
         } => revoke(token, room, reason, hub, offline, at),
         Cmd::Token {
@@ -486,12 +487,7 @@ Firefox: Cài đặt / Settings > Chứng chỉ / Certificates > Nhập / Import
     }
 }
 
-fn print_links(
-    base: &str,
-    keys: &Keys,
-    commune: &dinh_web::commune::Commune,
-    ttl: Duration,
-) {
+fn print_links(base: &str, keys: &Keys, commune: &dinh_web::commune::Commune, ttl: Duration) {
     for r in &commune.rooms {
         let chair = keys.issue("chair", "Chủ tọa", Role::Chair, &r.id, ttl);
         println!("\nRoom '{}' ({})", r.id, r.title);

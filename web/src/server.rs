@@ -85,10 +85,7 @@ pub fn security_headers(headers: &mut HeaderMap, https: bool, path: &str) {
 
 /// The one middleware that sets the security headers on every response of the app.
 pub async fn security_layer(req: Request, next: Next) -> Response {
-    let https = req
-        .extensions()
-        .get::<Transport>()
-        .is_some_and(|t| t.https);
+    let https = req.extensions().get::<Transport>().is_some_and(|t| t.https);
     let path = req.uri().path().to_owned();
     let mut res = next.run(req).await;
     security_headers(res.headers_mut(), https, &path);
@@ -365,10 +362,7 @@ pub fn to_https<B>(req: &axum::http::Request<B>) -> Response {
         });
     let mut res = match host {
         Some(host) => {
-            let path = req
-                .uri()
-                .path_and_query()
-                .map_or("/", |p| p.as_str());
+            let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
             let location = format!("https://{host}{path}");
             match HeaderValue::from_str(&location) {
                 Ok(v) => (

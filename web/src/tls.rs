@@ -65,7 +65,9 @@ pub enum TlsError {
         reason: String,
     },
     /// Only one of `tls.cert` and `tls.key` is set: set both, or neither.
-    #[error("tls.cert and tls.key go together: set both, or neither for the hub's own certificate")]
+    #[error(
+        "tls.cert and tls.key go together: set both, or neither for the hub's own certificate"
+    )]
     HalfConfigured,
     /// rustls or rcgen refused the material; the message says why.
     #[error("certificate: {0}")]
@@ -119,7 +121,12 @@ struct Resolver {
 
 impl ResolvesServerCert for Resolver {
     fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.read().unwrap_or_else(|p| p.into_inner()).clone())
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        )
     }
 }
 
@@ -173,7 +180,11 @@ impl Tls {
     /// what Chromium's `--ignore-certificate-errors-spki-list` pins, and HPKP-style pins name.
     pub fn spki_sha256_base64(&self) -> String {
         use base64::Engine;
-        let current = self.resolver.current.read().unwrap_or_else(|p| p.into_inner());
+        let current = self
+            .resolver
+            .current
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
         let spki = current
             .cert
             .first()
@@ -325,28 +336,27 @@ impl OwnCa {
                 let cert = p.self_signed(&key).map_err(crypto)?;
                 replace_file(&ca_key_path, key.serialize_pem().as_bytes())
                     .map_err(io_err(&ca_key_path))?;
-                replace_file(&ca_pem_path, cert.pem().as_bytes())
-                    .map_err(io_err(&ca_pem_path))?;
+                replace_file(&ca_pem_path, cert.pem().as_bytes()).map_err(io_err(&ca_pem_path))?;
                 // A new CA: any server certificate from an older one goes.
                 let _ = std::fs::remove_file(self.dir.join("server.pem"));
                 (cert.pem(), key)
             }
         };
-        let ca_der = CertificateDer::from_pem_slice(ca_pem.as_bytes()).map_err(|e| {
-            TlsError::Pem {
+        let ca_der =
+            CertificateDer::from_pem_slice(ca_pem.as_bytes()).map_err(|e| TlsError::Pem {
                 path: ca_pem_path.clone(),
                 reason: e.to_string(),
-            }
-        })?;
+            })?;
         let fingerprint = fingerprint(ca_der.as_ref());
         let server_pem = self.dir.join("server.pem");
         let server_key = self.dir.join("server.key");
         let existing = std::fs::read(&server_pem)
             .ok()
             .and_then(|b| CertificateDer::from_pem_slice(&b).ok());
-        let fresh = existing.as_ref().is_some_and(|c| {
-            !server_cert_due(c.as_ref(), ca_der.as_ref(), &self.names, now)
-        }) && server_key.exists();
+        let fresh = existing
+            .as_ref()
+            .is_some_and(|c| !server_cert_due(c.as_ref(), ca_der.as_ref(), &self.names, now))
+            && server_key.exists();
         if fresh {
             if let Ok(ck) = load_files(&server_pem, &server_key, provider) {
                 return Ok((ck, fingerprint));
@@ -354,8 +364,8 @@ impl OwnCa {
         }
         let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).map_err(crypto)?;
         let key = KeyPair::generate().map_err(crypto)?;
-        let mut p =
-            CertificateParams::new(self.names.iter().cloned().collect::<Vec<_>>()).map_err(crypto)?;
+        let mut p = CertificateParams::new(self.names.iter().cloned().collect::<Vec<_>>())
+            .map_err(crypto)?;
         p.distinguished_name = rcgen::DistinguishedName::new();
         p.distinguished_name
             .push(DnType::CommonName, format!("Đình hub ({})", host_name()));
@@ -368,10 +378,13 @@ impl OwnCa {
         let cert = p.signed_by(&key, &issuer).map_err(crypto)?;
         replace_file(&server_key, key.serialize_pem().as_bytes()).map_err(io_err(&server_key))?;
         replace_file(&server_pem, cert.pem().as_bytes()).map_err(io_err(&server_pem))?;
-        tracing::info!(names = self.names.len(), "HTTPS certificate made by the hub's own CA");
+        tracing::info!(
+            names = self.names.len(),
+            "HTTPS certificate made by the hub's own CA"
+        );
         let key_der = PrivateKeyDer::try_from(key.serialize_der()).map_err(crypto)?;
-        let ck = CertifiedKey::from_der(vec![cert.der().clone()], key_der, provider)
-            .map_err(crypto)?;
+        let ck =
+            CertifiedKey::from_der(vec![cert.der().clone()], key_der, provider).map_err(crypto)?;
         Ok((ck, fingerprint))
     }
 }
@@ -386,7 +399,12 @@ fn random_serial() -> SerialNumber {
 
 /// Whether a server certificate must be made again: not issued by `ca`, expiring within
 /// [`RENEW_BEFORE`] of `now`, not yet valid, or not naming exactly `names`.
-pub fn server_cert_due(cert: &[u8], ca: &[u8], names: &BTreeSet<String>, now: OffsetDateTime) -> bool {
+pub fn server_cert_due(
+    cert: &[u8],
+    ca: &[u8],
+    names: &BTreeSet<String>,
+    now: OffsetDateTime,
+) -> bool {
     use x509_parser::prelude::*;
     let (Ok((_, c)), Ok((_, ca))) = (parse_x509_certificate(cert), parse_x509_certificate(ca))
     else {
@@ -553,7 +571,11 @@ mod tests {
         let mut cfg = config(&dir);
         cfg.tls.names = vec!["hub.xa-an-binh.vn".into(), "not a name".into()];
         let tls = Tls::start(&cfg).unwrap();
-        let Source::OwnCa { ca_fingerprint, ca_pem } = &tls.source else {
+        let Source::OwnCa {
+            ca_fingerprint,
+            ca_pem,
+        } = &tls.source
+        else {
             panic!("own CA expected")
         };
         assert_eq!(ca_fingerprint.len(), 32 * 3 - 1);
@@ -566,17 +588,28 @@ mod tests {
         assert!(names.contains("hub.xa-an-binh.vn"));
         assert!(!names.iter().any(|n| n.contains(' ')), "{names:?}");
         let now = OffsetDateTime::now_utc();
-        assert!(!server_cert_due(leaf.as_ref(), ca_der.as_ref(), &names, now));
+        assert!(!server_cert_due(
+            leaf.as_ref(),
+            ca_der.as_ref(),
+            &names,
+            now
+        ));
         // Private keys are the owner's only.
         #[cfg(unix)]
         for f in ["ca.key", "server.key"] {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.join("tls").join(f)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.join("tls").join(f))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600, "{f}");
         }
         let mode = {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::metadata(dir.join("tls")).unwrap().permissions().mode()
+            std::fs::metadata(dir.join("tls"))
+                .unwrap()
+                .permissions()
+                .mode()
         };
         assert_eq!(mode & 0o777, 0o700);
 
@@ -593,7 +626,10 @@ mod tests {
         assert_ne!(renewed.chain()[0], leaf);
         // ...and renew_if_due on a running hub swaps it in.
         assert!(tls.renew_if_due(&cfg).unwrap() || tls.chain()[0] != leaf);
-        assert!(!tls.renew_if_due(&cfg).unwrap(), "nothing due the second time");
+        assert!(
+            !tls.renew_if_due(&cfg).unwrap(),
+            "nothing due the second time"
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -607,13 +643,28 @@ mod tests {
         let ca_der = CertificateDer::from_pem_slice(&ca).unwrap();
         let names = wanted_names(&cfg);
         let now = OffsetDateTime::now_utc();
-        assert!(!server_cert_due(leaf.as_ref(), ca_der.as_ref(), &names, now));
+        assert!(!server_cert_due(
+            leaf.as_ref(),
+            ca_der.as_ref(),
+            &names,
+            now
+        ));
         let later = now + SERVER_VALIDITY - RENEW_BEFORE + time::Duration::days(1);
-        assert!(server_cert_due(leaf.as_ref(), ca_der.as_ref(), &names, later));
+        assert!(server_cert_due(
+            leaf.as_ref(),
+            ca_der.as_ref(),
+            &names,
+            later
+        ));
         let other = temp();
         let other_tls = Tls::start(&config(&other)).unwrap();
         let other_leaf = other_tls.chain()[0].clone();
-        assert!(server_cert_due(other_leaf.as_ref(), ca_der.as_ref(), &names, now));
+        assert!(server_cert_due(
+            other_leaf.as_ref(),
+            ca_der.as_ref(),
+            &names,
+            now
+        ));
         assert!(server_cert_due(b"garbage", ca_der.as_ref(), &names, now));
         let _ = std::fs::remove_dir_all(dir);
         let _ = std::fs::remove_dir_all(other);

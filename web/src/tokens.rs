@@ -98,9 +98,8 @@ async fn revoke(
     body: Result<Json<RevokeRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     caller.require(&[Role::Chair, Role::Official], "revoke tokens")?;
-    let Json(body) = body.map_err(|e| {
-        AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_body", e.body_text())
-    })?;
+    let Json(body) = body
+        .map_err(|e| AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_body", e.body_text()))?;
     let (jti, room, subject, expires_at) = match (body.token, body.jti) {
         (Some(t), None) => {
             let c = s.keys.verify_signature(t.trim())?;

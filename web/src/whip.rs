@@ -290,7 +290,10 @@ impl Sessions {
         drop(gone);
         let n = stale.len();
         if n > 0 {
-            tracing::info!(sessions = n, "WHIP/WHEP sessions removed: not connected in time");
+            tracing::info!(
+                sessions = n,
+                "WHIP/WHEP sessions removed: not connected in time"
+            );
         }
         for s in stale {
             s.close().await;
@@ -300,11 +303,7 @@ impl Sessions {
 
     /// Remove every session and close it (at shutdown).
     pub async fn close_all(&self) {
-        let all: Vec<Session> = self
-            .lock()
-            .drain()
-            .filter_map(|(_, e)| e.session)
-            .collect();
+        let all: Vec<Session> = self.lock().drain().filter_map(|(_, e)| e.session).collect();
         for s in all {
             s.close().await;
         }
@@ -409,7 +408,10 @@ async fn create(
     let video = if receiver { VideoMode::Off } else { video };
     let (sdp, dropped) = filter_offer_candidates(sdp, state.candidate_policy())?;
     if dropped > 0 {
-        tracing::debug!(dropped, "offer candidates the hub will not use were dropped");
+        tracing::debug!(
+            dropped,
+            "offer candidates the hub will not use were dropped"
+        );
     }
     let offer = parse_offer(&sdp)?;
     let subscribe = if receiver {

@@ -218,7 +218,10 @@ impl Conn {
                     return Err(AppError::new(
                         axum::http::StatusCode::UNPROCESSABLE_ENTITY,
                         "too_many_candidates",
-                        format!("a session may trickle at most {} candidates", self.max_trickled),
+                        format!(
+                            "a session may trickle at most {} candidates",
+                            self.max_trickled
+                        ),
                     ));
                 }
                 self.trickled += 1;

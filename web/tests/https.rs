@@ -29,7 +29,10 @@ async fn a_client_that_trusts_the_hubs_ca_gets_https_with_hsts() {
     assert!(hub.base.starts_with("https://127.0.0.1:"));
     let r = hub.request("GET", "/healthz", vec![], None).await;
     assert_eq!((r.status, r.body.as_str()), (200, "ok"));
-    assert_eq!(r.header("strict-transport-security"), Some("max-age=31536000"));
+    assert_eq!(
+        r.header("strict-transport-security"),
+        Some("max-age=31536000")
+    );
     assert!(r.header("content-security-policy").is_some());
     // WHEP over HTTPS.
     let mut p = Peer::new(None).await;
@@ -71,10 +74,13 @@ async fn raw_get(from: IpAddr, to: SocketAddr, request: &str) -> String {
     let mut c = s.connect(to).await.unwrap();
     c.write_all(request.as_bytes()).await.unwrap();
     let mut out = String::new();
-    tokio::time::timeout(std::time::Duration::from_secs(5), c.read_to_string(&mut out))
-        .await
-        .expect("an answer")
-        .unwrap();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        c.read_to_string(&mut out),
+    )
+    .await
+    .expect("an answer")
+    .unwrap();
     out
 }
 
@@ -85,7 +91,9 @@ async fn plain_http_is_served_to_this_machine_and_redirected_for_others() {
     let local = raw_get([127, 0, 0, 1].into(), hub.addr, req).await;
     assert!(local.starts_with("HTTP/1.1 200"), "{local}");
     assert!(
-        !local.to_ascii_lowercase().contains("strict-transport-security"),
+        !local
+            .to_ascii_lowercase()
+            .contains("strict-transport-security"),
         "no HSTS over plain HTTP: {local}"
     );
     let Some(lan) = lan_address() else {
@@ -104,7 +112,12 @@ async fn plain_http_is_served_to_this_machine_and_redirected_for_others() {
     );
     assert!(lower.contains("x-frame-options: deny"), "{other}");
     // A request without a usable Host is told so.
-    let bad = raw_get(lan, hub.addr, "GET / HTTP/1.1\r\nHost: a b\r\nConnection: close\r\n\r\n").await;
+    let bad = raw_get(
+        lan,
+        hub.addr,
+        "GET / HTTP/1.1\r\nHost: a b\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
     hub.stop().await;
 }
@@ -133,7 +146,10 @@ async fn a_certificate_and_key_from_files_are_served() {
         cfg.tls.key = Some(k);
     })
     .await;
-    assert!(!hub.state.config.data.join("tls").exists(), "no CA of its own");
+    assert!(
+        !hub.state.config.data.join("tls").exists(),
+        "no CA of its own"
+    );
     let url = format!("https://127.0.0.1:{}/healthz", hub.addr.port());
     let ca = ca_cert.der().to_vec();
     let (st, hsts, body) = tokio::task::spawn_blocking(move || get(Hub::agent(Some(&ca)), url))

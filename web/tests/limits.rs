@@ -116,10 +116,14 @@ async fn idle_connections_beyond_the_caps_cannot_take_the_hub_down() {
     assert!(evicted >= 1900, "idle connections replaced: {evicted}");
 
     // And they all time out: 2 s to send a request.
-    eventually(10, "every idle connection closed by the header timeout", || {
-        let n = conns.open();
-        async move { n == 0 }
-    })
+    eventually(
+        10,
+        "every idle connection closed by the header timeout",
+        || {
+            let n = conns.open();
+            async move { n == 0 }
+        },
+    )
     .await;
     drop(flood);
     drop(more);
@@ -204,12 +208,10 @@ async fn a_websocket_is_not_evicted_by_a_flood_from_its_own_source() {
     let addr = hub.addr;
     let token = hub.token(Role::House, "house-1");
     let tcp = connect_from([127, 0, 0, 20], addr).await.unwrap();
-    let (mut ws, _) = tokio_tungstenite::client_async(
-        format!("ws://{addr}/ws/demo?token={token}"),
-        tcp,
-    )
-    .await
-    .unwrap();
+    let (mut ws, _) =
+        tokio_tungstenite::client_async(format!("ws://{addr}/ws/demo?token={token}"), tcp)
+            .await
+            .unwrap();
     let mut flood = Vec::new();
     for _ in 0..200 {
         if let Ok(c) = connect_from([127, 0, 0, 20], addr).await {

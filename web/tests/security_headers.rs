@@ -66,9 +66,17 @@ async fn every_response_carries_the_security_headers_and_hsts_only_over_https() 
             assert_eq!(status, want, "{path}: {body}");
             let v = |n: &str| h.get(n).map(|v| v.to_str().unwrap().to_owned());
             assert_eq!(v("content-security-policy").as_deref(), Some(CSP), "{path}");
-            assert_eq!(v("referrer-policy").as_deref(), Some("no-referrer"), "{path}");
+            assert_eq!(
+                v("referrer-policy").as_deref(),
+                Some("no-referrer"),
+                "{path}"
+            );
             assert_eq!(v("x-frame-options").as_deref(), Some("DENY"), "{path}");
-            assert_eq!(v("x-content-type-options").as_deref(), Some("nosniff"), "{path}");
+            assert_eq!(
+                v("x-content-type-options").as_deref(),
+                Some("nosniff"),
+                "{path}"
+            );
             assert_eq!(
                 v("strict-transport-security").as_deref(),
                 https.then_some(HSTS),
@@ -97,9 +105,7 @@ async fn the_pages_with_inline_script_get_the_transitional_policy_only() {
     }
     // The only difference is 'unsafe-inline' for script and style.
     assert_eq!(
-        CSP_INLINE_PAGES
-            .replace(" 'unsafe-inline'", "")
-            .as_str(),
+        CSP_INLINE_PAGES.replace(" 'unsafe-inline'", "").as_str(),
         CSP
     );
 }
@@ -107,10 +113,7 @@ async fn the_pages_with_inline_script_get_the_transitional_policy_only() {
 #[tokio::test]
 async fn metrics_need_an_officials_token() {
     let s = state().await;
-    let t = |role, room: &str| {
-        s.keys
-            .issue("x", "x", role, room, Duration::from_secs(60))
-    };
+    let t = |role, room: &str| s.keys.issue("x", "x", role, room, Duration::from_secs(60));
     let (st, _, body) = get(&s, "/metrics", None, false).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED, "{body}");
     for role in [Role::House, Role::Chair, Role::Receiver] {
@@ -120,7 +123,12 @@ async fn metrics_need_an_officials_token() {
     }
     let (st, h, body) = get(&s, "/metrics", Some(&t(Role::Official, "demo")), false).await;
     assert_eq!(st, StatusCode::OK, "{body}");
-    assert!(h.get("content-type").unwrap().to_str().unwrap().starts_with("text/plain"));
+    assert!(h
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
     for line in [
         "dinh_http_connections ",
         "dinh_http_connections_refused_total{cap=\"source\"} ",

@@ -51,10 +51,7 @@ async fn a_session_that_never_connects_is_removed() {
     assert_eq!(hub.state.sfu.stats.sessions.load(Ordering::Relaxed), 1);
     // The player never applies the answer: no ICE, no DTLS.
     drop(peer);
-    let (sessions, sfu) = (
-        hub.state.clone(),
-        hub.state.sfu.clone(),
-    );
+    let (sessions, sfu) = (hub.state.clone(), hub.state.sfu.clone());
     eventually(10, "the unconnected session removed", || {
         let gone = sessions.sessions.is_empty() && sfu.stats.sessions.load(Ordering::Relaxed) == 0;
         async move { gone }
@@ -245,7 +242,11 @@ async fn too_many_candidates_are_refused_and_trickle_is_capped() {
     many.push_str(&sdp[cut..]);
     let r = post(&hub, "/whep/demo", &token, &many).await;
     assert_eq!(r.status, 400, "{}", r.body);
-    assert!(r.body.contains("distinct ICE candidates; the limit is 32"), "{}", r.body);
+    assert!(
+        r.body.contains("distinct ICE candidates; the limit is 32"),
+        "{}",
+        r.body
+    );
     assert!(hub.state.sessions.is_empty());
     assert_eq!(hub.state.sfu.stats.sessions.load(Ordering::Relaxed), 0);
 

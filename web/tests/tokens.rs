@@ -14,9 +14,8 @@ use dinh_web::auth::Role;
 use futures::StreamExt;
 use serde_json::json;
 
-type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn ws(hub: &Hub, token: &str) -> Ws {
     let url = format!("ws://{}/ws/demo?token={token}", hub.addr);
@@ -65,19 +64,37 @@ async fn a_revoked_token_is_refused_everywhere_and_after_a_restart() {
 
     // A house may not revoke; a chair may not revoke another room's token.
     let (st, v) = hub
-        .json("POST", "/api/tokens/revoke", &other_house, json!({ "token": house }))
+        .json(
+            "POST",
+            "/api/tokens/revoke",
+            &other_house,
+            json!({ "token": house }),
+        )
         .await;
     assert_eq!(st, 403, "{v}");
-    let foreign = hub
-        .state
-        .keys
-        .issue("chair", "c", Role::Chair, "xa-khac", Duration::from_secs(600));
+    let foreign = hub.state.keys.issue(
+        "chair",
+        "c",
+        Role::Chair,
+        "xa-khac",
+        Duration::from_secs(600),
+    );
     let (st, v) = hub
-        .json("POST", "/api/tokens/revoke", &foreign, json!({ "token": house }))
+        .json(
+            "POST",
+            "/api/tokens/revoke",
+            &foreign,
+            json!({ "token": house }),
+        )
         .await;
     assert_eq!(st, 403, "{v}");
     let (st, v) = hub
-        .json("POST", "/api/tokens/revoke", &chair, json!({ "token": "garbage" }))
+        .json(
+            "POST",
+            "/api/tokens/revoke",
+            &chair,
+            json!({ "token": "garbage" }),
+        )
         .await;
     assert_eq!(st, 401, "{v}");
     let (st, v) = hub
@@ -103,10 +120,11 @@ async fn a_revoked_token_is_refused_everywhere_and_after_a_restart() {
     let (st, body) = hub.call("GET", "/api/meetings", &house, None).await;
     assert_eq!(st, 401);
     assert!(body.contains("token_revoked"), "{body}");
-    let refused = tokio_tungstenite::connect_async(format!("ws://{}/ws/demo?token={house}", hub.addr))
-        .await
-        .err()
-        .expect("no new WebSocket with a revoked token");
+    let refused =
+        tokio_tungstenite::connect_async(format!("ws://{}/ws/demo?token={house}", hub.addr))
+            .await
+            .err()
+            .expect("no new WebSocket with a revoked token");
     match refused {
         tokio_tungstenite::tungstenite::Error::Http(res) => assert_eq!(res.status(), 401),
         other => panic!("expected 401, got {other}"),
@@ -154,7 +172,11 @@ async fn a_websocket_closes_when_its_token_expires() {
     let mut socket = ws(&hub, &short).await;
     let t = std::time::Instant::now();
     until_error(&mut socket, "token_expired", Duration::from_secs(6)).await;
-    assert!(t.elapsed() >= Duration::from_millis(900), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        t.elapsed()
+    );
     hub.stop().await;
 }
 
@@ -199,7 +221,14 @@ async fn dinh_token_revoke_through_the_running_hub_or_offline() {
     assert_ne!(code, 0);
     assert!(err.contains("--offline"), "{err}");
     let (code, out, err) = dinh(&[
-        "token", "revoke", &other_jti, "--room", "demo", "--data", &d, "--offline",
+        "token",
+        "revoke",
+        &other_jti,
+        "--room",
+        "demo",
+        "--data",
+        &d,
+        "--offline",
     ]);
     assert_eq!(code, 0, "{out}{err}");
     let d2 = data.clone();
@@ -207,7 +236,12 @@ async fn dinh_token_revoke_through_the_running_hub_or_offline() {
     let (st, _) = hub.call("GET", "/api/meetings", &other, None).await;
     assert_eq!(st, 401);
     let (st, _) = hub
-        .call("GET", "/api/meetings", &hub.token(Role::House, "house-2"), None)
+        .call(
+            "GET",
+            "/api/meetings",
+            &hub.token(Role::House, "house-2"),
+            None,
+        )
         .await;
     assert_eq!(st, 200);
     hub.stop().await;
@@ -223,7 +257,15 @@ async fn serve_prints_links_only_on_a_terminal_and_links_prints_them_on_request(
         .join(format!("links-{}", uuid::Uuid::new_v4()));
     let d = data.to_str().unwrap().to_owned();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dinh"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--udp", "127.0.0.1:0", "--data", &d])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--udp",
+            "127.0.0.1:0",
+            "--data",
+            &d,
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -242,8 +284,14 @@ async fn serve_prints_links_only_on_a_terminal_and_links_prints_them_on_request(
         assert!(n > 0, "the hub stopped: {out}");
         out.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
-    assert!(!out.contains("token="), "no token in a service's output: {out}");
-    assert!(out.contains("SHA-256: "), "the CA fingerprint is printed: {out}");
+    assert!(
+        !out.contains("token="),
+        "no token in a service's output: {out}"
+    );
+    assert!(
+        out.contains("SHA-256: "),
+        "the CA fingerprint is printed: {out}"
+    );
     assert!(out.contains("update-ca-certificates"), "{out}");
     let _ = child.kill().await;
     let (code, out, err) = dinh(&["links", "--data", &d]);
@@ -254,7 +302,13 @@ async fn serve_prints_links_only_on_a_terminal_and_links_prints_them_on_request(
     use std::os::unix::fs::PermissionsExt;
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&data), 0o700);
-    for f in ["signing.key", "tls/ca.key", "tls/server.key", "record.sqlite", "record.key"] {
+    for f in [
+        "signing.key",
+        "tls/ca.key",
+        "tls/server.key",
+        "record.sqlite",
+        "record.key",
+    ] {
         assert_eq!(mode(&data.join(f)), 0o600, "{f}");
     }
     let _ = std::fs::remove_dir_all(data);

@@ -124,7 +124,12 @@ fn connect_from(source: [u8; 4], to: SocketAddr) -> Option<tokio::net::TcpSocket
 
 /// Open `n` connections from `source`, holding at most `hold` at once (dropping those the
 /// hub closed first, as a client would, so the flood is not limited by our own descriptors).
-async fn idle_flood(sources: &[[u8; 4]], n: usize, hold: usize, to: SocketAddr) -> Vec<tokio::net::TcpStream> {
+async fn idle_flood(
+    sources: &[[u8; 4]],
+    n: usize,
+    hold: usize,
+    to: SocketAddr,
+) -> Vec<tokio::net::TcpStream> {
     let mut open: Vec<tokio::net::TcpStream> = Vec::new();
     for i in 0..n {
         let src = sources[i % sources.len()];
@@ -139,7 +144,9 @@ async fn idle_flood(sources: &[[u8; 4]], n: usize, hold: usize, to: SocketAddr) 
                 open.drain(..hold / 10);
             }
         }
-        let Some(s) = connect_from(src, to) else { continue };
+        let Some(s) = connect_from(src, to) else {
+            continue;
+        };
         if let Ok(c) = s.connect(to).await {
             open.push(c);
         }
@@ -155,7 +162,14 @@ async fn main() {
     let port = 18_950;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let mut hub = Command::new(&bin)
-        .args(["serve", "--listen", &addr.to_string(), "--udp", "127.0.0.1:0", "--data"])
+        .args([
+            "serve",
+            "--listen",
+            &addr.to_string(),
+            "--udp",
+            "127.0.0.1:0",
+            "--data",
+        ])
         .arg(&data)
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())
@@ -164,8 +178,16 @@ async fn main() {
         .expect("run target/release/dinh (cargo build --release --bin dinh -p dinh-web)");
     let pid = hub.id();
     let started = Instant::now();
-    while http(addr, "GET /healthz HTTP/1.1\r\nHost: hub\r\nConnection: close\r\n\r\n").0 != 200 {
-        assert!(started.elapsed() < Duration::from_secs(60), "the hub did not start");
+    while http(
+        addr,
+        "GET /healthz HTTP/1.1\r\nHost: hub\r\nConnection: close\r\n\r\n",
+    )
+    .0 != 200
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the hub did not start"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let keys = dinh_web::auth::Keys::load_or_create(&data).unwrap();
@@ -179,7 +201,9 @@ async fn main() {
     };
     let limit = own_fd_limit();
     let hold = limit.saturating_sub(200).min(19_000);
-    println!("hub pid {pid}; this client's open-file limit {limit}, holding at most {hold} sockets");
+    println!(
+        "hub pid {pid}; this client's open-file limit {limit}, holding at most {hold} sockets"
+    );
     println!(
         "{:<44} {:>9} {:>6} {:>6} {:>8} {:>7} {:>7} {:>4}",
         "phase", "rss_mib", "fds", "conns", "sessions", "hz_p50", "hz_max", ""
@@ -189,7 +213,10 @@ async fn main() {
     // 1. 20,000 idle connections from one source.
     let t = Instant::now();
     let held = idle_flood(&[[127, 0, 0, 2]], 20_000, hold, addr).await;
-    println!("  (20,000 connections opened in {:.1} s)", t.elapsed().as_secs_f64());
+    println!(
+        "  (20,000 connections opened in {:.1} s)",
+        t.elapsed().as_secs_f64()
+    );
     r.row("20,000 idle from one source (held)");
     drop(held);
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -250,7 +277,9 @@ async fn main() {
             "POST /whep/demo HTTP/1.1\r\nHost: hub\r\nAuthorization: Bearer {token}\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{offer}",
             offer.len()
         );
-        let (st, _) = tokio::task::spawn_blocking(move || http(addr, &req)).await.unwrap();
+        let (st, _) = tokio::task::spawn_blocking(move || http(addr, &req))
+            .await
+            .unwrap();
         *counts.entry(st).or_default() += 1;
     }
     println!(
@@ -276,7 +305,9 @@ async fn main() {
         "POST /whep/demo HTTP/1.1\r\nHost: hub\r\nAuthorization: Bearer {token}\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{many}",
         many.len()
     );
-    let (st, body) = tokio::task::spawn_blocking(move || http(addr, &req)).await.unwrap();
+    let (st, body) = tokio::task::spawn_blocking(move || http(addr, &req))
+        .await
+        .unwrap();
     println!("  offer with 900 candidates: {st} {}", body.trim());
     r.row("after the 900-candidate offer");
 
