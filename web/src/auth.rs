@@ -373,7 +373,7 @@ mod tests {
         create_private_dir(&d.join("a/b")).unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&d.join("a/b")), 0o700);
-        std::fs::set_permissions(&d.join("a/b"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(d.join("a/b"), std::fs::Permissions::from_mode(0o755)).unwrap();
         create_private_dir(&d.join("a/b")).unwrap();
         assert_eq!(mode(&d.join("a/b")), 0o700);
         write_private(&d.join("a/b/k"), b"x").unwrap();

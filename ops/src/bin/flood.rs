@@ -116,7 +116,7 @@ impl Report<'_> {
     }
 }
 
-fn connect_from(source: [u8; 4], to: SocketAddr) -> Option<tokio::net::TcpSocket> {
+fn socket_from(source: [u8; 4]) -> Option<tokio::net::TcpSocket> {
     let s = tokio::net::TcpSocket::new_v4().ok()?;
     s.bind(SocketAddr::new(IpAddr::from(source), 0)).ok()?;
     Some(s)
@@ -144,7 +144,7 @@ async fn idle_flood(
                 open.drain(..hold / 10);
             }
         }
-        let Some(s) = connect_from(src, to) else {
+        let Some(s) = socket_from(src) else {
             continue;
         };
         if let Ok(c) = s.connect(to).await {
@@ -234,7 +234,7 @@ async fn main() {
     let mut loris = Vec::new();
     for i in 0..1000u32 {
         let src = [127, 0, 1, (i % 10) as u8 + 1];
-        if let Some(s) = connect_from(src, addr) {
+        if let Some(s) = socket_from(src) {
             if let Ok(c) = s.connect(addr).await {
                 loris.push(c);
             }
