@@ -7,6 +7,13 @@
 //! candidates are added (trickle ICE, `204`); with `If-Match: *` and new ICE credentials, the
 //! session restarts ICE (a house's 4G link changed) and the reply is `200` with the hub's new
 //! credentials and candidates and a new `ETag`. The hub's own candidates are all in its answers.
+//!
+//! Bounds ([`Sessions`]): sessions per token, per room and in total; a session that has not
+//! connected within `limits.connect_timeout_secs` is closed and removed; only the token that
+//! made a session, or the room's chair, may `PATCH` or `DELETE` it, and only under its own
+//! kind (`/whip/…` or `/whep/…`). Remote candidates the hub would probe on a client's behalf
+//! on its own machine or link, or too many of them, are refused (`dinh_sfu::sdp`). A
+//! `receiver` token gets the meeting's sound only.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
