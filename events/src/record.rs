@@ -38,6 +38,7 @@ use crate::domain::feedback::{Feedback, FeedbackAction, FeedbackError};
 use crate::domain::loudspeakers::{LoudspeakerAction, LoudspeakerError, Loudspeakers};
 use crate::domain::meeting::{Meeting, MeetingAction, MeetingError};
 use crate::domain::notices::{Notice, NoticeAction, NoticeError};
+use crate::domain::tokens::{TokenAction, TokenDenyList, TokenError, DENY_LIST};
 use crate::domain::workdays::Calendar;
 use crate::domain::Command;
 use crate::store::{Append, Appended, Store, StoreError};
@@ -122,6 +123,14 @@ fn notice_refusal(e: &NoticeError) -> Refusal {
     }
 }
 
+fn token_refusal(e: &TokenError) -> Refusal {
+    match e {
+        TokenError::Forbidden { .. } => Refusal::Forbidden,
+        TokenError::Invalid { .. } => Refusal::Invalid,
+        _ => Refusal::State,
+    }
+}
+
 fn feedback_refusal(e: &FeedbackError) -> Refusal {
     match e {
         FeedbackError::Forbidden { .. } => Refusal::Forbidden,
@@ -145,6 +154,7 @@ pub struct Record {
     feedback: Framework<Feedback>,
     loudspeakers: Framework<Loudspeakers>,
     notices: Framework<Notice>,
+    tokens: Framework<TokenDenyList>,
 }
 
 impl Record {
@@ -167,6 +177,11 @@ impl Record {
                 (),
             ),
             notices: CqrsFramework::new(
+                PersistedEventStore::new_snapshot_store(store.clone(), SNAPSHOT_EVERY),
+                vec![],
+                (),
+            ),
+            tokens: CqrsFramework::new(
                 PersistedEventStore::new_snapshot_store(store.clone(), SNAPSHOT_EVERY),
                 vec![],
                 (),
@@ -234,6 +249,34 @@ impl Record {
             (notice_refusal(e), e.to_string())
         })
         .await
+    }
+
+    /// Revoke a token (the one deny-list aggregate, [`DENY_LIST`]).
+    pub async fn revoke_token(
+        &self,
+        cmd: Command<TokenAction>,
+        command_id: Option<String>,
+    ) -> Result<Outcome, RecordError> {
+        let meta = metadata(cmd.at, &cmd.actor.label(), command_id.as_deref());
+        self.run(&self.tokens, DENY_LIST, cmd, meta, command_id, |e| {
+            (token_refusal(e), e.to_string())
+        })
+        .await
+    }
+
+    /// The deny list as the log has it.
+    pub async fn load_deny_list(&self) -> Result<TokenDenyList, RecordError> {
+        let mut list = TokenDenyList::default();
+        for ev in self
+            .store
+            .aggregate_events(TokenDenyList::TYPE, DENY_LIST, 0)
+            .await?
+        {
+            let e = serde_json::from_value(ev.payload)
+                .map_err(|e| RecordError::Internal(e.to_string()))?;
+            list.apply_event(&e);
+        }
+        Ok(list)
     }
 
     /// The current state of a meeting (for checks the hub makes before sending a command).

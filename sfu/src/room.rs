@@ -453,6 +453,7 @@ impl Room {
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let runtime = self.sfu.mux.runtime();
         let (gather_tx, mut gather_rx) = watch::channel(false);
+        let (connected_tx, connected_rx) = watch::channel(false);
         let handler = Arc::new(PeerHandler {
             room: Arc::downgrade(self),
             conn,
@@ -460,6 +461,7 @@ impl Room {
             role: req.role,
             publish: req.publish,
             gathered: gather_tx,
+            connected: connected_tx,
             session: OnceLock::new(),
         });
         let mut media = self.sfu.media_engine()?;
@@ -505,6 +507,7 @@ impl Room {
             pc,
             runtime,
             closed: AtomicBool::new(false),
+            connected: connected_rx,
             tasks: Mutex::new(Vec::new()),
             video: watch::channel(VideoPref::default()).0,
         });
@@ -1153,6 +1156,8 @@ struct PeerHandler {
     role: Role,
     publish: bool,
     gathered: watch::Sender<bool>,
+    /// Set once ICE and DTLS are done (the connection state reached `Connected`).
+    connected: watch::Sender<bool>,
     session: OnceLock<Weak<SessionInner>>,
 }
 
@@ -1166,6 +1171,9 @@ impl PeerConnectionEventHandler for PeerHandler {
 
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
         tracing::debug!(conn = self.conn, ?state, "peer connection state");
+        if state == RTCPeerConnectionState::Connected {
+            self.connected.send_replace(true);
+        }
         if matches!(
             state,
             RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed
@@ -1218,6 +1226,8 @@ struct SessionInner {
     pc: Arc<dyn PeerConnection>,
     runtime: Arc<MuxRuntime>,
     closed: AtomicBool,
+    /// Whether ICE and DTLS completed once.
+    connected: watch::Receiver<bool>,
     // std Mutex: pushed to and drained, never held across `.await`.
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// What video the subscriber wants (low-bandwidth mode, simulcast layer).
@@ -1298,6 +1308,11 @@ impl Session {
     /// Whether the session asked for low video quality.
     pub fn low_quality(&self) -> bool {
         self.inner.video.borrow().low
+    }
+
+    /// Whether ICE and DTLS have completed (once; a later failure closes the session).
+    pub fn is_connected(&self) -> bool {
+        *self.inner.connected.borrow()
     }
 
     /// Whether the session has ended (closed, failed, or replaced).

@@ -681,6 +681,7 @@ mod tests {
             include_str!("notices.rs"),
             include_str!("board.rs"),
             include_str!("phone.rs"),
+            include_str!("tokens.rs"),
         ]
         .concat();
         let routes: Vec<&str> = src

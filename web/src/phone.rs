@@ -199,9 +199,10 @@ struct Item {
 /// The items this token raised: its house's items in its meeting whose first event carries
 /// the token's id.
 async fn own_items(s: &AppState, c: &Claims) -> Result<Vec<Item>, AppError> {
-    let (Some(meeting), Some(jti)) = (c.meeting.as_deref(), c.jti.as_deref()) else {
+    let Some(meeting) = c.meeting.as_deref() else {
         return Ok(vec![]);
     };
+    let jti = c.jti.as_str();
     let candidates: Vec<FeedbackRow> = {
         let views = s.recording.views.read().await;
         views
@@ -355,7 +356,7 @@ async fn raise(
             "invalid agenda_item: not an item of this meeting's agenda",
         ));
     }
-    let jti = c.jti.clone().unwrap_or_default();
+    let jti = c.jti.clone();
     let key = match headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
         Some(k) if !k.trim().is_empty() && k.len() <= 64 => k.trim().to_owned(),
         Some(_) => {

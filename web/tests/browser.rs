@@ -2,6 +2,10 @@
 //! publishes, two house pages decode video and play audio with energy; a house given the floor
 //! is heard by the other house; a screenshot of a house page is saved.
 //!
+//! The pages are opened over HTTPS with the hub's own certificate, which Chromium accepts
+//! by pinning its key (`--ignore-certificate-errors-spki-list`), not by ignoring certificate
+//! errors: the page is a secure context, as on a chair's laptop that trusts the hub's CA.
+//!
 //! Needs `chromium` and `chromedriver` (./ops/test installs them). Without them this test
 //! fails; set DINH_SKIP_BROWSER=1 to skip it knowingly.
 
@@ -52,7 +56,8 @@ async fn chair_page_to_house_pages() {
     config.rtc.udp_listen = "127.0.0.1:0".parse().unwrap();
     let state = dinh_web::AppState::start(config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+    let base = format!("https://{}", listener.local_addr().unwrap());
+    let spki = state.tls.as_ref().expect("HTTPS on").spki_sha256_base64();
     let ttl = Duration::from_secs(600);
     use dinh_web::auth::Role;
     let chair_t = state
@@ -75,16 +80,16 @@ async fn chair_page_to_house_pages() {
 
     let (_driver, port) = chromedriver().await;
 
-    let chair = browser(port, 0).await;
+    let chair = browser_trusting(port, 0, &spki).await;
     chair
         .goto(&format!("{base}/chair?autostart=1&lang=vi&token={chair_t}"))
         .await
         .unwrap();
-    let h1 = browser(port, 1).await;
+    let h1 = browser_trusting(port, 1, &spki).await;
     h1.goto(&format!("{base}/house?lang=vi&token={h1_t}"))
         .await
         .unwrap();
-    let h2 = browser(port, 2).await;
+    let h2 = browser_trusting(port, 2, &spki).await;
     h2.goto(&format!("{base}/house?lang=vi&token={h2_t}"))
         .await
         .unwrap();
@@ -189,6 +194,15 @@ async fn chair_page_to_house_pages() {
         inbound(s, "0").1 > 0.0
     })
     .await;
+
+    // Over HTTPS, a secure context (getUserMedia needs one off localhost).
+    for c in [&chair, &h1] {
+        let v = c
+            .execute("return [location.protocol, window.isSecureContext]", vec![])
+            .await
+            .unwrap();
+        assert_eq!(v, json!(["https:", true]));
+    }
 
     let png = h1.screenshot().await.unwrap();
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/e2e");
@@ -727,6 +741,7 @@ async fn pages_come_back_by_themselves_after_the_hub_is_killed() {
     ] {
         let r = common::request(
             &base,
+            None,
             "POST",
             path,
             vec![

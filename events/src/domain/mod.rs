@@ -10,6 +10,7 @@ pub mod feedback;
 pub mod loudspeakers;
 pub mod meeting;
 pub mod notices;
+pub mod tokens;
 pub mod workdays;
 
 #[cfg(test)]
@@ -164,5 +165,18 @@ impl Decide for notices::Notice {
     }
     fn apply_event(&mut self, event: &Self::Event) {
         notices::Notice::apply_event(self, event)
+    }
+}
+
+impl Decide for tokens::TokenDenyList {
+    type Action = tokens::TokenAction;
+    type Event = tokens::TokenEvent;
+    type Error = tokens::TokenError;
+    type Services = ();
+    fn decide(&self, cmd: &Command<Self::Action>, _: &()) -> Result<Vec<Self::Event>, Self::Error> {
+        tokens::TokenDenyList::decide(self, cmd)
+    }
+    fn apply_event(&mut self, event: &Self::Event) {
+        tokens::TokenDenyList::apply_event(self, event)
     }
 }

@@ -25,11 +25,21 @@ impl Drop for Driver {
 }
 
 pub async fn browser(port: u16, n: usize) -> Client {
-    browser_sized(port, n, 1280, 720).await
+    browser_with(port, n, 1280, 720, None).await
+}
+
+/// A browser that trusts exactly the hub key whose SPKI SHA-256 (base64) is `spki`, for a
+/// hub on `https://` with its own certificate.
+pub async fn browser_trusting(port: u16, n: usize, spki: &str) -> Client {
+    browser_with(port, n, 1280, 720, Some(spki)).await
 }
 
 /// A browser whose window is `w` × `h` pixels (a phone: 400 × 800).
 pub async fn browser_sized(port: u16, n: usize, w: u32, h: u32) -> Client {
+    browser_with(port, n, w, h, None).await
+}
+
+async fn browser_with(port: u16, n: usize, w: u32, h: u32, spki: Option<&str>) -> Client {
     // fantoccini's rustls needs a crypto provider chosen; ring is already in the tree.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = std::env::temp_dir().join(format!("dinh-chromium-{}-{n}", std::process::id()));
@@ -48,6 +58,16 @@ pub async fn browser_sized(port: u16, n: usize, w: u32, h: u32) -> Client {
             ]
         }
     });
+    let mut caps = caps;
+    if let Some(spki) = spki {
+        // Trust exactly the hub's key (this flag needs --user-data-dir), not every certificate.
+        caps["goog:chromeOptions"]["args"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!(format!(
+                "--ignore-certificate-errors-spki-list={spki}"
+            )));
+    }
     let caps = match caps {
         Value::Object(m) => m,
         _ => unreachable!(),
