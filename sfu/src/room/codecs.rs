@@ -6,55 +6,54 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use webrtc::peer_connection::MediaEngine;
 
-use super::{neg, Sfu, SfuError};
+use super::{neg, SfuError};
 use crate::keyframe::VideoCodec;
 
-impl Sfu {
-    pub(super) fn media_engine(&self) -> Result<MediaEngine, SfuError> {
-        let mut m = MediaEngine::default();
-        m.register_codec(
-            RTCRtpCodecParameters {
-                rtp_codec: opus_codec(),
-                payload_type: 111,
+/// The codecs every peer connection of a room whose video is `codec` negotiates.
+pub(super) fn media_engine(codec: VideoCodec) -> Result<MediaEngine, SfuError> {
+    let mut m = MediaEngine::default();
+    m.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: opus_codec(),
+            payload_type: 111,
+        },
+        RtpCodecKind::Audio,
+    )
+    .map_err(neg)?;
+    let fb = |typ: &str, parameter: &str| RTCPFeedback {
+        typ: typ.to_owned(),
+        parameter: parameter.to_owned(),
+    };
+    let video = RTCRtpCodec {
+        rtcp_feedback: vec![fb("ccm", "fir"), fb("nack", ""), fb("nack", "pli")],
+        ..video_codec(codec)
+    };
+    m.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: video,
+            payload_type: 96,
+        },
+        RtpCodecKind::Video,
+    )
+    .map_err(neg)?;
+    m.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec {
+                mime_type: "video/rtx".to_owned(),
+                clock_rate: 90_000,
+                channels: 0,
+                sdp_fmtp_line: "apt=96".to_owned(),
+                rtcp_feedback: vec![],
             },
-            RtpCodecKind::Audio,
-        )
+            payload_type: 97,
+        },
+        RtpCodecKind::Video,
+    )
+    .map_err(neg)?;
+    // MID and RID header extensions: a simulcast publisher names its layers by RID.
+    rtc::peer_connection::configuration::interceptor_registry::configure_simulcast_extension_headers(&mut m)
         .map_err(neg)?;
-        let fb = |typ: &str, parameter: &str| RTCPFeedback {
-            typ: typ.to_owned(),
-            parameter: parameter.to_owned(),
-        };
-        let video = RTCRtpCodec {
-            rtcp_feedback: vec![fb("ccm", "fir"), fb("nack", ""), fb("nack", "pli")],
-            ..video_codec(self.config.video_codec)
-        };
-        m.register_codec(
-            RTCRtpCodecParameters {
-                rtp_codec: video,
-                payload_type: 96,
-            },
-            RtpCodecKind::Video,
-        )
-        .map_err(neg)?;
-        m.register_codec(
-            RTCRtpCodecParameters {
-                rtp_codec: RTCRtpCodec {
-                    mime_type: "video/rtx".to_owned(),
-                    clock_rate: 90_000,
-                    channels: 0,
-                    sdp_fmtp_line: "apt=96".to_owned(),
-                    rtcp_feedback: vec![],
-                },
-                payload_type: 97,
-            },
-            RtpCodecKind::Video,
-        )
-        .map_err(neg)?;
-        // MID and RID header extensions: a simulcast publisher names its layers by RID.
-        rtc::peer_connection::configuration::interceptor_registry::configure_simulcast_extension_headers(&mut m)
-            .map_err(neg)?;
-        Ok(m)
-    }
+    Ok(m)
 }
 
 /// Opus with in-band FEC (the decoder recovers a lost 20 ms frame from the next packet) and

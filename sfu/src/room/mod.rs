@@ -1,47 +1,55 @@
-//! Rooms and their participants: the driver around the forwarding and floor cores.
+//! Rooms and their participants: the driver around the room's pure core, [`RoomCore`].
 //!
 //! Each participant has one `RTCPeerConnection` (webrtc-rs) on the shared UDP port. What a
 //! participant publishes becomes a *source*; the room decides which source feeds each of its
 //! four downstream [`Slot`]s (the chair's voice and camera, the floor holder's voice and
 //! camera) and every subscriber gets one outgoing track per slot it asked for. The floor can
-//! change without any renegotiation: the slot's [`SlotForwarder`] rewrites the new source's
-//! packets to continue the stream the subscriber already decodes.
+//! change without any renegotiation: the slot's [`SlotForwarder`](crate::forward::SlotForwarder)
+//! rewrites the new source's packets to continue the stream the subscriber already decodes.
 //!
-//! Packet path: a reader task per incoming track → [`Room::on_rtp`] (decision under the room's
-//! lock) → a `tokio::sync::broadcast` channel per slot → a writer task per subscriber and slot
-//! (SSRC and payload type of that subscriber's leg, gate at keyframes) → webrtc-rs (NACK
-//! buffer, SRTP, the shared socket).
+//! Split by role, as Galène's `rtpconn/` is:
+//! - `core`: [`RoomCore`], every decision, pure (no tracks, no clock, no tokio);
+//! - `sfu`: [`Sfu`], the shared port and the rooms, with its settings and counters;
+//! - `codecs`: what the room negotiates (Opus, the room's video codec, RTX, RID extensions);
+//! - `session`: a participant's peer connection, its negotiation and its events ([`Session`]);
+//! - `reader`: a publisher's track into the core, and keyframe requests back up it;
+//! - `writer`: a slot's channel out to one subscriber's track, and that track's RTCP.
+//!
+//! Packet path: a reader task per incoming track → [`Room::on_rtp`] ([`RoomCore::on_rtp`] under
+//! the room's lock) → a `tokio::sync::broadcast` channel per slot → a writer task per
+//! subscriber and slot (SSRC and payload type of that subscriber's leg, simulcast layer, gate
+//! at keyframes) → webrtc-rs (NACK buffer, SRTP, the shared socket).
+//!
+//! The driver reads the clock and passes `now` in; it carries out what the core returns
+//! after releasing the lock (keyframe requests, a replaced session to close, the new state).
 
 mod codecs;
 mod core;
+mod reader;
 mod session;
 mod sfu;
 mod writer;
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Instant;
+
+use rtc::rtp;
+use tokio::sync::{broadcast, watch};
+use webrtc::media_stream::track_remote::TrackRemote;
+use webrtc::peer_connection::RTCSessionDescription;
+
+use crate::floor::{FloorChange, FloorError};
+use crate::forward::{InHeader, SourceId};
+use crate::signal::{RoomState, VideoMode};
+
+pub use self::core::{FloorCommand, KeyframeRequest, Role, RoomCore, Routed, Slot};
 pub use codecs::{opus_codec, video_codec};
 pub use session::Session;
 pub use sfu::{Sfu, SfuConfig, SfuStats};
 
-use self::core::{
-    forget_source, house_state, layer_keyframe_request, refresh_sources, Member, RoomCore, Source,
-};
 use session::SessionInner;
-use writer::{read_subscriber_rtcp, write_slot, Leg, VideoPref, NO_LAYER};
-
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
-
-use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use rtc::rtp;
-use tokio::sync::{broadcast, watch};
-use webrtc::media_stream::track_remote::TrackRemote;
-
-use crate::floor::{Floor, FloorChange, FloorError};
-use crate::forward::{InHeader, SlotForwarder, SlotKind, SourceId, Verdict};
-use crate::signal::{HouseState, RoomState};
-use crate::simulcast::{layer_for_rid, LayerActivity, MAX_LAYERS};
 
 /// Errors of the SFU layer.
 #[derive(Debug, thiserror::Error)]
@@ -66,52 +74,15 @@ fn neg(e: impl std::fmt::Display) -> SfuError {
     SfuError::Negotiation(e.to_string())
 }
 
-/// A downstream stream every subscriber of a room can receive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Slot {
-    /// The chair's microphone.
-    ProgramAudio = 0,
-    /// The chair's camera.
-    ProgramVideo = 1,
-    /// The microphone of the house holding the floor.
-    FloorAudio = 2,
-    /// The camera of the house holding the floor.
-    FloorVideo = 3,
-}
-
-impl Slot {
-    const ALL: [Slot; 4] = [
-        Slot::ProgramAudio,
-        Slot::ProgramVideo,
-        Slot::FloorAudio,
-        Slot::FloorVideo,
-    ];
-
-    fn is_audio(self) -> bool {
-        matches!(self, Slot::ProgramAudio | Slot::FloorAudio)
-    }
-}
-
-/// Who a participant is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// The commune chair: publishes the program, controls the floor.
-    Chair,
-    /// A village cultural house: watches, and speaks when given the floor.
-    House,
-    /// A receive-only player (WHEP).
-    Viewer,
-}
-
 /// What a participant asks of the room.
 #[derive(Debug, Clone)]
 pub struct JoinRequest {
     /// Participant id (house id, or `chair`). A second session with the same id replaces the
     /// first: a kiosk that reconnects must not appear twice.
     pub id: String,
-    /// Display name.
+    /// Display name, shown to the chair.
     pub name: String,
-    /// Role.
+    /// What it may do in the room.
     pub role: Role,
     /// Whether its incoming tracks are sources.
     pub publish: bool,
@@ -137,40 +108,41 @@ pub struct Forwarded {
     pub active_layers: u8,
 }
 
+/// A source's track and the connection it arrived on.
+type SourceTrack = (u64, Arc<dyn TrackRemote>);
+
 /// One meeting room.
 pub struct Room {
     name: String,
     sfu: Arc<Sfu>,
+    // std Mutex: taken for a few hash lookups per packet, never across an `.await`. What the
+    // core decides is carried out after the lock is released.
     core: Mutex<RoomCore>,
+    // The driver's halves of what the core names by id: each source's track (with its
+    // connection) for keyframe requests, each connection's session for replacing it. std
+    // Mutexes: map lookups, never held across an `.await`.
+    tracks: Mutex<HashMap<SourceId, SourceTrack>>,
+    sessions: Mutex<HashMap<u64, Weak<SessionInner>>>,
     slots: [broadcast::Sender<Arc<Forwarded>>; 4],
     state_tx: watch::Sender<RoomState>,
     next_conn: AtomicU64,
 }
 
-/// What to send upstream once the lock is released.
-type KeyframeRequests = Vec<(Arc<dyn TrackRemote>, u32)>;
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 impl Room {
     fn new(name: &str, sfu: Arc<Sfu>) -> Arc<Self> {
-        let kind = |s: Slot| {
-            if s.is_audio() {
-                SlotKind::Audio
-            } else {
-                SlotKind::Video(sfu.config.video_codec)
-            }
-        };
         let (state_tx, _) = watch::channel(RoomState::default());
         Arc::new(Self {
             name: name.to_owned(),
-            core: Mutex::new(RoomCore {
-                floor: Floor::new(),
-                forwarders: Slot::ALL.map(|s| std::array::from_fn(|_| SlotForwarder::new(kind(s)))),
-                throttle: crate::throttle::KeyframeThrottle::new(sfu.config.keyframe_interval),
-                sources: HashMap::new(),
-                members: HashMap::new(),
-                next_source: 1,
-                directory: Vec::new(),
-            }),
+            core: Mutex::new(RoomCore::new(
+                sfu.config.video_codec,
+                sfu.config.keyframe_interval,
+            )),
+            tracks: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
             // 512 packets: about 1.5 s of audio plus video at 1.2 Mbit/s; a subscriber further
             // behind skips ahead and waits for a keyframe.
             slots: Slot::ALL.map(|_| broadcast::channel(512).0),
@@ -185,13 +157,16 @@ impl Room {
         &self.name
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, RoomCore> {
-        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    /// Run `f` on the core with `now`, then carry out the keyframe requests it returns.
+    fn decide<T>(&self, f: impl FnOnce(&mut RoomCore, Instant) -> (T, Vec<KeyframeRequest>)) -> T {
+        let (value, requests) = f(&mut lock(&self.core), Instant::now());
+        reader::send_keyframe_requests(self, requests);
+        value
     }
 
     /// The houses that belong to the room (id, display name), shown even when not connected.
     pub fn set_directory(&self, houses: Vec<(String, String)>) {
-        self.lock().directory = houses;
+        lock(&self.core).set_directory(houses);
         self.publish_state();
     }
 
@@ -206,27 +181,7 @@ impl Room {
     }
 
     fn publish_state(&self) {
-        let state = {
-            let c = self.lock();
-            let live = c.sources.values().any(|s| s.role == Role::Chair);
-            let hands: Vec<String> = c.floor.queue().map(str::to_owned).collect();
-            let mut houses: Vec<HouseState> = c
-                .directory
-                .iter()
-                .map(|(id, name)| house_state(&c, id, name))
-                .collect();
-            for (id, m) in &c.members {
-                if m.role == Role::House && !c.directory.iter().any(|(d, _)| d == id) {
-                    houses.push(house_state(&c, id, &m.name));
-                }
-            }
-            RoomState {
-                live,
-                floor: c.floor.holder().map(str::to_owned),
-                hands,
-                houses,
-            }
-        };
+        let state = lock(&self.core).state();
         self.state_tx.send_if_modified(|s| {
             if *s == state {
                 false
@@ -237,140 +192,88 @@ impl Room {
         });
     }
 
-    /// A packet from `source`.
+    /// Connect a participant: negotiate its peer connection from `offer` and return the
+    /// session with its answer.
+    pub async fn join(
+        self: &Arc<Self>,
+        req: JoinRequest,
+        offer: RTCSessionDescription,
+    ) -> Result<Session, SfuError> {
+        session::join(self, req, offer).await
+    }
+
+    /// Enter a negotiated session; returns the older session it replaces, to close.
+    fn enter(
+        &self,
+        req: &JoinRequest,
+        conn: u64,
+        session: Weak<SessionInner>,
+    ) -> Option<Arc<SessionInner>> {
+        let replaced = lock(&self.core).join(&req.id, conn, &req.name, req.role);
+        let mut sessions = lock(&self.sessions);
+        sessions.insert(conn, session);
+        replaced.and_then(|old| sessions.get(&old)?.upgrade())
+    }
+
+    /// A session ended.
+    fn leave(&self, id: &str, conn: u64) {
+        lock(&self.sessions).remove(&conn);
+        lock(&self.tracks).retain(|_, (c, _)| *c != conn);
+        self.decide(|c, now| {
+            let (_, requests) = c.leave(id, conn, now);
+            ((), requests)
+        });
+        self.publish_state();
+    }
+
+    fn set_video(&self, conn: u64, mode: VideoMode) {
+        lock(&self.core).set_video(conn, mode);
+        self.publish_state();
+    }
+
+    fn track(&self, source: SourceId) -> Option<Arc<dyn TrackRemote>> {
+        lock(&self.tracks).get(&source).map(|(_, t)| t.clone())
+    }
+
+    /// A packet from `source`, arrived at `now`.
     pub fn on_rtp(&self, source: SourceId, packet: rtp::Packet, now: Instant) {
         self.sfu.stats.received.fetch_add(1, Ordering::Relaxed);
-        if packet.payload.is_empty() {
-            return; // padding-only probes are the publisher's bandwidth estimation, not media
-        }
         let h = InHeader {
             ssrc: packet.header.ssrc,
             seq: packet.header.sequence_number,
             ts: packet.header.timestamp,
         };
-        let decided = {
-            let mut c = self.lock();
-            let c = &mut *c;
-            let Some(src) = c.sources.get_mut(&source) else {
-                return;
-            };
-            let Some(layer) = src.layer_of(h.ssrc) else {
-                return;
-            };
-            if !src.simulcast && src.layer_ssrc[0] != Some(h.ssrc) {
-                src.layer_ssrc[0] = Some(h.ssrc);
-            }
-            src.activity.saw(layer, now);
-            let (active, from_conn) = (src.activity.active(now), src.conn);
-            c.forwarders.iter_mut().enumerate().find_map(|(i, f)| {
-                (f[0].source() == Some(source)).then(|| {
-                    let v = f[layer as usize].on_packet(source, h, &packet.payload, now);
-                    (i, v, from_conn, layer, active)
-                })
-            })
-        };
-        if let Some((i, Verdict::Forward(out), from_conn, layer, active_layers)) = decided {
+        let routed = lock(&self.core).on_rtp(source, h, &packet.payload, now);
+        if let Some(r) = routed {
             // No receivers is not an error: nobody subscribes to this slot yet.
-            let _ = self.slots[i].send(Arc::new(Forwarded {
+            let _ = self.slots[r.slot as usize].send(Arc::new(Forwarded {
                 packet,
-                out,
+                out: r.out,
                 received: now,
-                from_conn,
-                layer,
-                active_layers,
+                from_conn: r.from_conn,
+                layer: r.layer,
+                active_layers: r.active_layers,
             }));
         }
     }
 
-    /// A publisher's stream opened: `rid` names its simulcast layer, `None` without simulcast.
-    fn open_layer(&self, source: SourceId, ssrc: u32, rid: Option<&str>) {
-        let requests = {
-            let mut c = self.lock();
-            let c = &mut *c;
-            let Some(s) = c.sources.get_mut(&source) else {
-                return;
-            };
-            let layer = match rid {
-                None if !s.simulcast => {
-                    s.layer_ssrc[0] = Some(ssrc);
-                    0
-                }
-                None => return,
-                Some(rid) => {
-                    if !s.simulcast {
-                        s.simulcast = true;
-                        s.layer_ssrc = [None; MAX_LAYERS];
-                    }
-                    if s.layer_ssrc.contains(&Some(ssrc)) {
-                        return;
-                    }
-                    let taken = s
-                        .layer_ssrc
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, x)| x.is_some())
-                        .fold(0u8, |m, (i, _)| m | 1 << i);
-                    let Some(layer) = layer_for_rid(rid, taken) else {
-                        tracing::debug!(room = %self.name, "a fourth simulcast layer ignored");
-                        return;
-                    };
-                    s.layer_ssrc[layer as usize] = Some(ssrc);
-                    layer
-                }
-            };
-            // A layer that opens after its slot switched to this source: its keyframe starts it.
-            let waiting = c
-                .forwarders
-                .iter()
-                .any(|f| f[0].source() == Some(source) && f[layer as usize].waiting_keyframe());
-            let request = waiting
-                .then(|| layer_keyframe_request(c, source, layer, Instant::now()))
-                .flatten();
-            request.into_iter().collect()
-        };
-        self.send_keyframe_requests(requests);
-    }
-
-    fn add_source(
-        &self,
-        conn: u64,
-        owner: &str,
-        role: Role,
-        track: Arc<dyn TrackRemote>,
-        audio: bool,
-    ) -> SourceId {
-        let (id, requests) = {
-            let mut c = self.lock();
-            let id = c.next_source;
-            c.next_source += 1;
-            c.sources.insert(
-                id,
-                Source {
-                    conn,
-                    owner: owner.to_owned(),
-                    role,
-                    audio,
-                    track,
-                    layer_ssrc: [None; MAX_LAYERS],
-                    simulcast: false,
-                    activity: LayerActivity::default(),
-                },
-            );
-            (id, refresh_sources(&mut c, Instant::now()))
-        };
-        self.send_keyframe_requests(requests);
+    fn add_source(&self, p: &reader::Publisher, track: Arc<dyn TrackRemote>) -> SourceId {
+        let (id, requests) =
+            lock(&self.core).add_source(p.conn, &p.member, p.role, p.audio, Instant::now());
+        // The track is known before the requests that need it go out.
+        lock(&self.tracks).insert(id, (p.conn, track));
+        reader::send_keyframe_requests(self, requests);
         self.publish_state();
         id
     }
 
+    fn open_layer(&self, source: SourceId, ssrc: u32, rid: Option<&str>) {
+        self.decide(|c, now| ((), c.open_layer(source, ssrc, rid, now)));
+    }
+
     fn remove_source(&self, id: SourceId) {
-        let requests = {
-            let mut c = self.lock();
-            c.sources.remove(&id);
-            forget_source(&mut c, id);
-            refresh_sources(&mut c, Instant::now())
-        };
-        self.send_keyframe_requests(requests);
+        self.decide(|c, now| ((), c.remove_source(id, now)));
+        lock(&self.tracks).remove(&id);
         self.publish_state();
     }
 
@@ -382,108 +285,57 @@ impl Room {
 
     /// Ask the source of a video slot for a keyframe of one layer (throttled per layer).
     pub fn request_keyframe(&self, slot: Slot, layer: u8) {
-        let req = {
-            let mut c = self.lock();
-            let source = c.forwarders[slot as usize][0].source();
-            source.and_then(|id| layer_keyframe_request(&mut c, id, layer, Instant::now()))
-        };
-        self.send_keyframe_requests(req.into_iter().collect());
+        self.decide(|c, now| {
+            (
+                (),
+                c.request_keyframe(slot, layer, now).into_iter().collect(),
+            )
+        });
     }
 
-    fn send_keyframe_requests(&self, requests: KeyframeRequests) {
-        for (track, media_ssrc) in requests {
-            self.sfu
-                .stats
-                .keyframe_requests
-                .fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(async move {
-                let pli = PictureLossIndication {
-                    sender_ssrc: 0,
-                    media_ssrc,
-                };
-                if let Err(e) = track.write_rtcp(vec![Box::new(pli)]).await {
-                    tracing::debug!(error = %e, "keyframe request not sent");
-                }
-            });
-        }
-    }
-
-    fn floor_command(
-        &self,
-        f: impl FnOnce(&mut Floor) -> Result<FloorChange, FloorError>,
-    ) -> Result<FloorChange, FloorError> {
-        let (change, requests) = {
-            let mut c = self.lock();
-            let change = f(&mut c.floor)?;
-            (change, refresh_sources(&mut c, Instant::now()))
-        };
-        self.send_keyframe_requests(requests);
+    fn floor_command(&self, command: FloorCommand) -> Result<FloorChange, FloorError> {
+        let change = self.decide(|c, now| match c.floor(command, now) {
+            Ok((change, requests)) => (Ok(change), requests),
+            Err(e) => (Err(e), Vec::new()),
+        })?;
         self.publish_state();
         Ok(change)
     }
 
     /// A house raises its hand.
     pub fn raise_hand(&self, house: &str) -> Result<FloorChange, FloorError> {
-        self.floor_command(|f| f.raise_hand(house))
+        self.floor_command(FloorCommand::RaiseHand(house.to_owned()))
     }
 
     /// A house lowers its hand (or yields the floor).
     pub fn lower_hand(&self, house: &str) -> Result<FloorChange, FloorError> {
-        self.floor_command(|f| Ok(f.lower_hand(house)))
+        self.floor_command(FloorCommand::LowerHand(house.to_owned()))
     }
 
     /// The chair grants the floor.
     pub fn grant_floor(&self, house: &str) -> Result<FloorChange, FloorError> {
-        self.floor_command(|f| f.grant(house))
+        self.floor_command(FloorCommand::Grant(house.to_owned()))
     }
 
     /// The chair revokes the floor.
     pub fn revoke_floor(&self) -> Result<FloorChange, FloorError> {
-        self.floor_command(|f| f.revoke())
+        self.floor_command(FloorCommand::Revoke)
     }
 
     /// The chair mutes or unmutes a house.
     pub fn set_muted(&self, house: &str, muted: bool) -> Result<FloorChange, FloorError> {
-        self.floor_command(|f| f.set_muted(house, muted))
+        self.floor_command(FloorCommand::Mute(house.to_owned(), muted))
     }
 
-    /// A participant reports its link quality.
+    /// A participant reports its link quality: loss in percent, round-trip time in ms.
     pub fn report_quality(&self, member: &str, loss_pct: f32, rtt_ms: f32) {
-        {
-            let mut c = self.lock();
-            if let Some(m) = c.members.get_mut(member) {
-                m.loss_pct = Some(loss_pct.clamp(0.0, 100.0));
-                m.rtt_ms = Some(rtt_ms.clamp(0.0, 60_000.0));
-            }
+        if lock(&self.core).report_quality(member, loss_pct, rtt_ms) {
+            self.publish_state();
         }
-        self.publish_state();
     }
 
-    fn remove_member(&self, conn: u64, member: &str) {
-        let requests = {
-            let mut c = self.lock();
-            if c.members.get(member).map(|m| m.conn) == Some(conn) {
-                c.members.remove(member);
-                c.floor.leave(member);
-            }
-            let gone: Vec<SourceId> = c
-                .sources
-                .iter()
-                .filter(|(_, s)| s.conn == conn)
-                .map(|(&id, _)| id)
-                .collect();
-            for id in gone {
-                c.sources.remove(&id);
-                forget_source(&mut c, id);
-            }
-            refresh_sources(&mut c, Instant::now())
-        };
-        self.send_keyframe_requests(requests);
-        self.publish_state();
-    }
-
-    /// How many sessions are connected.
+    /// How many sessions are in the room (connected or still connecting).
     pub fn member_count(&self) -> usize {
-        self.lock().members.len()
+        lock(&self.core).member_count()
     }
 }

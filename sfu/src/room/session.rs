@@ -1,215 +1,199 @@
-//! Sessions: a participant's peer connection, its negotiation, its events.
+//! Sessions: a participant's peer connection, negotiated from its offer, with the tasks that
+//! serve it, and the events webrtc-rs reports on it (gathering done, media up or failed, a
+//! publisher's track).
 
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rtc::interceptor::Slot as InterceptorSlot;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::TrackLocal;
-use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
     register_default_interceptors, PeerConnection, PeerConnectionBuilder,
     PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceGatheringState,
     RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
 };
 
-use super::{
-    neg, opus_codec, read_subscriber_rtcp, video_codec, write_slot, JoinRequest, Leg, Member, Role,
-    Room, SfuError, Slot, VideoPref, NO_LAYER,
-};
+use super::codecs::{media_engine, opus_codec, video_codec};
+use super::writer::{read_subscriber_rtcp, write_slot, Leg, VideoPref};
+use super::{neg, reader, JoinRequest, Role, Room, SfuError, Slot};
 use crate::mux::MuxRuntime;
 use crate::rtcp_forward::KeyframeRequestForwarder;
 use crate::sdp::{ice_ufrag, rewrite_candidates_with_tcp};
+use crate::signal::VideoMode;
 
-impl Room {
-    /// Connect a participant: negotiate its peer connection from `offer` and return the
-    /// session with its answer.
-    pub async fn join(
-        self: &Arc<Self>,
-        req: JoinRequest,
-        offer: RTCSessionDescription,
-    ) -> Result<Session, SfuError> {
-        let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let runtime = self.sfu.mux.runtime();
-        let (gather_tx, mut gather_rx) = watch::channel(false);
-        let handler = Arc::new(PeerHandler {
-            room: Arc::downgrade(self),
-            conn,
-            member: req.id.clone(),
-            role: req.role,
-            publish: req.publish,
-            gathered: gather_tx,
-            session: OnceLock::new(),
-        });
-        let mut media = self.sfu.media_engine()?;
-        let registry = register_default_interceptors(Registry::new(), &mut media).map_err(neg)?;
-        let registry = registry.with(
-            InterceptorSlot::from(14_000),
-            KeyframeRequestForwarder::default(),
-        );
-        let setting = SettingEngineBuilder::default()
-            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-            .with_include_loopback_candidate(true)
-            .build();
-        let mut builder = PeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
-            .with_media_engine(media)
-            .with_setting_engine(setting)
-            .with_interceptor_registry(registry)
-            .with_handler(handler.clone() as Arc<dyn PeerConnectionEventHandler>)
-            .with_runtime(runtime.clone() as Arc<dyn webrtc::runtime::Runtime>)
-            // A placeholder: the runtime closes this socket and routes through the mux.
-            .with_udp_addrs(vec!["127.0.0.1:0".to_owned()]);
-        if self.sfu.mux.tcp_addr().is_some() {
-            // ICE-TCP passive candidates, through the shared TCP port (`mux::tcp`); this
-            // listener is a placeholder the runtime closes, as for UDP.
-            builder = builder.with_tcp_addrs(vec!["127.0.0.1:0".to_owned()]);
-        }
-        let pc: Arc<dyn PeerConnection> = Arc::new(builder.build().await.map_err(neg)?);
-        let result = self
-            .negotiate(&pc, &req, offer, &mut gather_rx, &runtime)
-            .await;
-        let (answer, outputs) = match result {
-            Ok(v) => v,
-            Err(e) => {
-                let _ = pc.close().await;
-                runtime.close();
-                return Err(e);
-            }
-        };
-        let inner = Arc::new(SessionInner {
-            conn,
-            id: req.id.clone(),
-            room: self.clone(),
-            pc,
-            runtime,
-            closed: AtomicBool::new(false),
-            tasks: Mutex::new(Vec::new()),
-            video: watch::channel(VideoPref::default()).0,
-        });
-        let _ = handler.session.set(Arc::downgrade(&inner));
-        let replaced = {
-            let mut c = self.lock();
-            c.floor.join(&req.id);
-            let old = c.members.insert(
-                req.id.clone(),
-                Member {
-                    conn,
-                    name: req.name.clone(),
-                    role: req.role,
-                    session: Arc::downgrade(&inner),
-                    loss_pct: None,
-                    rtt_ms: None,
-                },
-            );
-            old.and_then(|m| m.session.upgrade())
-        };
-        if let Some(old) = replaced {
-            tracing::info!(room = %self.name, member = %req.id, "session replaced by a newer one");
-            old.shutdown().await;
-        }
-        for (slot, track, pt, ssrc) in outputs {
-            let current_layer = Arc::new(AtomicU8::new(NO_LAYER));
-            let leg = Leg {
-                conn,
-                slot,
-                track: track.clone(),
-                pt,
-                ssrc,
-                current_layer: current_layer.clone(),
-            };
-            let t = tokio::spawn(write_slot(self.clone(), leg, inner.video.subscribe()));
-            let r = tokio::spawn(read_subscriber_rtcp(
-                self.clone(),
-                slot,
-                track,
-                current_layer,
-            ));
-            inner.push_task(t);
-            inner.push_task(r);
-        }
-        self.sfu.stats.sessions.fetch_add(1, Ordering::Relaxed);
-        self.publish_state();
-        Ok(Session { answer, inner })
+/// Negotiate `req`'s peer connection from `offer`, enter it in the room, and start its
+/// writers.
+pub(super) async fn join(
+    room: &Arc<Room>,
+    req: JoinRequest,
+    offer: RTCSessionDescription,
+) -> Result<Session, SfuError> {
+    let conn = room.next_conn.fetch_add(1, Ordering::Relaxed);
+    let runtime = room.sfu.mux.runtime();
+    let (gather_tx, mut gather_rx) = watch::channel(false);
+    let handler = Arc::new(PeerHandler {
+        room: Arc::downgrade(room),
+        conn,
+        member: req.id.clone(),
+        role: req.role,
+        publish: req.publish,
+        gathered: gather_tx,
+        session: OnceLock::new(),
+    });
+    let mut media = media_engine(room.sfu.config.video_codec)?;
+    let registry = register_default_interceptors(Registry::new(), &mut media).map_err(neg)?;
+    let registry = registry.with(
+        InterceptorSlot::from(14_000),
+        KeyframeRequestForwarder::default(),
+    );
+    let setting = SettingEngineBuilder::default()
+        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        .with_include_loopback_candidate(true)
+        .build();
+    let mut builder = PeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_media_engine(media)
+        .with_setting_engine(setting)
+        .with_interceptor_registry(registry)
+        .with_handler(handler.clone() as Arc<dyn PeerConnectionEventHandler>)
+        .with_runtime(runtime.clone() as Arc<dyn webrtc::runtime::Runtime>)
+        // A placeholder: the runtime closes this socket and routes through the mux.
+        .with_udp_addrs(vec!["127.0.0.1:0".to_owned()]);
+    if room.sfu.mux.tcp_addr().is_some() {
+        // ICE-TCP passive candidates, through the shared TCP port (`mux::tcp`); this
+        // listener is a placeholder the runtime closes, as for UDP.
+        builder = builder.with_tcp_addrs(vec!["127.0.0.1:0".to_owned()]);
     }
+    let pc: Arc<dyn PeerConnection> = Arc::new(builder.build().await.map_err(neg)?);
+    let result = negotiate(room, &pc, &req, offer, &mut gather_rx, &runtime).await;
+    let (answer, outputs) = match result {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = pc.close().await;
+            runtime.close();
+            return Err(e);
+        }
+    };
+    let inner = Arc::new(SessionInner {
+        conn,
+        id: req.id.clone(),
+        room: room.clone(),
+        pc,
+        runtime,
+        closed: watch::channel(false).0,
+        tasks: Mutex::new(Vec::new()),
+        video: watch::channel(VideoPref::default()).0,
+    });
+    let _ = handler.session.set(Arc::downgrade(&inner));
+    if let Some(old) = room.enter(&req, conn, Arc::downgrade(&inner)) {
+        tracing::info!(room = %room.name, "session replaced by a newer one");
+        old.shutdown().await;
+    }
+    for (slot, track, pt, ssrc) in outputs {
+        let keyframe_wanted = Arc::new(Notify::new());
+        let leg = Leg {
+            conn,
+            slot,
+            track: track.clone(),
+            pt,
+            ssrc,
+            keyframe_wanted: keyframe_wanted.clone(),
+        };
+        inner.push_task(tokio::spawn(write_slot(
+            room.clone(),
+            leg,
+            inner.video.subscribe(),
+        )));
+        if !slot.is_audio() {
+            inner.push_task(tokio::spawn(read_subscriber_rtcp(track, keyframe_wanted)));
+        }
+    }
+    room.sfu.stats.sessions.fetch_add(1, Ordering::Relaxed);
+    room.publish_state();
+    Ok(Session { answer, inner })
+}
 
-    async fn negotiate(
-        &self,
-        pc: &Arc<dyn PeerConnection>,
-        req: &JoinRequest,
-        offer: RTCSessionDescription,
-        gather_rx: &mut watch::Receiver<bool>,
-        runtime: &Arc<MuxRuntime>,
-    ) -> Result<(String, Vec<(Slot, Arc<TrackLocalStaticRTP>, u8, u32)>), SfuError> {
-        let (mut audio_in, mut video_in) = receiving_sections(&offer.sdp);
-        pc.set_remote_description(offer).await.map_err(neg)?;
-        let mut added = Vec::new();
-        for &slot in &req.subscribe {
-            let free = if slot.is_audio() {
-                &mut audio_in
-            } else {
-                &mut video_in
-            };
-            if *free == 0 {
-                continue;
-            }
-            *free -= 1;
-            let ssrc: u32 = rand::random();
-            let (kind, codec) = if slot.is_audio() {
-                (RtpCodecKind::Audio, opus_codec())
-            } else {
-                (
-                    RtpCodecKind::Video,
-                    video_codec(self.sfu.config.video_codec),
-                )
-            };
-            let track = Arc::new(TrackLocalStaticRTP::new(
-                rtc::media_stream::MediaStreamTrack::new(
-                    format!("{}-{:?}", self.name, slot),
-                    format!("{slot:?}-{ssrc}"),
-                    format!("{slot:?}"),
-                    kind,
-                    vec![RTCRtpEncodingParameters {
-                        rtp_coding_parameters: RTCRtpCodingParameters {
-                            ssrc: Some(ssrc),
-                            ..Default::default()
-                        },
-                        codec,
+/// The outgoing tracks of a subscriber: slot, track, negotiated payload type, SSRC.
+type Outputs = Vec<(Slot, Arc<TrackLocalStaticRTP>, u8, u32)>;
+
+async fn negotiate(
+    room: &Room,
+    pc: &Arc<dyn PeerConnection>,
+    req: &JoinRequest,
+    offer: RTCSessionDescription,
+    gather_rx: &mut watch::Receiver<bool>,
+    runtime: &Arc<MuxRuntime>,
+) -> Result<(String, Outputs), SfuError> {
+    let (mut audio_in, mut video_in) = receiving_sections(&offer.sdp);
+    pc.set_remote_description(offer).await.map_err(neg)?;
+    let mut added = Vec::new();
+    for &slot in &req.subscribe {
+        let free = if slot.is_audio() {
+            &mut audio_in
+        } else {
+            &mut video_in
+        };
+        if *free == 0 {
+            continue;
+        }
+        *free -= 1;
+        let ssrc: u32 = rand::random();
+        let (kind, codec) = if slot.is_audio() {
+            (RtpCodecKind::Audio, opus_codec())
+        } else {
+            (
+                RtpCodecKind::Video,
+                video_codec(room.sfu.config.video_codec),
+            )
+        };
+        let track = Arc::new(TrackLocalStaticRTP::new(
+            rtc::media_stream::MediaStreamTrack::new(
+                format!("{}-{:?}", room.name, slot),
+                format!("{slot:?}-{ssrc}"),
+                format!("{slot:?}"),
+                kind,
+                vec![RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters {
+                        ssrc: Some(ssrc),
                         ..Default::default()
-                    }],
-                ),
-            ));
-            let sender = pc
-                .add_track(track.clone() as Arc<dyn TrackLocal>)
-                .await
-                .map_err(neg)?;
-            added.push((slot, track, sender, ssrc));
-        }
-        let answer = pc.create_answer(None).await.map_err(neg)?;
-        pc.set_local_description(answer).await.map_err(neg)?;
-        let answer = finish_answer(pc, gather_rx, runtime).await?;
-        let mut outputs = Vec::new();
-        for (slot, track, sender, ssrc) in added {
-            let params = sender.get_parameters().await.map_err(neg)?;
-            let Some(pt) = params
-                .rtp_parameters
-                .codecs
-                .iter()
-                .find(|c| !c.rtp_codec.mime_type.eq_ignore_ascii_case("video/rtx"))
-                .map(|c| c.payload_type)
-            else {
-                // The client did not accept this codec on that m-line: nothing to send there.
-                continue;
-            };
-            outputs.push((slot, track, pt, ssrc));
-        }
-        Ok((answer, outputs))
+                    },
+                    codec,
+                    ..Default::default()
+                }],
+            ),
+        ));
+        let sender = pc
+            .add_track(track.clone() as Arc<dyn TrackLocal>)
+            .await
+            .map_err(neg)?;
+        added.push((slot, track, sender, ssrc));
     }
+    let answer = pc.create_answer(None).await.map_err(neg)?;
+    pc.set_local_description(answer).await.map_err(neg)?;
+    let answer = finish_answer(pc, gather_rx, runtime).await?;
+    let mut outputs = Vec::new();
+    for (slot, track, sender, ssrc) in added {
+        let params = sender.get_parameters().await.map_err(neg)?;
+        let Some(pt) = params
+            .rtp_parameters
+            .codecs
+            .iter()
+            .find(|c| !c.rtp_codec.mime_type.eq_ignore_ascii_case("video/rtx"))
+            .map(|c| c.payload_type)
+        else {
+            // The client did not accept this codec on that m-line: nothing to send there.
+            continue;
+        };
+        outputs.push((slot, track, pt, ssrc));
+    }
+    Ok((answer, outputs))
 }
 
 /// How many audio and video m-lines of an offer can receive from us.
@@ -242,6 +226,8 @@ fn receiving_sections(sdp: &str) -> (usize, usize) {
     (audio, video)
 }
 
+/// The local description once gathering is done, registered with the mux and with the
+/// shared port's candidates.
 async fn finish_answer(
     pc: &Arc<dyn PeerConnection>,
     gather_rx: &mut watch::Receiver<bool>,
@@ -252,6 +238,13 @@ async fn finish_answer(
         .await
         .map_err(|_| SfuError::GatheringTimeout)?
         .map_err(|_| SfuError::Closed)?;
+    local_answer(pc, runtime).await
+}
+
+async fn local_answer(
+    pc: &Arc<dyn PeerConnection>,
+    runtime: &Arc<MuxRuntime>,
+) -> Result<String, SfuError> {
     let local = pc.local_description().await.ok_or(SfuError::Closed)?;
     if let Some(ufrag) = ice_ufrag(&local.sdp) {
         runtime.register_ufrag(ufrag);
@@ -304,24 +297,13 @@ impl PeerConnectionEventHandler for PeerHandler {
             return;
         };
         let audio = track.kind().await == RtpCodecKind::Audio;
-        let (conn, member, role) = (self.conn, self.member.clone(), self.role);
-        let task = tokio::spawn(async move {
-            let source = room.add_source(conn, &member, role, track.clone(), audio);
-            let rid = track.rid(ssrc).await;
-            room.open_layer(source, ssrc, rid.as_deref());
-            while let Some(ev) = track.poll().await {
-                match ev {
-                    TrackRemoteEvent::OnRtpPacket(p) => room.on_rtp(source, p, Instant::now()),
-                    // One per simulcast layer, as each layer's first packet arrives.
-                    TrackRemoteEvent::OnOpen(init) => {
-                        room.open_layer(source, init.ssrc, init.rid.as_deref())
-                    }
-                    TrackRemoteEvent::OnEnded => break,
-                    _ => {}
-                }
-            }
-            room.remove_source(source);
-        });
+        let publisher = reader::Publisher {
+            conn: self.conn,
+            member: self.member.clone(),
+            role: self.role,
+            audio,
+        };
+        let task = tokio::spawn(reader::read_track(room, publisher, track, ssrc));
         if let Some(s) = self.session.get().and_then(Weak::upgrade) {
             s.push_task(task);
         }
@@ -329,21 +311,22 @@ impl PeerConnectionEventHandler for PeerHandler {
 }
 
 pub(super) struct SessionInner {
-    pub(super) conn: u64,
-    pub(super) id: String,
-    pub(super) room: Arc<Room>,
-    pub(super) pc: Arc<dyn PeerConnection>,
-    pub(super) runtime: Arc<MuxRuntime>,
-    pub(super) closed: AtomicBool,
+    conn: u64,
+    id: String,
+    room: Arc<Room>,
+    pc: Arc<dyn PeerConnection>,
+    runtime: Arc<MuxRuntime>,
+    /// Turns true once, when the session ends.
+    closed: watch::Sender<bool>,
     // std Mutex: pushed to and drained, never held across `.await`.
-    pub(super) tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// What video the subscriber wants (low-bandwidth mode, simulcast layer).
-    pub(super) video: watch::Sender<VideoPref>,
+    video: watch::Sender<VideoPref>,
 }
 
 impl SessionInner {
-    pub(super) fn push_task(&self, t: tokio::task::JoinHandle<()>) {
-        if self.closed.load(Ordering::Acquire) {
+    fn push_task(&self, t: tokio::task::JoinHandle<()>) {
+        if *self.closed.borrow() {
             t.abort();
             return;
         }
@@ -351,7 +334,7 @@ impl SessionInner {
     }
 
     pub(super) async fn shutdown(&self) {
-        if self.closed.swap(true, Ordering::AcqRel) {
+        if self.closed.send_replace(true) {
             return;
         }
         let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
@@ -361,9 +344,9 @@ impl SessionInner {
         let _ = self.pc.close().await;
         self.runtime.close();
         self.room.sfu.stats.sessions.fetch_sub(1, Ordering::Relaxed);
-        // A replaced session's member entry already belongs to its successor; the conn check
-        // in remove_member keeps it.
-        self.room.remove_member(self.conn, &self.id);
+        // A replaced session's member entry already belongs to its successor; the room keeps
+        // it (the core compares connections).
+        self.room.leave(&self.id, self.conn);
     }
 }
 
@@ -395,7 +378,15 @@ impl Session {
     /// Change the video choice; `f` says whether it changed. The room's state shows it.
     fn update_video(&self, f: impl FnOnce(&mut VideoPref) -> bool) {
         if self.inner.video.send_if_modified(f) {
-            self.inner.room.publish_state();
+            let v = *self.inner.video.borrow();
+            let mode = if v.audio_only {
+                VideoMode::Off
+            } else if v.low {
+                VideoMode::Small
+            } else {
+                VideoMode::Full
+            };
+            self.inner.room.set_video(self.inner.conn, mode);
         }
     }
 
@@ -419,7 +410,7 @@ impl Session {
 
     /// Whether the session has ended (closed, failed, or replaced).
     pub fn is_closed(&self) -> bool {
-        self.inner.closed.load(Ordering::Acquire)
+        *self.inner.closed.borrow()
     }
 
     /// The client's current offer (the remote description), once negotiated.
@@ -466,15 +457,7 @@ impl Session {
         pc.set_remote_description(offer).await.map_err(neg)?;
         let answer = pc.create_answer(None).await.map_err(neg)?;
         pc.set_local_description(answer).await.map_err(neg)?;
-        let local = pc.local_description().await.ok_or(SfuError::Closed)?;
-        if let Some(ufrag) = ice_ufrag(&local.sdp) {
-            self.inner.runtime.register_ufrag(ufrag);
-        }
-        Ok(rewrite_candidates_with_tcp(
-            &local.sdp,
-            self.inner.runtime.advertised_addr(),
-            self.inner.runtime.tcp_addr(),
-        ))
+        local_answer(pc, &self.inner.runtime).await
     }
 
     /// Leave the room and close the connection.
@@ -484,9 +467,7 @@ impl Session {
 
     /// Wait until the session ends.
     pub async fn closed(&self) {
-        while !self.is_closed() {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let _ = self.inner.closed.subscribe().wait_for(|c| *c).await;
     }
 }
 
