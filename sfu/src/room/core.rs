@@ -15,6 +15,8 @@
 //! - each slot carries at most one source, the one [`RoomCore::state`]'s floor and the
 //!   sources present call for: the chair's newest audio and video on the program slots; the
 //!   floor holder's newest video, and its audio only while it is not muted, on the floor slots;
+//! - a member counts as connected (in the state, and for the floor's rules) only once its
+//!   media connection is up (ICE and DTLS done), never on the strength of an SDP answer;
 //! - every slot switch to a video source asks that source for a keyframe of each known layer,
 //!   through the throttle (at most one request per layer per interval).
 
@@ -150,6 +152,8 @@ struct Member {
     conn: u64,
     name: String,
     role: Role,
+    /// Its media connection is up (ICE and DTLS done).
+    connected: bool,
     /// Last reported loss, percent (0..=100).
     loss_pct: Option<f32>,
     /// Last reported round-trip time, ms (0..=60,000).
@@ -192,23 +196,39 @@ impl RoomCore {
         self.directory = houses;
     }
 
-    /// A participant's session was accepted (its SDP answered) on connection `conn`. Returns
-    /// the connection of an older session with the same id, which the driver must close: a
-    /// kiosk that reconnects must not appear twice.
+    /// A participant's session was accepted (its SDP answered) on connection `conn`. It is not
+    /// connected until [`Self::media_connected`]. Returns the connection of an older session
+    /// with the same id, which the driver must close: a kiosk that reconnects must not appear
+    /// twice. (A house whose older session was connected keeps its place on the floor while
+    /// the newer one connects.)
     pub fn join(&mut self, id: &str, conn: u64, name: &str, role: Role) -> Option<u64> {
-        self.floor.join(id);
         let old = self.members.insert(
             id.to_owned(),
             Member {
                 conn,
                 name: name.to_owned(),
                 role,
+                connected: false,
                 loss_pct: None,
                 rtt_ms: None,
                 video: VideoMode::Full,
             },
         );
         old.map(|m| m.conn).filter(|&c| c != conn)
+    }
+
+    /// The media connection `conn` is up (ICE and DTLS done): its member counts as connected
+    /// from now on. Returns whether that changed the state.
+    pub fn media_connected(&mut self, conn: u64) -> bool {
+        let Some((id, m)) = self.members.iter_mut().find(|(_, m)| m.conn == conn) else {
+            return false;
+        };
+        if m.connected {
+            return false;
+        }
+        m.connected = true;
+        self.floor.join(id);
+        true
     }
 
     /// The session on `conn` of member `id` ended: its sources go, and unless a newer session
@@ -438,7 +458,7 @@ impl RoomCore {
     }
 
     fn house_state(&self, id: &str, name: &str) -> HouseState {
-        let m = self.members.get(id);
+        let m = self.members.get(id).filter(|m| m.connected);
         HouseState {
             id: id.to_owned(),
             name: name.to_owned(),
@@ -545,9 +565,10 @@ mod tests {
             self.t0 + Duration::from_millis(ms)
         }
 
-        /// `id` joins on connection `conn`.
+        /// `id` joins on connection `conn` and its media comes up.
         fn connect(&mut self, id: &str, conn: u64, role: Role) {
             assert_eq!(self.core.join(id, conn, id, role), None);
+            assert!(self.core.media_connected(conn));
         }
 
         /// `id` on `conn` publishes a stream `ssrc`: its source.
@@ -595,17 +616,59 @@ mod tests {
     }
 
     #[test]
+    fn a_house_counts_as_connected_only_once_its_media_is_up() {
+        let mut g = room();
+        g.core.set_directory(vec![("h1".into(), "Thôn 1".into())]);
+        assert_eq!(g.core.join("h1", 7, "Thôn 1", Role::House), None);
+        assert!(
+            !g.house("h1").connected,
+            "an SDP answer is not a connection"
+        );
+        assert_eq!(g.house("h1").video, None);
+        assert_eq!(
+            g.core
+                .floor(FloorCommand::Grant("h1".into()), g.at(0))
+                .err(),
+            Some(FloorError::NotConnected("h1".into())),
+            "the floor goes only to a house whose media flows"
+        );
+        assert!(
+            !g.core.media_connected(99),
+            "an unknown connection changes nothing"
+        );
+        assert!(g.core.media_connected(7));
+        assert!(!g.core.media_connected(7), "once");
+        assert!(g.house("h1").connected);
+        assert_eq!(g.house("h1").video, Some(VideoMode::Full));
+        let (change, _) = g.floor(FloorCommand::Grant("h1".into()), 10);
+        assert_eq!(change, holder(None, Some("h1")));
+        // Another leaves before its media ever came up: it never counted, and now it is gone.
+        g.core.join("h2", 8, "h2", Role::House);
+        g.core.leave("h2", 8, g.at(20));
+        assert!(g.core.state().houses.iter().all(|h| h.id != "h2"));
+        assert_eq!(g.core.member_count(), 1);
+    }
+
+    #[test]
     fn a_replaced_session_never_takes_its_successor_with_it() {
         let mut g = room();
         g.connect("h1", 1, Role::House);
+        g.floor(FloorCommand::Grant("h1".into()), 0);
         assert_eq!(
             g.core.join("h1", 2, "h1", Role::House),
             Some(1),
             "close the old one"
         );
+        assert!(!g.house("h1").connected, "the new one has no media yet");
         let (change, _) = g.core.leave("h1", 1, g.at(5));
         assert_eq!(change, FloorChange::None);
         assert_eq!(g.core.member_count(), 1);
+        assert_eq!(
+            g.core.state().floor.as_deref(),
+            Some("h1"),
+            "it keeps the floor"
+        );
+        assert!(g.core.media_connected(2));
         assert!(g.house("h1").connected);
     }
 

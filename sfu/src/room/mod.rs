@@ -193,7 +193,8 @@ impl Room {
     }
 
     /// Connect a participant: negotiate its peer connection from `offer` and return the
-    /// session with its answer.
+    /// session with its answer. It counts as connected (in [`Self::state`], and for the
+    /// floor) once its media is up: ICE and DTLS done.
     pub async fn join(
         self: &Arc<Self>,
         req: JoinRequest,
@@ -213,6 +214,13 @@ impl Room {
         let mut sessions = lock(&self.sessions);
         sessions.insert(conn, session);
         replaced.and_then(|old| sessions.get(&old)?.upgrade())
+    }
+
+    /// A session's media connection is up.
+    fn media_connected(&self, conn: u64) {
+        if lock(&self.core).media_connected(conn) {
+            self.publish_state();
+        }
     }
 
     /// A session ended.
@@ -334,7 +342,7 @@ impl Room {
         }
     }
 
-    /// How many sessions are in the room (connected or still connecting).
+    /// How many sessions are in the room (connected, or still connecting).
     pub fn member_count(&self) -> usize {
         lock(&self.core).member_count()
     }

@@ -29,7 +29,7 @@ use crate::sdp::{ice_ufrag, rewrite_candidates_with_tcp};
 use crate::signal::VideoMode;
 
 /// Negotiate `req`'s peer connection from `offer`, enter it in the room, and start its
-/// writers.
+/// writers. The participant counts as connected once its media is up ([`Session::connected`]).
 pub(super) async fn join(
     room: &Arc<Room>,
     req: JoinRequest,
@@ -88,6 +88,7 @@ pub(super) async fn join(
         pc,
         runtime,
         closed: watch::channel(false).0,
+        connected: watch::channel(false).0,
         tasks: Mutex::new(Vec::new()),
         video: watch::channel(VideoPref::default()).0,
     });
@@ -109,6 +110,7 @@ pub(super) async fn join(
         inner.push_task(tokio::spawn(write_slot(
             room.clone(),
             leg,
+            inner.connected.subscribe(),
             inner.video.subscribe(),
         )));
         if !slot.is_audio() {
@@ -276,13 +278,22 @@ impl PeerConnectionEventHandler for PeerHandler {
 
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
         tracing::debug!(conn = self.conn, ?state, "peer connection state");
-        if matches!(
-            state,
-            RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed
-        ) {
-            if let Some(s) = self.session.get().and_then(Weak::upgrade) {
-                tokio::spawn(async move { s.shutdown().await });
+        match state {
+            // ICE and DTLS are done: media can flow, and the member counts as connected.
+            RTCPeerConnectionState::Connected => {
+                if let Some(s) = self.session.get().and_then(Weak::upgrade) {
+                    s.connected.send_replace(true);
+                }
+                if let Some(room) = self.room.upgrade() {
+                    room.media_connected(self.conn);
+                }
             }
+            RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
+                if let Some(s) = self.session.get().and_then(Weak::upgrade) {
+                    tokio::spawn(async move { s.shutdown().await });
+                }
+            }
+            _ => {}
         }
     }
 
@@ -318,6 +329,8 @@ pub(super) struct SessionInner {
     runtime: Arc<MuxRuntime>,
     /// Turns true once, when the session ends.
     closed: watch::Sender<bool>,
+    /// Turns true when the media connection is first up (ICE and DTLS done).
+    connected: watch::Sender<bool>,
     // std Mutex: pushed to and drained, never held across `.await`.
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// What video the subscriber wants (low-bandwidth mode, simulcast layer).
@@ -411,6 +424,24 @@ impl Session {
     /// Whether the session has ended (closed, failed, or replaced).
     pub fn is_closed(&self) -> bool {
         *self.inner.closed.borrow()
+    }
+
+    /// Whether its media connection has come up (ICE and DTLS done); from then on the room
+    /// counts the participant as connected.
+    pub fn is_connected(&self) -> bool {
+        *self.inner.connected.borrow()
+    }
+
+    /// Wait until the media connection is up (`true`) or the session ends first (`false`).
+    /// With a timeout around it, this is how a caller removes a session whose ICE never
+    /// completes.
+    pub async fn connected(&self) -> bool {
+        let mut connected = self.inner.connected.subscribe();
+        let mut closed = self.inner.closed.subscribe();
+        tokio::select! {
+            r = connected.wait_for(|c| *c) => r.is_ok() && !self.is_closed(),
+            _ = closed.wait_for(|c| *c) => false,
+        }
     }
 
     /// The client's current offer (the remote description), once negotiated.

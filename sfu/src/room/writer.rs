@@ -103,7 +103,15 @@ pub(super) struct Leg {
     pub keyframe_wanted: Arc<Notify>,
 }
 
-pub(super) async fn write_slot(room: Arc<Room>, leg: Leg, mut pref: watch::Receiver<VideoPref>) {
+/// Write a slot's packets on one subscriber's leg, from the moment its media connection is
+/// up: packets written before then die in webrtc-rs for want of SRTP keys, and a keyframe
+/// lost that way would leave the subscriber starting at a delta frame.
+pub(super) async fn write_slot(
+    room: Arc<Room>,
+    leg: Leg,
+    mut connected: watch::Receiver<bool>,
+    mut pref: watch::Receiver<VideoPref>,
+) {
     let Leg {
         conn,
         slot,
@@ -112,6 +120,9 @@ pub(super) async fn write_slot(room: Arc<Room>, leg: Leg, mut pref: watch::Recei
         ssrc,
         keyframe_wanted,
     } = leg;
+    if connected.wait_for(|c| *c).await.is_err() {
+        return;
+    }
     let mut rx = room.tap(slot);
     let mut video =
         (!slot.is_audio()).then(|| VideoLeg::new(slot.kind(room.sfu.config.video_codec)));
