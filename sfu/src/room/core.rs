@@ -5,7 +5,9 @@
 //! quinn-proto's cores: the driver ([`super::Room`]) feeds it what happened (a member joined,
 //! its media connected, a stream opened, a packet arrived, the chair granted the floor) with
 //! `now`, and carries out what it returns: a [`Routed`] packet to put on a slot's channel,
-//! [`KeyframeRequest`]s to send upstream, a [`FloorChange`] to announce.
+//! [`KeyframeRequest`]s to send upstream, a [`FloorChange`] to announce. Between calls the
+//! driver asks [`RoomCore::poll_timeout`] when to come back with
+//! [`RoomCore::handle_timeout`] (a keyframe request owed at the end of a throttle window).
 //!
 //! It is built from the smaller cores: [`Floor`] (the floor's rules), a [`SlotForwarder`] per
 //! slot and simulcast layer (continuity across sources), [`LayerActivity`] per source, and the
@@ -18,7 +20,7 @@
 //! - a member counts as connected (in the state, and for the floor's rules) only once its
 //!   media connection is up (ICE and DTLS done), never on the strength of an SDP answer;
 //! - every slot switch to a video source asks that source for a keyframe of each known layer,
-//!   through the throttle (at most one request per layer per interval).
+//!   through the throttle (at most one request per layer per interval, none lost).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -146,6 +148,10 @@ impl Source {
 /// The throttle's key for one layer of a source, and back.
 fn throttle_key(source: SourceId, layer: u8) -> SourceId {
     source * MAX_LAYERS as u64 + u64::from(layer)
+}
+
+fn from_throttle_key(key: SourceId) -> (SourceId, u8) {
+    (key / MAX_LAYERS as u64, (key % MAX_LAYERS as u64) as u8)
 }
 
 struct Member {
@@ -399,7 +405,8 @@ impl RoomCore {
     }
 
     /// Ask the source of a video slot for a keyframe of one layer (a subscriber starts, or
-    /// lost its picture). Throttled per layer: a request inside the interval is dropped.
+    /// lost its picture). Throttled per layer: a request inside the interval is owed and
+    /// comes out of [`Self::handle_timeout`] at the interval's end, one for all that came.
     pub fn request_keyframe(
         &mut self,
         slot: Slot,
@@ -425,6 +432,24 @@ impl RoomCore {
             FloorCommand::Mute(h, muted) => self.floor.set_muted(&h, muted)?,
         };
         Ok((change, self.refresh_sources(now)))
+    }
+
+    /// When [`Self::handle_timeout`] has something to do, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.throttle.poll_timeout()
+    }
+
+    /// The keyframe requests owed at `now` (coalesced at the end of their throttle window).
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<KeyframeRequest> {
+        self.throttle
+            .handle_timeout(now)
+            .into_iter()
+            .filter_map(|key| {
+                let (source, layer) = from_throttle_key(key);
+                let ssrc = self.sources.get(&source)?.layer_ssrc[layer as usize]?;
+                Some(KeyframeRequest { source, ssrc })
+            })
+            .collect()
     }
 
     /// The source feeding a slot now.
@@ -509,7 +534,7 @@ impl RoomCore {
     }
 
     /// A keyframe request for one layer of a source, if the layer is known and the throttle
-    /// lets it through now.
+    /// lets it through now (else it is owed).
     fn layer_keyframe_request(
         &mut self,
         source: SourceId,
@@ -773,15 +798,26 @@ mod tests {
                 ssrc: 401
             }]
         );
-        // Thirty houses join within the window and each asks: nothing more goes now.
+        // Thirty houses join within the window and each asks: nothing more goes now...
         for i in 1..=30 {
             assert_eq!(
                 g.core.request_keyframe(Slot::FloorVideo, 0, g.at(i * 10)),
                 None
             );
         }
+        // ...and one goes at the window's end, for all of them.
+        assert_eq!(g.core.poll_timeout(), Some(g.at(500)));
+        assert!(g.core.handle_timeout(g.at(499)).is_empty());
+        assert_eq!(
+            g.core.handle_timeout(g.at(500)),
+            vec![KeyframeRequest {
+                source: c1,
+                ssrc: 401
+            }]
+        );
+        assert_eq!(g.core.poll_timeout(), None, "one, not thirty");
         // Passing the floor asks the new holder at once: its own throttle window.
-        let (_, requests) = g.floor(FloorCommand::Grant("h2".into()), 310);
+        let (_, requests) = g.floor(FloorCommand::Grant("h2".into()), 510);
         assert_eq!(
             requests,
             vec![KeyframeRequest {
@@ -789,6 +825,22 @@ mod tests {
                 ssrc: 402
             }]
         );
+        assert_eq!(g.core.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_request_owed_for_a_source_that_left_is_dropped() {
+        let mut g = room();
+        g.connect("chair", 1, Role::Chair);
+        let camera = g.publish(1, "chair", Role::Chair, false, 900);
+        assert!(g
+            .core
+            .request_keyframe(Slot::ProgramVideo, 0, g.at(10))
+            .is_none());
+        assert_eq!(g.core.poll_timeout(), Some(g.at(500)), "owed");
+        g.core.remove_source(camera, g.at(100));
+        assert_eq!(g.core.poll_timeout(), None);
+        assert!(g.core.handle_timeout(g.at(600)).is_empty());
     }
 
     #[test]

@@ -21,7 +21,8 @@
 //! at keyframes) → webrtc-rs (NACK buffer, SRTP, the shared socket).
 //!
 //! The driver reads the clock and passes `now` in; it carries out what the core returns
-//! after releasing the lock (keyframe requests, a replaced session to close, the new state).
+//! after releasing the lock (keyframe requests, a replaced session to close, the new state),
+//! and keeps one timer per room for what the core owes later ([`RoomCore::poll_timeout`]).
 
 mod codecs;
 mod core;
@@ -115,6 +116,7 @@ type SourceTrack = (u64, Arc<dyn TrackRemote>);
 pub struct Room {
     name: String,
     sfu: Arc<Sfu>,
+    me: Weak<Room>,
     // std Mutex: taken for a few hash lookups per packet, never across an `.await`. What the
     // core decides is carried out after the lock is released.
     core: Mutex<RoomCore>,
@@ -125,6 +127,8 @@ pub struct Room {
     sessions: Mutex<HashMap<u64, Weak<SessionInner>>>,
     slots: [broadcast::Sender<Arc<Forwarded>>; 4],
     state_tx: watch::Sender<RoomState>,
+    /// The deadline a timer task is armed for (see [`RoomCore::poll_timeout`]).
+    timer: Mutex<Option<Instant>>,
     next_conn: AtomicU64,
 }
 
@@ -135,8 +139,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Room {
     fn new(name: &str, sfu: Arc<Sfu>) -> Arc<Self> {
         let (state_tx, _) = watch::channel(RoomState::default());
-        Arc::new(Self {
+        Arc::new_cyclic(|me| Self {
             name: name.to_owned(),
+            me: me.clone(),
             core: Mutex::new(RoomCore::new(
                 sfu.config.video_codec,
                 sfu.config.keyframe_interval,
@@ -147,6 +152,7 @@ impl Room {
             // behind skips ahead and waits for a keyframe.
             slots: Slot::ALL.map(|_| broadcast::channel(512).0),
             state_tx,
+            timer: Mutex::new(None),
             next_conn: AtomicU64::new(1),
             sfu,
         })
@@ -157,11 +163,46 @@ impl Room {
         &self.name
     }
 
-    /// Run `f` on the core with `now`, then carry out the keyframe requests it returns.
+    /// Run `f` on the core with `now`, then carry out the keyframe requests it returns and arm
+    /// the timer for any it owes.
     fn decide<T>(&self, f: impl FnOnce(&mut RoomCore, Instant) -> (T, Vec<KeyframeRequest>)) -> T {
-        let (value, requests) = f(&mut lock(&self.core), Instant::now());
+        let (value, requests, wake) = {
+            let mut c = lock(&self.core);
+            let (value, requests) = f(&mut c, Instant::now());
+            (value, requests, c.poll_timeout())
+        };
         reader::send_keyframe_requests(self, requests);
+        self.arm_timer(wake);
         value
+    }
+
+    /// Make sure a timer fires at `at` to hand the core the time: one task per deadline. A
+    /// deadline later than the one armed needs none: that one re-arms for it when it fires.
+    fn arm_timer(&self, at: Option<Instant>) {
+        let Some(at) = at else {
+            return;
+        };
+        {
+            let mut armed = lock(&self.timer);
+            if armed.is_some_and(|a| a <= at) {
+                return;
+            }
+            *armed = Some(at);
+        }
+        let room = self.me.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+            let Some(room) = room.upgrade() else {
+                return;
+            };
+            {
+                let mut armed = lock(&room.timer);
+                if *armed == Some(at) {
+                    *armed = None;
+                }
+            }
+            room.decide(|c, now| ((), c.handle_timeout(now)));
+        });
     }
 
     /// The houses that belong to the room (id, display name), shown even when not connected.
@@ -266,11 +307,15 @@ impl Room {
     }
 
     fn add_source(&self, p: &reader::Publisher, track: Arc<dyn TrackRemote>) -> SourceId {
-        let (id, requests) =
-            lock(&self.core).add_source(p.conn, &p.member, p.role, p.audio, Instant::now());
+        let (id, requests, wake) = {
+            let mut c = lock(&self.core);
+            let (id, requests) = c.add_source(p.conn, &p.member, p.role, p.audio, Instant::now());
+            (id, requests, c.poll_timeout())
+        };
         // The track is known before the requests that need it go out.
         lock(&self.tracks).insert(id, (p.conn, track));
         reader::send_keyframe_requests(self, requests);
+        self.arm_timer(wake);
         self.publish_state();
         id
     }
@@ -291,7 +336,8 @@ impl Room {
         self.slots[slot as usize].subscribe()
     }
 
-    /// Ask the source of a video slot for a keyframe of one layer (throttled per layer).
+    /// Ask the source of a video slot for a keyframe of one layer. Throttled per layer: a
+    /// request inside the interval is sent at its end, once for all that came meanwhile.
     pub fn request_keyframe(&self, slot: Slot, layer: u8) {
         self.decide(|c, now| {
             (

@@ -14,7 +14,8 @@ use crate::mux::UdpMux;
 pub struct SfuConfig {
     /// The room's video codec (every publisher and subscriber negotiates it).
     pub video_codec: VideoCodec,
-    /// Least time between two keyframe requests to one publisher.
+    /// Least time between two keyframe requests for one stream (a simulcast layer) of a
+    /// publisher; requests that come inside it go out as one at its end.
     pub keyframe_interval: Duration,
 }
 

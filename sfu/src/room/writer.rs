@@ -82,12 +82,12 @@ impl VideoLeg {
     }
 
     /// The subscriber asked for a keyframe (PLI or FIR): its decoder lost the picture of the
-    /// layer it is sent.
+    /// layer it is sent, or it has not had one yet and waits for its target's.
     pub fn on_keyframe_request(&self, pref: VideoPref) -> Option<u8> {
         if pref.audio_only {
             return None;
         }
-        self.switch.current()
+        self.switch.current().or(self.switch.target())
     }
 }
 
@@ -253,9 +253,18 @@ mod tests {
     }
 
     #[test]
-    fn a_keyframe_request_is_for_the_layer_being_sent() {
+    fn a_newcomers_own_keyframe_request_is_answered() {
+        // It has received nothing yet: its request is for the layer it waits on.
         let t = Instant::now();
         let mut leg = VideoLeg::new(VIDEO);
+        assert_eq!(
+            leg.on_keyframe_request(FULL),
+            None,
+            "no packet yet: no layer"
+        );
+        leg.on_packet(&packet(1, 10, false, 0b11, t), FULL, t);
+        assert_eq!(leg.on_keyframe_request(FULL), Some(1));
+        // Once it is sent a layer, its request is for that layer.
         leg.on_packet(&packet(1, 11, true, 0b11, t), FULL, t);
         let low = VideoPref { low: true, ..FULL };
         leg.on_packet(&packet(1, 12, false, 0b11, t), low, t);

@@ -15,6 +15,15 @@ use dinh_sfu::sdp::parse_offer;
 use dinh_sfu::testkit::{LossyLink, OnRtp, Peer};
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 
+/// How a publishing client's camera sends keyframes.
+#[derive(Clone, Copy)]
+pub enum Keyframes {
+    /// Every this many frames (a browser's encoder does about every few seconds).
+    Every(u64),
+    /// Only the first, then one whenever asked (a camera encoder, a relaying hub).
+    OnRequest,
+}
+
 /// How a client reaches the hub.
 #[derive(Clone, Copy)]
 pub enum Via<'a> {
@@ -56,6 +65,8 @@ pub struct Received {
     pub by_tag: HashMap<(String, String), u64>,
     /// Whether the first video packet of each slot was a keyframe start.
     pub first_video_keyframe: HashMap<String, bool>,
+    /// Keyframe starts received per video slot.
+    pub keyframes: HashMap<String, u64>,
     /// Sequence numbers received per slot, extended past wrap-around.
     pub seqs: HashMap<String, std::collections::BTreeSet<u64>>,
 }
@@ -79,6 +90,8 @@ pub struct Client {
     pub peer: Peer,
     pub session: Session,
     pub received: Arc<Mutex<Received>>,
+    /// Keyframe requests its camera received, when it sends keyframes on request.
+    pub keyframe_requests: Option<Arc<std::sync::atomic::AtomicU64>>,
     senders: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -122,6 +135,15 @@ impl Client {
         }
         seqs.range(first..=end).count() as f64 / (end - first + 1) as f64
     }
+    pub fn keyframes(&self, slot: &str) -> u64 {
+        *self
+            .received
+            .lock()
+            .unwrap()
+            .keyframes
+            .get(slot)
+            .unwrap_or(&0)
+    }
     pub fn first_video_was_keyframe(&self, slot: &str) -> Option<bool> {
         self.received
             .lock()
@@ -160,6 +182,28 @@ pub async fn join_with(
     subscribe: &[Slot],
     via: Via<'_>,
 ) -> Client {
+    join_full(
+        room,
+        id,
+        role,
+        publish,
+        subscribe,
+        via,
+        Keyframes::Every(15),
+    )
+    .await
+}
+
+/// [`join_with`], with the camera's keyframes sent as `keyframes` says.
+pub async fn join_full(
+    room: &Arc<Room>,
+    id: &str,
+    role: Role,
+    publish: bool,
+    subscribe: &[Slot],
+    via: Via<'_>,
+    keyframes: Keyframes,
+) -> Client {
     let received = Arc::new(Mutex::new(Received::default()));
     let r = received.clone();
     let on_rtp: OnRtp = Arc::new(move |track_id, p| {
@@ -169,6 +213,7 @@ pub async fn join_with(
         if slot.contains("Video") {
             let key = dinh_sfu::keyframe::vp8_is_keyframe_start(&p.payload);
             r.first_video_keyframe.entry(slot.clone()).or_insert(key);
+            *r.keyframes.entry(slot.clone()).or_default() += u64::from(key);
         }
         let tag = tag_of(&p.payload);
         *r.by_tag.entry((slot.clone(), tag)).or_default() += 1;
@@ -240,32 +285,49 @@ pub async fn join_with(
         _ => session.answer.clone(),
     };
     peer.accept(answer).await;
-    let tasks = senders
-        .into_iter()
-        .map(|(kind, sender)| {
-            let tag = id.to_owned();
-            if kind == RtpCodecKind::Audio {
+    let mut keyframe_requests = None;
+    let mut tasks = Vec::new();
+    for (kind, sender) in senders {
+        let tag = id.to_owned();
+        let frame = move |key: bool| {
+            let mut v = vec![0x10, if key { 0x00 } else { 0x01 }, 0x00];
+            v.extend_from_slice(tag.as_bytes());
+            v.resize(900, 0);
+            vec![Bytes::from(v)]
+        };
+        let task = match (kind, keyframes) {
+            (RtpCodecKind::Audio, _) => {
+                let tag = id.to_owned();
                 sender.spawn(Duration::from_millis(20), 960, false, move |_| {
                     let mut v = vec![0xf8];
                     v.extend_from_slice(tag.as_bytes());
                     v.resize(80, 0);
                     vec![Bytes::from(v)]
                 })
-            } else {
+            }
+            (_, Keyframes::Every(k)) => {
                 sender.spawn(Duration::from_millis(33), 3000, true, move |n| {
-                    let key = n.is_multiple_of(15);
-                    let mut v = vec![0x10, if key { 0x00 } else { 0x01 }, 0x00];
-                    v.extend_from_slice(tag.as_bytes());
-                    v.resize(900, 0);
-                    vec![Bytes::from(v)]
+                    frame(n.is_multiple_of(k))
                 })
             }
-        })
-        .collect();
+            (_, Keyframes::OnRequest) => {
+                let (task, requests) = sender.spawn_keyframes_on_request(
+                    Duration::from_millis(33),
+                    3000,
+                    true,
+                    move |_, key| frame(key),
+                );
+                keyframe_requests = Some(requests);
+                task
+            }
+        };
+        tasks.push(task);
+    }
     Client {
         peer,
         session,
         received,
+        keyframe_requests,
         senders: tasks,
     }
 }
