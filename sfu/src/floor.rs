@@ -8,7 +8,9 @@
 //!   another takes it from the first;
 //! - the chair revokes it, or the holder lowers its hand and yields it;
 //! - the chair can mute a house: its audio is not forwarded, even while it holds the floor;
-//! - a house that leaves loses its place in the queue and the floor.
+//! - a house that leaves loses its place in the queue and the floor;
+//! - after a restart of the hub, the floor is restored to the house that held it (and the
+//!   mutes the chair had set) until the chair changes it; raised hands are not restored.
 
 use std::collections::{HashSet, VecDeque};
 
@@ -57,6 +59,18 @@ impl Floor {
         Self::default()
     }
 
+    /// Seed the floor after a restart of the hub (from the record): `holder` holds it again
+    /// and `muted` are muted, connected or not; the holder is heard once it is back. Raised
+    /// hands are not restored: a house that leaves loses its hand, and a restart is every
+    /// house leaving at once.
+    pub fn restore(&mut self, holder: Option<String>, muted: impl IntoIterator<Item = String>) {
+        if let Some(h) = &holder {
+            self.hands.retain(|x| x != h);
+        }
+        self.holder = holder;
+        self.muted = muted.into_iter().collect();
+    }
+
     /// A house connected.
     pub fn join(&mut self, house: &str) {
         self.present.insert(house.to_owned());
@@ -65,12 +79,17 @@ impl Floor {
     /// A house left: it loses its raised hand and, if it held it, the floor.
     pub fn leave(&mut self, house: &str) -> FloorChange {
         self.present.remove(house);
+        let before = self.hands.len();
         self.hands.retain(|h| h != house);
         if self.holder.as_deref() == Some(house) {
             let from = self.holder.take();
             return FloorChange::Holder { from, to: None };
         }
-        FloorChange::Queue
+        if self.hands.len() == before {
+            FloorChange::None
+        } else {
+            FloorChange::Queue
+        }
     }
 
     /// A house raises its hand.
@@ -250,9 +269,44 @@ mod tests {
                 to: None
             }
         );
-        f.leave("b");
+        assert_eq!(f.leave("b"), FloorChange::Queue, "its hand went down");
         assert_eq!(f.queue().count(), 0);
+        f.join("c");
+        assert_eq!(
+            f.leave("c"),
+            FloorChange::None,
+            "no hand, no floor: nothing"
+        );
         assert_eq!(f.raise_hand("b"), Err(FloorError::NotConnected("b".into())));
+    }
+
+    #[test]
+    fn a_restored_holder_holds_until_the_chair_changes_it() {
+        let mut f = floor_with(&["b"]);
+        f.restore(Some("a".into()), ["c".to_owned()]);
+        assert_eq!(f.holder(), Some("a"), "held while it is away");
+        assert!(f.is_muted("c"));
+        assert!(f.may_speak("a"), "heard as soon as its media is back");
+        f.join("a");
+        assert_eq!(f.holder(), Some("a"), "reconnecting keeps it");
+        assert_eq!(
+            f.grant("b"),
+            Ok(FloorChange::Holder {
+                from: Some("a".into()),
+                to: Some("b".into())
+            }),
+            "the chair's word wins"
+        );
+        let mut f = floor_with(&[]);
+        f.restore(Some("a".into()), []);
+        assert_eq!(
+            f.revoke(),
+            Ok(FloorChange::Holder {
+                from: Some("a".into()),
+                to: None
+            }),
+            "revoked before it came back"
+        );
     }
 
     #[test]

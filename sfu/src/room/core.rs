@@ -120,6 +120,34 @@ pub struct Routed {
     pub active_layers: u8,
 }
 
+/// What a room knew before the hub stopped (from the record, after a power cut): the room
+/// resumes from it as the houses reconnect.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Restored {
+    /// The house that held the floor. It holds it again, and is heard as soon as its media
+    /// is back, unless the chair grants or revokes the floor first.
+    pub floor: Option<String>,
+    /// Houses the chair had muted.
+    pub muted: Vec<String>,
+}
+
+impl Restored {
+    /// The floor held by `floor`, nobody muted.
+    pub fn floor(floor: Option<String>) -> Self {
+        Self {
+            floor,
+            muted: Vec::new(),
+        }
+    }
+
+    /// And these houses muted.
+    pub fn with_muted(mut self, muted: Vec<String>) -> Self {
+        self.muted = muted;
+        self
+    }
+}
+
 struct Source {
     conn: u64,
     owner: String,
@@ -200,6 +228,13 @@ impl RoomCore {
     /// The houses that belong to the room (id, display name), shown even when not connected.
     pub fn set_directory(&mut self, houses: Vec<(String, String)>) {
         self.directory = houses;
+    }
+
+    /// Seed the room with what it knew before a restart. Call it before the members
+    /// reconnect; a later grant, revoke or mute by the chair wins over it.
+    pub fn restore(&mut self, restored: Restored, now: Instant) -> Vec<KeyframeRequest> {
+        self.floor.restore(restored.floor, restored.muted);
+        self.refresh_sources(now)
     }
 
     /// A participant's session was accepted (its SDP answered) on connection `conn`. It is not
@@ -883,5 +918,60 @@ mod tests {
             "its sources went with it"
         );
         assert_eq!(g.core.member_count(), 0);
+    }
+
+    #[test]
+    fn a_restored_floor_returns_with_its_house() {
+        let mut g = room();
+        g.core.restore(
+            Restored::floor(Some("h3".into())).with_muted(vec!["h4".into()]),
+            g.at(0),
+        );
+        let state = g.core.state();
+        assert_eq!(
+            state.floor.as_deref(),
+            Some("h3"),
+            "the floor is still h3's"
+        );
+        // The houses come back after the power cut, in any order.
+        g.connect("h4", 4, Role::House);
+        assert!(g.house("h4").muted);
+        g.connect("h3", 3, Role::House);
+        let voice = g.publish(3, "h3", Role::House, true, 700);
+        let camera = g.publish(3, "h3", Role::House, false, 701);
+        let r = g
+            .rtp(voice, 700, 1, VOICE, 50)
+            .expect("heard as soon as it is back");
+        assert_eq!(r.slot, Slot::FloorAudio);
+        assert!(g.rtp(camera, 701, 1, KEY, 50).is_some());
+        assert_eq!(g.core.state().floor.as_deref(), Some("h3"));
+    }
+
+    #[test]
+    fn the_chair_overrides_a_restored_floor() {
+        let mut g = room();
+        g.core.restore(Restored::floor(Some("h3".into())), g.at(0));
+        g.connect("h2", 2, Role::House);
+        let (change, _) = g.floor(FloorCommand::Grant("h2".into()), 10);
+        assert_eq!(
+            change,
+            holder(Some("h3"), Some("h2")),
+            "the record learns h3 lost it"
+        );
+        g.connect("h3", 3, Role::House);
+        let voice = g.publish(3, "h3", Role::House, true, 800);
+        assert_eq!(
+            g.rtp(voice, 800, 1, VOICE, 20),
+            None,
+            "h3 came back too late"
+        );
+
+        let mut g = room();
+        g.core.restore(Restored::floor(Some("h3".into())), g.at(0));
+        let (change, _) = g.floor(FloorCommand::Revoke, 10);
+        assert_eq!(change, holder(Some("h3"), None));
+        g.connect("h3", 3, Role::House);
+        let voice = g.publish(3, "h3", Role::House, true, 800);
+        assert_eq!(g.rtp(voice, 800, 1, VOICE, 20), None);
     }
 }

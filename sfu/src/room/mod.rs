@@ -45,7 +45,7 @@ use crate::floor::{FloorChange, FloorError};
 use crate::forward::{InHeader, SourceId};
 use crate::signal::{RoomState, VideoMode};
 
-pub use self::core::{FloorCommand, KeyframeRequest, Role, RoomCore, Routed, Slot};
+pub use self::core::{FloorCommand, KeyframeRequest, Restored, Role, RoomCore, Routed, Slot};
 pub use codecs::{opus_codec, video_codec};
 pub use session::Session;
 pub use sfu::{Sfu, SfuConfig, SfuStats};
@@ -127,6 +127,7 @@ pub struct Room {
     sessions: Mutex<HashMap<u64, Weak<SessionInner>>>,
     slots: [broadcast::Sender<Arc<Forwarded>>; 4],
     state_tx: watch::Sender<RoomState>,
+    floor_tx: broadcast::Sender<FloorChange>,
     /// The deadline a timer task is armed for (see [`RoomCore::poll_timeout`]).
     timer: Mutex<Option<Instant>>,
     next_conn: AtomicU64,
@@ -152,6 +153,8 @@ impl Room {
             // behind skips ahead and waits for a keyframe.
             slots: Slot::ALL.map(|_| broadcast::channel(512).0),
             state_tx,
+            // Floor changes are rare (commands, leaves): 64 is more than any reader lags.
+            floor_tx: broadcast::channel(64).0,
             timer: Mutex::new(None),
             next_conn: AtomicU64::new(1),
             sfu,
@@ -211,6 +214,15 @@ impl Room {
         self.publish_state();
     }
 
+    /// Seed the room with what it knew before the hub stopped (from the record): the house
+    /// that held the floor holds it again, and is heard as soon as its media is back, unless
+    /// the chair grants or revokes the floor first; the houses the chair had muted stay
+    /// muted. Call it at start-up, before participants reconnect.
+    pub fn restore(&self, restored: Restored) {
+        self.decide(|c, now| ((), c.restore(restored, now)));
+        self.publish_state();
+    }
+
     /// Follow the room's state (every change, latest value).
     pub fn watch_state(&self) -> watch::Receiver<RoomState> {
         self.state_tx.subscribe()
@@ -219,6 +231,19 @@ impl Room {
     /// The room's state now.
     pub fn state(&self) -> RoomState {
         self.state_tx.borrow().clone()
+    }
+
+    /// Every change of the floor the room decides, whatever caused it: a command (also
+    /// returned to its caller), or a holder whose session ended (which no command returns).
+    pub fn floor_changes(&self) -> broadcast::Receiver<FloorChange> {
+        self.floor_tx.subscribe()
+    }
+
+    fn announce(&self, change: &FloorChange) {
+        if *change != FloorChange::None {
+            // No receivers is not an error: nobody follows the floor.
+            let _ = self.floor_tx.send(change.clone());
+        }
     }
 
     fn publish_state(&self) {
@@ -268,10 +293,8 @@ impl Room {
     fn leave(&self, id: &str, conn: u64) {
         lock(&self.sessions).remove(&conn);
         lock(&self.tracks).retain(|_, (c, _)| *c != conn);
-        self.decide(|c, now| {
-            let (_, requests) = c.leave(id, conn, now);
-            ((), requests)
-        });
+        let change = self.decide(|c, now| c.leave(id, conn, now));
+        self.announce(&change);
         self.publish_state();
     }
 
@@ -352,6 +375,7 @@ impl Room {
             Ok((change, requests)) => (Ok(change), requests),
             Err(e) => (Err(e), Vec::new()),
         })?;
+        self.announce(&change);
         self.publish_state();
         Ok(change)
     }
