@@ -33,9 +33,9 @@ pub enum FloorChange {
     Queue,
     /// The floor moved from `from` to `to`.
     Holder {
-        /// The previous holder.
+        /// Who held it (`None`: nobody).
         from: Option<String>,
-        /// The new holder.
+        /// Who holds it now (`None`: nobody).
         to: Option<String>,
     },
     /// A house was muted or unmuted.
@@ -54,7 +54,7 @@ pub struct Floor {
 }
 
 impl Floor {
-    /// An empty floor.
+    /// A floor with nobody present, no hand up and no holder.
     pub fn new() -> Self {
         Self::default()
     }
@@ -71,7 +71,7 @@ impl Floor {
         self.muted = muted.into_iter().collect();
     }
 
-    /// A house connected.
+    /// A house's media connected: it may raise its hand and be given the floor.
     pub fn join(&mut self, house: &str) {
         self.present.insert(house.to_owned());
     }
@@ -162,7 +162,7 @@ impl Floor {
         self.holder.as_deref() == Some(house) && !self.muted.contains(house)
     }
 
-    /// The holder of the floor.
+    /// Who holds the floor; after [`Self::restore`], possibly a house not yet back.
     pub fn holder(&self) -> Option<&str> {
         self.holder.as_deref()
     }
@@ -172,7 +172,7 @@ impl Floor {
         self.hands.iter().map(String::as_str)
     }
 
-    /// Whether the house is muted.
+    /// Whether the chair muted the house (a mute outlasts the house leaving and rejoining).
     pub fn is_muted(&self, house: &str) -> bool {
         self.muted.contains(house)
     }

@@ -69,16 +69,16 @@ impl PeerConnectionEventHandler for Handler {
 
 /// A peer connection on loopback.
 pub struct Peer {
-    /// The connection.
+    /// The webrtc-rs peer connection, for what the helpers do not cover (closing it).
     pub pc: Arc<dyn PeerConnection>,
     gathered: watch::Receiver<bool>,
 }
 
 /// A track this peer sends.
 pub struct Sender {
-    /// The track.
+    /// The local track the packets are written on.
     pub track: Arc<TrackLocalStaticRTP>,
-    /// Its SSRC.
+    /// The SSRC its packets carry (random, chosen at creation).
     pub ssrc: u32,
     transceiver: Arc<dyn RtpTransceiver>,
 }

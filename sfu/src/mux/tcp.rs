@@ -54,7 +54,7 @@ pub struct TcpMux {
     advertised: SocketAddr,
     udp: Arc<UdpMux>,
     pending: Arc<Semaphore>,
-    /// Counters.
+    /// Counters, for `/metrics` and the tests.
     pub stats: TcpMuxStats,
 }
 
@@ -113,7 +113,7 @@ impl TcpMux {
         self.advertised
     }
 
-    /// The bound address.
+    /// The address the listener is bound to (the advertised one may differ, behind NAT).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
     }

@@ -112,7 +112,8 @@ pub struct Forwarded {
 /// A source's track and the connection it arrived on.
 type SourceTrack = (u64, Arc<dyn TrackRemote>);
 
-/// One meeting room.
+/// One meeting room: its participants, its four slots and its floor. Created on first use by
+/// [`Sfu::room`] and kept for the life of the SFU.
 pub struct Room {
     name: String,
     sfu: Arc<Sfu>,
@@ -161,7 +162,7 @@ impl Room {
         })
     }
 
-    /// The room's name.
+    /// The room's name, as in URLs and tokens.
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -228,7 +229,7 @@ impl Room {
         self.state_tx.subscribe()
     }
 
-    /// The room's state now.
+    /// The room's state as last published.
     pub fn state(&self) -> RoomState {
         self.state_tx.borrow().clone()
     }
@@ -380,27 +381,29 @@ impl Room {
         Ok(change)
     }
 
-    /// A house raises its hand.
+    /// A house raises its hand: it joins the end of the queue (raising twice keeps its
+    /// place). Refused for a house whose media is not connected.
     pub fn raise_hand(&self, house: &str) -> Result<FloorChange, FloorError> {
         self.floor_command(FloorCommand::RaiseHand(house.to_owned()))
     }
 
-    /// A house lowers its hand (or yields the floor).
+    /// A house lowers its hand, or yields the floor if it holds it.
     pub fn lower_hand(&self, house: &str) -> Result<FloorChange, FloorError> {
         self.floor_command(FloorCommand::LowerHand(house.to_owned()))
     }
 
-    /// The chair grants the floor.
+    /// The chair gives the floor to a connected house, taking it from any other.
     pub fn grant_floor(&self, house: &str) -> Result<FloorChange, FloorError> {
         self.floor_command(FloorCommand::Grant(house.to_owned()))
     }
 
-    /// The chair revokes the floor.
+    /// The chair takes the floor back; refused when nobody holds it.
     pub fn revoke_floor(&self) -> Result<FloorChange, FloorError> {
         self.floor_command(FloorCommand::Revoke)
     }
 
-    /// The chair mutes or unmutes a house.
+    /// The chair mutes or unmutes a connected house: a muted holder keeps the floor and its
+    /// picture, not its voice.
     pub fn set_muted(&self, house: &str, muted: bool) -> Result<FloorChange, FloorError> {
         self.floor_command(FloorCommand::Mute(house.to_owned(), muted))
     }

@@ -372,12 +372,12 @@ pub struct Session {
 }
 
 impl Session {
-    /// The participant id.
+    /// The participant's id in the room (a house id, or `chair`).
     pub fn id(&self) -> &str {
         &self.inner.id
     }
 
-    /// The room.
+    /// The room it joined.
     pub fn room(&self) -> &Arc<Room> {
         &self.inner.room
     }

@@ -9,7 +9,7 @@ use super::Room;
 use crate::keyframe::VideoCodec;
 use crate::mux::UdpMux;
 
-/// SFU settings.
+/// Settings shared by every room of the SFU.
 #[derive(Debug, Clone)]
 pub struct SfuConfig {
     /// The room's video codec (every publisher and subscriber negotiates it).
@@ -52,7 +52,7 @@ pub struct Sfu {
     pub(super) config: SfuConfig,
     // std Mutex: a map lookup, never held across `.await`.
     rooms: Mutex<HashMap<String, Arc<Room>>>,
-    /// Counters.
+    /// Counters across all rooms, for `/metrics` and the benchmarks.
     pub stats: Arc<SfuStats>,
 }
 
@@ -67,7 +67,7 @@ impl Sfu {
         })
     }
 
-    /// The shared UDP port.
+    /// The shared UDP port (its address, routes and counters).
     pub fn mux(&self) -> &Arc<UdpMux> {
         &self.mux
     }
