@@ -5,7 +5,7 @@
 //! stream as its UDP mux routes datagrams: an ICE-TCP client (the active side) opens with a
 //! connectivity check, an RFC 4571 frame (a 16-bit length, then the packet) holding a STUN
 //! binding request whose USERNAME names the connection by its local ufrag. The mux reads that
-//! one frame, hands the stream to the connection's [`MuxTcpListener`], and the frame is
+//! one frame, hands the stream to the connection's `MuxTcpListener`, and the frame is
 //! replayed as the stream's first bytes, so webrtc-rs's own framing and ICE code see the
 //! stream exactly as their own listener would have given it.
 //!
