@@ -79,17 +79,18 @@ impl Floor {
     /// A house left: it loses its raised hand and, if it held it, the floor.
     pub fn leave(&mut self, house: &str) -> FloorChange {
         self.present.remove(house);
+        let had_hand = self.drop_hand(house);
+        match self.lower_hand(house) {
+            FloorChange::None if had_hand => FloorChange::Queue,
+            change => change,
+        }
+    }
+
+    /// Take the house's hand out of the queue; whether it was up.
+    fn drop_hand(&mut self, house: &str) -> bool {
         let before = self.hands.len();
         self.hands.retain(|h| h != house);
-        if self.holder.as_deref() == Some(house) {
-            let from = self.holder.take();
-            return FloorChange::Holder { from, to: None };
-        }
-        if self.hands.len() == before {
-            FloorChange::None
-        } else {
-            FloorChange::Queue
-        }
+        self.hands.len() != before
     }
 
     /// A house raises its hand.
@@ -108,12 +109,10 @@ impl Floor {
             let from = self.holder.take();
             return FloorChange::Holder { from, to: None };
         }
-        let before = self.hands.len();
-        self.hands.retain(|h| h != house);
-        if self.hands.len() == before {
-            FloorChange::None
-        } else {
+        if self.drop_hand(house) {
             FloorChange::Queue
+        } else {
+            FloorChange::None
         }
     }
 

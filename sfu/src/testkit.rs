@@ -22,9 +22,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rtc::rtp;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RtpCodecKind};
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use tokio::sync::watch;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
@@ -159,21 +157,15 @@ impl Peer {
         also_receive: bool,
     ) -> Sender {
         let ssrc: u32 = rand::random();
-        let track = Arc::new(TrackLocalStaticRTP::new(
-            rtc::media_stream::MediaStreamTrack::new(
+        let track = Arc::new(crate::room::local_track(
+            [
                 format!("{id}-stream"),
                 format!("{id}-{kind:?}"),
                 format!("{id}-{kind:?}"),
-                kind,
-                vec![RTCRtpEncodingParameters {
-                    rtp_coding_parameters: RTCRtpCodingParameters {
-                        ssrc: Some(ssrc),
-                        ..Default::default()
-                    },
-                    codec,
-                    ..Default::default()
-                }],
-            ),
+            ],
+            kind,
+            codec,
+            ssrc,
         ));
         let direction = if also_receive {
             RTCRtpTransceiverDirection::Sendrecv

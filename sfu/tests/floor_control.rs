@@ -41,12 +41,8 @@ async fn floor_granted_muted_and_revoked() {
     // frames, about 300 ms, to settle; 15 more, about 500 ms, of silence).
     room.set_muted("house-1", true).unwrap();
     let frames = || chair.count_from("FloorVideo", "house-1");
-    let v = frames();
-    eventually(10, "house-1's picture goes on", || frames() > v + 10).await;
-    let a = chair.count("FloorAudio");
-    let v = frames();
-    eventually(10, "half a second more of it", || frames() > v + 15).await;
-    assert_eq!(chair.count("FloorAudio"), a, "muted house is not heard");
+    let (a, after) = over_a_window(frames, 10, 15, || chair.count("FloorAudio")).await;
+    assert_eq!(after, a, "muted house is not heard");
     room.set_muted("house-1", false).unwrap();
     eventually(10, "unmuted house heard again", || {
         chair.count("FloorAudio") > a + 5
@@ -59,28 +55,21 @@ async fn floor_granted_muted_and_revoked() {
         chair.count_from("FloorAudio", "house-2") > 10
     })
     .await;
-    let from_h1 = chair.count_from("FloorAudio", "house-1");
-    let from_h2 = chair.count_from("FloorAudio", "house-2");
-    eventually(10, "400 ms more of house-2", || {
-        chair.count_from("FloorAudio", "house-2") > from_h2 + 20
-    })
+    let (from_h1, after) = over_a_window(
+        || chair.count_from("FloorAudio", "house-2"),
+        0,
+        20,
+        || chair.count_from("FloorAudio", "house-1"),
+    )
     .await;
-    assert_eq!(
-        chair.count_from("FloorAudio", "house-1"),
-        from_h1,
-        "one house holds the floor at a time"
-    );
+    assert_eq!(after, from_h1, "one house holds the floor at a time");
 
     // Revoked: the chair's voice at house-2 is the clock (15 packets to settle, 25 of
     // silence on the floor).
     room.revoke_floor().unwrap();
     let program = || h2.count_from("ProgramAudio", "chair");
-    let p = program();
-    eventually(10, "300 ms of the chair's voice", || program() > p + 15).await;
-    let n = chair.count("FloorAudio");
-    let p = program();
-    eventually(10, "500 ms more of it", || program() > p + 25).await;
-    assert_eq!(chair.count("FloorAudio"), n, "no floor audio after revoke");
+    let (n, after) = over_a_window(program, 15, 25, || chair.count("FloorAudio")).await;
+    assert_eq!(after, n, "no floor audio after revoke");
     assert!(matches!(room.revoke_floor(), Err(FloorError::NobodyHolds)));
     assert!(matches!(
         room.grant_floor("house-9"),

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use dinh_sfu::room::{Role, Slot};
-use harness::{eventually, join_full, Keyframes, Via};
+use harness::{eventually, join_with, Keyframes};
 
 /// Houses in the burst.
 const HOUSES: usize = 20;
@@ -18,16 +18,7 @@ const HOUSES: usize = 20;
 async fn every_newcomer_gets_a_keyframe_from_an_encoder_that_waits_to_be_asked() {
     let sfu = harness::sfu().await;
     let room = sfu.room("demo");
-    let chair = join_full(
-        &room,
-        "chair",
-        Role::Chair,
-        true,
-        &[],
-        Via::Udp,
-        Keyframes::OnRequest,
-    )
-    .await;
+    let chair = join_with(&room, "chair", Role::Chair, true, &[], Keyframes::OnRequest).await;
     eventually(15, "the chair live", || room.state().live).await;
 
     // The houses join 50 ms apart, each as soon as its turn comes (not one after the

@@ -38,11 +38,7 @@ async fn audio_only_stops_the_video_and_keeps_the_voice() {
     // The voice is the clock: 15 packets (300 ms) for what was in flight to land, then 100
     // (2 s) in which the video must not move.
     let voice = || house.count("ProgramAudio");
-    let a = voice();
-    eventually(10, "the voice goes on", || voice() > a + 15).await;
-    let (v0, a0) = (house.count("ProgramVideo"), voice());
-    eventually(10, "two seconds more of the voice", || voice() >= a0 + 100).await;
-    let v1 = house.count("ProgramVideo");
+    let (v0, v1) = harness::over_a_window(voice, 15, 100, || house.count("ProgramVideo")).await;
     assert!(
         v1 - v0 <= 1,
         "video went on in audio-only mode: {v0} -> {v1}"

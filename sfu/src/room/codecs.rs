@@ -2,8 +2,10 @@
 //! MID and RID header extensions.
 
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
+    RTCRtpEncodingParameters, RtpCodecKind,
 };
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::peer_connection::MediaEngine;
 
 use super::{neg, SfuError};
@@ -82,4 +84,29 @@ pub fn video_codec(codec: VideoCodec) -> RTCRtpCodec {
         },
         rtcp_feedback: vec![],
     }
+}
+
+/// A local track that sends one stream, `ssrc`, in `codec`: what the hub sends a subscriber on
+/// one slot, and what the testkit's clients publish. `ids`: stream id, track id, label.
+pub(crate) fn local_track(
+    ids: [String; 3],
+    kind: RtpCodecKind,
+    codec: RTCRtpCodec,
+    ssrc: u32,
+) -> TrackLocalStaticRTP {
+    let [stream, track, label] = ids;
+    TrackLocalStaticRTP::new(rtc::media_stream::MediaStreamTrack::new(
+        stream,
+        track,
+        label,
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec,
+            ..Default::default()
+        }],
+    ))
 }

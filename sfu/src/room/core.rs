@@ -668,6 +668,16 @@ mod tests {
         }
     }
 
+    /// h1 (connection 2) and h2 (3) connected, each with one audio or video stream.
+    fn two_houses(audio: bool, ssrc1: u32, ssrc2: u32) -> (Given, SourceId, SourceId) {
+        let mut g = room();
+        g.connect("h1", 2, Role::House);
+        g.connect("h2", 3, Role::House);
+        let s1 = g.publish(2, "h1", Role::House, audio, ssrc1);
+        let s2 = g.publish(3, "h2", Role::House, audio, ssrc2);
+        (g, s1, s2)
+    }
+
     fn holder(from: Option<&str>, to: Option<&str>) -> FloorChange {
         FloorChange::Holder {
             from: from.map(str::to_owned),
@@ -820,11 +830,7 @@ mod tests {
 
     #[test]
     fn a_switch_asks_for_one_keyframe() {
-        let mut g = room();
-        g.connect("h1", 2, Role::House);
-        g.connect("h2", 3, Role::House);
-        let c1 = g.publish(2, "h1", Role::House, false, 401);
-        let c2 = g.publish(3, "h2", Role::House, false, 402);
+        let (mut g, c1, c2) = two_houses(false, 401, 402);
         let (_, requests) = g.floor(FloorCommand::Grant("h1".into()), 0);
         assert_eq!(
             requests,
@@ -880,11 +886,7 @@ mod tests {
 
     #[test]
     fn the_floor_passes_from_house_to_house_as_one_stream() {
-        let mut g = room();
-        g.connect("h1", 2, Role::House);
-        g.connect("h2", 3, Role::House);
-        let v1 = g.publish(2, "h1", Role::House, true, 501);
-        let v2 = g.publish(3, "h2", Role::House, true, 502);
+        let (mut g, v1, v2) = two_houses(true, 501, 502);
         g.floor(FloorCommand::Grant("h1".into()), 0);
         let last = g.rtp(v1, 501, 9000, VOICE, 20).expect("h1 heard").out;
         assert_eq!(g.rtp(v2, 502, 70, VOICE, 20), None, "one holder at a time");

@@ -46,6 +46,8 @@ use crate::forward::{InHeader, SourceId};
 use crate::signal::{RoomState, VideoMode};
 
 pub use self::core::{FloorCommand, KeyframeRequest, Restored, Role, RoomCore, Routed, Slot};
+#[cfg(feature = "testkit")]
+pub(crate) use codecs::local_track;
 pub use codecs::{opus_codec, video_codec};
 pub use session::Session;
 pub use sfu::{Sfu, SfuConfig, SfuStats};

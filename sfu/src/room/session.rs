@@ -7,9 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use rtc::interceptor::Slot as InterceptorSlot;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use tokio::sync::{watch, Notify};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::TrackLocal;
@@ -20,7 +18,7 @@ use webrtc::peer_connection::{
     RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
 };
 
-use super::codecs::{media_engine, opus_codec, video_codec};
+use super::codecs::{local_track, media_engine, opus_codec, video_codec};
 use super::writer::{read_subscriber_rtcp, write_slot, Leg, VideoPref};
 use super::{neg, reader, JoinRequest, Role, Room, SfuError, Slot};
 use crate::mux::MuxRuntime;
@@ -155,21 +153,15 @@ async fn negotiate(
                 video_codec(room.sfu.config.video_codec),
             )
         };
-        let track = Arc::new(TrackLocalStaticRTP::new(
-            rtc::media_stream::MediaStreamTrack::new(
+        let track = Arc::new(local_track(
+            [
                 format!("{}-{:?}", room.name, slot),
                 format!("{slot:?}-{ssrc}"),
                 format!("{slot:?}"),
-                kind,
-                vec![RTCRtpEncodingParameters {
-                    rtp_coding_parameters: RTCRtpCodingParameters {
-                        ssrc: Some(ssrc),
-                        ..Default::default()
-                    },
-                    codec,
-                    ..Default::default()
-                }],
-            ),
+            ],
+            kind,
+            codec,
+            ssrc,
         ));
         let sender = pc
             .add_track(track.clone() as Arc<dyn TrackLocal>)

@@ -220,6 +220,10 @@ mod tests {
         audio_only: false,
         low: false,
     };
+    const OFF: VideoPref = VideoPref {
+        audio_only: true,
+        low: false,
+    };
 
     fn packet(layer: u8, seq: u16, key: bool, active_layers: u8, at: Instant) -> Forwarded {
         Forwarded {
@@ -234,6 +238,15 @@ mod tests {
             layer,
             active_layers,
         }
+    }
+
+    /// A leg that started on layer 0 (one layer flowing) at the returned time.
+    fn sending_layer_0() -> (Instant, VideoLeg) {
+        let t = Instant::now();
+        let mut leg = VideoLeg::new(VIDEO);
+        let (out, _) = leg.on_packet(&packet(0, 1, true, 0b1, t), FULL, t);
+        assert!(out.is_some());
+        (t, leg)
     }
 
     #[test]
@@ -269,24 +282,14 @@ mod tests {
         let low = VideoPref { low: true, ..FULL };
         leg.on_packet(&packet(1, 12, false, 0b11, t), low, t);
         assert_eq!(leg.on_keyframe_request(low), Some(1), "still on layer 1");
-        let off = VideoPref {
-            audio_only: true,
-            ..FULL
-        };
-        assert_eq!(leg.on_keyframe_request(off), None, "no video: no request");
+        assert_eq!(leg.on_keyframe_request(OFF), None, "no video: no request");
     }
 
     #[test]
     fn video_resumes_at_a_keyframe_asked_for_at_once() {
-        let t = Instant::now();
-        let mut leg = VideoLeg::new(VIDEO);
-        leg.on_packet(&packet(0, 1, true, 0b1, t), FULL, t);
-        let off = VideoPref {
-            audio_only: true,
-            ..FULL
-        };
+        let (t, mut leg) = sending_layer_0();
         assert_eq!(
-            leg.on_packet(&packet(0, 2, false, 0b1, t), off, t),
+            leg.on_packet(&packet(0, 2, false, 0b1, t), OFF, t),
             (None, None)
         );
         assert_eq!(leg.on_pref(FULL), Some(0));
@@ -306,9 +309,7 @@ mod tests {
 
     #[test]
     fn a_lagging_subscriber_restarts_at_a_keyframe() {
-        let t = Instant::now();
-        let mut leg = VideoLeg::new(VIDEO);
-        leg.on_packet(&packet(0, 1, true, 0b1, t), FULL, t);
+        let (t, mut leg) = sending_layer_0();
         assert_eq!(leg.on_lagged(), Some(0));
         assert_eq!(leg.on_packet(&packet(0, 9, false, 0b1, t), FULL, t).0, None);
         assert!(leg

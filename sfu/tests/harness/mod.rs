@@ -173,37 +173,41 @@ pub async fn join(
     join_with(room, id, role, publish, subscribe, Via::Udp).await
 }
 
-/// [`join`], over the given path.
-pub async fn join_with(
-    room: &Arc<Room>,
-    id: &str,
-    role: Role,
-    publish: bool,
-    subscribe: &[Slot],
-    via: Via<'_>,
-) -> Client {
-    join_full(
-        room,
-        id,
-        role,
-        publish,
-        subscribe,
-        via,
-        Keyframes::Every(15),
-    )
-    .await
+/// How a client joins: its path to the hub, its camera's keyframes.
+#[derive(Clone, Copy)]
+pub struct How<'a> {
+    pub via: Via<'a>,
+    pub keyframes: Keyframes,
 }
 
-/// [`join_with`], with the camera's keyframes sent as `keyframes` says.
-pub async fn join_full(
+impl<'a> From<Via<'a>> for How<'a> {
+    fn from(via: Via<'a>) -> Self {
+        How {
+            via,
+            keyframes: Keyframes::Every(15),
+        }
+    }
+}
+
+impl From<Keyframes> for How<'static> {
+    fn from(keyframes: Keyframes) -> Self {
+        How {
+            via: Via::Udp,
+            keyframes,
+        }
+    }
+}
+
+/// [`join`], over the given path or with the given camera.
+pub async fn join_with<'a>(
     room: &Arc<Room>,
     id: &str,
     role: Role,
     publish: bool,
     subscribe: &[Slot],
-    via: Via<'_>,
-    keyframes: Keyframes,
+    how: impl Into<How<'a>>,
 ) -> Client {
+    let How { via, keyframes } = how.into();
     let received = Arc::new(Mutex::new(Received::default()));
     let r = received.clone();
     let on_rtp: OnRtp = Arc::new(move |track_id, p| {
@@ -330,6 +334,30 @@ pub async fn join_full(
         keyframe_requests,
         senders: tasks,
     }
+}
+
+/// A house that only watches (publishes nothing), reaching the hub over `via`.
+pub async fn watcher(room: &Arc<Room>, id: &str, via: Via<'_>) -> Client {
+    join_with(room, id, Role::House, false, &HOUSE_SLOTS, via).await
+}
+
+/// Check that `quiet` stays still while `clock` (a stream that keeps flowing) advances: first
+/// `settle` of its packets for what was in flight to land, then `window` more. Returns
+/// `quiet` before and after the window; the caller says how still it must be.
+pub async fn over_a_window(
+    clock: impl Fn() -> u64,
+    settle: u64,
+    window: u64,
+    quiet: impl Fn() -> u64,
+) -> (u64, u64) {
+    let c = clock();
+    eventually(10, "the clock stream settles", || clock() > c + settle).await;
+    let (before, c) = (quiet(), clock());
+    eventually(10, "the clock stream runs the window", || {
+        clock() >= c + window
+    })
+    .await;
+    (before, quiet())
 }
 
 /// Wait until `cond` holds, checking every 50 ms, for at most `secs` seconds.
