@@ -105,67 +105,85 @@ fn forwarding(ns: &[usize]) {
 
 /// One minute of the chair's and the floor holder's media through `RoomCore::on_rtp`: Opus
 /// every 20 ms, 30 video frames/s of 4 packets (a keyframe every 60 frames), per publisher.
+/// A minute is about 20,000 calls, a millisecond of work: the figure is the best of 20 runs,
+/// so that another process taking the core for a moment does not count.
 fn room_core(ns: &[usize]) {
     println!();
-    println!("houses  packets  ns/on_rtp  routed");
+    println!("houses  packets  ns/on_rtp(best of 20)  routed");
     for &n in ns {
-        let t0 = Instant::now();
-        let mut core = RoomCore::new(VideoCodec::Vp8, Duration::from_millis(500));
-        let mut publishers = Vec::new();
-        for i in 0..=n {
-            let (id, role) = if i == 0 {
-                ("chair".to_owned(), Role::Chair)
-            } else {
-                (format!("house-{i}"), Role::House)
-            };
-            let conn = i as u64 + 1;
-            core.join(&id, conn, &id, role);
-            core.media_connected(conn);
-            let (voice, _) = core.add_source(conn, &id, role, true, t0);
-            let (camera, _) = core.add_source(conn, &id, role, false, t0);
-            let ssrc = 1000 + 2 * i as u32;
-            core.open_layer(voice, ssrc, None, t0);
-            core.open_layer(camera, ssrc + 1, None, t0);
-            if i <= 1 {
-                publishers.push((voice, camera, ssrc));
-            }
+        let mut best = f64::INFINITY;
+        let (mut packets, mut routed) = (0, 0);
+        for _ in 0..20 {
+            let (p, r, ns_per) = room_minute(n);
+            (packets, routed, best) = (p, r, best.min(ns_per));
         }
-        core.floor(FloorCommand::Grant("house-1".into()), t0)
-            .expect("house-1 is connected");
-        let (mut packets, mut routed) = (0u64, 0u64);
-        let started = Instant::now();
-        // 20 ms ticks for a minute; video on every ticks whose 33 ms frame falls due.
-        for tick in 0..3000u32 {
-            let now = t0 + Duration::from_millis(u64::from(tick) * 20);
-            let frames = (tick * 20 / 33, (tick + 1) * 20 / 33);
-            for &(voice, camera, ssrc) in &publishers {
-                let h = InHeader {
-                    ssrc,
-                    seq: tick as u16,
-                    ts: tick * 960,
-                };
-                packets += 1;
-                routed += u64::from(black_box(core.on_rtp(voice, h, &[0xf8, 1, 2], now)).is_some());
-                if frames.0 == frames.1 {
-                    continue;
-                }
-                for p in 0..4u32 {
-                    let key = frames.1 % 60 == 0 && p == 0;
-                    let h = InHeader {
-                        ssrc: ssrc + 1,
-                        seq: (frames.1 * 4 + p) as u16,
-                        ts: frames.1 * 3000,
-                    };
-                    let payload = if key { VP8_KEY } else { VP8_DELTA };
-                    packets += 1;
-                    routed += u64::from(black_box(core.on_rtp(camera, h, payload, now)).is_some());
-                }
-            }
-        }
-        let spent = started.elapsed().as_nanos() as f64;
-        println!(
-            "{n:>6}  {packets:>7}  {:>9.1}  {routed:>6}",
-            spent / packets as f64
-        );
+        println!("{n:>6}  {packets:>7}  {best:>21.1}  {routed:>6}");
     }
+}
+
+/// One run: packets, packets routed, ns per call.
+fn room_minute(n: usize) -> (u64, u64, f64) {
+    let t0 = Instant::now();
+    let mut core = RoomCore::new(VideoCodec::Vp8, Duration::from_millis(500));
+    let mut publishers = Vec::new();
+    for i in 0..=n {
+        let (id, role) = if i == 0 {
+            ("chair".to_owned(), Role::Chair)
+        } else {
+            (format!("house-{i}"), Role::House)
+        };
+        let conn = i as u64 + 1;
+        core.join(&id, conn, &id, role);
+        core.media_connected(conn);
+        let (voice, _) = core.add_source(conn, &id, role, true, t0);
+        let (camera, _) = core.add_source(conn, &id, role, false, t0);
+        let ssrc = 1000 + 2 * i as u32;
+        core.open_layer(voice, ssrc, None, t0);
+        core.open_layer(camera, ssrc + 1, None, t0);
+        if i <= 1 {
+            publishers.push((voice, camera, ssrc));
+        }
+    }
+    core.floor(FloorCommand::Grant("house-1".into()), t0)
+        .expect("house-1 is connected");
+    let (mut packets, mut routed) = (0u64, 0u64);
+    let mut send = |core: &mut RoomCore, source, h, payload: &[u8], now| {
+        packets += 1;
+        let r = core.on_rtp(source, h, payload, now);
+        routed += u64::from(black_box(r).is_some());
+    };
+    let started = Instant::now();
+    // 20 ms ticks for a minute; video on the ticks where a 33 ms frame falls due.
+    for tick in 0..3000u32 {
+        let now = t0 + Duration::from_millis(u64::from(tick) * 20);
+        let frames = (tick * 20 / 33, (tick + 1) * 20 / 33);
+        for &(voice, camera, ssrc) in &publishers {
+            let h = InHeader {
+                ssrc,
+                seq: tick as u16,
+                ts: tick * 960,
+            };
+            send(&mut core, voice, h, &[0xf8, 1, 2], now);
+            if frames.0 == frames.1 {
+                continue;
+            }
+            for p in 0..4u32 {
+                let key = frames.1 % 60 == 0 && p == 0;
+                let h = InHeader {
+                    ssrc: ssrc + 1,
+                    seq: (frames.1 * 4 + p) as u16,
+                    ts: frames.1 * 3000,
+                };
+                send(
+                    &mut core,
+                    camera,
+                    h,
+                    if key { VP8_KEY } else { VP8_DELTA },
+                    now,
+                );
+            }
+        }
+    }
+    let spent = started.elapsed().as_nanos() as f64;
+    (packets, routed, spent / packets as f64)
 }
