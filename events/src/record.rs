@@ -52,6 +52,8 @@ use crate::chain::{Frontier, Signer, StoredEvent};
 use crate::domain::feedback::{Feedback, FeedbackAction};
 use crate::domain::loudspeakers::{LoudspeakerAction, Loudspeakers};
 use crate::domain::meeting::{Meeting, MeetingAction};
+use crate::domain::notices::{Notice, NoticeAction};
+use crate::domain::tokens::{TokenAction, TokenDenyList, DENY_LIST};
 use crate::domain::workdays::Calendar;
 use crate::domain::{Command, Decide, Refuse, Services};
 use crate::store::{Append, Appended, Store, StoreError};
@@ -163,6 +165,7 @@ impl Record {
         }
     }
 
+    /// The store the record appends to and reads from.
     pub fn store(&self) -> &Store {
         &self.store
     }
@@ -195,6 +198,31 @@ impl Record {
         command_id: Option<String>,
     ) -> Result<Outcome, RecordError> {
         self.execute::<Loudspeakers>(room, cmd, command_id).await
+    }
+
+    /// Run a command on a notice of the village bulletin boards.
+    pub async fn notice(
+        &self,
+        id: &str,
+        cmd: Command<NoticeAction>,
+        command_id: Option<String>,
+    ) -> Result<Outcome, RecordError> {
+        self.execute::<Notice>(id, cmd, command_id).await
+    }
+
+    /// Revoke a token (the one deny-list aggregate, [`DENY_LIST`]).
+    pub async fn revoke_token(
+        &self,
+        cmd: Command<TokenAction>,
+        command_id: Option<String>,
+    ) -> Result<Outcome, RecordError> {
+        self.execute::<TokenDenyList>(DENY_LIST, cmd, command_id)
+            .await
+    }
+
+    /// The deny list as the log has it.
+    pub async fn load_deny_list(&self) -> Result<TokenDenyList, RecordError> {
+        self.state::<TokenDenyList>(DENY_LIST).await
     }
 
     /// The current state of a meeting (for checks the hub makes before sending a command).

@@ -2,7 +2,8 @@
 //! and the live events.
 //!
 //! A token is for one room. It sees the meetings held in that room, the feedback raised in
-//! them and the room's loudspeaker log. A house's token sees only the feedback its own house
+//! them, the room's loudspeaker log and its notices; nobody sees the token deny list through
+//! the record. A house's token sees only the feedback its own house
 //! raised: whoever raised a denunciation (tố cáo, Luật Tố cáo 2018) must stay protected, so
 //! another house learns nothing of the item, not even that it exists. Anything the rule does
 //! not know (an aggregate type added later) is hidden until a case is written for it.
@@ -67,6 +68,11 @@ impl<'a> Viewer<'a> {
                 .is_some_and(|f| self.may_see_feedback(views, f)),
             // The loudspeaker log is per room and public to its room.
             "loudspeakers" => e.aggregate_id == self.room,
+            // Notices are for every screen of their room (a house's board shows them).
+            "notice" => views
+                .notices
+                .get(&e.aggregate_id)
+                .is_some_and(|n| n.room == self.room),
             _ => false,
         }
     }
@@ -106,6 +112,11 @@ mod tests {
             serde_json::json!({"type": "feedback_received", "meeting": meeting,
                 "agenda_item": null, "house": house, "content": "..."})
         };
+        let posted = |room: &str| {
+            serde_json::json!({"type": "notice_posted", "room": room, "title": "Tiêm phòng",
+                "text": "...", "picture": null, "valid_from": "2026-11-23",
+                "valid_until": "2026-11-30"})
+        };
         let events = vec![
             ev("meeting", "m-demo", scheduled("demo")),
             ev("meeting", "m-other", scheduled("other")),
@@ -127,7 +138,15 @@ mod tests {
                 "other",
                 serde_json::json!({"type": "relay_switched", "on": true}),
             ),
-            ev("notices", "demo", serde_json::json!({})),
+            // The deny list: no token's business, even its own room's.
+            ev(
+                "tokens",
+                "deny-list",
+                serde_json::json!({"type": "token_revoked", "jti": "a1", "room": "demo",
+                    "subject": "house-1", "expires_at": null, "reason": ""}),
+            ),
+            ev("notice", "vaccines", posted("demo")),
+            ev("notice", "market", posted("other")),
         ];
         let mut v = Views::default();
         for e in &events {
@@ -152,11 +171,11 @@ mod tests {
         let h2 = Viewer::house("demo", "house-2");
         let ids: Vec<&str> = h2.feedback(&v).map(|f| f.id.as_str()).collect();
         assert_eq!(ids, vec!["roads"]);
-        assert_eq!(seen(h2, &v, &events), vec![1, 5, 7]);
+        assert_eq!(seen(h2, &v, &events), vec![1, 5, 7, 10]);
         let h1 = Viewer::house("demo", "house-1");
         let ids: Vec<&str> = h1.feedback(&v).map(|f| f.id.as_str()).collect();
         assert_eq!(ids, vec!["denunciation"], "its own, not another room's");
-        assert_eq!(seen(h1, &v, &events), vec![1, 3, 4, 7]);
+        assert_eq!(seen(h1, &v, &events), vec![1, 3, 4, 7, 10]);
     }
 
     #[test]
@@ -165,8 +184,8 @@ mod tests {
         let chair = Viewer::staff("demo");
         let ids: Vec<&str> = chair.feedback(&v).map(|f| f.id.as_str()).collect();
         assert_eq!(ids, vec!["denunciation", "roads"]);
-        assert_eq!(seen(chair, &v, &events), vec![1, 3, 4, 5, 7]);
-        assert_eq!(seen(Viewer::staff("other"), &v, &events), vec![2, 6, 8]);
+        assert_eq!(seen(chair, &v, &events), vec![1, 3, 4, 5, 7, 10]);
+        assert_eq!(seen(Viewer::staff("other"), &v, &events), vec![2, 6, 8, 11]);
         assert!(seen(Viewer::staff("nowhere"), &v, &events).is_empty());
     }
 
@@ -176,6 +195,15 @@ mod tests {
         let empty = Views::default();
         assert!(seen(Viewer::staff("demo"), &empty, &events[..6]).is_empty());
         let (v, _) = views();
-        assert!(!Viewer::staff("demo").may_see(&v, &events[8]), "notices");
+        assert!(
+            !Viewer::staff("demo").may_see(&v, &events[8]),
+            "the deny list"
+        );
+        let mut unknown = events[9].clone();
+        unknown.aggregate_type = "posters".into();
+        assert!(
+            !Viewer::staff("demo").may_see(&v, &unknown),
+            "a kind added later"
+        );
     }
 }

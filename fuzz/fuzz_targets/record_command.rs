@@ -1,12 +1,14 @@
-//! API bodies for the record: any bytes parsed as a meeting, feedback or loudspeaker command,
-//! then decided by every kind of actor against each aggregate at each step of a short history,
-//! and the events it decides applied. Must never panic, and a decision may never produce an
+//! API bodies for the record: any bytes parsed as a meeting, feedback, loudspeaker, notice or
+//! token command, then decided by every kind of actor against each aggregate at each step of
+//! a short history, and the events it decides applied. Must never panic, and a decision may never produce an
 //! event that the aggregate cannot apply and serialise back as the stored JSON.
 #![no_main]
 
 use dinh_events::domain::feedback::{Feedback, FeedbackEvent, FeedbackKind};
 use dinh_events::domain::loudspeakers::{LoudspeakerEvent, Loudspeakers, Priority};
 use dinh_events::domain::meeting::{Meeting, MeetingEvent};
+use dinh_events::domain::notices::{Notice, NoticeEvent};
+use dinh_events::domain::tokens::{TokenDenyList, TokenEvent};
 use dinh_events::domain::{Actor, ActorRole, Command, Decide, Services};
 use libfuzzer_sys::fuzz_target;
 use serde::de::DeserializeOwned;
@@ -100,5 +102,29 @@ fuzz_target!(|data: &[u8]| {
                 requested_by: "chair:chair".into(),
             },
         ],
+    );
+    exercise::<Notice>(
+        data,
+        vec![
+            NoticeEvent::NoticePosted {
+                room: "r".into(),
+                title: "t".into(),
+                text: "x".into(),
+                picture: None,
+                valid_from: at.date(),
+                valid_until: at.date(),
+            },
+            NoticeEvent::NoticeWithdrawn { reason: None },
+        ],
+    );
+    exercise::<TokenDenyList>(
+        data,
+        vec![TokenEvent::TokenRevoked {
+            jti: "a1".into(),
+            room: None,
+            subject: None,
+            expires_at: None,
+            reason: String::new(),
+        }],
     );
 });

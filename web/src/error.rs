@@ -48,6 +48,7 @@ impl From<AuthError> for AppError {
             AuthError::Missing => (StatusCode::UNAUTHORIZED, "token_missing"),
             AuthError::Expired => (StatusCode::UNAUTHORIZED, "token_expired"),
             AuthError::Invalid => (StatusCode::UNAUTHORIZED, "token_invalid"),
+            AuthError::Revoked => (StatusCode::UNAUTHORIZED, "token_revoked"),
             AuthError::WrongRoom { .. } => (StatusCode::FORBIDDEN, "wrong_room"),
             AuthError::WrongRole { .. } => (StatusCode::FORBIDDEN, "wrong_role"),
         };

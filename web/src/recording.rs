@@ -4,7 +4,7 @@
 //! The SFU never imports the domain (STYLE.md): a task per room watches the room's state and
 //! sends `ConnectHouse`/`DisconnectHouse` for the meeting open in that room; the signalling
 //! handler turns each floor change the SFU decided into the record's commands with
-//! [`floor_commands`], sent with the real actor (docs/decisions/0005: the SFU decides, the
+//! [`floor_commands`], sent with the real actor (docs/decisions/0006: the SFU decides, the
 //! record records what it decided).
 
 use std::collections::HashMap;
@@ -237,6 +237,8 @@ pub fn actor(claims: &Claims) -> Actor {
         // Receivers are refused by the record API and cannot act in signalling; should one
         // ever reach here it gets the least a participant may do.
         Role::Receiver => ActorRole::House,
+        // A QR token raises feedback for its house (the subject), as that house.
+        Role::Feedback => ActorRole::House,
     };
     Actor::new(role, claims.sub.clone())
 }

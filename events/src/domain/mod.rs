@@ -9,7 +9,9 @@
 pub mod feedback;
 pub mod loudspeakers;
 pub mod meeting;
+pub mod notices;
 pub mod rules;
+pub mod tokens;
 pub mod workdays;
 
 #[cfg(test)]

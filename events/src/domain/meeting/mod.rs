@@ -12,7 +12,7 @@
 //! - one house holds the floor at a time; granting it to another revokes the first; the
 //!   holder lowering its hand yields it; a house that disconnects loses the floor and its
 //!   raised hand (the SFU's rules in `dinh_sfu::floor`: the record follows what it decided,
-//!   docs/decisions/0005);
+//!   docs/decisions/0006);
 //! - the latest headcount a house reports is the one that counts.
 
 use std::collections::{BTreeMap, BTreeSet};
