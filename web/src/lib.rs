@@ -37,6 +37,7 @@ pub mod board;
 pub mod commune;
 pub mod config;
 pub mod error;
+mod extract;
 pub mod limits;
 pub mod loudspeakers;
 pub mod notices;

@@ -176,7 +176,15 @@ async fn a_meeting_and_its_feedback_from_start_to_end() {
 
     let cmd = |body: Value| (format!("/api/feedback/{id}/commands"), body);
     let (p, b) = cmd(json!({"type": "classify", "kind": "complaint"}));
-    assert_eq!(official.post(&p, b).await.0, StatusCode::OK);
+    assert_eq!(
+        official.post_key(&p, "k-cls", b.clone()).await.0,
+        StatusCode::OK
+    );
+    // The official's key does not let a house replay the official's 200: it is refused.
+    assert_eq!(
+        house1.post_key(&p, "k-cls", b).await.0,
+        StatusCode::FORBIDDEN
+    );
     let (p, b) = cmd(json!({"type": "assign", "official": "can-bo-1", "working_days": 10}));
     assert_eq!(official.post(&p, b).await.0, StatusCode::OK);
     // A house may not answer; answering needs the assignee.
@@ -333,7 +341,19 @@ async fn bad_input_is_named_and_appends_nothing() {
             .keys
             .issue("chair", "c", Role::Chair, "other", Duration::from_secs(60)),
     };
-    assert_eq!(other.get("/api/meetings/m1").await.0, StatusCode::FORBIDDEN);
+    // Another room's meeting answers as a missing one does (no probing of ids across rooms).
+    let (st, v, _) = other.get("/api/meetings/m1").await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("no_such_meeting"))
+    );
+    let (st, v) = other
+        .post("/api/meetings/m1/commands", json!({"type": "close"}))
+        .await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("no_such_meeting"))
+    );
     assert_eq!(s.recording.store().head(), head, "nothing appended");
     let (st, doc, _) = chair.get("/api/openapi.json").await;
     assert_eq!(st, StatusCode::OK);
@@ -396,4 +416,72 @@ async fn sse_streams_visible_events_and_resumes_from_last_event_id() {
     assert_eq!(resumed, vec![3, 4]);
     let house_view = read(token(&s, Role::House, "house-1"), None).await;
     assert_eq!(house_view, vec![1, 2, 3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_are_scoped_to_the_caller_and_the_route() {
+    let s = state().await;
+    let chair = Call {
+        s: &s,
+        token: token(&s, Role::Chair, "chair"),
+    };
+    open_meeting(&chair).await;
+    let house1 = Call {
+        s: &s,
+        token: token(&s, Role::House, "house-1"),
+    };
+    let house2 = Call {
+        s: &s,
+        token: token(&s, Role::House, "house-2"),
+    };
+    let (st, first) = house1
+        .post_key(
+            "/api/feedback",
+            "k",
+            json!({"meeting": "m1", "content": "Một"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{first}");
+    // The same key from another house is that house's own new item, not house 1's outcome.
+    let (st, second) = house2
+        .post_key(
+            "/api/feedback",
+            "k",
+            json!({"meeting": "m1", "content": "Hai"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{second}");
+    assert_eq!(second["replayed"], false);
+    assert_ne!(second["aggregate_id"], first["aggregate_id"]);
+    // The same key on another route of the same caller is a new command too.
+    let (st, v) = chair
+        .post_key(
+            "/api/meetings/m1/commands",
+            "k",
+            json!({"type": "start_agenda_item", "index": 0}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["replayed"], false);
+    // Another room's chair reusing the key gets its own refusal (404), not this room's 200.
+    let other = Call {
+        s: &s,
+        token: s
+            .keys
+            .issue("chair", "c", Role::Chair, "other", Duration::from_secs(60)),
+    };
+    let head = s.recording.store().head();
+    let (st, _) = other
+        .post_key(
+            "/api/meetings/m1/commands",
+            "k",
+            json!({"type": "start_agenda_item", "index": 0}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert_eq!(
+        s.recording.store().head(),
+        head,
+        "a refused request appends nothing"
+    );
 }
