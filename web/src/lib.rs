@@ -43,6 +43,7 @@ pub mod loudspeakers;
 pub mod notices;
 mod pages;
 pub mod phone;
+pub mod rate;
 pub mod recording;
 pub mod server;
 pub mod tls;
@@ -97,6 +98,8 @@ pub struct Inner {
     pub conns: Arc<limits::Conns>,
     /// Revoked token ids.
     pub revoked: tokens::DenyList,
+    /// Per-token write rates.
+    pub rates: rate::Rates,
     /// Set when the hub shuts down; long-lived handlers (WebSockets) end on it.
     pub closing: tokio::sync::watch::Sender<bool>,
     /// The shared ICE-TCP port, when `rtc.tcp_listen` is set.
@@ -210,6 +213,7 @@ impl AppState {
         if let Some(t) = &tls {
             tls::spawn_renewal(t.clone(), config.clone(), closing.subscribe());
         }
+        let rates = rate::Rates::new(config.limits.writes_per_minute, config.limits.write_burst);
         let state = Self(Arc::new(Inner {
             sfu,
             keys,
@@ -221,6 +225,7 @@ impl AppState {
             tls,
             conns,
             revoked,
+            rates,
             closing,
             tcp,
             mux_tasks,

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::{header, Request, StatusCode};
 use futures::StreamExt;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
@@ -15,6 +15,10 @@ use dinh_web::auth::Role;
 use dinh_web::AppState;
 
 async fn state() -> AppState {
+    state_with(|_| {}).await
+}
+
+async fn state_with(change: impl FnOnce(&mut dinh_web::config::Config)) -> AppState {
     let data = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("api-{}", uuid::Uuid::new_v4()));
     let mut config = dinh_web::config::Config {
@@ -22,6 +26,7 @@ async fn state() -> AppState {
         ..Default::default()
     };
     config.rtc.udp_listen = "127.0.0.1:0".parse().unwrap();
+    change(&mut config);
     AppState::start(config).await.unwrap()
 }
 
@@ -484,4 +489,62 @@ async fn idempotency_keys_are_scoped_to_the_caller_and_the_route() {
         head,
         "a refused request appends nothing"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_writing_faster_than_its_rate_gets_429_and_appends_nothing() {
+    let s = state_with(|c| {
+        c.limits.write_burst = 5;
+        c.limits.writes_per_minute = 1;
+    })
+    .await;
+    let chair = Call {
+        s: &s,
+        token: token(&s, Role::Chair, "chair"),
+    };
+    open_meeting(&chair).await; // two writes
+    let house = Call {
+        s: &s,
+        token: token(&s, Role::House, "house-1"),
+    };
+    // A house spamming feedback: its burst passes, then it is refused with a wait.
+    for i in 0..5 {
+        let (st, v) = house
+            .post(
+                "/api/feedback",
+                json!({"meeting": "m1", "content": format!("Ý kiến {i}")}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+    }
+    let head = s.recording.store().head();
+    let req = Request::post("/api/feedback")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {}", house.token))
+        .body(Body::from(
+            json!({"meeting": "m1", "content": "thêm"}).to_string(),
+        ))
+        .unwrap();
+    let res = dinh_web::app(s.clone()).oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = res.headers()[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "Retry-After {wait}");
+    assert_eq!(
+        s.recording.store().head(),
+        head,
+        "a refused request appends nothing"
+    );
+    // Reads are not counted, and another token keeps its own rate.
+    assert_eq!(house.get("/api/feedback").await.0, StatusCode::OK);
+    let (st, v) = chair
+        .post(
+            "/api/meetings/m1/commands",
+            json!({"type": "start_agenda_item", "index": 0}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
 }
