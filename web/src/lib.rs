@@ -201,7 +201,9 @@ impl AppState {
         let closing = tokio::sync::watch::channel(false).0;
         recording.spawn_tasks(&config, closing.subscribe());
         for r in &commune.rooms {
-            recording.watch_room(sfu.room(&r.id), closing.subscribe());
+            let room = sfu.room(&r.id);
+            recording.restore_room(&room).await;
+            recording.watch_room(room, closing.subscribe());
         }
         let bridge = start_bridge(&config, &commune, &sfu, &recording, &closing).await?;
         let deny = recording
