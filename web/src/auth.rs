@@ -506,6 +506,18 @@ impl axum::extract::FromRequestParts<crate::AppState> for Caller {
         let q = axum::extract::Query::<TokenQuery>::try_from_uri(&parts.uri)
             .map(|q| q.0.token)
             .unwrap_or(None);
-        Ok(Self(state.claims(&parts.headers, q.as_deref())?))
+        let claims = state.claims(&parts.headers, q.as_deref())?;
+        // What a token makes the hub write is paced per token; reads are not counted.
+        let writes = !matches!(
+            parts.method,
+            axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+        );
+        if writes {
+            state
+                .rates
+                .write(&claims.jti)
+                .map_err(crate::error::AppError::rate_limited)?;
+        }
+        Ok(Self(claims))
     }
 }

@@ -96,6 +96,11 @@ pub struct LimitsConfig {
     pub connect_timeout_secs: u64,
     /// Remote ICE candidates one WHIP/WHEP or signalling session may add by trickle, in all.
     pub trickled_candidates: usize,
+    /// Writes one token may make a minute (record commands through the API, signalling
+    /// actions that append), after a burst of [`Self::write_burst`].
+    pub writes_per_minute: u32,
+    /// Writes one token may make at once before [`Self::writes_per_minute`] applies.
+    pub write_burst: u32,
 }
 
 impl Default for LimitsConfig {
@@ -110,6 +115,8 @@ impl Default for LimitsConfig {
             sessions_per_token: 4,
             connect_timeout_secs: 30,
             trickled_candidates: 64,
+            writes_per_minute: 240,
+            write_burst: 60,
         }
     }
 }

@@ -37,11 +37,13 @@ pub mod board;
 pub mod commune;
 pub mod config;
 pub mod error;
+mod extract;
 pub mod limits;
 pub mod loudspeakers;
 pub mod notices;
 mod pages;
 pub mod phone;
+pub mod rate;
 pub mod recording;
 pub mod server;
 pub mod tls;
@@ -96,6 +98,8 @@ pub struct Inner {
     pub conns: Arc<limits::Conns>,
     /// Revoked token ids.
     pub revoked: tokens::DenyList,
+    /// Per-token write rates.
+    pub rates: rate::Rates,
     /// Set when the hub shuts down; long-lived handlers (WebSockets) end on it.
     pub closing: tokio::sync::watch::Sender<bool>,
     /// The shared ICE-TCP port, when `rtc.tcp_listen` is set.
@@ -197,7 +201,9 @@ impl AppState {
         let closing = tokio::sync::watch::channel(false).0;
         recording.spawn_tasks(&config, closing.subscribe());
         for r in &commune.rooms {
-            recording.watch_room(sfu.room(&r.id), closing.subscribe());
+            let room = sfu.room(&r.id);
+            recording.restore_room(&room).await;
+            recording.watch_room(room, closing.subscribe());
         }
         let bridge = start_bridge(&config, &commune, &sfu, &recording, &closing).await?;
         let deny = recording
@@ -209,6 +215,7 @@ impl AppState {
         if let Some(t) = &tls {
             tls::spawn_renewal(t.clone(), config.clone(), closing.subscribe());
         }
+        let rates = rate::Rates::new(config.limits.writes_per_minute, config.limits.write_burst);
         let state = Self(Arc::new(Inner {
             sfu,
             keys,
@@ -220,6 +227,7 @@ impl AppState {
             tls,
             conns,
             revoked,
+            rates,
             closing,
             tcp,
             mux_tasks,

@@ -26,6 +26,7 @@ use time::{Date, OffsetDateTime};
 
 use crate::auth::{Caller, Claims, Role};
 use crate::error::AppError;
+use crate::extract::command_key;
 use crate::recording::actor;
 use crate::AppState;
 use dinh_events::domain::notices::{NoticeAction, Picture};
@@ -361,36 +362,6 @@ pub(crate) fn json<T: serde::de::DeserializeOwned>(
             format!("request body: {e}"),
         )
     })
-}
-
-/// The command id of a retried request: its `Idempotency-Key`, scoped to the caller and the
-/// route so that one caller's key never replays another's outcome.
-pub(crate) fn command_key(
-    headers: &HeaderMap,
-    c: &Claims,
-    route: &str,
-) -> Result<Option<String>, AppError> {
-    let Some(v) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    let v = v
-        .to_str()
-        .ok()
-        .map(str::trim)
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-        .ok_or_else(|| {
-            AppError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_idempotency_key",
-                "Idempotency-Key must be 1 to 128 visible ASCII characters",
-            )
-        })?;
-    Ok(Some(format!(
-        "{route}/{}/{}/{}/{v}",
-        c.room,
-        c.role.as_str(),
-        c.sub
-    )))
 }
 
 #[cfg(test)]

@@ -61,6 +61,7 @@ pub async fn serve<Tx, Rx, E>(
     Rx: Stream<Item = Result<Message, E>> + Unpin,
 {
     let mut conn = Conn {
+        app: state.clone(),
         recording: state.recording.clone(),
         room: room.clone(),
         claims,
@@ -155,6 +156,8 @@ async fn send<Tx: Sink<Message> + Unpin>(tx: &mut Tx, m: &ServerMessage) -> Resu
 }
 
 struct Conn {
+    /// The hub (its per-token write rates).
+    app: AppState,
     recording: std::sync::Arc<crate::recording::Recording>,
     room: std::sync::Arc<Room>,
     claims: Claims,
@@ -172,6 +175,24 @@ impl Conn {
             Ok(m) => m,
             Err(e) => return Some(ServerMessage::error(e.code(), e.to_string())),
         };
+        // What makes the record or the room change (joining, the floor) counts against the
+        // token's write rate, as the API's writes do: a house looping raise/lower or join/leave
+        // gets an error frame, and nothing is appended.
+        let writes = match &msg {
+            ClientMessage::Offer { .. } => self.session.as_ref().is_none_or(|s| s.is_closed()),
+            ClientMessage::RaiseHand
+            | ClientMessage::LowerHand
+            | ClientMessage::GrantFloor { .. }
+            | ClientMessage::RevokeFloor
+            | ClientMessage::Mute { .. } => true,
+            _ => false,
+        };
+        if writes {
+            if let Err(wait) = self.app.rates.write(&self.claims.jti) {
+                let e = AppError::rate_limited(wait);
+                return Some(ServerMessage::error(e.code, e.message));
+            }
+        }
         match self.dispatch(msg).await {
             Ok(reply) => reply,
             Err(e) => Some(ServerMessage::error(e.code, e.message)),
