@@ -35,6 +35,7 @@ use crate::AppState;
 use dinh_events::domain::feedback::FeedbackAction;
 use dinh_events::domain::{Actor, ActorRole, Command};
 use dinh_events::projections::{FeedbackRow, MinutesRow};
+use dinh_events::visibility::Viewer;
 
 /// How long a QR code's token lives. The house screen renews its code every half of this, so
 /// a phone that scanned it has at least this half to write and send.
@@ -205,10 +206,9 @@ async fn own_items(s: &AppState, c: &Claims) -> Result<Vec<Item>, AppError> {
     let jti = c.jti.as_str();
     let candidates: Vec<FeedbackRow> = {
         let views = s.recording.views.read().await;
-        views
-            .feedback
-            .rows()
-            .filter(|f| f.meeting == meeting && f.house == c.sub)
+        Viewer::house(&c.room, &c.sub)
+            .feedback(&views)
+            .filter(|f| f.meeting == meeting)
             .cloned()
             .collect()
     };

@@ -12,8 +12,8 @@ use serde::Deserialize;
 
 use crate::auth::{Claims, Role};
 use crate::error::AppError;
+use crate::recording::FloorAsk;
 use crate::AppState;
-use dinh_events::domain::meeting::MeetingAction;
 use dinh_sfu::room::{JoinRequest, Role as SfuRole, Room, Session, Slot};
 use dinh_sfu::sdp::{check_candidate, filter_offer_candidates, parse_offer, CandidatePolicy};
 use dinh_sfu::signal::{parse_client, ClientMessage, ServerMessage, SignalError, MAX_FRAME_BYTES};
@@ -199,12 +199,28 @@ impl Conn {
         }
     }
 
-    /// Record a floor change the SFU accepted, in the meeting open in this room (if any).
-    async fn record(&self, action: MeetingAction) {
+    /// Ask the SFU, which decides the floor, then record what it decided in the meeting open
+    /// in this room (if any); `role` and `what` are who may ask and what they ask, for a
+    /// refusal.
+    async fn ask_floor(
+        &self,
+        role: Role,
+        what: &'static str,
+        ask: FloorAsk,
+    ) -> Result<Option<ServerMessage>, AppError> {
+        self.claims.require(&[role], what)?;
+        let change = match &ask {
+            FloorAsk::RaiseHand(house) => self.room.raise_hand(house),
+            FloorAsk::LowerHand(house) => self.room.lower_hand(house),
+            FloorAsk::Grant(house) => self.room.grant_floor(house),
+            FloorAsk::Revoke => self.room.revoke_floor(),
+        }
+        .map_err(floor)?;
         let actor = crate::recording::actor(&self.claims);
         self.recording
-            .observe(self.room.name(), actor, action)
+            .follow_floor(self.room.name(), &actor, &ask, &change)
             .await;
+        Ok(None)
     }
 
     async fn dispatch(&mut self, msg: ClientMessage) -> Result<Option<ServerMessage>, AppError> {
@@ -254,28 +270,20 @@ impl Conn {
                 Ok(None)
             }
             ClientMessage::RaiseHand => {
-                self.claims.require(&[Role::House], "raise a hand")?;
-                self.room.raise_hand(&me).map_err(floor)?;
-                self.record(MeetingAction::RaiseHand { house: me }).await;
-                Ok(None)
+                self.ask_floor(Role::House, "raise a hand", FloorAsk::RaiseHand(me))
+                    .await
             }
             ClientMessage::LowerHand => {
-                self.claims.require(&[Role::House], "lower a hand")?;
-                self.room.lower_hand(&me).map_err(floor)?;
-                self.record(MeetingAction::LowerHand { house: me }).await;
-                Ok(None)
+                self.ask_floor(Role::House, "lower a hand", FloorAsk::LowerHand(me))
+                    .await
             }
             ClientMessage::GrantFloor { house } => {
-                self.claims.require(&[Role::Chair], "grant the floor")?;
-                self.room.grant_floor(&house).map_err(floor)?;
-                self.record(MeetingAction::GrantFloor { house }).await;
-                Ok(None)
+                self.ask_floor(Role::Chair, "grant the floor", FloorAsk::Grant(house))
+                    .await
             }
             ClientMessage::RevokeFloor => {
-                self.claims.require(&[Role::Chair], "revoke the floor")?;
-                self.room.revoke_floor().map_err(floor)?;
-                self.record(MeetingAction::RevokeFloor).await;
-                Ok(None)
+                self.ask_floor(Role::Chair, "revoke the floor", FloorAsk::Revoke)
+                    .await
             }
             ClientMessage::Mute { house, muted } => {
                 self.claims.require(&[Role::Chair], "mute a house")?;
