@@ -403,6 +403,22 @@ async fn raise(
 ) -> Result<Response, AppError> {
     let b: RaiseBody = body(&headers, &bytes)?;
     check_meeting(rec(&s), &c, &b.meeting).await?;
+    if let Some(i) = b.agenda_item {
+        let items = rec(&s)
+            .views
+            .read()
+            .await
+            .minutes
+            .get(&b.meeting)
+            .map_or(0, |m| m.agenda.len());
+        if i >= items {
+            return Err(AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "bad_body",
+                format!("invalid agenda_item: the meeting's agenda has {items} items"),
+            ));
+        }
+    }
     let house = match (c.role, b.house) {
         (Role::House, None) => c.sub.clone(),
         (_, Some(h)) => h,

@@ -77,7 +77,16 @@ impl axum::extract::FromRequestParts<AppState> for Phone {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or(crate::auth::AuthError::Missing)?;
-        Ok(Self(state.keys.verify_feedback(token.trim())?))
+        let c = state.keys.verify_feedback(token.trim())?;
+        // Revoked itself, or shown by a screen whose token was revoked since.
+        let parent_revoked = c
+            .parent
+            .as_ref()
+            .is_some_and(|p| state.revoked.contains_prefix(p));
+        if state.revoked.contains(&c.jti) || parent_revoked {
+            return Err(crate::auth::AuthError::Revoked.into());
+        }
+        Ok(Self(c))
     }
 }
 
@@ -171,7 +180,9 @@ async fn feedback_link(
             "the meeting is not open",
         ));
     };
-    let token = s.keys.issue_feedback(&c.sub, &c.room, &meeting, TOKEN_TTL);
+    let token = s
+        .keys
+        .issue_feedback(&c.sub, &c.room, &meeting, &c.jti, TOKEN_TTL);
     // In the fragment: a phone sends no fragment to any server, so the token stays out of
     // logs and referrers; the page takes it out of the address at once.
     let url = format!("{base}/phone#token={token}");
@@ -462,6 +473,7 @@ mod tests {
                 "house-1",
                 "demo",
                 &uuid::Uuid::new_v4().to_string(),
+                "00000000000000000000000000000000",
                 TOKEN_TTL
             )
         );

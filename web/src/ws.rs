@@ -67,7 +67,8 @@ pub async fn serve<Tx, Rx, E>(
         claims,
         session: None,
         policy: state.candidate_policy(),
-        trickled: 0,
+        candidates: std::collections::HashSet::new(),
+        remote_ufrag: None,
         max_trickled: state.config.limits.trickled_candidates,
     };
     // The connection lives no longer than its token: closed at its expiry, or as soon as it
@@ -164,8 +165,11 @@ struct Conn {
     session: Option<Session>,
     /// Which remote candidates the hub will check.
     policy: CandidatePolicy,
-    /// Candidates trickled into the current session, and the cap.
-    trickled: usize,
+    /// The distinct remote candidates of the current ICE session (offered or trickled), its
+    /// remote ufrag, and the cap. Only an ICE restart (a new ufrag) or a new session starts
+    /// the count again: renegotiating with the same ufrag does not.
+    candidates: std::collections::HashSet<String>,
+    remote_ufrag: Option<String>,
     max_trickled: usize,
 }
 
@@ -199,6 +203,26 @@ impl Conn {
         }
     }
 
+    /// Count a remote candidate of the current ICE session (`candidate:…`); a repeat is free,
+    /// a new one past the cap is refused.
+    fn count_candidate(&mut self, candidate: &str) -> Result<(), AppError> {
+        if self.candidates.contains(candidate) {
+            return Ok(());
+        }
+        if self.candidates.len() >= self.max_trickled {
+            return Err(AppError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "too_many_candidates",
+                format!(
+                    "one ICE session may use at most {} remote candidates, offered or trickled",
+                    self.max_trickled
+                ),
+            ));
+        }
+        self.candidates.insert(candidate.to_owned());
+        Ok(())
+    }
+
     /// Ask the SFU, which decides the floor, then record what it decided in the meeting open
     /// in this room (if any); `role` and `what` are who may ask and what they ask, for a
     /// refusal.
@@ -229,7 +253,17 @@ impl Conn {
             ClientMessage::Offer { sdp } => {
                 let (sdp, _) = filter_offer_candidates(&sdp, self.policy)?;
                 let offer = parse_offer(&sdp)?;
-                self.trickled = 0;
+                let live = self.session.as_ref().is_some_and(|s| !s.is_closed());
+                let ufrag = dinh_sfu::sdp::ice_ufrag(&sdp).map(str::to_owned);
+                if !live || ufrag != self.remote_ufrag {
+                    self.candidates.clear();
+                    self.remote_ufrag = ufrag;
+                }
+                for c in sdp.lines().filter_map(|l| l.trim_end().strip_prefix("a=")) {
+                    if c.starts_with("candidate:") {
+                        self.count_candidate(c)?;
+                    }
+                }
                 if let Some(s) = self.session.as_ref().filter(|s| !s.is_closed()) {
                     let answer = s.renegotiate(offer).await?;
                     return Ok(Some(ServerMessage::Answer { sdp: answer }));
@@ -244,24 +278,18 @@ impl Conn {
                 sdp_mid,
                 sdp_mline_index,
             } => {
-                let Some(s) = &self.session else {
+                if self.session.is_none() {
                     return Err(no_session());
-                };
+                }
                 if candidate.trim().is_empty() {
                     // End of candidates, as browsers signal it.
                     return Ok(None);
                 }
-                if self.trickled >= self.max_trickled {
-                    return Err(AppError::new(
-                        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                        "too_many_candidates",
-                        format!(
-                            "a session may trickle at most {} candidates",
-                            self.max_trickled
-                        ),
-                    ));
-                }
-                self.trickled += 1;
+                let line = candidate.trim();
+                self.count_candidate(line.strip_prefix("a=").unwrap_or(line))?;
+                let Some(s) = &self.session else {
+                    return Err(no_session());
+                };
                 if let Err(why) = check_candidate(&candidate, self.policy) {
                     tracing::debug!(%why, "trickled candidate dropped");
                     return Ok(None);
