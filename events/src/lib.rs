@@ -10,13 +10,23 @@
 //!   `PersistedEventRepository`: one global, gap-free position in commit order, idempotent
 //!   commands, SHA-256 hash chain;
 //! - [`chain`]: canonical bytes, the hash chain, RFC 9162 Merkle tree heads and signed
-//!   checkpoints; [`verify`] checks a log or an export offline;
+//!   checkpoints; [`verify`] checks a log or an export offline, and against tree heads held
+//!   elsewhere;
+//! - [`note`], [`checkpoint`], [`consistency`]: C2SP signed notes and checkpoints, RFC 9162
+//!   consistency proofs; [`witness`]: the c2sp.org/tlog-witness core (pure) through which
+//!   other hubs cosign this log's checkpoints, and [`witness_store`], where a witness keeps
+//!   what it holds;
 //! - [`projections`]: attendance, the feedback register and the minutes, rebuilt from
 //!   position 0 and kept up to date from the log;
 //! - [`record`]: [`record::Record`], what the hub drives: commands in, positions out.
 pub mod chain;
+pub mod checkpoint;
+pub mod consistency;
 pub mod domain;
+pub mod note;
 pub mod projections;
 pub mod record;
 pub mod store;
 pub mod verify;
+pub mod witness;
+pub mod witness_store;
