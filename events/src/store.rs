@@ -231,23 +231,36 @@ const SQLITE_CHECKPOINT_TRIGGERS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'cosignatures are append-only'); END",
 ];
 
+/// A PostgreSQL trigger calling `dinh_append_only`, created unless one of that name exists
+/// on the table.
+macro_rules! pg_trigger {
+    ($name:literal, $table:literal, $on:literal, $each:literal) => {
+        concat!(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = '",
+            $name,
+            "' AND tgrelid = '",
+            $table,
+            "'::regclass) THEN CREATE TRIGGER ",
+            $name,
+            " BEFORE ",
+            $on,
+            " ON ",
+            $table,
+            " FOR EACH ",
+            $each,
+            " EXECUTE FUNCTION dinh_append_only(); END IF; END $$"
+        )
+    };
+}
+
 /// After [`PG_TRIGGERS`] (which creates `dinh_append_only`). TRUNCATE too: it fires no
 /// DELETE trigger.
 const PG_CHECKPOINT_TRIGGERS: &[&str] = &[
     "ALTER TABLE checkpoints ADD COLUMN IF NOT EXISTS note TEXT",
-    "DO $$ BEGIN
-        IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'checkpoints_append_only' AND tgrelid = 'checkpoints'::regclass) THEN
-            CREATE TRIGGER checkpoints_append_only BEFORE UPDATE OR DELETE ON checkpoints
-                FOR EACH ROW EXECUTE FUNCTION dinh_append_only();
-            CREATE TRIGGER checkpoints_no_truncate BEFORE TRUNCATE ON checkpoints
-                FOR EACH STATEMENT EXECUTE FUNCTION dinh_append_only();
-        END IF;
-        IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'cosignatures_append_only' AND tgrelid = 'cosignatures'::regclass) THEN
-            CREATE TRIGGER cosignatures_append_only BEFORE UPDATE OR DELETE ON cosignatures
-                FOR EACH ROW EXECUTE FUNCTION dinh_append_only();
-            CREATE TRIGGER cosignatures_no_truncate BEFORE TRUNCATE ON cosignatures
-                FOR EACH STATEMENT EXECUTE FUNCTION dinh_append_only();
-        END IF; END $$",
+    pg_trigger!("checkpoints_append_only", "checkpoints", "UPDATE OR DELETE", "ROW"),
+    pg_trigger!("checkpoints_no_truncate", "checkpoints", "TRUNCATE", "STATEMENT"),
+    pg_trigger!("cosignatures_append_only", "cosignatures", "UPDATE OR DELETE", "ROW"),
+    pg_trigger!("cosignatures_no_truncate", "cosignatures", "TRUNCATE", "STATEMENT"),
 ];
 
 /// The checkpoint statements for SQLite: `ADD COLUMN` only when the column is missing

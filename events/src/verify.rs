@@ -93,6 +93,26 @@ pub struct HeldElsewhere {
     pub source: String,
 }
 
+impl HeldElsewhere {
+    /// A checkpoint note kept elsewhere, once the log's signature on it verifies with
+    /// `log` (the log's verifier key: its origin and public key). Witness cosignatures on it
+    /// are not required here; check them with [`crate::note::Note::verify`] as needed.
+    pub fn from_note(
+        bytes: &[u8],
+        log: &VerifierKey,
+        source: &str,
+    ) -> Result<Self, crate::checkpoint::CheckpointError> {
+        let cp = crate::checkpoint::SignedCheckpoint::parse(bytes)?;
+        cp.verify_log(log)?;
+        Ok(Self {
+            size: cp.text.size,
+            root: cp.text.root,
+            chain: cp.text.chain(),
+            source: source.to_owned(),
+        })
+    }
+}
+
 /// The chain hashes of an earlier copy of the log (a verified export): they place the first
 /// difference exactly.
 #[derive(Debug, Clone, PartialEq, Eq)]
