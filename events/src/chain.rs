@@ -474,7 +474,7 @@ impl Signer {
 
 /// `dinh.local/record-` and the first 16 hex digits of SHA-256 of the public key: stable for
 /// as long as the key is, and unique among communes without any setting.
-fn default_origin(public: &[u8]) -> String {
+pub fn default_origin(public: &[u8]) -> String {
     let d = ring::digest::digest(&SHA256, public);
     format!("dinh.local/record-{}", &hex::encode(d.as_ref())[..16])
 }

@@ -257,10 +257,30 @@ macro_rules! pg_trigger {
 /// DELETE trigger.
 const PG_CHECKPOINT_TRIGGERS: &[&str] = &[
     "ALTER TABLE checkpoints ADD COLUMN IF NOT EXISTS note TEXT",
-    pg_trigger!("checkpoints_append_only", "checkpoints", "UPDATE OR DELETE", "ROW"),
-    pg_trigger!("checkpoints_no_truncate", "checkpoints", "TRUNCATE", "STATEMENT"),
-    pg_trigger!("cosignatures_append_only", "cosignatures", "UPDATE OR DELETE", "ROW"),
-    pg_trigger!("cosignatures_no_truncate", "cosignatures", "TRUNCATE", "STATEMENT"),
+    pg_trigger!(
+        "checkpoints_append_only",
+        "checkpoints",
+        "UPDATE OR DELETE",
+        "ROW"
+    ),
+    pg_trigger!(
+        "checkpoints_no_truncate",
+        "checkpoints",
+        "TRUNCATE",
+        "STATEMENT"
+    ),
+    pg_trigger!(
+        "cosignatures_append_only",
+        "cosignatures",
+        "UPDATE OR DELETE",
+        "ROW"
+    ),
+    pg_trigger!(
+        "cosignatures_no_truncate",
+        "cosignatures",
+        "TRUNCATE",
+        "STATEMENT"
+    ),
 ];
 
 /// The checkpoint statements for SQLite: `ADD COLUMN` only when the column is missing

@@ -16,6 +16,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use crate::store::StoreError;
 use crate::witness::Held;
 
 /// Refused checkpoints kept per log.
@@ -63,7 +64,7 @@ const SCHEMA: &[&str] = &[
 
 impl WitnessStore {
     /// Open (or create) the witness's database.
-    pub async fn open(path: &Path) -> Result<Self, sqlx::Error> {
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
         let opts = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -81,7 +82,7 @@ impl WitnessStore {
     }
 
     /// What is held for `origin`.
-    pub async fn held(&self, origin: &str) -> Result<Option<Held>, sqlx::Error> {
+    pub async fn held(&self, origin: &str) -> Result<Option<Held>, StoreError> {
         let row: Option<(i64, String, String, i64)> = sqlx::query_as(
             "SELECT size, root, note, cosigned_at FROM witness_logs WHERE origin = ?",
         )
@@ -97,7 +98,7 @@ impl WitnessStore {
     }
 
     /// Every log held, by origin.
-    pub async fn all(&self) -> Result<Vec<(String, Held)>, sqlx::Error> {
+    pub async fn all(&self) -> Result<Vec<(String, Held)>, StoreError> {
         let rows: Vec<(String, i64, String, String, i64)> = sqlx::query_as(
             "SELECT origin, size, root, note, cosigned_at FROM witness_logs ORDER BY origin",
         )
@@ -126,7 +127,7 @@ impl WitnessStore {
         origin: &str,
         expected: Option<&Held>,
         new: &Held,
-    ) -> Result<bool, sqlx::Error> {
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let now: Option<(i64, String)> =
             sqlx::query_as("SELECT size, root FROM witness_logs WHERE origin = ?")
@@ -158,7 +159,7 @@ impl WitnessStore {
     }
 
     /// Keep a refused checkpoint as evidence (the oldest beyond the bound go).
-    pub async fn record_refusal(&self, r: &Refusal) -> Result<(), sqlx::Error> {
+    pub async fn record_refusal(&self, r: &Refusal) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO witness_refusals (origin, at, status, reason, held, request) VALUES (?, ?, ?, ?, ?, ?)",
@@ -180,11 +181,12 @@ impl WitnessStore {
         .bind(MAX_REFUSALS_PER_LOG)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await
+        tx.commit().await?;
+        Ok(())
     }
 
     /// The newest refusals, newest first.
-    pub async fn refusals(&self, limit: u32) -> Result<Vec<Refusal>, sqlx::Error> {
+    pub async fn refusals(&self, limit: u32) -> Result<Vec<Refusal>, StoreError> {
         let rows: Vec<(String, i64, i64, String, i64, String)> = sqlx::query_as(
             "SELECT origin, at, status, reason, held, request FROM witness_refusals ORDER BY id DESC LIMIT ?",
         )

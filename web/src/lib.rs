@@ -14,6 +14,9 @@
 //!   background work and the SFU facts it is fed;
 //! - [`loudspeakers`]: the loudspeaker bridge (dinh-broadcast) wired to the rooms, the record
 //!   and HTTP;
+//! - [`integrity`]: the record checked at start-up, signed and witnessed as it grows
+//!   (`/api/integrity`, `/healthz`); [`witness`]: this hub as a witness of other communes'
+//!   logs (`/witness`, and `dinh witness`);
 //! - [`error`]: [`error::AppError`], the one HTTP error type.
 //!
 //! ```no_run
@@ -30,10 +33,12 @@ pub mod auth;
 pub mod commune;
 pub mod config;
 pub mod error;
+pub mod integrity;
 pub mod loudspeakers;
 mod pages;
 pub mod recording;
 pub mod whip;
+pub mod witness;
 pub mod ws;
 
 use std::collections::HashMap;
@@ -74,6 +79,8 @@ pub struct Inner {
     pub recording: Arc<recording::Recording>,
     /// The loudspeaker bridge.
     pub bridge: dinh_broadcast::bridge::Bridge,
+    /// This hub as a witness of other logs, when `[[witness.logs]]` names any.
+    pub witness: Option<Arc<witness::WitnessService>>,
     // WHIP/WHEP resources by id. std Mutex: inserts and removals only, never across `.await`.
     resources: Mutex<HashMap<String, Session>>,
     /// Set when the hub shuts down; long-lived handlers (WebSockets) end on it.
@@ -145,6 +152,7 @@ impl AppState {
             recording.watch_room(sfu.room(&r.id), closing.subscribe());
         }
         let bridge = start_bridge(&config, &commune, &sfu, &recording, &closing).await?;
+        let witness = witness::WitnessService::open(&config).await?;
         Ok(Self(Arc::new(Inner {
             sfu,
             keys,
@@ -152,6 +160,7 @@ impl AppState {
             commune,
             recording,
             bridge,
+            witness,
             resources: Mutex::new(HashMap::new()),
             closing,
             tcp,
@@ -310,7 +319,9 @@ pub fn app(state: AppState) -> Router {
         .merge(whip::routes())
         .merge(api::routes())
         .merge(loudspeakers::routes())
-        .route("/healthz", get(|| async { "ok" }))
+        .merge(integrity::routes())
+        .merge(witness::routes(state.witness.clone()))
+        .route("/healthz", get(integrity::healthz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(dinh_sfu::sdp::MAX_SDP_BYTES))
         .with_state(state)
@@ -398,7 +409,8 @@ dinh_broadcast_input_packets_total{{outcome=\"dropped\"}} {}\n",
         tcp.map_or(0, |t| t.routed.load(Ordering::Relaxed)),
         tcp.map_or(0, |t| t.refused.load(Ordering::Relaxed)),
     ) + &latency
-        + &bridge;
+        + &bridge
+        + &integrity::metrics(&s);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 
