@@ -236,6 +236,17 @@ impl Witness {
         self.key.verifier_key(&self.name, KeyType::Cosignature)
     }
 
+    /// The checks that need nothing held: the origin is known and its key signed the
+    /// checkpoint (404, 403). A driver runs them before taking its lock, so that requests no
+    /// log signed never wait for, or touch, the store.
+    pub fn authenticate(req: &AddCheckpoint, log: Option<&KnownLog>) -> Result<(), WitnessError> {
+        let origin = &req.checkpoint.text.origin;
+        let log = log
+            .filter(|l| &l.origin == origin)
+            .ok_or_else(|| WitnessError::UnknownOrigin(origin.clone()))?;
+        check_log_signature(&req.checkpoint.note, log)
+    }
+
     /// Decide on a request. `log` is the configured log of the checkpoint's origin (if any),
     /// `held` what this witness holds for it, `now` seconds since the epoch.
     pub fn add_checkpoint(
@@ -246,11 +257,8 @@ impl Witness {
         now: u64,
     ) -> Result<Cosigned, WitnessError> {
         let cp = &req.checkpoint;
-        let origin = &cp.text.origin;
-        let log = log
-            .filter(|l| &l.origin == origin)
-            .ok_or_else(|| WitnessError::UnknownOrigin(origin.clone()))?;
-        check_log_signature(&cp.note, log)?;
+        Self::authenticate(req, log)?;
+        let log = log.expect("authenticated");
         let size = cp.text.size;
         if req.old > size {
             return Err(WitnessError::OldBeyondSize { old: req.old, size });

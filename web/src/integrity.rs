@@ -507,6 +507,14 @@ impl Integrity {
             .unwrap_or(OffsetDateTime::UNIX_EPOCH);
             (cp.tree_size, cp.note, at)
         });
+        // A witness that holds the newest checkpoint (or nothing, when there is none yet) is
+        // up to date.
+        let newest = tree.last.as_ref().map_or(0, |l| l.0);
+        for (i, size) in tree.witness_sizes.iter().enumerate() {
+            if *size == Some(newest) {
+                self.with_status(|s| s.witnesses[i].state = "ok");
+            }
+        }
         Ok(())
     }
 
@@ -786,13 +794,12 @@ impl Integrity {
             None => {
                 // A size this hub has no tree for (a witness far behind): rebuild it from the
                 // nearest smaller one.
-                let (&from, start) = tree
+                let (from, start) = tree
                     .marks
                     .range(..old)
                     .next_back()
-                    .map(|(k, v)| (k, v.clone()))
-                    .unwrap_or((&0, TreeAt::default()));
-                let from = from;
+                    .map(|(k, v)| (*k, v.clone()))
+                    .unwrap_or((0, TreeAt::default()));
                 let (leaves, chain) = read_leaves(store, from, &start, old).await?;
                 let mut m = start;
                 for h in leaves {

@@ -104,27 +104,8 @@ enum LogCmd {
         /// Verify an export file instead of the live record.
         #[arg(long)]
         file: Option<PathBuf>,
-        /// Trusted key (`dinh log public-key`, or 64 hex digits); default: the record's key,
-        /// or the export's own.
-        #[arg(long)]
-        key: Option<String>,
-        /// A checkpoint note or an earlier export kept elsewhere (repeatable): the log must
-        /// extend it. An export names the first changed position exactly.
-        #[arg(long)]
-        against: Vec<PathBuf>,
-        /// A witness's URL (repeatable): the log must extend the checkpoint it cosigned last.
-        #[arg(long)]
-        witness: Vec<String>,
-        /// The key (`name+id+key`) of each --witness URL that is not in the settings, in order.
-        #[arg(long)]
-        witness_key: Vec<String>,
-        /// Do not ask the witnesses named in the settings.
-        #[arg(long)]
-        offline: bool,
-        /// Accept a log with no checkpoint, or with more than `record.checkpoint_every` events
-        /// after its newest checkpoint (covered by the hash chain only).
-        #[arg(long)]
-        allow_unsigned: bool,
+        #[command(flatten)]
+        check: CheckArgs,
     },
     /// Print the newest checkpoint with the witnesses' cosignatures (a C2SP note): keep it
     /// elsewhere, and check the log against it later with `verify --against FILE`.
@@ -152,6 +133,32 @@ enum LogCmd {
         #[arg(long)]
         hex: bool,
     },
+}
+
+/// What `log verify` checks the log against.
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// Trusted key (`dinh log public-key`, or 64 hex digits); default: the record's key,
+    /// or the export's own.
+    #[arg(long)]
+    key: Option<String>,
+    /// A checkpoint note or an earlier export kept elsewhere (repeatable): the log must
+    /// extend it. An export names the first changed position exactly.
+    #[arg(long)]
+    against: Vec<PathBuf>,
+    /// A witness's URL (repeatable): the log must extend the checkpoint it cosigned last.
+    #[arg(long)]
+    witness: Vec<String>,
+    /// The key (`name+id+key`) of each --witness URL that is not in the settings, in order.
+    #[arg(long)]
+    witness_key: Vec<String>,
+    /// Do not ask the witnesses named in the settings.
+    #[arg(long)]
+    offline: bool,
+    /// Accept a log with no checkpoint, or with more than `record.checkpoint_every` events
+    /// after its newest checkpoint (covered by the hash chain only).
+    #[arg(long)]
+    allow_unsigned: bool,
 }
 
 #[derive(Subcommand)]
@@ -200,18 +207,22 @@ fn record_signer(cfg: &Config) -> anyhow::Result<dinh_events::chain::Signer> {
 /// elsewhere (files, witnesses).
 async fn verify_policy(
     cfg: &Config,
-    key: Option<String>,
-    against: &[PathBuf],
-    witness: &[String],
-    witness_key: &[String],
-    offline: bool,
-    allow_unsigned: bool,
+    check: &CheckArgs,
     export_key: Option<&str>,
 ) -> anyhow::Result<dinh_events::verify::Policy> {
+    let CheckArgs {
+        key,
+        against,
+        witness,
+        witness_key,
+        offline,
+        allow_unsigned,
+    } = check;
+    let (offline, allow_unsigned) = (*offline, *allow_unsigned);
     use dinh_events::note::{KeyType, VerifierKey};
     use dinh_events::verify::{verify_export_with, EarlierCopy, HeldElsewhere, Policy, TrustedKey};
     let trusted = match key {
-        Some(k) => TrustedKey::parse(&k).map_err(|e| anyhow::anyhow!("--key: {e}"))?,
+        Some(k) => TrustedKey::parse(k).map_err(|e| anyhow::anyhow!("--key: {e}"))?,
         None => match export_key {
             Some(k) => {
                 TrustedKey::parse(k).map_err(|e| anyhow::anyhow!("the export's key: {e}"))?
@@ -309,16 +320,7 @@ async fn verify_policy(
 fn log_cmd(cmd: LogCmd) -> anyhow::Result<()> {
     use dinh_events::verify;
     match cmd {
-        LogCmd::Verify {
-            at,
-            file,
-            key,
-            against,
-            witness,
-            witness_key,
-            offline,
-            allow_unsigned,
-        } => {
+        LogCmd::Verify { at, file, check } => {
             let cfg = record_config(&at)?;
             let report = runtime()?.block_on(async {
                 match file {
@@ -330,31 +332,11 @@ fn log_cmd(cmd: LogCmd) -> anyhow::Result<()> {
                             .next()
                             .and_then(|l| serde_json::from_slice::<verify::ExportHeader>(l).ok())
                             .map(|h| h.public_key);
-                        let policy = verify_policy(
-                            &cfg,
-                            key,
-                            &against,
-                            &witness,
-                            &witness_key,
-                            offline || !against.is_empty() || !witness.is_empty(),
-                            allow_unsigned,
-                            header_key.as_deref(),
-                        )
-                        .await?;
+                        let policy = verify_policy(&cfg, &check, header_key.as_deref()).await?;
                         anyhow::Ok(verify::verify_export_with(&bytes[..], policy)?.0)
                     }
                     None => {
-                        let policy = verify_policy(
-                            &cfg,
-                            key,
-                            &against,
-                            &witness,
-                            &witness_key,
-                            offline,
-                            allow_unsigned,
-                            None,
-                        )
-                        .await?;
+                        let policy = verify_policy(&cfg, &check, None).await?;
                         let store = open_store(&cfg).await?;
                         anyhow::Ok(verify::verify_store_with(&store, policy).await?.0)
                     }

@@ -134,6 +134,9 @@ impl WitnessService {
         };
         let origin = req.checkpoint.text.origin.clone();
         let log = self.logs.iter().find(|l| l.origin == origin);
+        if let Err(e) = Witness::authenticate(&req, log) {
+            return refusal(&e);
+        }
         let _guard = self.decide.lock().await;
         let held = match self.store.held(&origin).await {
             Ok(h) => h,
