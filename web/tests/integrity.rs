@@ -339,3 +339,101 @@ async fn a_missing_key_for_a_record_with_events_stops_the_start() {
         .to_string();
     assert!(e.contains("chmod 600"), "{e}");
 }
+
+async fn raw(s: &AppState, method: &str, path: &str, body: String) -> (StatusCode, String) {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "text/plain")
+        .body(Body::from(body))
+        .unwrap();
+    let res = dinh_web::app(s.clone()).oneshot(req).await.unwrap();
+    let status = res.status();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_witness_route_answers_as_the_specification_says() {
+    use dinh_events::chain::Signer;
+    // Without [[witness.logs]] the hub is no witness.
+    let plain = start(&data_dir()).await;
+    let (st, _) = raw(
+        &plain,
+        "POST",
+        "/witness/add-checkpoint",
+        "old 0\n\nx".into(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+
+    let log = Signer::ephemeral().with_origin("xa-b.example/record");
+    let mut config = dinh_web::config::Config {
+        data: data_dir(),
+        ..Default::default()
+    };
+    config.rtc.udp_listen = "127.0.0.1:0".parse().unwrap();
+    config.witness.logs = vec![dinh_web::config::WitnessedLog {
+        vkey: log.log_vkey().to_string(),
+        origin: None,
+    }];
+    let s = AppState::start(config).await.unwrap();
+    let hash = dinh_events::witness::origin_hash("xa-b.example/record");
+    let (st, _) = raw(
+        &s,
+        "GET",
+        &format!("/witness/{hash}/checkpoint"),
+        String::new(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "nothing held yet");
+    let note = |k: &Signer, size: u64| {
+        let mut f = dinh_events::chain::Frontier::default();
+        for i in 0..size {
+            f.push(&i.to_be_bytes());
+        }
+        k.sign(size, &f.root(), &[0; 32], "2026-11-21T00:00:00Z")
+            .note
+            .unwrap()
+    };
+    let body =
+        |k: &Signer, size: u64| dinh_events::witness::AddCheckpoint::body(0, &[], &note(k, size));
+    let (st, text) = raw(&s, "POST", "/witness/add-checkpoint", "old x\n\n".into()).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{text}");
+    let stranger = Signer::ephemeral().with_origin("xa-b.example/record");
+    let (st, _) = raw(&s, "POST", "/witness/add-checkpoint", body(&stranger, 2)).await;
+    assert_eq!(
+        st,
+        StatusCode::FORBIDDEN,
+        "a key the witness does not trust"
+    );
+    let other = Signer::ephemeral().with_origin("elsewhere.example/record");
+    let (st, _) = raw(&s, "POST", "/witness/add-checkpoint", body(&other, 2)).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "an unknown origin");
+    let (st, line) = raw(&s, "POST", "/witness/add-checkpoint", body(&log, 2)).await;
+    assert_eq!(st, StatusCode::OK, "{line}");
+    let vkey = s.witness.as_ref().unwrap().vkey();
+    assert!(line.starts_with(&format!("— {} ", vkey.name)), "{line}");
+    let (st, held) = raw(
+        &s,
+        "GET",
+        &format!("/witness/{hash}/checkpoint"),
+        String::new(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let held = dinh_events::note::Note::parse(held.as_bytes()).unwrap();
+    assert!(held.verify(&vkey).is_ok() && held.verify(&log.log_vkey()).is_ok());
+    // Stale `old`: 409 with the size held, as text/x.tlog.size.
+    let req = Request::post("/witness/add-checkpoint")
+        .body(Body::from(body(&log, 5)))
+        .unwrap();
+    let res = dinh_web::app(s.clone()).oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    assert_eq!(res.headers()["content-type"], "text/x.tlog.size");
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&bytes[..], b"2\n");
+    // Too large a body is refused before it is read whole.
+    let (st, _) = raw(&s, "POST", "/witness/add-checkpoint", "x".repeat(200_000)).await;
+    assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE);
+}
