@@ -653,7 +653,7 @@ impl Integrity {
     }
 
     /// Send the newest checkpoint to each witness that may not hold it yet (all of them
-    /// when `now_or_never`, else those whose retry time has come).
+    /// when `right_away`, else those whose retry time has come).
     async fn send_to_witnesses(&self, store: &Store, tree: &mut Tree, right_away: bool) {
         let Some((size, Some(note), _)) = tree.last.clone() else {
             return;
