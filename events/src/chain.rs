@@ -344,6 +344,13 @@ impl Signer {
         Ok(Self { pair, origin })
     }
 
+    /// The key of a 32-byte Ed25519 seed (reproducible tests and fuzzing).
+    pub fn from_seed(seed: &[u8; 32]) -> Result<Self, KeyError> {
+        let pair = Ed25519KeyPair::from_seed_unchecked(seed).map_err(|_| KeyError::Invalid)?;
+        let origin = default_origin(pair.public_key().as_ref());
+        Ok(Self { pair, origin })
+    }
+
     /// A fresh key held only in memory (tests, benchmarks).
     pub fn ephemeral() -> Self {
         let rng = ring::rand::SystemRandom::new();
