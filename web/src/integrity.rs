@@ -30,7 +30,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::auth::{AuthError, Caller, Role};
+use crate::auth::{Caller, Role};
 use crate::config::{Config, WitnessEndpoint};
 use crate::error::AppError;
 use crate::AppState;
@@ -917,14 +917,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn integrity(State(s): State<AppState>, Caller(c): Caller) -> Result<Response, AppError> {
-    if !matches!(c.role, Role::Official | Role::Chair) {
-        return Err(AuthError::WrongRole {
-            have: c.role.as_str(),
-            need: "official",
-            action: "see the record's integrity",
-        }
-        .into());
-    }
+    c.require(&[Role::Official, Role::Chair], "see the record's integrity")?;
     let rec = &s.recording;
     let mut st = rec.integrity.status();
     st.head = rec.store().head();

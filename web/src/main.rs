@@ -473,7 +473,7 @@ fn witness_cmd(listen: Option<SocketAddr>, at: RecordArgs, public_key: bool) -> 
         let addr = listener.local_addr()?;
         println!("Đình witness at http://{addr}/witness");
         println!("Its key (record.witnesses vkey): {}", service.vkey());
-        dinh_web::witness::serve_alone(listener, service, shutdown_signal()).await?;
+        dinh_web::witness::serve_alone(listener, service, &cfg.limits, shutdown_signal()).await;
         anyhow::Ok(())
     })
 }

@@ -297,14 +297,15 @@ async fn status(State(s): Svc) -> Response {
     }
 }
 
-/// `dinh witness`: the witness alone, with `/healthz`, until `shutdown` completes.
+/// `dinh witness`: the witness alone, with `/healthz`, until `shutdown` completes, through
+/// the hub's accept loop (its connection caps, header and body timeouts and security
+/// headers from `limits`), in plain HTTP.
 pub async fn serve_alone(
     listener: tokio::net::TcpListener,
     service: Arc<WitnessService>,
+    limits: &crate::config::LimitsConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) {
     let app: Router = routes(Some(service)).route("/healthz", get(|| async { "ok" }));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    crate::server::run_router(listener, app, None, limits, shutdown).await;
 }
