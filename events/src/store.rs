@@ -596,6 +596,17 @@ impl Store {
         )
     }
 
+    /// Drop every stored snapshot. Snapshots are derived state outside the hash chain that
+    /// decides commands (whose feedback item a house may withdraw): a hub that has just
+    /// verified its log drops them rather than trust rows anyone who can write the database
+    /// could have edited, and makes new ones from the verified events as aggregates grow.
+    pub async fn forget_snapshots(&self) -> Result<u64, StoreError> {
+        let done = on_pool!(side self, ex => {
+            sqlx::query("DELETE FROM snapshots").execute(ex).await?.rows_affected()
+        });
+        Ok(done)
+    }
+
     /// Every checkpoint, smallest first.
     pub async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
         let sql = "SELECT tree_size, root_hash, chain_hash, signed_at, key, signature, note \

@@ -52,6 +52,16 @@ impl Recording {
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the record ({}): {e}", redact(&target)))?;
         let integrity = Arc::new(Integrity::open(config, &store).await?);
+        // Like the projection rows below, the aggregates' snapshots are derived rows anyone
+        // who can write the database could edit: the aggregates load from the verified log.
+        let forgotten = store
+            .forget_snapshots()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot drop the record's snapshots: {e}"))?;
+        tracing::debug!(
+            forgotten,
+            "stored snapshots dropped; aggregates load from the log"
+        );
         let signer = integrity.signer().clone();
         let mut holidays = Vec::new();
         let fmt = time::macros::format_description!("[year]-[month]-[day]");

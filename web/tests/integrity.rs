@@ -307,6 +307,33 @@ async fn an_edited_projection_row_is_not_served_after_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_snapshot_does_not_decide_commands_after_a_restart() {
+    let data = data_dir();
+    let s = start(&data).await;
+    let (of_house1, _) = meeting_with_feedback(&s).await;
+    stop(s).await;
+    // A snapshot of house-1's item, at its last event, that says house-2 raised it: loaded as
+    // is, house-1 could no longer withdraw its own item.
+    let forged = json!({"status": "received", "house": "house-2", "kind": null,
+        "assignee": null, "deadline": null, "overdue": false});
+    let sql = format!(
+        "INSERT INTO snapshots (aggregate_type, aggregate_id, sequence, version, payload) \
+         SELECT 'feedback', '{of_house1}', MAX(sequence), 1, '{forged}' FROM events \
+         WHERE aggregate_type = 'feedback' AND aggregate_id = '{of_house1}'"
+    );
+    sqlite(&data, &[sql.as_str()]).await;
+    let s = start(&data).await;
+    let withdraw = json!({"type": "withdraw"});
+    let path = format!("/api/feedback/{of_house1}/commands");
+    let house2 = token(&s, Role::House, "house-2");
+    let (st, v) = call(&s, "POST", &path, Some(&house2), Some(withdraw.clone())).await;
+    assert!(!st.is_success(), "house-2 withdrew house-1's item: {v}");
+    let house1 = token(&s, Role::House, "house-1");
+    let (st, v) = call(&s, "POST", &path, Some(&house1), Some(withdraw)).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_key_for_a_record_with_events_stops_the_start() {
     let data = data_dir();
     let s = start(&data).await;
