@@ -176,7 +176,9 @@ async fn officials_and_chairs_see_the_integrity_and_others_do_not() {
     }
     let (st, _) = call(&s, "GET", "/api/integrity", None, None).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
-    let (st, body) = call(&s, "GET", "/metrics", None, None).await;
+    // /metrics needs an official's token on the main address (no `metrics_listen` here).
+    let official = token(&s, Role::Official, "official");
+    let (st, body) = call(&s, "GET", "/metrics", Some(&official), None).await;
     assert_eq!(st, StatusCode::OK);
     assert!(body.contains("dinh_record_integrity_ok 1"), "{body}");
     assert!(body.contains("dinh_record_checkpoint_size 4"), "{body}");
@@ -240,7 +242,8 @@ async fn a_hub_started_over_a_changed_log_signs_nothing_and_says_why() {
         v["message"]["vi"].as_str().unwrap().starts_with("CẢNH BÁO"),
         "{v}"
     );
-    let (_, metrics) = call(&s, "GET", "/metrics", None, None).await;
+    let official = token(&s, Role::Official, "official");
+    let (_, metrics) = call(&s, "GET", "/metrics", Some(&official), None).await;
     assert!(metrics.contains("dinh_record_integrity_ok 0"), "{metrics}");
     // It goes on recording (the meeting goes on) but signs nothing over the changed log.
     let before = s.recording.store().checkpoints().await.unwrap().len();

@@ -444,7 +444,7 @@ async fn one_hub_witnesses_another_and_a_rewrite_is_caught_everywhere() {
         (json!(1), json!(10)),
         "{v}"
     );
-    let (_, metrics) = get(pa, "/metrics", None).unwrap();
+    let (_, metrics) = get(pa, "/metrics", Some(&official)).unwrap();
     assert!(metrics.contains("dinh_record_integrity_ok 0"), "{metrics}");
     let cmd = json!({"type": "report_headcount", "house": "house-2", "count": 5}).to_string();
     let (st, _) = post(
