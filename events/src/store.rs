@@ -7,7 +7,8 @@
 //!   commit in order and a late commit can never appear below one already read;
 //! - an event is acknowledged only after its transaction commits (SQLite WAL with
 //!   `synchronous=FULL`; PostgreSQL's default `synchronous_commit`);
-//! - the `events` table refuses UPDATE and DELETE (triggers);
+//! - the `events` table refuses UPDATE and DELETE (triggers), and so do `checkpoints` and the
+//!   witnesses' `cosignatures` of them;
 //! - a command id is stored in the same transaction as its events, so a retried command
 //!   appends nothing new.
 //!
@@ -239,6 +240,123 @@ fn schema(int: &'static str, triggers: &'static [&'static str]) -> impl Iterator
         .chain(triggers.iter().map(|t| (*t).to_owned()))
 }
 
+/// Checkpoints and the witnesses' cosignatures of them: a column for the C2SP note (logs from
+/// before it have none), the cosignatures' table, and append-only triggers on both (as on
+/// `events`: a checkpoint once stored is never changed or removed).
+const CHECKPOINT_TABLES: &[&str] = &["CREATE TABLE IF NOT EXISTS cosignatures (
+        tree_size {int} NOT NULL,
+        witness TEXT NOT NULL,
+        cosigned_at {int} NOT NULL,
+        line TEXT NOT NULL,
+        PRIMARY KEY (tree_size, witness))"];
+
+const SQLITE_CHECKPOINT_TRIGGERS: &[&str] = &[
+    "CREATE TRIGGER IF NOT EXISTS checkpoints_no_update BEFORE UPDATE ON checkpoints
+        BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS checkpoints_no_delete BEFORE DELETE ON checkpoints
+        BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS cosignatures_no_update BEFORE UPDATE ON cosignatures
+        BEGIN SELECT RAISE(ABORT, 'cosignatures are append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS cosignatures_no_delete BEFORE DELETE ON cosignatures
+        BEGIN SELECT RAISE(ABORT, 'cosignatures are append-only'); END",
+];
+
+/// A PostgreSQL trigger calling `dinh_append_only`, created unless one of that name exists
+/// on the table.
+macro_rules! pg_trigger {
+    ($name:literal, $table:literal, $on:literal, $each:literal) => {
+        concat!(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = '",
+            $name,
+            "' AND tgrelid = '",
+            $table,
+            "'::regclass) THEN CREATE TRIGGER ",
+            $name,
+            " BEFORE ",
+            $on,
+            " ON ",
+            $table,
+            " FOR EACH ",
+            $each,
+            " EXECUTE FUNCTION dinh_append_only(); END IF; END $$"
+        )
+    };
+}
+
+/// After [`PG_TRIGGERS`] (which creates `dinh_append_only`). TRUNCATE too: it fires no
+/// DELETE trigger.
+const PG_CHECKPOINT_TRIGGERS: &[&str] = &[
+    "ALTER TABLE checkpoints ADD COLUMN IF NOT EXISTS note TEXT",
+    pg_trigger!(
+        "checkpoints_append_only",
+        "checkpoints",
+        "UPDATE OR DELETE",
+        "ROW"
+    ),
+    pg_trigger!(
+        "checkpoints_no_truncate",
+        "checkpoints",
+        "TRUNCATE",
+        "STATEMENT"
+    ),
+    pg_trigger!(
+        "cosignatures_append_only",
+        "cosignatures",
+        "UPDATE OR DELETE",
+        "ROW"
+    ),
+    pg_trigger!(
+        "cosignatures_no_truncate",
+        "cosignatures",
+        "TRUNCATE",
+        "STATEMENT"
+    ),
+];
+
+/// The checkpoint statements for SQLite: `ADD COLUMN` only when the column is missing
+/// (SQLite has no `IF NOT EXISTS` for columns).
+async fn sqlite_checkpoint_schema(conn: &mut SqliteConnection) -> Result<(), StoreError> {
+    let has_note: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM pragma_table_info('checkpoints') WHERE name = 'note'",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if has_note == 0 {
+        sqlx::query("ALTER TABLE checkpoints ADD COLUMN note TEXT")
+            .execute(&mut *conn)
+            .await?;
+    }
+    let stmts = CHECKPOINT_TABLES
+        .iter()
+        .map(|t| t.replace("{int}", "INTEGER"))
+        .chain(SQLITE_CHECKPOINT_TRIGGERS.iter().map(|t| (*t).to_owned()));
+    for stmt in stmts {
+        sqlx::query(&stmt).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// The checkpoint statements for PostgreSQL, in the schema transaction.
+fn pg_checkpoint_schema() -> impl Iterator<Item = String> {
+    CHECKPOINT_TABLES
+        .iter()
+        .map(|t| t.replace("{int}", "BIGINT"))
+        .chain(PG_CHECKPOINT_TRIGGERS.iter().map(|t| (*t).to_owned()))
+}
+
+/// A witness's cosignature of one of the log's checkpoints, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cosignature {
+    /// The checkpoint's size.
+    pub tree_size: u64,
+    /// The witness's key name.
+    pub witness: String,
+    /// Its timestamp (seconds since the epoch).
+    pub cosigned_at: u64,
+    /// The signature line (`— name base64`), newline included.
+    pub line: String,
+}
+
 /// The advisory lock that serialises appends on PostgreSQL ("dinh" in ASCII).
 const PG_APPEND_LOCK: i64 = 0x6469_6e68;
 /// The channel a PostgreSQL writer notifies after each commit.
@@ -271,6 +389,7 @@ impl Store {
         for stmt in schema("INTEGER", SQLITE_TRIGGERS) {
             sqlx::query(&stmt).execute(&mut conn).await?;
         }
+        sqlite_checkpoint_schema(&mut conn).await?;
         let pool = |n| SqlitePoolOptions::new().max_connections(n);
         let side = pool(1).connect_with(opts.clone()).await?;
         let read = pool(4).connect_with(opts.clone().read_only(true)).await?;
@@ -293,7 +412,7 @@ impl Store {
                 .bind(PG_APPEND_LOCK)
                 .execute(&mut *tx)
                 .await?;
-            for stmt in schema("BIGINT", PG_TRIGGERS) {
+            for stmt in schema("BIGINT", PG_TRIGGERS).chain(pg_checkpoint_schema()) {
                 sqlx::query(&stmt).execute(&mut *tx).await?;
             }
             tx.commit().await?;
@@ -477,38 +596,47 @@ impl Store {
         )
     }
 
+    /// Drop every stored snapshot. Snapshots are derived state outside the hash chain that
+    /// decides commands (whose feedback item a house may withdraw): a hub that has just
+    /// verified its log drops them rather than trust rows anyone who can write the database
+    /// could have edited, and makes new ones from the verified events as aggregates grow.
+    pub async fn forget_snapshots(&self) -> Result<u64, StoreError> {
+        let done = on_pool!(side self, ex => {
+            sqlx::query("DELETE FROM snapshots").execute(ex).await?.rows_affected()
+        });
+        Ok(done)
+    }
+
     /// Every checkpoint, smallest first.
     pub async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
-        let sql = "SELECT tree_size, root_hash, chain_hash, signed_at, key, signature FROM checkpoints ORDER BY tree_size";
-        let rows: Vec<(i64, String, String, String, String, String)> = match &self.inner.db {
-            Db::Sqlite { read, .. } => sqlx::query_as(sql).fetch_all(read).await?,
-            Db::Postgres(pool) => sqlx::query_as(sql).fetch_all(pool).await?,
-        };
-        Ok(rows
-            .into_iter()
-            .map(
-                |(n, root_hash, chain_hash, signed_at, key, signature)| Checkpoint {
-                    tree_size: n as u64,
-                    root_hash,
-                    chain_hash,
-                    signed_at,
-                    key,
-                    signature,
-                },
-            )
-            .collect())
+        let sql = "SELECT tree_size, root_hash, chain_hash, signed_at, key, signature, note \
+                   FROM checkpoints ORDER BY tree_size";
+        let rows: Vec<CheckpointRow> = on_pool!(self, ex => {
+            sqlx::query_as(sql).fetch_all(ex).await?
+        });
+        Ok(rows.into_iter().map(checkpoint_of_row).collect())
     }
 
     /// The latest checkpoint and the Merkle frontier at it.
     pub async fn last_checkpoint(&self) -> Result<Option<(Checkpoint, Frontier)>, StoreError> {
-        let sql = "SELECT tree_size, root_hash, chain_hash, signed_at, key, signature, frontier \
-                   FROM checkpoints ORDER BY tree_size DESC LIMIT 1";
-        type CpRow = (i64, String, String, String, String, String, String);
-        let row: Option<CpRow> = match &self.inner.db {
-            Db::Sqlite { read, .. } => sqlx::query_as(sql).fetch_optional(read).await?,
-            Db::Postgres(pool) => sqlx::query_as(sql).fetch_optional(pool).await?,
-        };
-        let Some((n, root_hash, chain_hash, signed_at, key, signature, frontier)) = row else {
+        let sql =
+            "SELECT tree_size, root_hash, chain_hash, signed_at, key, signature, note, frontier \
+             FROM checkpoints ORDER BY tree_size DESC LIMIT 1";
+        type Row = (
+            i64,
+            String,
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            String,
+        );
+        let row: Option<Row> = on_pool!(self, ex => {
+            sqlx::query_as(sql).fetch_optional(ex).await?
+        });
+        let Some((n, root_hash, chain_hash, signed_at, key, signature, note, frontier)) = row
+        else {
             return Ok(None);
         };
         let frontier: Frontier =
@@ -516,17 +644,8 @@ impl Store {
                 position: n as u64,
                 reason: format!("checkpoint frontier: {e}"),
             })?;
-        Ok(Some((
-            Checkpoint {
-                tree_size: n as u64,
-                root_hash,
-                chain_hash,
-                signed_at,
-                key,
-                signature,
-            },
-            frontier,
-        )))
+        let cp = checkpoint_of_row((n, root_hash, chain_hash, signed_at, key, signature, note));
+        Ok(Some((cp, frontier)))
     }
 
     /// Store a checkpoint (ignored when one of that size exists).
@@ -536,33 +655,58 @@ impl Store {
         frontier: &Frontier,
     ) -> Result<(), StoreError> {
         let frontier = serde_json::to_string(frontier).expect("a frontier serialises");
-        let sql = match self.backend() {
-            Backend::Sqlite => "INSERT OR IGNORE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?)",
-            Backend::Postgres => {
-                "INSERT INTO checkpoints VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING"
-            }
-        };
-        macro_rules! q {
-            () => {
-                sqlx::query(sql)
-                    .bind(cp.tree_size as i64)
-                    .bind(&cp.root_hash)
-                    .bind(&cp.chain_hash)
-                    .bind(&cp.signed_at)
-                    .bind(&cp.key)
-                    .bind(&cp.signature)
-                    .bind(&frontier)
-            };
-        }
-        match &self.inner.db {
-            Db::Sqlite { side, .. } => {
-                q!().execute(side).await?;
-            }
-            Db::Postgres(pool) => {
-                q!().execute(pool).await?;
-            }
-        }
+        let sql = "INSERT INTO checkpoints (tree_size, root_hash, chain_hash, signed_at, key, \
+                   signature, frontier, note) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                   ON CONFLICT DO NOTHING";
+        on_pool!(side self, ex => {
+            sqlx::query(sql)
+                .bind(cp.tree_size as i64)
+                .bind(&cp.root_hash)
+                .bind(&cp.chain_hash)
+                .bind(&cp.signed_at)
+                .bind(&cp.key)
+                .bind(&cp.signature)
+                .bind(&frontier)
+                .bind(&cp.note)
+                .execute(ex)
+                .await?;
+        });
         Ok(())
+    }
+
+    /// Keep a witness's cosignature of the checkpoint of `tree_size` (ignored when that
+    /// witness's is kept already).
+    pub async fn put_cosignature(&self, c: &Cosignature) -> Result<(), StoreError> {
+        let sql = "INSERT INTO cosignatures (tree_size, witness, cosigned_at, line) \
+                   VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
+        on_pool!(side self, ex => {
+            sqlx::query(sql)
+                .bind(c.tree_size as i64)
+                .bind(&c.witness)
+                .bind(c.cosigned_at as i64)
+                .bind(&c.line)
+                .execute(ex)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Every cosignature kept, by checkpoint size.
+    pub async fn cosignatures(&self) -> Result<Vec<Cosignature>, StoreError> {
+        let sql = "SELECT tree_size, witness, cosigned_at, line FROM cosignatures \
+                   ORDER BY tree_size, witness";
+        let rows: Vec<(i64, String, i64, String)> = on_pool!(self, ex => {
+            sqlx::query_as(sql).fetch_all(ex).await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(n, witness, at, line)| Cosignature {
+                tree_size: n as u64,
+                witness,
+                cosigned_at: at as u64,
+                line,
+            })
+            .collect())
     }
 
     /// A projection's rows and position.
@@ -622,6 +766,22 @@ impl Store {
             tx.commit().await?;
         });
         Ok(())
+    }
+}
+
+type CheckpointRow = (i64, String, String, String, String, String, Option<String>);
+
+fn checkpoint_of_row(
+    (n, root_hash, chain_hash, signed_at, key, signature, note): CheckpointRow,
+) -> Checkpoint {
+    Checkpoint {
+        tree_size: n as u64,
+        root_hash,
+        chain_hash,
+        signed_at,
+        key,
+        signature,
+        note,
     }
 }
 

@@ -17,13 +17,14 @@ use dinh_events::domain::meeting::MeetingAction;
 use dinh_events::domain::workdays::Calendar;
 use dinh_events::domain::{Actor, ActorRole, Command};
 use dinh_events::projections::Views;
-use dinh_events::record::{checkpoint_if_due, Record, RecordError};
+use dinh_events::record::{Record, RecordError};
 use dinh_events::store::Store;
 use time::OffsetDateTime;
 use tokio::sync::{watch, RwLock};
 
 use crate::auth::{Claims, Role};
 use crate::config::Config;
+use crate::integrity::Integrity;
 use dinh_sfu::floor::FloorChange;
 use dinh_sfu::room::{Restored, Room};
 
@@ -37,17 +38,31 @@ pub struct Recording {
     /// Position the projections have reached; SSE readers wait on it.
     pub projected: watch::Sender<u64>,
     /// Checkpoint key.
-    pub signer: Signer,
+    pub signer: Arc<Signer>,
+    /// The record's integrity: verified at start-up, signed and witnessed as it grows.
+    pub integrity: Arc<Integrity>,
 }
 
 impl Recording {
-    /// Open the store named by the config, load the projections and catch them up.
+    /// Open the store named by the config, verify the whole log (against its checkpoints
+    /// and its witnesses'), and build the projections from it.
     pub async fn open(config: &Config) -> anyhow::Result<Arc<Self>> {
         let target = config.record_target();
         let store = Store::open(&target)
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the record ({}): {e}", redact(&target)))?;
-        let signer = Signer::load_or_create(&config.data.join("record.key"))?;
+        let integrity = Arc::new(Integrity::open(config, &store).await?);
+        // Like the projection rows below, the aggregates' snapshots are derived rows anyone
+        // who can write the database could edit: the aggregates load from the verified log.
+        let forgotten = store
+            .forget_snapshots()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot drop the record's snapshots: {e}"))?;
+        tracing::debug!(
+            forgotten,
+            "stored snapshots dropped; aggregates load from the log"
+        );
+        let signer = integrity.signer().clone();
         let mut holidays = Vec::new();
         let fmt = time::macros::format_description!("[year]-[month]-[day]");
         for h in &config.record.holidays {
@@ -57,24 +72,23 @@ impl Recording {
                 })?,
             );
         }
-        let mut views = Views::load(&store).await?;
-        views.catch_up(&store).await?;
+        // Projection rows are served data that anyone who can write the database could
+        // edit: build them from the log just verified, never load them.
+        let views = Views::rebuild(&store).await?;
         let (projected, _) = watch::channel(views.position());
         Ok(Arc::new(Self {
             record: Record::new(store, Calendar::new(holidays)),
             views: RwLock::new(views),
             projected,
             signer,
+            integrity,
         }))
     }
 
-    /// Sign a checkpoint over everything not yet covered (at shutdown).
+    /// Sign a checkpoint over everything not yet covered and send it to the witnesses (at
+    /// shutdown).
     pub async fn checkpoint_now(&self) {
-        match checkpoint_if_due(self.store(), &self.signer, 1, Duration::ZERO, true).await {
-            Ok(Some(n)) => tracing::info!(tree_size = n, "record checkpoint signed"),
-            Ok(None) => {}
-            Err(e) => tracing::error!(error = %e, "final checkpoint failed"),
-        }
+        self.integrity.tick(self.store(), true).await;
     }
 
     /// The store.
@@ -160,12 +174,7 @@ impl Recording {
     /// Start the background work; it ends when `closing` turns true.
     pub fn spawn_tasks(self: &Arc<Self>, config: &Config, closing: watch::Receiver<bool>) {
         tokio::spawn(projector(self.clone(), closing.clone()));
-        tokio::spawn(checkpointer(
-            self.clone(),
-            config.record.checkpoint_every.max(1),
-            Duration::from_secs(config.record.checkpoint_interval_secs.max(1)),
-            closing.clone(),
-        ));
+        tokio::spawn(checkpointer(self.clone(), closing.clone()));
         tokio::spawn(overdue_timer(
             self.clone(),
             Duration::from_secs(config.record.overdue_check_secs.max(1)),
@@ -287,16 +296,11 @@ async fn projector(rec: Arc<Recording>, mut closing: watch::Receiver<bool>) {
     }
 }
 
-async fn checkpointer(
-    rec: Arc<Recording>,
-    every: u64,
-    interval: Duration,
-    mut closing: watch::Receiver<bool>,
-) {
+/// Every 5 s: sign when `record.checkpoint_every` events or `checkpoint_interval_secs` have
+/// passed, and retry witnesses that have not cosigned the newest checkpoint.
+async fn checkpointer(rec: Arc<Recording>, mut closing: watch::Receiver<bool>) {
     loop {
-        if let Err(e) = checkpoint_if_due(rec.store(), &rec.signer, every, interval, false).await {
-            tracing::error!(error = %e, "checkpoint failed");
-        }
+        rec.integrity.tick(rec.store(), false).await;
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
             _ = closing.changed() => return,
