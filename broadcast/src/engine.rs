@@ -477,7 +477,7 @@ impl Engine {
             if let Some(p) = a.chime_pos {
                 match self.chime.frame(p) {
                     Some(c) => {
-                        f = *c;
+                        f = c;
                         for s in &mut f {
                             *s *= a.chime_gain;
                         }
@@ -490,7 +490,7 @@ impl Engine {
                 match &a.ann.source {
                     Source::Clip(clip) => match clip.frame(a.pos) {
                         Some(c) => {
-                            f = *c;
+                            f = c;
                             a.band.process(&mut f);
                             for s in &mut f {
                                 *s *= a.clip_gain;
