@@ -108,12 +108,14 @@ pub enum Source {
     Room(String),
 }
 
-/// Which outputs an announcement plays on.
+/// Which outputs an announcement plays on. There is no "every output of every room": a chair
+/// speaks for one room, and the bridge never lets one room's request reach another's
+/// loudspeakers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Targets {
-    /// Every output, the rooms' HTTP streams too.
-    All,
-    /// These outputs.
+    /// Every output of this room: its clusters and its HTTP stream.
+    Room(String),
+    /// These outputs (ids).
     Outputs(Vec<String>),
 }
 
@@ -428,7 +430,7 @@ impl Engine {
             .announcements
             .iter()
             .filter(|a| match &a.ann.targets {
-                Targets::All => true,
+                Targets::Room(room) => *room == spec.room,
                 Targets::Outputs(ids) => ids.contains(&spec.id),
             })
             .max_by_key(|a| (a.ann.priority, a.order));
@@ -819,7 +821,7 @@ mod tests {
             id: "flood".into(),
             priority: Priority::Emergency,
             source: Source::Clip(Clip::from_samples(&alarm)),
-            targets: Targets::All,
+            targets: Targets::Room("demo".into()),
             chime: true,
         })
         .unwrap();
@@ -858,7 +860,7 @@ mod tests {
             id: "live".into(),
             priority: Priority::Emergency,
             source: Source::Room("demo".into()),
-            targets: Targets::All,
+            targets: Targets::Room("other".into()),
             chime: false,
         })
         .unwrap();
@@ -867,6 +869,30 @@ mod tests {
         assert!((l + 16.0).abs() < 1.0, "{l}");
         e.stop_announcement("live").unwrap();
         assert_eq!(e.selection("x"), None);
+    }
+
+    #[test]
+    fn a_room_wide_announcement_stays_in_its_room() {
+        let mut e = Engine::new(EngineSettings::default()).unwrap();
+        e.add_output(out("a", Codec::Opus, -16.0, true, false))
+            .unwrap();
+        let mut other = out("x", Codec::Opus, -16.0, true, false);
+        other.room = "other".into();
+        e.add_output(other).unwrap();
+        e.set_relay("other", true);
+        e.announce(Announcement {
+            id: "flood".into(),
+            priority: Priority::Emergency,
+            source: Source::Clip(Clip::chime()),
+            targets: Targets::Room("demo".into()),
+            chime: false,
+        })
+        .unwrap();
+        assert_eq!(
+            e.selection("a"),
+            Some(FeedKey::Announcement("flood".into()))
+        );
+        assert_eq!(e.selection("x"), Some(FeedKey::Room("other".into())));
     }
 
     #[test]

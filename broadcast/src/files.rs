@@ -1,0 +1,461 @@
+//! Announcement files on disk: a folder per room (`DIR/ROOM/NAME`), so that one room's chair
+//! can neither list, play, replace nor delete another room's files.
+//!
+//! # Bounds (what an uploader can make the hub hold)
+//! - **In flight**: at most [`FileSettings::max_uploads`] uploads are admitted at once,
+//!   counted from before their body is read ([`FileStore::admit`]); the next is refused with
+//!   [`FileError::Busy`] (HTTP 503 with `Retry-After`). Each body is at most the route's
+//!   limit, so bodies held are bounded by their product.
+//! - **Decoding**: one upload is checked at a time, and one file is decoded for playing at a
+//!   time; a check waits at most [`FileSettings::wait`] for its turn. Checking an upload holds
+//!   no samples ([`crate::clip::inspect`]); a decoded clip is bounded by
+//!   [`crate::clip::MAX_SECONDS`].
+//! - **Disk**: a room's files take at most [`FileSettings::quota_bytes`]; replacing a file
+//!   counts only the difference. A refused upload writes nothing.
+//!
+//! Files are written to a temporary name and renamed, so a crash leaves the old file or the
+//! new one, never half of one.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::Semaphore;
+
+use crate::clip::{self, Clip, ClipError};
+use crate::config::valid_id;
+
+/// Where files live and how much of them a room may keep.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileSettings {
+    /// The folder holding one folder per room.
+    pub dir: PathBuf,
+    /// Most bytes of files one room may keep.
+    pub quota_bytes: u64,
+    /// Most uploads in flight (the one being checked and those waiting for their turn).
+    pub max_uploads: usize,
+    /// Longest an admitted upload waits for its turn to be checked.
+    pub wait: Duration,
+}
+
+impl Default for FileSettings {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("announcements"),
+            quota_bytes: 512 * 1024 * 1024,
+            max_uploads: 3,
+            wait: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A stored file's identity, as the record keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileInfo {
+    /// `NAME.wav`, `NAME.opus` or `NAME.ogg`.
+    pub name: String,
+    /// Size on disk, bytes.
+    pub bytes: u64,
+    /// SHA-256 of the bytes, lowercase hex.
+    pub sha256: String,
+    /// What the file decodes to.
+    pub audio: clip::ClipInfo,
+}
+
+/// Why a file operation was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FileError {
+    /// The name is not `NAME.wav`, `NAME.opus` or `NAME.ogg` with NAME of letters, digits,
+    /// `-` and `_`; rename it.
+    #[error("name the file NAME.wav, NAME.opus or NAME.ogg (letters, digits, '-', '_')")]
+    Name,
+    /// Too many uploads at once; retry after this many seconds.
+    #[error("the hub is checking other uploads; try again in {retry_after_secs} s")]
+    Busy {
+        /// Seconds to wait before retrying.
+        retry_after_secs: u64,
+    },
+    /// The room's files would exceed its quota; delete some first.
+    #[error("the room's files would take {need} bytes, over its quota of {quota} bytes (in use: {used})")]
+    Quota {
+        /// Bytes the room's files take now.
+        used: u64,
+        /// The room's quota, bytes.
+        quota: u64,
+        /// Bytes they would take with this upload.
+        need: u64,
+    },
+    /// The room has no file of that name; upload it first.
+    #[error("there is no file '{0}'; upload it first")]
+    NotFound(String),
+    /// The audio cannot be played; the message says why.
+    #[error(transparent)]
+    Audio(#[from] ClipError),
+    /// The disk refused; the message is the OS's.
+    #[error("cannot store the file: {0}")]
+    Io(String),
+}
+
+/// Counters for tests and `/metrics`.
+#[derive(Debug, Default)]
+pub struct FileStats {
+    /// Uploads being checked right now (0 or 1).
+    pub checking: AtomicUsize,
+    /// The most uploads ever checked at the same moment.
+    pub checking_peak: AtomicUsize,
+    /// Uploads refused as busy.
+    pub busy: AtomicU64,
+}
+
+/// The announcement files of every room.
+#[derive(Debug)]
+pub struct FileStore {
+    settings: FileSettings,
+    admitted: Arc<AtomicUsize>,
+    check: Semaphore,
+    decode: Semaphore,
+    stats: FileStats,
+}
+
+/// An upload's place among those in flight; it is released when dropped.
+#[derive(Debug)]
+pub struct Admission(Arc<AtomicUsize>);
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Whether `name` is a file name the store accepts.
+pub fn valid_name(name: &str) -> bool {
+    let (stem, ext) = name.rsplit_once('.').unwrap_or((name, ""));
+    valid_id(stem) && matches!(ext, "wav" | "opus" | "ogg")
+}
+
+fn io(e: std::io::Error) -> FileError {
+    FileError::Io(e.to_string())
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl FileStore {
+    /// A store over `settings.dir` (created on first write).
+    pub fn new(settings: FileSettings) -> Self {
+        Self {
+            settings,
+            admitted: Arc::new(AtomicUsize::new(0)),
+            check: Semaphore::new(1),
+            decode: Semaphore::new(1),
+            stats: FileStats::default(),
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &FileStats {
+        &self.stats
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &FileSettings {
+        &self.settings
+    }
+
+    fn room_dir(&self, room: &str) -> Result<PathBuf, FileError> {
+        if !valid_id(room) {
+            return Err(FileError::NotFound(room.to_owned()));
+        }
+        Ok(self.settings.dir.join(room))
+    }
+
+    fn path(&self, room: &str, name: &str) -> Result<PathBuf, FileError> {
+        if !valid_name(name) {
+            return Err(FileError::Name);
+        }
+        Ok(self.room_dir(room)?.join(name))
+    }
+
+    /// Take a place among the uploads in flight, before reading the body; refused when
+    /// [`FileSettings::max_uploads`] are in flight.
+    pub fn admit(&self) -> Result<Admission, FileError> {
+        let max = self.settings.max_uploads.max(1);
+        let taken = self
+            .admitted
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            });
+        match taken {
+            Ok(_) => Ok(Admission(self.admitted.clone())),
+            Err(_) => {
+                self.stats.busy.fetch_add(1, Ordering::Relaxed);
+                Err(self.busy())
+            }
+        }
+    }
+
+    fn busy(&self) -> FileError {
+        FileError::Busy {
+            retry_after_secs: 5,
+        }
+    }
+
+    /// Check an upload (it must decode, within the bounds) and store it as `room`'s `name`,
+    /// replacing a file of that name. Nothing is written when it is refused.
+    pub async fn store(
+        &self,
+        _admitted: &Admission,
+        room: &str,
+        name: &str,
+        bytes: Bytes,
+    ) -> Result<FileInfo, FileError> {
+        let path = self.path(room, name)?;
+        let Ok(Ok(_turn)) = tokio::time::timeout(self.settings.wait, self.check.acquire()).await
+        else {
+            self.stats.busy.fetch_add(1, Ordering::Relaxed);
+            return Err(self.busy());
+        };
+        // Under the check's turn: no other upload of any room is between its quota check and
+        // its write.
+        let dir = self.room_dir(room)?;
+        let used = self.used(room).await;
+        let replaced = tokio::fs::metadata(&path).await.map_or(0, |m| m.len());
+        let need = used - replaced.min(used) + bytes.len() as u64;
+        if need > self.settings.quota_bytes {
+            return Err(FileError::Quota {
+                used,
+                quota: self.settings.quota_bytes,
+                need,
+            });
+        }
+        let checking = self.stats.checking.fetch_add(1, Ordering::AcqRel) + 1;
+        self.stats
+            .checking_peak
+            .fetch_max(checking, Ordering::AcqRel);
+        let data = bytes.clone();
+        let checked = tokio::task::spawn_blocking(move || {
+            clip::inspect(&data).map(|a| (a, sha256_hex(&data)))
+        })
+        .await;
+        self.stats.checking.fetch_sub(1, Ordering::AcqRel);
+        let (audio, sha256) = checked.map_err(|e| FileError::Io(e.to_string()))??;
+        tokio::fs::create_dir_all(&dir).await.map_err(io)?;
+        let tmp = dir.join(format!(".{name}.part"));
+        tokio::fs::write(&tmp, &bytes).await.map_err(io)?;
+        tokio::fs::rename(&tmp, &path).await.map_err(io)?;
+        Ok(FileInfo {
+            name: name.to_owned(),
+            bytes: bytes.len() as u64,
+            sha256,
+            audio,
+        })
+    }
+
+    /// Read and decode `room`'s `name` for playing, one file at a time.
+    pub async fn load(&self, room: &str, name: &str) -> Result<Clip, FileError> {
+        let path = self.path(room, name)?;
+        let _turn = self.decode.acquire().await.map_err(|_| self.busy())?;
+        let data = match tokio::fs::read(&path).await {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(FileError::NotFound(name.to_owned()))
+            }
+            Err(e) => return Err(io(e)),
+        };
+        tokio::task::spawn_blocking(move || Clip::decode(&data))
+            .await
+            .map_err(|e| FileError::Io(e.to_string()))?
+            .map_err(FileError::Audio)
+    }
+
+    /// Delete `room`'s `name`.
+    pub async fn remove(&self, room: &str, name: &str) -> Result<(), FileError> {
+        let path = self.path(room, name)?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(FileError::NotFound(name.to_owned()))
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// `room`'s files and their sizes, by name.
+    pub async fn list(&self, room: &str) -> Vec<(String, u64)> {
+        let Ok(dir) = self.room_dir(room) else {
+            return Vec::new();
+        };
+        list_dir(&dir).await
+    }
+
+    /// Bytes `room`'s files take.
+    pub async fn used(&self, room: &str) -> u64 {
+        self.list(room).await.iter().map(|(_, n)| n).sum()
+    }
+}
+
+async fn list_dir(dir: &Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    if let Ok(mut rd) = tokio::fs::read_dir(dir).await {
+        while let Ok(Some(e)) = rd.next_entry().await {
+            let Some(n) = e.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if !valid_name(&n) {
+                continue;
+            }
+            if let Ok(m) = e.metadata().await {
+                if m.is_file() {
+                    out.push((n, m.len()));
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wav(secs: f32) -> Bytes {
+        let mut cur = std::io::Cursor::new(Vec::new());
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::new(&mut cur, spec).unwrap();
+        for n in 0..(8000.0 * secs) as usize {
+            w.write_sample(((n as f32 * 0.3).sin() * 9000.0) as i16)
+                .unwrap();
+        }
+        w.finalize().unwrap();
+        cur.into_inner().into()
+    }
+
+    fn store(quota: u64) -> FileStore {
+        let dir = std::env::temp_dir().join(format!(
+            "dinh-files-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        FileStore::new(FileSettings {
+            dir,
+            quota_bytes: quota,
+            ..Default::default()
+        })
+    }
+
+    fn rand_suffix() -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u8(0);
+        h.finish()
+    }
+
+    #[tokio::test]
+    async fn files_are_kept_per_room() {
+        let s = store(10_000_000);
+        let a = s.admit().unwrap();
+        let info = s.store(&a, "xom-1", "ban-tin.wav", wav(1.0)).await.unwrap();
+        assert_eq!(info.bytes, 16_044);
+        assert_eq!(info.sha256.len(), 64);
+        assert!((info.audio.seconds() - 1.0).abs() < 0.03);
+        assert_eq!(s.list("xom-1").await, [("ban-tin.wav".to_owned(), 16_044)]);
+        assert_eq!(s.list("xom-2").await, []);
+        assert!(matches!(
+            s.load("xom-2", "ban-tin.wav").await,
+            Err(FileError::NotFound(_))
+        ));
+        assert!(s.load("xom-1", "ban-tin.wav").await.is_ok());
+        assert!(matches!(
+            s.remove("xom-2", "ban-tin.wav").await,
+            Err(FileError::NotFound(_))
+        ));
+        s.remove("xom-1", "ban-tin.wav").await.unwrap();
+        assert_eq!(s.list("xom-1").await, []);
+    }
+
+    #[tokio::test]
+    async fn a_room_over_its_quota_is_refused_and_nothing_is_written() {
+        // Room for two 1-second files, not three.
+        let s = store(40_000);
+        let a = s.admit().unwrap();
+        s.store(&a, "xom-1", "a.wav", wav(1.0)).await.unwrap();
+        s.store(&a, "xom-1", "b.wav", wav(1.0)).await.unwrap();
+        match s.store(&a, "xom-1", "c.wav", wav(1.0)).await {
+            Err(FileError::Quota { used, quota, need }) => {
+                assert_eq!((used, quota, need), (32_088, 40_000, 48_132));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.list("xom-1").await.len(), 2);
+        // Replacing a file counts only the difference.
+        s.store(&a, "xom-1", "b.wav", wav(1.2)).await.unwrap();
+        // Another room has its own quota.
+        s.store(&a, "xom-2", "c.wav", wav(1.0)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn uploads_past_the_limit_in_flight_are_told_to_come_back() {
+        let s = store(10_000_000);
+        let held: Vec<Admission> = (0..3).map(|_| s.admit().unwrap()).collect();
+        assert!(matches!(
+            s.admit(),
+            Err(FileError::Busy {
+                retry_after_secs: 5
+            })
+        ));
+        drop(held);
+        assert!(s.admit().is_ok());
+        assert_eq!(s.stats().busy.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn uploads_are_checked_one_at_a_time() {
+        let s = Arc::new(store(100_000_000));
+        let mut tasks = Vec::new();
+        for i in 0..3 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                let a = s.admit().unwrap();
+                s.store(&a, "xom-1", &format!("f{i}.wav"), wav(30.0)).await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(s.stats().checking_peak.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn bad_names_and_bad_audio_write_nothing() {
+        let s = store(10_000_000);
+        let a = s.admit().unwrap();
+        for name in ["../x.wav", "x.mp3", ".wav", "a b.wav"] {
+            assert!(
+                matches!(
+                    s.store(&a, "xom-1", name, wav(0.1)).await,
+                    Err(FileError::Name)
+                ),
+                "{name}"
+            );
+        }
+        let r = s
+            .store(&a, "xom-1", "x.wav", Bytes::from_static(b"ID3 mp3"))
+            .await;
+        assert!(
+            matches!(r, Err(FileError::Audio(ClipError::Format))),
+            "{r:?}"
+        );
+        assert_eq!(s.list("xom-1").await, []);
+    }
+}
