@@ -107,7 +107,7 @@ fn loudspeaker_refusal(e: &LoudspeakerError) -> Refusal {
     match e {
         LoudspeakerError::Forbidden { .. } => Refusal::Forbidden,
         LoudspeakerError::Invalid { .. } => Refusal::Invalid,
-        LoudspeakerError::NotPlaying(_) => Refusal::NotFound,
+        LoudspeakerError::NotPlaying(_) | LoudspeakerError::NotFound(_) => Refusal::NotFound,
         _ => Refusal::State,
     }
 }
