@@ -319,6 +319,7 @@ pub struct Bridge {
     stats: Arc<BridgeStats>,
     files: Arc<FileStore>,
     ids: Arc<AtomicU64>,
+    followed: Arc<watch::Sender<u64>>,
 }
 
 impl std::fmt::Debug for Bridge {
@@ -349,6 +350,7 @@ impl Bridge {
             stats: Arc::new(BridgeStats::default()),
             files: Arc::new(FileStore::new(settings.files.clone())),
             ids: Arc::new(AtomicU64::new(0)),
+            followed: Arc::new(watch::channel(0).0),
         };
         let driver = Driver {
             engine,
@@ -385,7 +387,7 @@ impl Bridge {
         rx.await.unwrap_or_default()
     }
 
-    /// Counters.
+    /// Counters, for `/metrics` and the benchmark.
     pub fn stats(&self) -> &Arc<BridgeStats> {
         &self.stats
     }
@@ -398,6 +400,28 @@ impl Bridge {
     /// Follow what happens (status changes, announcements).
     pub fn events(&self) -> broadcast::Receiver<BridgeEvent> {
         self.events.subscribe()
+    }
+
+    /// Say how far the bridge has been brought in line with the hub's instructions: a number
+    /// the hub chooses and only raises (the record's position it has followed). Commands are
+    /// applied in the order sent, so every command sent before this call is in effect.
+    pub fn set_followed(&self, position: u64) {
+        self.followed.send_if_modified(|p| {
+            let raise = position > *p;
+            if raise {
+                *p = position;
+            }
+            raise
+        });
+    }
+
+    /// Wait until [`Bridge::set_followed`] reached `position`, at most `within`; whether it
+    /// did. A request that changed what the bridge follows answers once it is in effect.
+    pub async fn followed(&self, position: u64, within: Duration) -> bool {
+        let mut rx = self.followed.subscribe();
+        tokio::time::timeout(within, rx.wait_for(|p| *p >= position))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// A fresh announcement id ([`programme::announcement_id`]).

@@ -60,10 +60,10 @@ pub enum Priority {
     Emergency,
 }
 
-/// How an output's audio is made.
+/// How an output's audio is made; outputs with equal formats share one encode per frame.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Format {
-    /// Codec.
+    /// What its receivers decode.
     pub codec: Codec,
     /// Loudness target, LUFS.
     pub target_lufs: f64,
@@ -86,11 +86,11 @@ type FormatKey = (Codec, i32, i32);
 /// An output the engine feeds (a cluster, or a room's HTTP stream).
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutputSpec {
-    /// Id.
+    /// Unique among outputs: a cluster's id, or `room:ROOM` for a room's HTTP stream.
     pub id: String,
-    /// Its room.
+    /// The room whose meeting it plays.
     pub room: String,
-    /// Format.
+    /// How its audio is made.
     pub format: Format,
     /// Plays the room only while the room's relay runs (clusters); otherwise always (the
     /// room's HTTP stream).
@@ -122,13 +122,13 @@ pub enum Targets {
 /// An announcement to play.
 #[derive(Debug, Clone)]
 pub struct Announcement {
-    /// Id.
+    /// Unique among running announcements.
     pub id: String,
-    /// Priority.
+    /// Which announcement an output plays when several target it (then the most recent).
     pub priority: Priority,
-    /// Audio.
+    /// Where the audio comes from; a clip's announcement ends with the clip.
     pub source: Source,
-    /// Outputs.
+    /// The outputs it plays on.
     pub targets: Targets,
     /// Play the chime first.
     pub chime: bool,
@@ -148,7 +148,7 @@ pub enum FeedKey {
 /// One encoded frame.
 #[derive(Debug, Clone)]
 pub struct Encoded {
-    /// Codec.
+    /// The codec of `payload`.
     pub codec: Codec,
     /// Payload: an Opus packet, or 160 G.711 bytes.
     pub payload: Bytes,
@@ -163,7 +163,7 @@ pub struct Encoded {
 /// One frame and the outputs it goes to.
 #[derive(Debug, Clone)]
 pub struct Send {
-    /// Output ids.
+    /// Ids of the outputs that get this frame.
     pub outputs: Vec<String>,
     /// The frame.
     pub frame: Arc<Encoded>,
@@ -196,7 +196,7 @@ pub enum EngineError {
     Encoder(String),
 }
 
-/// Engine settings.
+/// How the DSP chain runs.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EngineSettings {
     /// High-pass corner, Hz.
@@ -205,7 +205,7 @@ pub struct EngineSettings {
     pub band_high_hz: f32,
     /// Opus bitrate of the outputs, bit/s.
     pub opus_bitrate: i32,
-    /// Levelling.
+    /// How the leveller moves toward the reference loudness.
     pub leveller: LevellerSettings,
 }
 

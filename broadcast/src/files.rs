@@ -157,9 +157,14 @@ impl FileStore {
         }
     }
 
-    /// Counters.
+    /// Counters, for tests and `/metrics`.
     pub fn stats(&self) -> &FileStats {
         &self.stats
+    }
+
+    /// Uploads admitted and not yet done.
+    pub fn in_flight(&self) -> usize {
+        self.admitted.load(Ordering::Acquire)
     }
 
     /// The settings.
@@ -251,6 +256,39 @@ impl FileStore {
         Ok(FileInfo {
             name: name.to_owned(),
             bytes: bytes.len() as u64,
+            sha256,
+            audio,
+        })
+    }
+
+    /// Move a file from elsewhere on this disk (the flat folder of earlier versions) into
+    /// `room`'s folder under its own name, checked as an upload is but outside the quota (it
+    /// is on the disk already). A file of that name already in the room is kept.
+    pub async fn adopt(&self, room: &str, from: &Path) -> Result<FileInfo, FileError> {
+        let name = from
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or(FileError::Name)?
+            .to_owned();
+        let path = self.path(room, &name)?;
+        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            return Err(FileError::Io(format!("{name} is already in room {room}")));
+        }
+        let _turn = self.check.acquire().await.map_err(|_| self.busy())?;
+        let bytes = tokio::fs::read(from).await.map_err(io)?;
+        let len = bytes.len() as u64;
+        let (audio, sha256) = tokio::task::spawn_blocking(move || {
+            clip::inspect(&bytes).map(|a| (a, sha256_hex(&bytes)))
+        })
+        .await
+        .map_err(|e| FileError::Io(e.to_string()))??;
+        tokio::fs::create_dir_all(self.room_dir(room)?)
+            .await
+            .map_err(io)?;
+        tokio::fs::rename(from, &path).await.map_err(io)?;
+        Ok(FileInfo {
+            name,
+            bytes: len,
             sha256,
             audio,
         })

@@ -180,7 +180,15 @@ pub fn actor(claims: &Claims) -> Actor {
         // ever reach here it gets the least a participant may do.
         Role::Receiver => ActorRole::House,
     };
-    Actor::new(role, claims.sub.clone())
+    // Every room's chair token has the subject "chair": the record names the room too.
+    Actor::new(
+        role,
+        if claims.role == Role::Chair {
+            format!("{}@{}", claims.sub, claims.room)
+        } else {
+            claims.sub.clone()
+        },
+    )
 }
 
 async fn projector(rec: Arc<Recording>, mut closing: watch::Receiver<bool>) {
