@@ -872,8 +872,9 @@ fn planned(room: &str, id: &str, s: &ls::Scheduled) -> Planned {
 }
 
 /// Rebuild the bridge from the record, then follow the record from there: the relay,
-/// clusters added through the API, scheduled announcements. Files left in the flat folder
-/// of earlier versions move into the first room's folder, and the record learns them.
+/// clusters added through the API, scheduled announcements. Announcements the record has
+/// playing were cut by the restart: they end `stopped`. Files left in the flat folder of
+/// earlier versions move into the first room's folder, and the record learns them.
 /// Returns once the bridge is rebuilt; the following runs until `closing`.
 pub async fn restore_and_follow(
     bridge: &Bridge,
@@ -912,6 +913,16 @@ pub async fn restore_and_follow(
             bridge.set_relay(room, true).await;
         }
         relays.insert(room.clone(), state.relay());
+        // Playing when the hub went down: the restart stopped them.
+        for id in state.playing() {
+            let end = LoudspeakerAction::EndAnnouncement {
+                announcement: id.clone(),
+                how: ls::How::Stopped,
+            };
+            if let Err(e) = append(&rec, room, Actor::system("bridge"), end).await {
+                tracing::warn!(announcement = %id, error = %e, "announcement cut by the restart not ended");
+            }
+        }
     }
     if let Some(first) = rooms.first() {
         adopt_flat_files(bridge, &rec, &config.data.join("announcements"), first).await;

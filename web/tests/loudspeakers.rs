@@ -1337,6 +1337,21 @@ async fn a_scheduled_bulletin_and_a_cluster_added_through_the_api_survive_a_rest
         .json("POST", "/api/broadcast/announcements", &chair, json!({"id": "ban-tin-sang", "file": "ban-tin.wav", "clusters": ["thon-9"], "at": at_text, "chime": false}))
         .await;
     assert_eq!((st, v["scheduled"].clone()), (201, json!(true)), "{v}");
+    // An emergency is playing when the hub goes down.
+    hub.upload("lu.wav", wav_tone(700.0, 60.0, 8000)).await;
+    let (st, v) = hub
+        .json(
+            "POST",
+            "/api/broadcast/announcements",
+            &chair,
+            json!({"id": "lu", "priority": "emergency", "file": "lu.wav", "chime": false}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    eventually(10, "the emergency's start is recorded", || async {
+        count(&hub, "AnnouncementStarted").await == 1
+    })
+    .await;
     // The hub goes down.
     let old_bridge = hub.state.bridge.clone();
     let base = hub.base.clone();
@@ -1369,22 +1384,32 @@ async fn a_scheduled_bulletin_and_a_cluster_added_through_the_api_survive_a_rest
     let track = pitch_track(&samples, 0.25);
     let bulletin = at(&track, 1000.0);
     assert!(bulletin.len() >= 5, "the bulletin was not heard: {track:?}");
+    // The emergency cut by the restart is not resumed, and the record says it stopped.
+    assert!(at(&track, 700.0).is_empty(), "{track:?}");
+    let log = record(&hub).await;
+    let cut = log
+        .iter()
+        .find(|e| e.event_type == "AnnouncementEnded" && e.payload["announcement"] == "lu")
+        .expect("the cut emergency ended");
+    assert_eq!(
+        (cut.payload["how"].as_str(), cut.actor.as_str()),
+        (Some("stopped"), "system:bridge")
+    );
     assert!(
         at(&track, 440.0).iter().any(|i| *i < bulletin[0]),
         "the relay did not come back before it: {track:?}"
     );
     // It started at its time: the bridge's own report, within a second.
     eventually(10, "the start is recorded", || async {
-        record(&hub)
-            .await
-            .iter()
-            .any(|e| e.event_type == "AnnouncementStarted")
+        count(&hub, "AnnouncementStarted").await == 2
     })
     .await;
     let log = record(&hub).await;
     let started = log
         .iter()
-        .find(|e| e.event_type == "AnnouncementStarted")
+        .find(|e| {
+            e.event_type == "AnnouncementStarted" && e.payload["announcement"] == "ban-tin-sang"
+        })
         .unwrap();
     let when = time::OffsetDateTime::parse(
         &started.recorded_at,

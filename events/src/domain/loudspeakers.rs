@@ -532,7 +532,8 @@ impl Loudspeakers {
                         reason: "a playing announcement ends played or stopped".into(),
                     });
                 }
-                if !playing && !(never_played && self.scheduled.contains_key(announcement)) {
+                let scheduled = self.scheduled.contains_key(announcement);
+                if !(playing || never_played && scheduled) {
                     return Err(LoudspeakerError::NotPlaying(announcement.clone()));
                 }
                 Ok(vec![E::AnnouncementEnded {
