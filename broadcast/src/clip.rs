@@ -11,7 +11,7 @@
 //! needs: is it playable, how long, how loud) holds no samples at all. A [`Clip`] keeps 16-bit
 //! samples: at most [`MAX_SECONDS`] × 48 000 × 2 bytes (346 MB for an hour).
 
-use std::io::Cursor;
+use std::io::{Cursor, Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 use ebur128::{EbuR128, Mode};
@@ -75,9 +75,15 @@ pub struct Clip {
 
 /// Check a file from its header and measure it, holding no samples: what an upload needs.
 pub fn inspect(bytes: &[u8]) -> Result<ClipInfo, ClipError> {
+    inspect_reader(Cursor::new(bytes))
+}
+
+/// [`inspect`] a file read as it goes (an upload written to disk), holding neither the file
+/// nor its samples.
+pub fn inspect_reader(reader: impl Read + Seek) -> Result<ClipInfo, ClipError> {
     let mut meter = Meter::new();
     let mut frames = 0usize;
-    decode_frames(bytes, &mut |f: &Frame| {
+    decode_frames(reader, &mut |f: &Frame| {
         meter.add(f);
         frames += 1;
     })?;
@@ -92,7 +98,7 @@ impl Clip {
     pub fn decode(bytes: &[u8]) -> Result<Self, ClipError> {
         let mut frames = Vec::with_capacity(frames_bound(bytes));
         let mut meter = Meter::new();
-        decode_frames(bytes, &mut |f: &Frame| {
+        decode_frames(Cursor::new(bytes), &mut |f: &Frame| {
             meter.add(f);
             frames.push(quantise(f));
         })?;
@@ -245,19 +251,26 @@ fn frames_bound(bytes: &[u8]) -> usize {
 }
 
 /// Decode a file into 48 kHz mono frames, streaming.
-fn decode_frames(bytes: &[u8], sink: &mut dyn FnMut(&Frame)) -> Result<(), ClipError> {
+fn decode_frames(
+    mut reader: impl Read + Seek,
+    sink: &mut dyn FnMut(&Frame),
+) -> Result<(), ClipError> {
     let mut framer = Framer {
         cur: SILENCE,
         n: 0,
         total: 0,
         sink,
     };
-    if bytes.starts_with(b"RIFF") {
-        decode_wav(bytes, &mut framer)?;
-    } else if bytes.starts_with(b"OggS") {
-        decode_ogg_opus(bytes, &mut framer)?;
-    } else {
-        return Err(ClipError::Format);
+    let mut magic = Vec::with_capacity(4);
+    (&mut reader)
+        .take(4)
+        .read_to_end(&mut magic)
+        .and_then(|_| reader.seek(SeekFrom::Start(0)))
+        .map_err(|e| ClipError::Decode(e.to_string()))?;
+    match &magic[..] {
+        b"RIFF" => decode_wav(reader, &mut framer)?,
+        b"OggS" => decode_ogg_opus(reader, &mut framer)?,
+        _ => return Err(ClipError::Format),
     }
     framer.finish()
 }
@@ -265,9 +278,9 @@ fn decode_frames(bytes: &[u8], sink: &mut dyn FnMut(&Frame)) -> Result<(), ClipE
 /// Samples per channel read at a time.
 const WAV_CHUNK: usize = 4800;
 
-fn decode_wav(bytes: &[u8], out: &mut Framer<'_>) -> Result<(), ClipError> {
+fn decode_wav(reader: impl Read, out: &mut Framer<'_>) -> Result<(), ClipError> {
     let err = |e: hound::Error| ClipError::Decode(e.to_string());
-    let mut r = hound::WavReader::new(Cursor::new(bytes)).map_err(err)?;
+    let mut r = hound::WavReader::new(reader).map_err(err)?;
     let spec = r.spec();
     if !(1..=MAX_CHANNELS).contains(&spec.channels) {
         return Err(ClipError::Shape(format!(
@@ -338,8 +351,8 @@ fn decode_wav(bytes: &[u8], out: &mut Framer<'_>) -> Result<(), ClipError> {
     failed.map_or(Ok(()), Err)
 }
 
-fn decode_ogg_opus(bytes: &[u8], out: &mut Framer<'_>) -> Result<(), ClipError> {
-    let mut reader = ogg::PacketReader::new(Cursor::new(bytes));
+fn decode_ogg_opus(reader: impl Read + Seek, out: &mut Framer<'_>) -> Result<(), ClipError> {
+    let mut reader = ogg::PacketReader::new(reader);
     let head = reader
         .read_packet()
         .map_err(|e| ClipError::Decode(e.to_string()))?

@@ -2,19 +2,23 @@
 //! can neither list, play, replace nor delete another room's files.
 //!
 //! # Bounds (what an uploader can make the hub hold)
+//! - **Memory**: an upload never sits in memory. Its body goes to a temporary file as it
+//!   arrives ([`Upload::write`], hashed on the way), and is checked from there, reading as it
+//!   decodes and holding no samples ([`crate::clip::inspect_reader`]).
 //! - **In flight**: at most [`FileSettings::max_uploads`] uploads are admitted at once,
 //!   counted from before their body is read ([`FileStore::admit`]); the next is refused with
-//!   [`FileError::Busy`] (HTTP 503 with `Retry-After`). Each body is at most the route's
-//!   limit, so bodies held are bounded by their product.
+//!   [`FileError::Busy`] (HTTP 503 with `Retry-After`). Each is at most its `limit` bytes
+//!   ([`FileError::TooLarge`] as soon as it is passed).
 //! - **Decoding**: one upload is checked at a time, and one file is decoded for playing at a
-//!   time; a check waits at most [`FileSettings::wait`] for its turn. Checking an upload holds
-//!   no samples ([`crate::clip::inspect`]); a decoded clip is bounded by
-//!   [`crate::clip::MAX_SECONDS`].
+//!   time; a check waits at most [`FileSettings::wait`] for its turn. A decoded clip is
+//!   bounded by [`crate::clip::MAX_SECONDS`].
 //! - **Disk**: a room's files take at most [`FileSettings::quota_bytes`]; replacing a file
-//!   counts only the difference. A refused upload writes nothing.
+//!   counts only the difference. Uploads in flight add at most `max_uploads × limit` in
+//!   temporary files, which go when their upload ends, stored or not. A refused upload
+//!   leaves nothing.
 //!
-//! Files are written to a temporary name and renamed, so a crash leaves the old file or the
-//! new one, never half of one.
+//! Files are renamed into place once checked, so a crash leaves the old file or the new one,
+//! never half of one.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -46,7 +50,9 @@ impl Default for FileSettings {
             dir: PathBuf::from("announcements"),
             quota_bytes: 512 * 1024 * 1024,
             max_uploads: 3,
-            wait: Duration::from_secs(60),
+            // At most `max_uploads - 1` checks are ahead of one (an hour's file takes a few
+            // seconds): this only guards against a check that never ends.
+            wait: Duration::from_secs(300),
         }
     }
 }
@@ -94,6 +100,9 @@ pub enum FileError {
     /// The audio cannot be played; the message says why.
     #[error(transparent)]
     Audio(#[from] ClipError),
+    /// Larger than the upload's limit, bytes; send a shorter file.
+    #[error("the file is larger than {0} bytes")]
+    TooLarge(u64),
     /// The disk refused; the message is the OS's.
     #[error("cannot store the file: {0}")]
     Io(String),
@@ -115,6 +124,7 @@ pub struct FileStats {
 pub struct FileStore {
     settings: FileSettings,
     admitted: Arc<AtomicUsize>,
+    uploads: AtomicU64,
     check: Semaphore,
     decode: Semaphore,
     stats: FileStats,
@@ -142,7 +152,11 @@ fn io(e: std::io::Error) -> FileError {
 
 fn sha256_hex(bytes: &[u8]) -> String {
     let d = ring::digest::digest(&ring::digest::SHA256, bytes);
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    hex(d.as_ref())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl FileStore {
@@ -151,6 +165,7 @@ impl FileStore {
         Self {
             settings,
             admitted: Arc::new(AtomicUsize::new(0)),
+            uploads: AtomicU64::new(0),
             check: Semaphore::new(1),
             decode: Semaphore::new(1),
             stats: FileStats::default(),
@@ -210,27 +225,48 @@ impl FileStore {
         }
     }
 
-    /// Check an upload (it must decode, within the bounds) and store it as `room`'s `name`,
-    /// replacing a file of that name. Nothing is written when it is refused.
-    pub async fn store(
+    /// Begin receiving `room`'s `name`, at most `limit` bytes, into a temporary file.
+    pub async fn begin(
         &self,
         _admitted: &Admission,
         room: &str,
         name: &str,
-        bytes: Bytes,
-    ) -> Result<FileInfo, FileError> {
+        limit: u64,
+    ) -> Result<Upload, FileError> {
         let path = self.path(room, name)?;
+        let dir = self.room_dir(room)?;
+        tokio::fs::create_dir_all(&dir).await.map_err(io)?;
+        let n = self.uploads.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!(".{name}.{n}.part"));
+        let file = tokio::fs::File::create(&tmp).await.map_err(io)?;
+        Ok(Upload {
+            room: room.to_owned(),
+            name: name.to_owned(),
+            path,
+            tmp: Some(tmp),
+            file: tokio::io::BufWriter::new(file),
+            hash: ring::digest::Context::new(&ring::digest::SHA256),
+            len: 0,
+            limit,
+        })
+    }
+
+    /// Check a received upload (it must decode, within the bounds) and store it, replacing a
+    /// file of that name. Nothing is left when it is refused.
+    pub async fn finish(&self, mut up: Upload) -> Result<FileInfo, FileError> {
+        use tokio::io::AsyncWriteExt;
+        up.file.flush().await.map_err(io)?;
+        up.file.get_ref().sync_all().await.map_err(io)?;
         let Ok(Ok(_turn)) = tokio::time::timeout(self.settings.wait, self.check.acquire()).await
         else {
             self.stats.busy.fetch_add(1, Ordering::Relaxed);
             return Err(self.busy());
         };
         // Under the check's turn: no other upload of any room is between its quota check and
-        // its write.
-        let dir = self.room_dir(room)?;
-        let used = self.used(room).await;
-        let replaced = tokio::fs::metadata(&path).await.map_or(0, |m| m.len());
-        let need = used - replaced.min(used) + bytes.len() as u64;
+        // its rename.
+        let used = self.used(&up.room).await;
+        let replaced = tokio::fs::metadata(&up.path).await.map_or(0, |m| m.len());
+        let need = used - replaced.min(used) + up.len;
         if need > self.settings.quota_bytes {
             return Err(FileError::Quota {
                 used,
@@ -242,23 +278,47 @@ impl FileStore {
         self.stats
             .checking_peak
             .fetch_max(checking, Ordering::AcqRel);
-        let data = bytes.clone();
+        let tmp = up
+            .tmp
+            .clone()
+            .expect("an upload has its file until it is done");
         let checked = tokio::task::spawn_blocking(move || {
-            clip::inspect(&data).map(|a| (a, sha256_hex(&data)))
+            let f = std::fs::File::open(&tmp).map_err(io)?;
+            clip::inspect_reader(std::io::BufReader::new(f)).map_err(FileError::Audio)
         })
         .await;
         self.stats.checking.fetch_sub(1, Ordering::AcqRel);
-        let (audio, sha256) = checked.map_err(|e| FileError::Io(e.to_string()))??;
-        tokio::fs::create_dir_all(&dir).await.map_err(io)?;
-        let tmp = dir.join(format!(".{name}.part"));
-        tokio::fs::write(&tmp, &bytes).await.map_err(io)?;
-        tokio::fs::rename(&tmp, &path).await.map_err(io)?;
+        let audio = checked.map_err(|e| FileError::Io(e.to_string()))??;
+        let tmp = up.tmp.take().expect("taken once");
+        if let Err(e) = tokio::fs::rename(&tmp, &up.path).await {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(e));
+        }
+        let digest = std::mem::replace(
+            &mut up.hash,
+            ring::digest::Context::new(&ring::digest::SHA256),
+        )
+        .finish();
         Ok(FileInfo {
-            name: name.to_owned(),
-            bytes: bytes.len() as u64,
-            sha256,
+            name: up.name.clone(),
+            bytes: up.len,
+            sha256: hex(digest.as_ref()),
             audio,
         })
+    }
+
+    /// Check bytes already in memory and store them as `room`'s `name`: [`FileStore::begin`],
+    /// [`Upload::write`] and [`FileStore::finish`] at once.
+    pub async fn store(
+        &self,
+        admitted: &Admission,
+        room: &str,
+        name: &str,
+        bytes: Bytes,
+    ) -> Result<FileInfo, FileError> {
+        let mut up = self.begin(admitted, room, name, bytes.len() as u64).await?;
+        up.write(&bytes).await?;
+        self.finish(up).await
     }
 
     /// Move a file from elsewhere on this disk (the flat folder of earlier versions) into
@@ -334,6 +394,60 @@ impl FileStore {
     /// Bytes `room`'s files take.
     pub async fn used(&self, room: &str) -> u64 {
         self.list(room).await.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// An upload being received: its temporary file, deleted unless [`FileStore::finish`] stored
+/// it.
+pub struct Upload {
+    room: String,
+    name: String,
+    path: PathBuf,
+    tmp: Option<PathBuf>,
+    file: tokio::io::BufWriter<tokio::fs::File>,
+    hash: ring::digest::Context,
+    len: u64,
+    limit: u64,
+}
+
+impl std::fmt::Debug for Upload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upload")
+            .field("name", &self.name)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl Upload {
+    /// The next piece of the body; refused (and the upload over) past its limit.
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), FileError> {
+        use tokio::io::AsyncWriteExt;
+        self.len += chunk.len() as u64;
+        if self.len > self.limit {
+            return Err(FileError::TooLarge(self.limit));
+        }
+        self.hash.update(chunk);
+        self.file.write_all(chunk).await.map_err(io)
+    }
+
+    /// Bytes received so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing was received yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if let Some(tmp) = self.tmp.take() {
+            // A quick unlink; the file may still be open, which Unix allows.
+            let _ = std::fs::remove_file(tmp);
+        }
     }
 }
 
@@ -494,6 +608,43 @@ mod tests {
             matches!(r, Err(FileError::Audio(ClipError::Format))),
             "{r:?}"
         );
-        assert_eq!(s.list("xom-1").await, []);
+        // Not even its temporary file is left.
+        let left = std::fs::read_dir(s.settings().dir.join("xom-1"))
+            .unwrap()
+            .count();
+        assert_eq!(left, 0);
+    }
+
+    #[tokio::test]
+    async fn a_body_past_its_limit_is_refused_as_it_arrives_and_leaves_nothing() {
+        let s = store(10_000_000);
+        let a = s.admit().unwrap();
+        let mut up = s.begin(&a, "xom-1", "a.wav", 1000).await.unwrap();
+        up.write(&[0u8; 600]).await.unwrap();
+        assert!(matches!(
+            up.write(&[0u8; 600]).await,
+            Err(FileError::TooLarge(1000))
+        ));
+        drop(up);
+        let left = std::fs::read_dir(s.settings().dir.join("xom-1"))
+            .unwrap()
+            .count();
+        assert_eq!(left, 0);
+    }
+
+    #[tokio::test]
+    async fn a_file_written_piece_by_piece_has_the_identity_of_its_bytes() {
+        let s = store(10_000_000);
+        let a = s.admit().unwrap();
+        let bytes = wav(1.0);
+        let mut up = s.begin(&a, "xom-1", "a.wav", 1_000_000).await.unwrap();
+        for c in bytes.chunks(777) {
+            up.write(c).await.unwrap();
+        }
+        let info = s.finish(up).await.unwrap();
+        assert_eq!(info.sha256, sha256_hex(&bytes));
+        assert_eq!(info.bytes, bytes.len() as u64);
+        let on_disk = std::fs::read(s.settings().dir.join("xom-1/a.wav")).unwrap();
+        assert_eq!(on_disk, bytes);
     }
 }

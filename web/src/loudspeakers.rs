@@ -114,6 +114,7 @@ impl From<FileError> for AppError {
             FileError::Name => (StatusCode::UNPROCESSABLE_ENTITY, "bad_name"),
             FileError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             FileError::Quota { .. } => (StatusCode::INSUFFICIENT_STORAGE, "quota"),
+            FileError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             FileError::NotFound(_) => (StatusCode::NOT_FOUND, "no_such_file"),
             FileError::Audio(_) => (StatusCode::UNPROCESSABLE_ENTITY, "bad_audio"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "storage"),
@@ -714,9 +715,10 @@ async fn list_files(State(s): State<AppState>, Caller(c): Caller) -> Result<Resp
 }
 
 /// `PUT /api/broadcast/files/{name}`: admitted before the body is read (503 with
-/// `Retry-After` past the limit in flight), the body read within [`UPLOAD_BODY_TIMEOUT`] and
-/// [`MAX_FILE_BYTES`], checked one at a time holding no samples, kept within the room's
-/// quota, and its identity recorded. A refused upload writes and appends nothing.
+/// `Retry-After` past the limit in flight), the body written to disk as it arrives within
+/// [`UPLOAD_BODY_TIMEOUT`] and [`MAX_FILE_BYTES`], checked from there one at a time holding
+/// no samples, kept within the room's quota, and its identity recorded. A refused upload
+/// leaves and appends nothing.
 async fn upload_file(
     State(s): State<AppState>,
     Path(name): Path<String>,
@@ -738,23 +740,28 @@ async fn upload(s: AppState, name: String, c: Claims, body: Body) -> Result<Resp
     }
     let files = s.bridge.files().clone();
     let admitted = files.admit().map_err(file_refusal)?;
-    let bytes = match tokio::time::timeout(
-        UPLOAD_BODY_TIMEOUT,
-        axum::body::to_bytes(body, MAX_FILE_BYTES),
-    )
-    .await
-    {
-        Ok(Ok(b)) => b,
-        Ok(Err(_)) => {
-            return Err(app(AppError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!(
-                    "an announcement file is at most {} MB",
-                    MAX_FILE_BYTES >> 20
-                ),
-            )))
+    // The body goes to disk as it arrives: an upload never sits in memory.
+    let mut up = files
+        .begin(&admitted, &c.room, &name, MAX_FILE_BYTES as u64)
+        .await
+        .map_err(file_refusal)?;
+    let receive = async {
+        use futures::StreamExt;
+        let mut body = body.into_data_stream();
+        while let Some(chunk) = body.next().await {
+            let Ok(chunk) = chunk else {
+                return Err(app(AppError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_body",
+                    "the upload broke off",
+                )));
+            };
+            up.write(&chunk).await.map_err(file_refusal)?;
         }
+        Ok(())
+    };
+    match tokio::time::timeout(UPLOAD_BODY_TIMEOUT, receive).await {
+        Ok(r) => r?,
         Err(_) => {
             return Err(app(AppError::new(
                 StatusCode::REQUEST_TIMEOUT,
@@ -762,11 +769,8 @@ async fn upload(s: AppState, name: String, c: Claims, body: Body) -> Result<Resp
                 "the file did not arrive in time",
             )))
         }
-    };
-    let info = files
-        .store(&admitted, &c.room, &name, bytes)
-        .await
-        .map_err(file_refusal)?;
+    }
+    let info = files.finish(up).await.map_err(file_refusal)?;
     drop(admitted);
     let action = LoudspeakerAction::StoreFile {
         file: name.clone(),
