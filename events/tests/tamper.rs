@@ -13,20 +13,7 @@ use dinh_events::verify::verify_store;
 
 async fn filled(store: &Store) -> Signer {
     let r = Record::new(store.clone(), Default::default());
-    r.meeting(
-        "m1",
-        chair_cmd("2026-11-23T01:00:00Z", schedule("demo")),
-        None,
-    )
-    .await
-    .unwrap();
-    r.meeting(
-        "m1",
-        chair_cmd("2026-11-23T01:01:00Z", MeetingAction::Open),
-        None,
-    )
-    .await
-    .unwrap();
+    open_meeting(&r, "m1").await;
     for i in 0..8 {
         let cmd = sfu_cmd(
             "2026-11-23T01:02:00Z",

@@ -17,21 +17,22 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
 use crate::auth::{AuthError, Caller, Claims, Role};
 use crate::error::AppError;
+use crate::extract::command_key;
 use crate::recording::{actor, Recording};
 use crate::AppState;
-use dinh_events::chain::StoredEvent;
 use dinh_events::domain::feedback::FeedbackAction;
 use dinh_events::domain::meeting::MeetingAction;
 use dinh_events::domain::Command;
-use dinh_events::projections::{FeedbackRow, Views};
+use dinh_events::projections::FeedbackRow;
 use dinh_events::record::{Outcome, RecordError, Refusal};
+use dinh_events::visibility::Viewer;
 
 /// The OpenAPI document.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -108,25 +109,6 @@ fn body<T: DeserializeOwned>(headers: &HeaderMap, bytes: &Bytes) -> Result<T, Ap
     })
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, AppError> {
-    let Some(v) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    let v = v
-        .to_str()
-        .ok()
-        .map(str::trim)
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-        .ok_or_else(|| {
-            AppError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_idempotency_key",
-                "Idempotency-Key must be 1 to 128 visible ASCII characters",
-            )
-        })?;
-    Ok(Some(v.to_owned()))
-}
-
 impl From<RecordError> for AppError {
     fn from(e: RecordError) -> Self {
         match e {
@@ -184,9 +166,17 @@ async fn meeting_room(rec: &Recording, id: &str) -> Result<String, AppError> {
 }
 
 /// A meeting visible to the token: in its room.
+/// The caller's room holds meeting `id`, or 404: another room's meeting answers as a missing
+/// one does, so that ids cannot be probed across rooms.
 async fn check_meeting(rec: &Recording, c: &Claims, id: &str) -> Result<(), AppError> {
     let room = meeting_room(rec, id).await?;
-    c.for_room(&room)?;
+    if c.for_room(&room).is_err() {
+        return Err(AppError::new(
+            StatusCode::NOT_FOUND,
+            "no_such_meeting",
+            format!("there is no meeting '{id}'"),
+        ));
+    }
     Ok(())
 }
 
@@ -241,7 +231,7 @@ async fn schedule(
     let cmd = Command::new(OffsetDateTime::now_utc(), actor(&c), action);
     let o = rec(&s)
         .record
-        .meeting(&id, cmd, idempotency_key(&headers)?)
+        .meeting(&id, cmd, command_key(&headers, &c, "meetings")?)
         .await?;
     wait_projected(rec(&s), &o).await;
     Ok(outcome(StatusCode::CREATED, o))
@@ -266,14 +256,18 @@ async fn meeting_command(
     let cmd = Command::new(OffsetDateTime::now_utc(), actor(&c), action);
     let o = rec(&s)
         .record
-        .meeting(&id, cmd, idempotency_key(&headers)?)
+        .meeting(
+            &id,
+            cmd,
+            command_key(&headers, &c, &format!("meetings/{id}"))?,
+        )
         .await?;
     wait_projected(rec(&s), &o).await;
     Ok(outcome(StatusCode::OK, o))
 }
 
 /// Let a client read its own write: wait (briefly) until the projections include it.
-async fn wait_projected(rec: &Recording, o: &Outcome) {
+pub(crate) async fn wait_projected(rec: &Recording, o: &Outcome) {
     let Some(a) = o.appended else { return };
     let mut rx = rec.projected.subscribe();
     let _ = tokio::time::timeout(Duration::from_secs(2), rx.wait_for(|p| *p >= a.last)).await;
@@ -312,12 +306,21 @@ async fn get_meeting(
 
 /// Quote a CSV field (RFC 4180).
 fn csv_field(s: &str) -> String {
-    // A leading = + - @ would be run as a formula by spreadsheet programs.
-    let s = if s.starts_with(['=', '+', '-', '@']) {
-        format!("'{s}")
-    } else {
-        s.to_owned()
-    };
+    // A cell starting with = + - @ (or a tab or carriage return before one) is run as a formula
+    // by spreadsheet programs, and a program that splits on another separator (`;`, a tab, a
+    // new line) makes a new cell after it: every such start gets a quote that keeps it text.
+    const FORMULA: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+    const SEPARATORS: [char; 6] = [',', ';', '\t', '\n', '\r', '|'];
+    let mut defused = String::with_capacity(s.len() + 1);
+    let mut at_start = true;
+    for ch in s.chars() {
+        if at_start && FORMULA.contains(&ch) {
+            defused.push('\'');
+        }
+        at_start = SEPARATORS.contains(&ch);
+        defused.push(ch);
+    }
+    let s = defused;
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
@@ -421,27 +424,25 @@ async fn raise(
     let cmd = Command::new(OffsetDateTime::now_utc(), actor(&c), action);
     let o = rec(&s)
         .record
-        .feedback(&id, cmd, idempotency_key(&headers)?)
+        .feedback(&id, cmd, command_key(&headers, &c, "feedback")?)
         .await?;
     wait_projected(rec(&s), &o).await;
     Ok(outcome(StatusCode::CREATED, o))
 }
 
-/// The feedback rows a token may see.
-fn visible<'a>(views: &'a Views, c: &'a Claims) -> impl Iterator<Item = &'a FeedbackRow> + 'a {
-    views.feedback.rows().filter(move |f| {
-        let room_ok = views
-            .minutes
-            .get(&f.meeting)
-            .is_some_and(|m| m.room == c.room);
-        let house_ok = c.role != Role::House || f.house == c.sub;
-        room_ok && house_ok
-    })
+/// Who the token is, for the record's visibility rule (a house sees only its own feedback).
+fn viewer(c: &Claims) -> Viewer<'_> {
+    match c.role {
+        // A QR feedback token speaks for its house (the record API refuses it today; should
+        // it ever reach here, it sees no more than its house).
+        Role::House | Role::Feedback => Viewer::house(&c.room, &c.sub),
+        _ => Viewer::staff(&c.room),
+    }
 }
 
 async fn feedback_row(s: &AppState, c: &Claims, id: &str) -> Result<FeedbackRow, AppError> {
     let views = rec(s).views.read().await;
-    let row = visible(&views, c).find(|f| f.id == id).cloned();
+    let row = viewer(c).feedback(&views).find(|f| f.id == id).cloned();
     row.ok_or_else(|| {
         AppError::new(
             StatusCode::NOT_FOUND,
@@ -473,7 +474,11 @@ async fn feedback_command(
     let cmd = Command::new(OffsetDateTime::now_utc(), actor(&c), action);
     let o = rec(&s)
         .record
-        .feedback(&id, cmd, idempotency_key(&headers)?)
+        .feedback(
+            &id,
+            cmd,
+            command_key(&headers, &c, &format!("feedback/{id}"))?,
+        )
         .await?;
     wait_projected(rec(&s), &o).await;
     Ok(outcome(StatusCode::OK, o))
@@ -492,7 +497,8 @@ async fn list_feedback(
     RecordUser(c): RecordUser,
 ) -> Result<Response, AppError> {
     let views = rec(&s).views.read().await;
-    let list: Vec<FeedbackRow> = visible(&views, &c)
+    let list: Vec<FeedbackRow> = viewer(&c)
+        .feedback(&views)
         .filter(|f| q.status.as_deref().is_none_or(|st| f.status == st))
         .filter(|f| q.meeting.as_deref().is_none_or(|m| f.meeting == m))
         .filter(|f| q.overdue.is_none_or(|o| f.overdue == o))
@@ -535,7 +541,7 @@ async fn feedback_csv(
     ]
     .map(String::from)
     .to_vec()];
-    for f in visible(&views, &c) {
+    for f in viewer(&c).feedback(&views) {
         rows.push(vec![
             f.id.clone(),
             f.meeting.clone(),
@@ -560,29 +566,9 @@ struct EventsQuery {
     from: Option<u64>,
 }
 
-/// Whether a token may see an event. Meeting events of its room; feedback raised in a meeting
-/// of its room, and for a house only its own house's items.
-fn may_see(views: &Views, c: &Claims, e: &StoredEvent) -> bool {
-    match e.aggregate_type.as_str() {
-        "meeting" => views
-            .minutes
-            .get(&e.aggregate_id)
-            .is_some_and(|m| m.room == c.room),
-        "feedback" => views.feedback.get(&e.aggregate_id).is_some_and(|f| {
-            views
-                .minutes
-                .get(&f.meeting)
-                .is_some_and(|m| m.room == c.room)
-                && (c.role != Role::House || f.house == c.sub)
-        }),
-        // The loudspeaker log is per room and public to its room.
-        "loudspeakers" => e.aggregate_id == c.room,
-        _ => false,
-    }
-}
-
-/// `GET /api/events?from=N`: every visible event after position N, then live. Each SSE event
-/// has `id` = position, so a reconnecting client resumes with `Last-Event-ID`.
+/// `GET /api/events?from=N`: every visible event after position N, then live, from the
+/// record's one subscription. Each SSE event has `id` = position, so a reconnecting client
+/// resumes with `Last-Event-ID`.
 async fn events(
     State(s): State<AppState>,
     Query(q): Query<EventsQuery>,
@@ -604,62 +590,37 @@ async fn events(
         .transpose()?;
     let from = last_id.or(q.from).unwrap_or(0);
     let rec = rec(&s).clone();
-    let closing = s.closing.subscribe();
-    struct St {
-        rec: Arc<Recording>,
-        c: Claims,
-        after: u64,
-        buf: std::collections::VecDeque<StoredEvent>,
-        projected: tokio::sync::watch::Receiver<u64>,
-        closing: tokio::sync::watch::Receiver<bool>,
-    }
-    let st = St {
-        projected: rec.projected.subscribe(),
-        rec,
-        c,
-        after: from,
-        buf: Default::default(),
-        closing,
+    let mut closing = s.closing.subscribe();
+    let closed = async move {
+        let _ = closing.wait_for(|c| *c).await;
     };
-    let stream = futures::stream::unfold(st, |mut st| async move {
-        loop {
-            if *st.closing.borrow() {
-                return None;
+    // Read only what the projections have applied: visibility is decided with them.
+    let stream = rec
+        .record
+        .subscribe_upto(from, rec.projected.subscribe())
+        .then(move |r| {
+            let (rec, c) = (rec.clone(), c.clone());
+            async move {
+                let batch = r
+                    .map_err(|e| tracing::warn!(error = %e, "event stream read failed"))
+                    .unwrap_or_default();
+                let views = rec.views.read().await;
+                let me = viewer(&c);
+                batch
+                    .into_iter()
+                    .filter(|e| me.may_see(&views, e))
+                    .map(|e| {
+                        Ok(SseEvent::default()
+                            .id(e.position.to_string())
+                            .event(e.event_type.clone())
+                            .json_data(&e)
+                            .unwrap_or_else(|_| SseEvent::default().comment("unserialisable")))
+                    })
+                    .collect::<Vec<_>>()
             }
-            if let Some(e) = st.buf.pop_front() {
-                let ev = SseEvent::default()
-                    .id(e.position.to_string())
-                    .event(e.event_type.clone())
-                    .json_data(&e)
-                    .unwrap_or_else(|_| SseEvent::default().comment("unserialisable"));
-                return Some((Ok(ev), st));
-            }
-            // Only read what the projections have reached: visibility is decided with them.
-            let upto = *st.projected.borrow_and_update();
-            if upto > st.after {
-                match st.rec.store().read(st.after, 500).await {
-                    Ok(batch) => {
-                        let views = st.rec.views.read().await;
-                        for e in batch.into_iter().take_while(|e| e.position <= upto) {
-                            st.after = e.position;
-                            if may_see(&views, &st.c, &e) {
-                                st.buf.push_back(e);
-                            }
-                        }
-                        continue;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "event stream read failed");
-                        return None;
-                    }
-                }
-            }
-            tokio::select! {
-                r = st.projected.changed() => if r.is_err() { return None },
-                _ = st.closing.changed() => return None,
-            }
-        }
-    });
+        })
+        .flat_map(futures::stream::iter)
+        .take_until(closed);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
@@ -670,7 +631,15 @@ mod tests {
     #[test]
     fn the_openapi_document_lists_every_route() {
         let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).unwrap();
-        let src = [include_str!("api.rs"), include_str!("loudspeakers.rs")].concat();
+        let src = [
+            include_str!("api.rs"),
+            include_str!("loudspeakers.rs"),
+            include_str!("notices.rs"),
+            include_str!("board.rs"),
+            include_str!("phone.rs"),
+            include_str!("tokens.rs"),
+        ]
+        .concat();
         let routes: Vec<&str> = src
             .lines()
             .filter_map(|l| l.trim().strip_prefix(".route(\""))
@@ -688,5 +657,11 @@ mod tests {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("=cmd()"), "'=cmd()");
+        // After any separator a spreadsheet may split on, not only at the start.
+        assert_eq!(csv_field("ok;=HYPERLINK(x)"), "ok;'=HYPERLINK(x)");
+        assert_eq!(csv_field("a\t@SUM(1)"), "a\t'@SUM(1)");
+        assert_eq!(csv_field("x,+1"), "\"x,'+1\"");
+        assert_eq!(csv_field("line\n-2+3"), "\"line\n'-2+3\"");
+        assert_eq!(csv_field("a=b-c"), "a=b-c");
     }
 }

@@ -47,9 +47,9 @@ use dinh_broadcast::engine::{EngineError, Priority, Source, Voice};
 use dinh_broadcast::files::{valid_name, FileError};
 use dinh_broadcast::programme::{Audio, How, Planned, ProgrammeError};
 use dinh_events::domain::loudspeakers::{
-    self as ls, ClusterStatus, LoudspeakerAction, LoudspeakerEvent, Loudspeakers,
+    self as ls, LoudspeakerAction, LoudspeakerEvent, Loudspeakers,
 };
-use dinh_events::domain::{Actor, Command};
+use dinh_events::domain::{Actor, ClusterStatus, Command};
 use dinh_events::record::{Outcome, RecordError, Refusal};
 use dinh_sfu::room::{Room, Slot};
 
@@ -169,7 +169,7 @@ async fn append(
     let mut attempt = 0;
     loop {
         let cmd = Command::new(OffsetDateTime::now_utc(), actor.clone(), action.clone());
-        match rec.record.loudspeakers(room, cmd, None).await {
+        match rec.record.execute::<Loudspeakers>(room, cmd, None).await {
             Err(RecordError::Conflict(_)) if attempt < 4 => attempt += 1,
             r => return r,
         }
@@ -197,27 +197,6 @@ async fn followed(bridge: &Bridge, outcome: &Outcome) {
             );
         }
     }
-}
-
-/// A room's loudspeakers as the record has them.
-async fn state(rec: &Recording, room: &str) -> Result<(Loudspeakers, u64), AppError> {
-    let events = rec
-        .store()
-        .aggregate_events("loudspeakers", room, 0)
-        .await
-        .map_err(|e| AppError::new(StatusCode::SERVICE_UNAVAILABLE, "record", e.to_string()))?;
-    let mut s = Loudspeakers::default();
-    let mut last = 0;
-    for ev in events {
-        last = ev.position;
-        match serde_json::from_value::<LoudspeakerEvent>(ev.payload) {
-            Ok(e) => s.apply_event(&e),
-            Err(e) => {
-                tracing::warn!(position = ev.position, error = %e, "loudspeaker event of unknown shape skipped")
-            }
-        }
-    }
-    Ok((s, last))
 }
 
 /// Stream an Ogg output's pages: headers first, then live pages; a listener that falls behind
@@ -887,14 +866,17 @@ pub async fn restore_and_follow(
     rooms: &[String],
     closing: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    // Events after `from` are followed; the states read below may already hold some of them
+    // (appended meanwhile), and following them again changes nothing: the relay is set to
+    // what it is, a schedule the bridge has is refused as existing, a cancel finds nothing.
     let from = rec.store().head();
     let mut relays: HashMap<String, bool> = HashMap::new();
-    let mut seen: HashMap<String, u64> = HashMap::new();
     for room in rooms {
-        let (state, last) = state(&rec, room).await.map_err(|e| {
-            anyhow::anyhow!("cannot read room {room}'s loudspeakers: {}", e.message)
-        })?;
-        seen.insert(room.clone(), last);
+        let state = rec
+            .record
+            .state::<Loudspeakers>(room)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot read room {room}'s loudspeakers: {e}"))?;
         for (id, value) in state.added_clusters() {
             let mut cfg: ClusterConfig = match serde_json::from_value(value.clone()) {
                 Ok(c) => c,
@@ -921,7 +903,7 @@ pub async fn restore_and_follow(
         for id in state.playing() {
             let end = LoudspeakerAction::EndAnnouncement {
                 announcement: id.clone(),
-                how: ls::How::Stopped,
+                how: ls::Ending::Stopped,
             };
             if let Err(e) = append(&rec, room, Actor::system("bridge"), end).await {
                 tracing::warn!(announcement = %id, error = %e, "announcement cut by the restart not ended");
@@ -932,7 +914,7 @@ pub async fn restore_and_follow(
         adopt_flat_files(bridge, &rec, &config.data.join("announcements"), first).await;
     }
     bridge.set_followed(from);
-    tokio::spawn(follow(bridge.clone(), rec, from, seen, relays, closing));
+    tokio::spawn(follow(bridge.clone(), rec, from, relays, closing));
     Ok(())
 }
 
@@ -964,94 +946,111 @@ async fn adopt_flat_files(bridge: &Bridge, rec: &Recording, dir: &FsPath, room: 
     }
 }
 
-/// Follow the record after `after`: the relay, scheduled and cancelled announcements go to
-/// the bridge (the only place that tells it), and a meeting closing stops its room's relay.
+/// Follow the record after `after` ([`Record::subscribe`]): the relay, scheduled and
+/// cancelled announcements go to the bridge (the only place that tells it), and a meeting
+/// closing stops its room's relay. A failed read is retried from the last event followed.
+///
+/// [`Record::subscribe`]: dinh_events::record::Record::subscribe
 async fn follow(
     bridge: Bridge,
     rec: Arc<Recording>,
     mut after: u64,
-    seen: HashMap<String, u64>,
     mut relays: HashMap<String, bool>,
     mut closing: watch::Receiver<bool>,
 ) {
-    let mut head = rec.store().watch_head();
+    use futures::StreamExt;
     loop {
-        while after < rec.store().head() {
-            let batch = match rec.store().read(after, 500).await {
-                Ok(b) if !b.is_empty() => b,
-                Ok(_) => break,
-                Err(e) => {
+        let mut events = std::pin::pin!(rec.record.subscribe(after));
+        loop {
+            let batch = tokio::select! {
+                b = events.next() => b,
+                r = closing.changed() => if r.is_err() || *closing.borrow() { return } else { continue },
+            };
+            let batch = match batch {
+                Some(Ok(b)) => b,
+                Some(Err(e)) => {
                     tracing::warn!(error = %e, "cannot read the record; will retry");
                     break;
                 }
+                // The store is gone: the hub is shutting down.
+                None => return,
             };
             for e in batch {
                 after = e.position;
-                let room = e.aggregate_id.as_str();
-                match e.aggregate_type.as_str() {
-                    // Already in the state the bridge was rebuilt from.
-                    "loudspeakers" if seen.get(room).is_some_and(|p| e.position <= *p) => {}
-                    "loudspeakers" => {
-                        let Ok(ev) = serde_json::from_value::<LoudspeakerEvent>(e.payload) else {
-                            continue;
-                        };
-                        match ev {
-                            LoudspeakerEvent::RelaySwitched { on } => {
-                                relays.insert(room.to_owned(), on);
-                                bridge.set_relay(room, on).await;
-                            }
-                            LoudspeakerEvent::AnnouncementScheduled {
-                                announcement,
-                                at,
-                                priority,
-                                source,
-                                clusters,
-                                chime,
-                                requested_by,
-                            } => {
-                                let s = ls::Scheduled {
-                                    at,
-                                    priority,
-                                    source,
-                                    clusters,
-                                    chime,
-                                    requested_by,
-                                };
-                                if let Err(e) =
-                                    bridge.schedule(planned(room, &announcement, &s)).await
-                                {
-                                    tracing::warn!(announcement = %announcement, error = %e, "scheduled announcement not planned");
-                                }
-                            }
-                            LoudspeakerEvent::AnnouncementCancelled { announcement } => {
-                                let _ = bridge.cancel(room, &announcement).await;
-                            }
-                            _ => {}
-                        }
-                    }
-                    "meeting" if e.event_type == "MeetingClosed" => {
-                        let Ok(m) = rec.record.load_meeting(room).await else {
-                            continue;
-                        };
-                        if relays.get(m.room()).copied().unwrap_or(false) {
-                            // Closing a meeting stops its room's relay, as a fact of its own.
-                            let off = LoudspeakerAction::SwitchRelay { on: false };
-                            if let Err(e) =
-                                append(&rec, m.room(), Actor::system("meeting"), off).await
-                            {
-                                tracing::info!(error = %e, "relay not stopped with the meeting");
-                            }
-                        }
-                    }
-                    _ => {}
-                }
+                follow_one(&bridge, &rec, &mut relays, e).await;
             }
             bridge.set_followed(after);
         }
         tokio::select! {
-            r = head.changed() => if r.is_err() { return },
-            _ = closing.changed() => if *closing.borrow() { return },
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            r = closing.changed() => if r.is_err() || *closing.borrow() { return },
         }
+    }
+}
+
+/// What one event of the record asks of the bridge.
+async fn follow_one(
+    bridge: &Bridge,
+    rec: &Recording,
+    relays: &mut HashMap<String, bool>,
+    e: dinh_events::chain::StoredEvent,
+) {
+    let room = e.aggregate_id.as_str();
+    match e.aggregate_type.as_str() {
+        "loudspeakers" => {
+            let Ok(ev) = serde_json::from_value::<LoudspeakerEvent>(e.payload) else {
+                return;
+            };
+            match ev {
+                LoudspeakerEvent::RelaySwitched { on } => {
+                    relays.insert(room.to_owned(), on);
+                    bridge.set_relay(room, on).await;
+                }
+                LoudspeakerEvent::AnnouncementScheduled {
+                    announcement,
+                    at,
+                    priority,
+                    source,
+                    clusters,
+                    chime,
+                    requested_by,
+                } => {
+                    let s = ls::Scheduled {
+                        at,
+                        priority,
+                        source,
+                        clusters,
+                        chime,
+                        requested_by,
+                    };
+                    match bridge.schedule(planned(room, &announcement, &s)).await {
+                        Ok(()) => {}
+                        // Already planned from the state the bridge was rebuilt from.
+                        Err(BridgeError::Programme(ProgrammeError::Exists(_))) => {}
+                        Err(e) => {
+                            tracing::warn!(announcement = %announcement, error = %e, "scheduled announcement not planned")
+                        }
+                    }
+                }
+                LoudspeakerEvent::AnnouncementCancelled { announcement } => {
+                    let _ = bridge.cancel(room, &announcement).await;
+                }
+                _ => {}
+            }
+        }
+        "meeting" if e.event_type == "MeetingClosed" => {
+            let Ok(m) = rec.record.load_meeting(room).await else {
+                return;
+            };
+            if relays.get(m.room()).copied().unwrap_or(false) {
+                // Closing a meeting stops its room's relay, as a fact of its own.
+                let off = LoudspeakerAction::SwitchRelay { on: false };
+                if let Err(e) = append(rec, m.room(), Actor::system("meeting"), off).await {
+                    tracing::info!(error = %e, "relay not stopped with the meeting");
+                }
+            }
+        }
+        _ => {}
     }
 }
 
@@ -1103,10 +1102,10 @@ pub fn record_events(bridge: &Bridge, rec: Arc<Recording>, mut closing: watch::R
                 }
                 BridgeEvent::AnnouncementEnded(e) => {
                     let how = match e.how {
-                        How::Played => ls::How::Played,
-                        How::Stopped => ls::How::Stopped,
-                        How::Missed => ls::How::Missed,
-                        How::Failed => ls::How::Failed,
+                        How::Played => ls::Ending::Played,
+                        How::Stopped => ls::Ending::Stopped,
+                        How::Missed => ls::Ending::Missed,
+                        How::Failed => ls::Ending::Failed,
                     };
                     let action = LoudspeakerAction::EndAnnouncement {
                         announcement: e.id,

@@ -3,7 +3,9 @@
 //!
 //! The SFU never imports the domain (STYLE.md): a task per room watches the room's state and
 //! sends `ConnectHouse`/`DisconnectHouse` for the meeting open in that room; the signalling
-//! handler sends the floor commands with the real actor after the SFU accepted them.
+//! handler turns each floor change the SFU decided into the record's commands with
+//! [`floor_commands`], sent with the real actor (docs/decisions/0006: the SFU decides, the
+//! record records what it decided).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,7 +24,8 @@ use tokio::sync::{watch, RwLock};
 
 use crate::auth::{Claims, Role};
 use crate::config::Config;
-use dinh_sfu::room::Room;
+use dinh_sfu::floor::FloorChange;
+use dinh_sfu::room::{Restored, Room};
 
 /// The record as the hub holds it.
 pub struct Recording {
@@ -90,53 +93,54 @@ impl Recording {
             .map(|m| m.meeting.clone())
     }
 
+    /// Record a floor change the SFU decided for `ask`, asked by `actor`, in the meeting open
+    /// in `room` (if any).
+    pub async fn follow_floor(
+        &self,
+        room: &str,
+        actor: &Actor,
+        ask: &FloorAsk,
+        change: &FloorChange,
+    ) {
+        for action in floor_commands(ask, change) {
+            self.observe(room, actor.clone(), action).await;
+        }
+    }
+
+    /// The house holding the floor in the meeting open in `room`, as the record has it.
+    pub async fn floor_holder(&self, room: &str) -> Option<String> {
+        let meeting = self.open_meeting(room).await?;
+        let views = self.views.read().await;
+        let turn = views.minutes.get(&meeting)?.floor.last()?;
+        turn.revoked_at.is_none().then(|| turn.house.clone())
+    }
+
+    /// Give the SFU's room back what the record kept across a restart: the floor holder of the
+    /// meeting open in it holds the floor again (and is heard once its media is back), so the
+    /// minutes and the room agree from the first packet.
+    pub async fn restore_room(&self, room: &Room) {
+        let holder = self.floor_holder(room.name()).await;
+        if holder.is_some() {
+            tracing::info!(room = %room.name(), "floor holder restored from the record");
+        }
+        room.restore(Restored::floor(holder));
+    }
+
     /// Send a meeting command for a fact the hub observed; refusals are expected (no meeting
-    /// open) and only logged at debug.
+    /// open) and only logged.
     pub async fn observe(&self, room: &str, actor: Actor, action: MeetingAction) {
         let Some(meeting) = self.open_meeting(room).await else {
             return;
         };
         let name = action.name();
-        // An observed fact must not be lost to a race with another command on the same
-        // meeting (the room watcher and the chair act at once): retry a conflict.
-        for attempt in 0..5 {
-            let cmd = Command::new(OffsetDateTime::now_utc(), actor.clone(), action.clone());
-            match self.record.meeting(&meeting, cmd, None).await {
-                Ok(_) => return,
-                Err(RecordError::Conflict(_)) if attempt < 4 => continue,
-                Err(RecordError::Refused { message, .. }) => {
-                    tracing::info!(command = name, %message, "observation not recorded");
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(command = name, error = %e, "observation not recorded");
-                    return;
-                }
+        // A conflict with another command on the same meeting is retried by the record.
+        let cmd = Command::new(OffsetDateTime::now_utc(), actor, action);
+        match self.record.meeting(&meeting, cmd, None).await {
+            Ok(_) => {}
+            Err(RecordError::Refused { message, .. }) => {
+                tracing::info!(command = %name, %message, "observation not recorded");
             }
-        }
-    }
-
-    /// Append a bridge fact to a room's loudspeaker log (as the system's `bridge`); a refusal
-    /// (nothing changed) is only logged.
-    pub async fn log_loudspeakers(
-        &self,
-        room: &str,
-        action: dinh_events::domain::loudspeakers::LoudspeakerAction,
-    ) {
-        for attempt in 0..5 {
-            let cmd = Command::new(
-                OffsetDateTime::now_utc(),
-                Actor::system("bridge"),
-                action.clone(),
-            );
-            match self.record.loudspeakers(room, cmd, None).await {
-                Ok(_) => return,
-                Err(RecordError::Conflict(_)) if attempt < 4 => continue,
-                Err(e) => {
-                    tracing::info!(error = %e, "loudspeaker fact not recorded");
-                    return;
-                }
-            }
+            Err(e) => tracing::warn!(command = %name, error = %e, "observation not recorded"),
         }
     }
 
@@ -170,6 +174,66 @@ fn redact(target: &str) -> String {
     }
 }
 
+/// What a participant asked of the floor through signalling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FloorAsk {
+    /// A house raised its hand.
+    RaiseHand(String),
+    /// A house lowered its hand (yielding the floor if it held it).
+    LowerHand(String),
+    /// The chair gave a house the floor.
+    Grant(String),
+    /// The chair took the floor back.
+    Revoke,
+}
+
+/// The record's commands for what the SFU decided when `ask` reached it: the record follows
+/// the SFU's outcome, not the request (a request the SFU turned into nothing records nothing).
+/// The meeting's rules derive the rest from each command as the SFU's `Floor` does: a grant
+/// revokes the previous holder and lowers the new one's hand, a holder lowering its hand
+/// yields. A house leaving is recorded by the room watcher's `DisconnectHouse`, which takes
+/// the floor and the hand with it as `Floor::leave` does.
+pub fn floor_commands(ask: &FloorAsk, change: &FloorChange) -> Vec<MeetingAction> {
+    match (change, ask) {
+        (FloorChange::None | FloorChange::Muted(..), _) => vec![],
+        (
+            FloorChange::Holder {
+                to: Some(house), ..
+            },
+            _,
+        ) => vec![MeetingAction::GrantFloor {
+            house: house.clone(),
+        }],
+        (
+            FloorChange::Holder {
+                from: None,
+                to: None,
+            },
+            _,
+        ) => vec![],
+        (
+            FloorChange::Holder {
+                from: Some(house),
+                to: None,
+            },
+            FloorAsk::LowerHand(_),
+        ) => {
+            vec![MeetingAction::LowerHand {
+                house: house.clone(),
+            }]
+        }
+        (FloorChange::Holder { to: None, .. }, _) => vec![MeetingAction::RevokeFloor],
+        (FloorChange::Queue, FloorAsk::RaiseHand(house)) => vec![MeetingAction::RaiseHand {
+            house: house.clone(),
+        }],
+        (FloorChange::Queue, FloorAsk::LowerHand(house)) => vec![MeetingAction::LowerHand {
+            house: house.clone(),
+        }],
+        // A grant or a revoke always moves the holder; the queue alone never changes by them.
+        (FloorChange::Queue, FloorAsk::Grant(_) | FloorAsk::Revoke) => vec![],
+    }
+}
+
 /// The actor of a token.
 pub fn actor(claims: &Claims) -> Actor {
     let role = match claims.role {
@@ -179,6 +243,8 @@ pub fn actor(claims: &Claims) -> Actor {
         // Receivers are refused by the record API and cannot act in signalling; should one
         // ever reach here it gets the least a participant may do.
         Role::Receiver => ActorRole::House,
+        // A QR token raises feedback for its house (the subject), as that house.
+        Role::Feedback => ActorRole::House,
     };
     // Every room's chair token has the subject "chair": the record names the room too.
     Actor::new(
@@ -310,5 +376,79 @@ async fn room_watcher(rec: Arc<Recording>, room: Arc<Room>, mut closing: watch::
             _ = projected.changed() => {}
             _ = closing.changed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holder(from: Option<&str>, to: Option<&str>) -> FloorChange {
+        FloorChange::Holder {
+            from: from.map(str::to_owned),
+            to: to.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn the_record_follows_what_the_sfu_decided() {
+        let h = |s: &str| s.to_owned();
+        let grant = |s: &str| MeetingAction::GrantFloor { house: h(s) };
+        // The holder lowering its hand: the SFU gave the floor up; the record yields it.
+        assert_eq!(
+            floor_commands(
+                &FloorAsk::LowerHand(h("house-1")),
+                &holder(Some("house-1"), None)
+            ),
+            vec![MeetingAction::LowerHand {
+                house: h("house-1")
+            }]
+        );
+        // Granted to another: one grant, whose rule revokes the first holder.
+        assert_eq!(
+            floor_commands(
+                &FloorAsk::Grant(h("house-2")),
+                &holder(Some("house-1"), Some("house-2"))
+            ),
+            vec![grant("house-2")]
+        );
+        assert_eq!(
+            floor_commands(
+                &FloorAsk::Grant(h("house-1")),
+                &holder(None, Some("house-1"))
+            ),
+            vec![grant("house-1")]
+        );
+        assert_eq!(
+            floor_commands(&FloorAsk::Revoke, &holder(Some("house-1"), None)),
+            vec![MeetingAction::RevokeFloor]
+        );
+        assert_eq!(
+            floor_commands(&FloorAsk::RaiseHand(h("house-3")), &FloorChange::Queue),
+            vec![MeetingAction::RaiseHand {
+                house: h("house-3")
+            }]
+        );
+        assert_eq!(
+            floor_commands(&FloorAsk::LowerHand(h("house-3")), &FloorChange::Queue),
+            vec![MeetingAction::LowerHand {
+                house: h("house-3")
+            }]
+        );
+        // What the SFU turned into nothing records nothing.
+        for ask in [
+            FloorAsk::RaiseHand(h("house-1")),
+            FloorAsk::LowerHand(h("house-1")),
+            FloorAsk::Grant(h("house-1")),
+        ] {
+            assert_eq!(floor_commands(&ask, &FloorChange::None), vec![]);
+        }
+        assert_eq!(
+            floor_commands(
+                &FloorAsk::Grant(h("house-1")),
+                &FloorChange::Muted(h("house-1"), true)
+            ),
+            vec![]
+        );
     }
 }

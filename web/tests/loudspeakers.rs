@@ -294,20 +294,7 @@ async fn loudspeaker_log(hub: &Hub) -> Vec<serde_json::Value> {
 }
 
 async fn open_meeting(hub: &Hub) {
-    let chair = hub.token(Role::Chair, "chair");
-    let (st, v) = hub
-        .json("POST", "/api/meetings", &chair, json!({"id": "m1", "title": "Họp dân", "starts_at": "2026-11-23T08:00:00+07:00", "agenda": []}))
-        .await;
-    assert_eq!(st, 201, "{v}");
-    let (st, v) = hub
-        .json(
-            "POST",
-            "/api/meetings/m1/commands",
-            &chair,
-            json!({"type": "open"}),
-        )
-        .await;
-    assert_eq!(st, 200, "{v}");
+    hub.open_meeting("m1").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -776,7 +763,8 @@ async fn bad_input_gets_clear_errors_and_the_relay_keeps_going() {
     let samples = r.samples(Duration::from_secs(20)).await;
     assert!(samples.len() >= 40_000, "{}", samples.len());
     // And /metrics shows the bridge and the forwarding histogram (nothing forwarded here).
-    let (st, m) = hub.call("GET", "/metrics", "", None).await;
+    let official = hub.token(Role::Official, "can-bo-1");
+    let (st, m) = hub.call("GET", "/metrics", &official, None).await;
     assert_eq!(st, 200);
     for line in [
         "dinh_broadcast_clusters{status=\"up\"} ",

@@ -18,7 +18,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{Actor, ActorRole, Command, EVENT_VERSION};
+use super::rules::{id, require_role, text};
+use super::{
+    ActorRole, ClusterStatus, Command, Decide, Forbidden, Invalid, Refusal, Refuse, Services,
+};
 
 /// Most announcements a room may have scheduled at once.
 pub const MAX_SCHEDULED: usize = 500;
@@ -29,7 +32,7 @@ pub const MAX_CONFIG_BYTES: usize = 4096;
 
 /// Priorities of Vietnamese commune radio (Circular 39/2020/TT-BTTTT).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Priority {
     /// Ordinary bulletins.
     Normal,
@@ -39,33 +42,10 @@ pub enum Priority {
     Emergency,
 }
 
-/// A cluster's status as the bridge saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ClusterStatus {
-    /// Receiving, as far as the evidence shows.
-    Up,
-    /// Not receiving.
-    Down,
-    /// Nothing known yet.
-    Unknown,
-}
-
-impl ClusterStatus {
-    /// Lowercase name, as stored.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Up => "up",
-            Self::Down => "down",
-            Self::Unknown => "unknown",
-        }
-    }
-}
-
 /// How an announcement ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum How {
+#[serde(rename_all = "snake_case")]
+pub enum Ending {
     /// Played to its end.
     Played,
     /// Stopped while it played.
@@ -112,7 +92,7 @@ pub enum LoudspeakerAction {
         /// Announcement id.
         announcement: String,
         /// Why.
-        how: How,
+        how: Ending,
     },
     /// Keep a cluster added through the API, so that it comes back after a restart.
     AddCluster {
@@ -202,7 +182,7 @@ pub enum LoudspeakerEvent {
         /// Announcement id.
         announcement: String,
         /// Why.
-        how: How,
+        how: Ending,
     },
     /// A cluster added through the API.
     ClusterAdded {
@@ -257,39 +237,15 @@ pub enum LoudspeakerEvent {
     },
 }
 
-impl cqrs_es::DomainEvent for LoudspeakerEvent {
-    fn event_type(&self) -> String {
-        match self {
-            Self::RelaySwitched { .. } => "RelaySwitched",
-            Self::ClusterStatusReported { .. } => "ClusterStatusReported",
-            Self::AnnouncementStarted { .. } => "AnnouncementStarted",
-            Self::AnnouncementEnded { .. } => "AnnouncementEnded",
-            Self::ClusterAdded { .. } => "ClusterAdded",
-            Self::ClusterRemoved { .. } => "ClusterRemoved",
-            Self::AnnouncementScheduled { .. } => "AnnouncementScheduled",
-            Self::AnnouncementCancelled { .. } => "AnnouncementCancelled",
-            Self::FileStored { .. } => "FileStored",
-            Self::FileRemoved { .. } => "FileRemoved",
-        }
-        .to_owned()
-    }
-    fn event_version(&self) -> String {
-        EVENT_VERSION.to_owned()
-    }
-}
+crate::event!(LoudspeakerEvent);
 
 /// Why a command was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum LoudspeakerError {
     /// Fix the field named.
-    #[error("invalid {field}: {reason}")]
-    Invalid {
-        /// The field.
-        field: &'static str,
-        /// What is wrong.
-        reason: String,
-    },
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
     /// Nothing changes: the log has it already.
     #[error("{0}")]
     Already(String),
@@ -303,13 +259,19 @@ pub enum LoudspeakerError {
     #[error("{0}")]
     InUse(String),
     /// The token's role may not do this.
-    #[error("{} {role} may not {action}", super::meeting::article(role))]
-    Forbidden {
-        /// The actor's role.
-        role: &'static str,
-        /// What was attempted.
-        action: &'static str,
-    },
+    #[error(transparent)]
+    Forbidden(#[from] Forbidden),
+}
+
+impl Refuse for LoudspeakerError {
+    fn refusal(&self) -> Refusal {
+        match self {
+            Self::Forbidden(_) => Refusal::Forbidden,
+            Self::Invalid(_) => Refusal::Invalid,
+            Self::NotPlaying(_) | Self::NotFound(_) => Refusal::NotFound,
+            Self::Already(_) | Self::InUse(_) => Refusal::State,
+        }
+    }
 }
 
 /// A scheduled announcement as the record keeps it.
@@ -350,76 +312,40 @@ pub struct Loudspeakers {
     /// Each cluster's last reported status.
     clusters: BTreeMap<String, ClusterStatus>,
     playing: BTreeSet<String>,
+    // Left out of snapshots while empty, so a room without them has the state it had before
+    // they existed (events/tests/replay.rs compares states with an old log's).
     /// Clusters added through the API: their configuration.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     added: BTreeMap<String, serde_json::Value>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     scheduled: BTreeMap<String, Scheduled>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     files: BTreeMap<String, StoredFile>,
 }
 
-fn require(
-    actor: &Actor,
-    roles: &[ActorRole],
-    action: &'static str,
-) -> Result<(), LoudspeakerError> {
-    if roles.contains(&actor.role) {
-        return Ok(());
-    }
-    let role = match actor.role {
-        ActorRole::Chair => "chair",
-        ActorRole::House => "house",
-        ActorRole::Official => "official",
-        ActorRole::System => "system",
-    };
-    Err(LoudspeakerError::Forbidden { role, action })
-}
-
-fn id_field(field: &'static str, v: &str) -> Result<(), LoudspeakerError> {
-    let ok = !v.is_empty()
-        && v.len() <= 64
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if ok {
+/// `NAME.wav`, `NAME.opus` or `NAME.ogg`, NAME an [`id`]: safe as a file name.
+fn file_field(v: &str) -> Result<(), Invalid> {
+    let (stem, ext) = v.rsplit_once('.').unwrap_or((v, ""));
+    id("file", stem)?;
+    if matches!(ext, "wav" | "opus" | "ogg") {
         Ok(())
     } else {
-        Err(LoudspeakerError::Invalid {
-            field,
-            reason: "1 to 64 letters, digits, '-' or '_'".into(),
+        Err(Invalid {
+            field: "file",
+            reason: "NAME.wav, NAME.opus or NAME.ogg".into(),
         })
     }
 }
 
-fn text_field(field: &'static str, v: &str, max: usize) -> Result<(), LoudspeakerError> {
-    if v.chars().count() > max {
-        return Err(LoudspeakerError::Invalid {
-            field,
-            reason: format!("longer than {max} characters"),
-        });
-    }
-    Ok(())
-}
-
-fn file_field(v: &str) -> Result<(), LoudspeakerError> {
-    let (stem, ext) = v.rsplit_once('.').unwrap_or((v, ""));
-    id_field("file", stem).and_then(|_| {
-        if matches!(ext, "wav" | "opus" | "ogg") {
-            Ok(())
-        } else {
-            Err(LoudspeakerError::Invalid {
-                field: "file",
-                reason: "NAME.wav, NAME.opus or NAME.ogg".into(),
-            })
-        }
-    })
-}
-
-fn clusters_field(clusters: &[String]) -> Result<(), LoudspeakerError> {
+/// At most [`MAX_CLUSTERS`] cluster ids.
+fn clusters_field(clusters: &[String]) -> Result<(), Invalid> {
     if clusters.len() > MAX_CLUSTERS {
-        return Err(LoudspeakerError::Invalid {
+        return Err(Invalid {
             field: "clusters",
             reason: format!("at most {MAX_CLUSTERS}"),
         });
     }
-    clusters.iter().try_for_each(|c| id_field("clusters", c))
+    clusters.iter().try_for_each(|c| id("clusters", c))
 }
 
 impl Loudspeakers {
@@ -454,11 +380,18 @@ impl Loudspeakers {
             .find(|(_, s)| what(s))
             .map(|(id, _)| id)
     }
+}
 
-    /// Check a command; the events it causes.
-    pub fn decide(
+impl Decide for Loudspeakers {
+    const TYPE: &'static str = "loudspeakers";
+    type Action = LoudspeakerAction;
+    type Event = LoudspeakerEvent;
+    type Error = LoudspeakerError;
+
+    fn decide(
         &self,
         cmd: &Command<LoudspeakerAction>,
+        _: &Services,
     ) -> Result<Vec<LoudspeakerEvent>, LoudspeakerError> {
         use LoudspeakerAction as A;
         use LoudspeakerEvent as E;
@@ -466,7 +399,7 @@ impl Loudspeakers {
         let chair_or_system = [ActorRole::Chair, ActorRole::System];
         match &cmd.action {
             A::SwitchRelay { on } => {
-                require(&cmd.actor, &chair_or_system, "switch the relay")?;
+                require_role(&cmd.actor, &chair_or_system, "switch the relay")?;
                 if self.relay == *on {
                     let state = if *on { "running" } else { "stopped" };
                     return Err(LoudspeakerError::Already(format!(
@@ -480,9 +413,9 @@ impl Loudspeakers {
                 status,
                 reason,
             } => {
-                require(&cmd.actor, &[ActorRole::System], "report a cluster status")?;
-                id_field("cluster", cluster)?;
-                text_field("reason", reason, 300)?;
+                require_role(&cmd.actor, &[ActorRole::System], "report a cluster status")?;
+                id("cluster", cluster)?;
+                text("reason", reason, 0..=300)?;
                 if self.clusters.get(cluster) == Some(status) {
                     return Err(LoudspeakerError::Already(format!(
                         "cluster {cluster} is already {}",
@@ -502,10 +435,10 @@ impl Loudspeakers {
                 clusters,
                 requested_by,
             } => {
-                require(&cmd.actor, &chair_or_system, "start an announcement")?;
-                id_field("announcement", announcement)?;
-                text_field("source", source, 200)?;
-                text_field("requested_by", requested_by, 200)?;
+                require_role(&cmd.actor, &chair_or_system, "start an announcement")?;
+                id("announcement", announcement)?;
+                text("source", source, 0..=200)?;
+                text("requested_by", requested_by, 0..=200)?;
                 clusters_field(clusters)?;
                 if self.playing.contains(announcement) {
                     return Err(LoudspeakerError::Already(format!(
@@ -521,16 +454,17 @@ impl Loudspeakers {
                 }])
             }
             A::EndAnnouncement { announcement, how } => {
-                require(&cmd.actor, &chair_or_system, "end an announcement")?;
+                require_role(&cmd.actor, &chair_or_system, "end an announcement")?;
                 // A playing announcement ends played or stopped; one that never started
                 // (still scheduled) is missed or failed.
                 let playing = self.playing.contains(announcement);
-                let never_played = matches!(how, How::Missed | How::Failed);
+                let never_played = matches!(how, Ending::Missed | Ending::Failed);
                 if playing && never_played {
-                    return Err(LoudspeakerError::Invalid {
+                    return Err(Invalid {
                         field: "how",
                         reason: "a playing announcement ends played or stopped".into(),
-                    });
+                    }
+                    .into());
                 }
                 let scheduled = self.scheduled.contains_key(announcement);
                 if !(playing || never_played && scheduled) {
@@ -542,21 +476,21 @@ impl Loudspeakers {
                 }])
             }
             A::AddCluster { cluster, config } => {
-                require(&cmd.actor, &chair, "add a cluster")?;
-                id_field("cluster", cluster)?;
-                let invalid = |reason: &str| LoudspeakerError::Invalid {
+                require_role(&cmd.actor, &chair, "add a cluster")?;
+                id("cluster", cluster)?;
+                let invalid = |reason: &str| Invalid {
                     field: "config",
                     reason: reason.into(),
                 };
                 let obj = config.as_object().ok_or_else(|| invalid("a JSON object"))?;
                 if obj.get("id").and_then(|v| v.as_str()) != Some(cluster.as_str()) {
-                    return Err(invalid("its id must be the cluster's"));
+                    return Err(invalid("its id must be the cluster's").into());
                 }
                 if obj.contains_key("password") {
-                    return Err(invalid("no password: secrets stay out of the record"));
+                    return Err(invalid("no password: secrets stay out of the record").into());
                 }
                 if config.to_string().len() > MAX_CONFIG_BYTES {
-                    return Err(invalid(&format!("at most {MAX_CONFIG_BYTES} bytes")));
+                    return Err(invalid(&format!("at most {MAX_CONFIG_BYTES} bytes")).into());
                 }
                 if self.added.contains_key(cluster) {
                     return Err(LoudspeakerError::Already(format!(
@@ -569,7 +503,7 @@ impl Loudspeakers {
                 }])
             }
             A::RemoveCluster { cluster } => {
-                require(&cmd.actor, &chair, "remove a cluster")?;
+                require_role(&cmd.actor, &chair, "remove a cluster")?;
                 if !self.added.contains_key(cluster) {
                     return Err(LoudspeakerError::NotFound(format!(
                         "there is no cluster '{cluster}' added through the API"
@@ -592,17 +526,18 @@ impl Loudspeakers {
                 clusters,
                 chime,
             } => {
-                require(&cmd.actor, &chair, "schedule an announcement")?;
-                id_field("announcement", announcement)?;
+                require_role(&cmd.actor, &chair, "schedule an announcement")?;
+                id("announcement", announcement)?;
                 clusters_field(clusters)?;
                 if *at <= cmd.at {
-                    return Err(LoudspeakerError::Invalid {
+                    return Err(Invalid {
                         field: "at",
                         reason: "in the past: play it now instead".into(),
-                    });
+                    }
+                    .into());
                 }
                 match source.strip_prefix("live:") {
-                    Some(room) => id_field("source", room)?,
+                    Some(room) => id("source", room)?,
                     None => {
                         file_field(source)?;
                         if !self.files.contains_key(source) {
@@ -634,7 +569,7 @@ impl Loudspeakers {
                 }])
             }
             A::CancelAnnouncement { announcement } => {
-                require(&cmd.actor, &chair, "cancel an announcement")?;
+                require_role(&cmd.actor, &chair, "cancel an announcement")?;
                 if !self.scheduled.contains_key(announcement) {
                     return Err(LoudspeakerError::NotFound(format!(
                         "there is no scheduled announcement {announcement}"
@@ -650,23 +585,25 @@ impl Loudspeakers {
                 sha256,
                 millis,
             } => {
-                require(&cmd.actor, &chair_or_system, "store a file")?;
+                require_role(&cmd.actor, &chair_or_system, "store a file")?;
                 file_field(file)?;
                 let hex = sha256.len() == 64
                     && sha256
                         .chars()
                         .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
                 if !hex {
-                    return Err(LoudspeakerError::Invalid {
+                    return Err(Invalid {
                         field: "sha256",
                         reason: "64 lowercase hex digits".into(),
-                    });
+                    }
+                    .into());
                 }
                 if *bytes == 0 {
-                    return Err(LoudspeakerError::Invalid {
+                    return Err(Invalid {
                         field: "bytes",
                         reason: "an empty file".into(),
-                    });
+                    }
+                    .into());
                 }
                 let new = StoredFile {
                     bytes: *bytes,
@@ -686,7 +623,7 @@ impl Loudspeakers {
                 }])
             }
             A::RemoveFile { file } => {
-                require(&cmd.actor, &chair, "remove a file")?;
+                require_role(&cmd.actor, &chair, "remove a file")?;
                 if !self.files.contains_key(file) {
                     return Err(LoudspeakerError::NotFound(format!(
                         "there is no file '{file}'"
@@ -702,8 +639,7 @@ impl Loudspeakers {
         }
     }
 
-    /// Change state by one event.
-    pub fn apply_event(&mut self, e: &LoudspeakerEvent) {
+    fn apply_event(&mut self, e: &LoudspeakerEvent) {
         use LoudspeakerEvent as E;
         match e {
             E::RelaySwitched { on } => self.relay = *on,
@@ -773,29 +709,7 @@ impl Loudspeakers {
     }
 }
 
-impl cqrs_es::Aggregate for Loudspeakers {
-    const TYPE: &'static str = "loudspeakers";
-    type Command = Command<LoudspeakerAction>;
-    type Event = LoudspeakerEvent;
-    type Error = LoudspeakerError;
-    type Services = ();
-
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        _: &(),
-        sink: &cqrs_es::event_sink::EventSink<Self>,
-    ) -> Result<(), LoudspeakerError> {
-        for event in self.decide(&command)? {
-            sink.write(event, self).await;
-        }
-        Ok(())
-    }
-
-    fn apply(&mut self, event: LoudspeakerEvent) {
-        self.apply_event(&event);
-    }
-}
+crate::aggregate!(Loudspeakers);
 
 #[cfg(test)]
 mod tests {
@@ -803,6 +717,7 @@ mod tests {
     use super::LoudspeakerEvent as E;
     use super::*;
     use crate::domain::testing::{chair, house, official, Given, NOW};
+    use crate::domain::Actor;
 
     fn bridge() -> Actor {
         Actor::system("bridge")
@@ -916,14 +831,26 @@ mod tests {
             how,
         };
         Given::<Loudspeakers>::events(vec![started("flood-1")])
-            .when(bridge(), end(How::Played))
+            .when(bridge(), end(Ending::Played))
             .then(vec![E::AnnouncementEnded {
                 announcement: "flood-1".into(),
-                how: How::Played,
+                how: Ending::Played,
             }]);
         Given::<Loudspeakers>::events(vec![])
-            .when(bridge(), end(How::Played))
+            .when(bridge(), end(Ending::Played))
             .then_error("announcement flood-1 is not playing");
+        Given::<Loudspeakers>::events(vec![])
+            .when(
+                bridge(),
+                A::StartAnnouncement {
+                    announcement: "x/../y".into(),
+                    priority: Priority::Normal,
+                    source: "a.wav".into(),
+                    clusters: vec![],
+                    requested_by: "chair:chair".into(),
+                },
+            )
+            .then_error("invalid announcement: 1 to 64 letters, digits, '-' or '_'");
     }
 
     #[test]
@@ -954,7 +881,7 @@ mod tests {
             old,
             E::AnnouncementEnded {
                 announcement: "x".into(),
-                how: How::Stopped
+                how: Ending::Stopped
             }
         );
     }
@@ -1103,13 +1030,13 @@ mod tests {
         // Missed while the hub was off: ended without having started.
         let missed = A::EndAnnouncement {
             announcement: "sang".into(),
-            how: How::Missed,
+            how: Ending::Missed,
         };
         Given::<Loudspeakers>::events(past())
             .when(bridge(), missed.clone())
             .then(vec![E::AnnouncementEnded {
                 announcement: "sang".into(),
-                how: How::Missed,
+                how: Ending::Missed,
             }]);
         // Once started it is no longer scheduled: it cannot be missed nor cancelled.
         Given::<Loudspeakers>::events([past(), vec![started("sang")]].concat())

@@ -1,20 +1,18 @@
 // Đình browser client: signalling over WebSocket, one RTCPeerConnection, reconnection.
-// Protocol: docs/signalling.md. Shared by /chair and /house.
+// Protocol: docs/signalling.md. Shared by /chair and /house; needs dinh.js (token, strings).
+//
+// Coming back by itself: when the WebSocket drops, the page probes /healthz every 1 to 2 s
+// (with jitter) and reconnects as soon as the hub answers, so that a restarted hub has every
+// screen back within a few seconds, not after a long backoff. Only a hub that answers but
+// keeps refusing the connection makes the page wait longer between tries (up to 8 s).
 "use strict";
-
-function dinhClaims(token) {
-  try {
-    const b = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-    return JSON.parse(decodeURIComponent(escape(atob(b))));
-  } catch (e) { return null; }
-}
 
 class DinhClient {
   // opts: { role, onState(room), onStatus(text, kind), onTracks(transceivers), onError(msg), media }
   constructor(opts) {
     this.opts = opts;
-    this.token = new URLSearchParams(location.search).get("token") || "";
-    this.claims = dinhClaims(this.token);
+    this.token = Dinh.token;
+    this.claims = Dinh.claims;
     this.room = this.claims ? this.claims.room : "";
     this.id = this.claims ? this.claims.sub : "";
     this.localStream = null;
@@ -39,29 +37,56 @@ class DinhClient {
   }
 
   start() {
-    if (!this.claims) { this.opts.onStatus("Thiếu mã truy cập (token) trong địa chỉ trang.", "error"); return; }
+    if (!this.claims) { this.opts.onStatus(Dinh.t("client.no_token"), "error"); return; }
     this.connect();
   }
 
   connect() {
     if (this.stopped) return;
-    this.opts.onStatus("Đang kết nối…", "wait");
+    this.opts.onStatus(Dinh.t("client.connecting"), "wait");
     const proto = location.protocol === "https:" ? "wss" : "ws";
     const ws = new WebSocket(`${proto}://${location.host}/ws/${encodeURIComponent(this.room)}?token=${encodeURIComponent(this.token)}`);
     this.ws = ws;
+    this.welcomed = false;
     ws.onmessage = (ev) => this.onMessage(JSON.parse(ev.data));
     ws.onclose = () => { if (this.ws === ws) this.scheduleReconnect(); };
     ws.onerror = () => {};
   }
 
   scheduleReconnect() {
-    if (this.stopped) return;
+    if (this.stopped || this.waiting) return;
     this.teardownPc();
-    this.retry = Math.min(this.retry + 1, 6);
-    const delay = 500 * Math.pow(2, this.retry - 1) * (0.75 + Math.random() * 0.5);
-    this.opts.onStatus("Mất kết nối, đang thử lại…", "error");
+    const old = this.ws;
+    this.ws = null;
+    if (old) { try { old.close(); } catch (e) { /* already closed */ } }
+    // A connection that never got its welcome while the hub answers is being refused: wait a
+    // little longer each time (1, 2, 4, 8 s). One that worked comes back as soon as it can.
+    this.retry = this.welcomed ? 0 : Math.min(this.retry + 1, 4);
+    this.opts.onStatus(Dinh.t("client.lost"), "error");
+    this.waiting = true;
+    Dinh.hubAnswers().then(() => {
+      const delay = this.retry ? 500 * Math.pow(2, this.retry - 1) * (1 + Math.random()) : 0;
+      clearTimeout(this.retryTimer);
+      this.retryTimer = setTimeout(() => { this.waiting = false; this.connect(); }, delay);
+    });
+    if (this.opts.onLost) this.opts.onLost();
+  }
+
+  /** Leave: close the media and the signalling, and do not come back. */
+  stop() {
+    this.stopped = true;
     clearTimeout(this.retryTimer);
-    this.retryTimer = setTimeout(() => this.connect(), delay);
+    this.teardownPc();
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) ws.close();
+  }
+
+  /** Join again after stop(). */
+  resume() {
+    this.stopped = false;
+    this.waiting = false;
+    this.connect();
   }
 
   send(msg) {
@@ -71,6 +96,7 @@ class DinhClient {
   async onMessage(m) {
     switch (m.type) {
       case "welcome":
+        this.welcomed = true;
         this.iceServers = m.ice_servers || [];
         await this.startPc();
         break;
@@ -127,8 +153,8 @@ class DinhClient {
     };
     pc.onconnectionstatechange = () => {
       const s = pc.connectionState;
-      if (s === "connected") { this.retry = 0; this.opts.onStatus("Đã kết nối", "ok"); }
-      if (s === "disconnected") this.opts.onStatus("Đường truyền chập chờn…", "wait");
+      if (s === "connected") { this.retry = 0; this.opts.onStatus(Dinh.t("client.connected"), "ok"); }
+      if (s === "disconnected") this.opts.onStatus(Dinh.t("client.unstable"), "wait");
       if (s === "failed") this.restartIce();
     };
     this.opts.onTracks(pc.getTransceivers(), stream);
@@ -145,7 +171,7 @@ class DinhClient {
     // A network change: try an ICE restart on the same session before starting over.
     if (!this.pc || this.restarting) return;
     this.restarting = true;
-    this.opts.onStatus("Đang kết nối lại…", "wait");
+    this.opts.onStatus(Dinh.t("client.reconnecting"), "wait");
     try {
       const offer = await this.pc.createOffer({ iceRestart: true });
       await this.pc.setLocalDescription(offer);
