@@ -1,6 +1,9 @@
-//! The driver around the [`Engine`]: one task owns the engine, the health core and every
-//! output's transport, and moves data between them and the world every 20 ms (STYLE habit 2).
-//! Everything else talks to it through [`Bridge`], a cheap handle.
+//! The driver around the [`Engine`] and the [`Programme`]: one task owns the engine, the
+//! programme, the health core and every output's transport, and moves data between them and
+//! the world every 20 ms (STYLE habit 2). It decides nothing the cores can decide: when an
+//! announcement starts is the programme's, what each output plays is the engine's, a
+//! cluster's status is the health core's. Everything else talks to it through [`Bridge`], a
+//! cheap handle.
 //!
 //! Outputs:
 //! - RTP clusters: one UDP socket each, connected to the destination (unicast, or a multicast
@@ -9,6 +12,16 @@
 //! - Ogg outputs (the rooms' HTTP streams, pull clusters, Icecast mounts): one
 //!   [`OggPager`], whose pages go to a broadcast channel for HTTP listeners and to a source
 //!   task for Icecast.
+//!
+//! What it tells the rest of the hub ([`BridgeEvent`]): clusters' status changes and
+//! announcements starting and ending. The relay is not among them: it is the record's fact,
+//! and the hub switches the bridge to follow the record ([`Bridge::set_relay`]).
+//!
+//! # Bounds
+//! Both channels into the driver are bounded. Packets ([`Bridge::push`]) are dropped when
+//! [`PACKET_QUEUE`] are waiting (counted in [`BridgeStats::packets_dropped`]): a driver that far
+//! behind would play them late, and the jitter buffer conceals a gap. Commands wait for room
+//! ([`COMMAND_QUEUE`]), so a flood of requests slows its senders instead of growing memory.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -25,12 +38,22 @@ use crate::clip::Clip;
 use crate::config::{ClusterConfig, ClusterKind, ConfigError, Destination};
 use crate::engine::{
     Announcement, Engine, EngineError, EngineSettings, FeedKey, Format, OutputSpec, Priority,
-    Source, Targets, Voice,
+    Source, Voice,
 };
+use crate::files::{FileSettings, FileStore};
 use crate::health::{Change, Evidence, Health, Report, Status};
 use crate::jitter::InputStats;
 use crate::ogg::OggPager;
+use crate::programme::{
+    self, AfterLoad, Audio, Cancelled, Ended, Planned, Programme, ProgrammeError,
+    ProgrammeSettings, ScheduledView, Started, Step,
+};
 use crate::rtp::{reception_reports, RtpStream};
+
+/// Packets waiting for the driver before new ones are dropped: 5 s of both voices of 5 rooms.
+pub const PACKET_QUEUE: usize = 1000;
+/// Commands waiting for the driver before senders wait.
+pub const COMMAND_QUEUE: usize = 256;
 
 /// Errors of the bridge's commands.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -42,112 +65,94 @@ pub enum BridgeError {
     /// Refused by the engine (an id taken, a target that does not exist).
     #[error(transparent)]
     Engine(#[from] EngineError),
-    /// No cluster with that id.
+    /// Refused by the programme (an announcement id taken, or none of that id in the room).
+    #[error(transparent)]
+    Programme(#[from] ProgrammeError),
+    /// No cluster with that id (in the room asked about); check the id.
     #[error("there is no cluster '{0}'")]
     NoSuchCluster(String),
-    /// No stream for that room or cluster.
+    /// No stream for that room or cluster; check the id.
     #[error("there is no stream '{0}'")]
     NoSuchStream(String),
-    /// The destination cannot be used (no socket for it, a bad interface).
+    /// The destination cannot be used (no socket for it, a bad interface); fix the cluster.
     #[error("cluster '{id}': cannot open its socket: {message}")]
     Socket {
-        /// Cluster.
+        /// The cluster's id.
         id: String,
         /// The OS's reason.
         message: String,
     },
-    /// The bridge has stopped.
+    /// The bridge has stopped (the hub is shutting down); retry after a restart.
     #[error("the loudspeaker bridge is not running")]
     Stopped,
 }
 
-/// Bridge settings.
+/// How the bridge runs.
 #[derive(Debug, Clone)]
 pub struct BridgeSettings {
     /// The DSP chain.
     pub engine: EngineSettings,
+    /// Scheduling and the relay's chime.
+    pub programme: ProgrammeSettings,
+    /// Announcement files.
+    pub files: FileSettings,
     /// Quiet this long (no reports, heartbeats or listeners where they were expected): down.
     pub quiet_after: Duration,
     /// Loudness of the rooms' HTTP streams, LUFS.
     pub stream_target_lufs: f64,
-    /// Play the chime on the clusters when a room's relay starts.
-    pub chime: bool,
 }
 
 impl Default for BridgeSettings {
     fn default() -> Self {
         Self {
             engine: EngineSettings::default(),
+            programme: ProgrammeSettings::default(),
+            files: FileSettings::default(),
             quiet_after: Duration::from_secs(10),
             stream_target_lufs: -16.0,
-            chime: true,
         }
     }
 }
 
-/// What the bridge tells the rest of the hub (to record and to show).
+/// What the bridge tells the rest of the hub, to record and to show: health and
+/// announcements, each of one room.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum BridgeEvent {
     /// A cluster changed status.
     ClusterStatus {
-        /// Cluster.
+        /// The cluster's id.
         cluster: String,
-        /// Its room.
+        /// The room it relays.
         room: String,
-        /// New status.
+        /// Its status now.
         status: Status,
-        /// Why.
+        /// The evidence, in words.
         reason: String,
     },
-    /// A room's relay to its clusters started or stopped.
-    Relay {
-        /// Room.
-        room: String,
-        /// Running now.
-        on: bool,
-    },
     /// An announcement started.
-    AnnouncementStarted {
-        /// Id.
-        id: String,
-        /// Priority.
-        priority: Priority,
-        /// The clusters it plays on (empty: every output).
-        clusters: Vec<String>,
-        /// What it plays: a file name, or `live:ROOM`.
-        source: String,
-        /// Who asked for it (`role:id`).
-        requested_by: String,
-        /// The rooms whose outputs it plays on.
-        rooms: Vec<String>,
-    },
-    /// An announcement ended.
-    AnnouncementEnded {
-        /// Id.
-        id: String,
-        /// `played` (to the end) or `stopped`.
-        how: String,
-        /// The rooms whose outputs it played on.
-        rooms: Vec<String>,
-    },
+    AnnouncementStarted(Started),
+    /// An announcement ended, or will never play (missed, failed).
+    AnnouncementEnded(Ended),
 }
 
-/// An announcement asked for.
+/// An announcement to play now, with its audio.
 #[derive(Debug, Clone)]
 pub struct AnnounceRequest {
-    /// Id; one is made up when empty.
+    /// Unique among planned and running announcements ([`Bridge::new_id`] makes one).
     pub id: String,
-    /// Priority.
+    /// The room it is for: it plays only on that room's outputs.
+    pub room: String,
+    /// Its priority over the meeting and other announcements.
     pub priority: Priority,
-    /// Audio, and its name for the record.
-    pub source: (Source, String),
-    /// Cluster ids; empty means every output.
+    /// The audio: a decoded file, or a room's live voice.
+    pub audio: Source,
+    /// What the record calls the audio: the file name, or `live:ROOM`.
+    pub label: String,
+    /// Cluster ids of the room; empty for every output of the room.
     pub clusters: Vec<String>,
-    /// Chime first.
+    /// Whether the chime plays first.
     pub chime: bool,
-    /// Play later at this time (a scheduled broadcast); now when `None`.
-    pub at: Option<SystemTime>,
     /// Who asked (`role:id`), for the record.
     pub requested_by: String,
 }
@@ -155,34 +160,19 @@ pub struct AnnounceRequest {
 /// A cluster as the API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ClusterView {
-    /// Configuration.
+    /// The configuration (the password masked), with its room.
     #[serde(flatten)]
     pub config: ClusterConfig,
-    /// Health.
+    /// `None` until the health core has heard of it.
     pub health: Option<Report>,
     /// What it plays now: `meeting`, `announcement:ID`, `silence` or `nothing`.
     pub playing: String,
 }
 
-/// A scheduled broadcast as the API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct ScheduledView {
-    /// Id.
-    pub id: String,
-    /// When, seconds since the Unix epoch.
-    pub at_unix: u64,
-    /// Priority.
-    pub priority: Priority,
-    /// Clusters (empty: all).
-    pub clusters: Vec<String>,
-    /// File.
-    pub source: String,
-}
-
 /// Counters, and the latency samples the benchmark reads.
 #[derive(Debug, Default)]
 pub struct BridgeStats {
-    /// Ticks run.
+    /// 20 ms ticks run.
     pub ticks: AtomicU64,
     /// RTP packets sent.
     pub rtp_sent: AtomicU64,
@@ -192,6 +182,8 @@ pub struct BridgeStats {
     pub pages: AtomicU64,
     /// Frames encoded.
     pub encodes: AtomicU64,
+    /// Meeting packets dropped because [`PACKET_QUEUE`] were waiting.
+    pub packets_dropped: AtomicU64,
     latency_us: Mutex<Vec<u32>>,
 }
 
@@ -240,29 +232,94 @@ impl Drop for ListenerGuard {
 
 type Reply<T> = oneshot::Sender<Result<T, BridgeError>>;
 
+/// A packet of a room's voice, on its own bounded channel.
+struct Packet {
+    room: String,
+    voice: Voice,
+    seq: u16,
+    payload: Bytes,
+    received: Instant,
+}
+
+/// What the handle asks of the driver.
 enum Cmd {
-    Push(String, Voice, u16, Bytes, Instant),
-    Relay(String, bool),
-    AddRoom(String, String),
-    AddCluster(Box<ClusterConfig>, String, Reply<()>),
-    RemoveCluster(String, Reply<()>),
-    Announce(Box<AnnounceRequest>, Reply<String>),
-    Stop(String, Reply<()>),
-    Heartbeat(String, bool, Option<u8>, Option<String>, Reply<()>),
-    Evidence(String, Evidence),
-    Clusters(oneshot::Sender<Vec<ClusterView>>),
-    Scheduled(oneshot::Sender<Vec<ScheduledView>>),
-    Relays(oneshot::Sender<Vec<String>>),
-    Inputs(oneshot::Sender<Vec<(String, InputStats)>>),
+    Relay {
+        room: String,
+        on: bool,
+    },
+    AddRoom {
+        room: String,
+        title: String,
+    },
+    AddCluster {
+        config: Box<ClusterConfig>,
+        room: String,
+        reply: Reply<()>,
+    },
+    RemoveCluster {
+        id: String,
+        reply: Reply<()>,
+    },
+    Announce {
+        req: Box<AnnounceRequest>,
+        reply: Reply<String>,
+    },
+    Schedule {
+        planned: Box<Planned>,
+        reply: Reply<()>,
+    },
+    Cancel {
+        room: String,
+        id: String,
+        reply: Reply<()>,
+    },
+    Stop {
+        room: String,
+        id: String,
+        reply: Reply<()>,
+    },
+    /// A file decoded (or not) for a planned announcement.
+    Loaded {
+        id: String,
+        clip: Result<Clip, String>,
+    },
+    Heartbeat {
+        cluster: String,
+        ok: bool,
+        volume: Option<u8>,
+        detail: Option<String>,
+        reply: Reply<()>,
+    },
+    Evidence {
+        cluster: String,
+        evidence: Evidence,
+    },
+    Clusters {
+        reply: oneshot::Sender<Vec<ClusterView>>,
+    },
+    Scheduled {
+        room: String,
+        reply: oneshot::Sender<Vec<ScheduledView>>,
+    },
+    Relays {
+        reply: oneshot::Sender<Vec<String>>,
+    },
+    Inputs {
+        reply: oneshot::Sender<Vec<(String, InputStats)>>,
+    },
 }
 
 /// A handle on the bridge.
 #[derive(Clone)]
 pub struct Bridge {
-    tx: mpsc::UnboundedSender<Cmd>,
+    tx: mpsc::Sender<Cmd>,
+    packets: mpsc::Sender<Packet>,
     streams: Arc<Mutex<HashMap<String, Arc<OggShared>>>>,
     events: broadcast::Sender<BridgeEvent>,
     stats: Arc<BridgeStats>,
+    files: Arc<FileStore>,
+    ids: Arc<AtomicU64>,
+    followed: Arc<watch::Sender<u64>>,
 }
 
 impl std::fmt::Debug for Bridge {
@@ -283,44 +340,61 @@ impl Bridge {
         stop: watch::Receiver<bool>,
     ) -> Result<Self, BridgeError> {
         let engine = Engine::new(settings.engine)?;
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let (ptx, prx) = mpsc::channel(PACKET_QUEUE);
         let bridge = Self {
             tx: tx.clone(),
+            packets: ptx,
             streams: Arc::new(Mutex::new(HashMap::new())),
             events: broadcast::channel(256).0,
             stats: Arc::new(BridgeStats::default()),
+            files: Arc::new(FileStore::new(settings.files.clone())),
+            ids: Arc::new(AtomicU64::new(0)),
+            followed: Arc::new(watch::channel(0).0),
         };
         let driver = Driver {
             engine,
+            programme: Programme::new(settings.programme),
             health: Health::new(settings.quiet_after),
-            settings,
+            stream_target_lufs: settings.stream_target_lufs,
             outputs: HashMap::new(),
             clusters: BTreeMap::new(),
-            schedules: Vec::new(),
+            clips: HashMap::new(),
             tick: 0,
-            next_id: 0,
             self_tx: tx,
             bridge: bridge.clone(),
             stop: stop.clone(),
-            sources: HashMap::new(),
         };
-        tokio::spawn(driver.run(rx, stop));
+        tokio::spawn(driver.run(rx, prx, stop));
         Ok(bridge)
     }
 
-    fn send(&self, cmd: Cmd) -> Result<(), BridgeError> {
-        self.tx.send(cmd).map_err(|_| BridgeError::Stopped)
+    async fn send(&self, cmd: Cmd) -> Result<(), BridgeError> {
+        self.tx.send(cmd).await.map_err(|_| BridgeError::Stopped)
     }
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Cmd) -> Result<T, BridgeError> {
         let (tx, rx) = oneshot::channel();
-        self.send(make(tx))?;
+        self.send(make(tx)).await?;
         rx.await.map_err(|_| BridgeError::Stopped)?
     }
 
-    /// Counters.
+    async fn query<T: Default>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> T {
+        let (tx, rx) = oneshot::channel();
+        if self.send(make(tx)).await.is_err() {
+            return T::default();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// Counters, for `/metrics` and the benchmark.
     pub fn stats(&self) -> &Arc<BridgeStats> {
         &self.stats
+    }
+
+    /// The announcement files of every room.
+    pub fn files(&self) -> &Arc<FileStore> {
+        &self.files
     }
 
     /// Follow what happens (status changes, announcements).
@@ -328,16 +402,59 @@ impl Bridge {
         self.events.subscribe()
     }
 
+    /// Say how far the bridge has been brought in line with the hub's instructions: a number
+    /// the hub chooses and only raises (the record's position it has followed). Commands are
+    /// applied in the order sent, so every command sent before this call is in effect.
+    pub fn set_followed(&self, position: u64) {
+        self.followed.send_if_modified(|p| {
+            let raise = position > *p;
+            if raise {
+                *p = position;
+            }
+            raise
+        });
+    }
+
+    /// Wait until [`Bridge::set_followed`] reached `position`, at most `within`; whether it
+    /// did. A request that changed what the bridge follows answers once it is in effect.
+    pub async fn followed(&self, position: u64, within: Duration) -> bool {
+        let mut rx = self.followed.subscribe();
+        tokio::time::timeout(within, rx.wait_for(|p| *p >= position))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// A fresh announcement id ([`programme::announcement_id`]).
+    pub fn new_id(&self) -> String {
+        let n = self.ids.fetch_add(1, Ordering::Relaxed) + 1;
+        programme::announcement_id(SystemTime::now(), n)
+    }
+
     /// A packet of a room's voice (the SFU's slot stream: sequence numbers continue across
-    /// speakers). `received` is when it reached the hub.
+    /// speakers). `received` is when it reached the hub. Dropped when the driver is
+    /// [`PACKET_QUEUE`] packets behind.
     pub fn push(&self, room: &str, voice: Voice, seq: u16, payload: Bytes, received: Instant) {
-        let _ = self.send(Cmd::Push(room.to_owned(), voice, seq, payload, received));
+        let p = Packet {
+            room: room.to_owned(),
+            voice,
+            seq,
+            payload,
+            received,
+        };
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.packets.try_send(p) {
+            self.stats.packets_dropped.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Give a room its HTTP stream (`room:ROOM`).
-    pub fn add_room(&self, room: &str, title: &str) {
+    pub async fn add_room(&self, room: &str, title: &str) {
         self.ensure_stream(&room_output(room), title);
-        let _ = self.send(Cmd::AddRoom(room.to_owned(), title.to_owned()));
+        let _ = self
+            .send(Cmd::AddRoom {
+                room: room.to_owned(),
+                title: title.to_owned(),
+            })
+            .await;
     }
 
     fn ensure_stream(&self, id: &str, title: &str) -> Arc<OggShared> {
@@ -354,28 +471,26 @@ impl Bridge {
             .clone()
     }
 
-    /// Start or stop a room's relay to its clusters.
-    pub fn set_relay(&self, room: &str, on: bool) {
-        let _ = self.send(Cmd::Relay(room.to_owned(), on));
+    /// Start or stop a room's relay to its clusters. The relay is a fact of the record: the
+    /// hub calls this only to follow it, never for a request directly.
+    pub async fn set_relay(&self, room: &str, on: bool) {
+        let _ = self
+            .send(Cmd::Relay {
+                room: room.to_owned(),
+                on,
+            })
+            .await;
     }
 
     /// Rooms whose relay runs.
     pub async fn relays(&self) -> Vec<String> {
-        let (tx, rx) = oneshot::channel();
-        if self.send(Cmd::Relays(tx)).is_err() {
-            return Vec::new();
-        }
-        rx.await.unwrap_or_default()
+        self.query(|reply| Cmd::Relays { reply }).await
     }
 
     /// Each room's jitter-buffer counters (its two voices added up): packets decoded, rebuilt
     /// from FEC, concealed, dropped, corrupt.
     pub async fn input_stats(&self) -> Vec<(String, InputStats)> {
-        let (tx, rx) = oneshot::channel();
-        if self.send(Cmd::Inputs(tx)).is_err() {
-            return Vec::new();
-        }
-        rx.await.unwrap_or_default()
+        self.query(|reply| Cmd::Inputs { reply }).await
     }
 
     /// Listen to an Ogg output: `room:ROOM`, or a pull cluster's id.
@@ -409,7 +524,11 @@ impl Bridge {
         }
         let room = room.to_owned();
         let r = self
-            .ask(|tx| Cmd::AddCluster(Box::new(config.clone()), room, tx))
+            .ask(|reply| Cmd::AddCluster {
+                config: Box::new(config.clone()),
+                room,
+                reply,
+            })
             .await;
         if r.is_err() {
             // A refused cluster leaves no stream behind (unless it already existed).
@@ -426,7 +545,8 @@ impl Bridge {
     /// Remove a cluster.
     pub async fn remove_cluster(&self, id: &str) -> Result<(), BridgeError> {
         let id2 = id.to_owned();
-        self.ask(|tx| Cmd::RemoveCluster(id2, tx)).await?;
+        self.ask(|reply| Cmd::RemoveCluster { id: id2, reply })
+            .await?;
         self.streams
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -434,33 +554,46 @@ impl Bridge {
         Ok(())
     }
 
-    /// The clusters with their health.
+    /// The clusters with their health, every room's (callers filter by room).
     pub async fn clusters(&self) -> Vec<ClusterView> {
-        let (tx, rx) = oneshot::channel();
-        if self.send(Cmd::Clusters(tx)).is_err() {
-            return Vec::new();
-        }
-        rx.await.unwrap_or_default()
+        self.query(|reply| Cmd::Clusters { reply }).await
     }
 
-    /// Scheduled broadcasts not yet played.
-    pub async fn scheduled(&self) -> Vec<ScheduledView> {
-        let (tx, rx) = oneshot::channel();
-        if self.send(Cmd::Scheduled(tx)).is_err() {
-            return Vec::new();
-        }
-        rx.await.unwrap_or_default()
+    /// A room's scheduled announcements not yet started, soonest first.
+    pub async fn scheduled(&self, room: &str) -> Vec<ScheduledView> {
+        let room = room.to_owned();
+        self.query(|reply| Cmd::Scheduled { room, reply }).await
     }
 
-    /// Play (or schedule) an announcement; its id is returned.
+    /// Play an announcement now; its id is returned.
     pub async fn announce(&self, req: AnnounceRequest) -> Result<String, BridgeError> {
-        self.ask(|tx| Cmd::Announce(Box::new(req), tx)).await
+        self.ask(|reply| Cmd::Announce {
+            req: Box::new(req),
+            reply,
+        })
+        .await
     }
 
-    /// Stop an announcement, or cancel a scheduled one.
-    pub async fn stop_announcement(&self, id: &str) -> Result<(), BridgeError> {
-        let id = id.to_owned();
-        self.ask(|tx| Cmd::Stop(id, tx)).await
+    /// Plan an announcement for its time. Scheduled announcements are the record's facts:
+    /// the hub calls this to follow the record (and to rebuild the programme at start-up).
+    pub async fn schedule(&self, planned: Planned) -> Result<(), BridgeError> {
+        self.ask(|reply| Cmd::Schedule {
+            planned: Box::new(planned),
+            reply,
+        })
+        .await
+    }
+
+    /// Cancel a planned announcement of `room`, or stop it if it is already playing.
+    pub async fn cancel(&self, room: &str, id: &str) -> Result<(), BridgeError> {
+        let (room, id) = (room.to_owned(), id.to_owned());
+        self.ask(|reply| Cmd::Cancel { room, id, reply }).await
+    }
+
+    /// Stop a running announcement of `room`.
+    pub async fn stop_announcement(&self, room: &str, id: &str) -> Result<(), BridgeError> {
+        let (room, id) = (room.to_owned(), id.to_owned());
+        self.ask(|reply| Cmd::Stop { room, id, reply }).await
     }
 
     /// A smart receiver's heartbeat.
@@ -471,9 +604,15 @@ impl Bridge {
         volume: Option<u8>,
         detail: Option<String>,
     ) -> Result<(), BridgeError> {
-        let c = cluster.to_owned();
-        self.ask(|tx| Cmd::Heartbeat(c, ok, volume, detail, tx))
-            .await
+        let cluster = cluster.to_owned();
+        self.ask(|reply| Cmd::Heartbeat {
+            cluster,
+            ok,
+            volume,
+            detail,
+            reply,
+        })
+        .await
     }
 }
 
@@ -498,23 +637,18 @@ impl Drop for Transport {
     }
 }
 
-struct Scheduled {
-    at: SystemTime,
-    req: AnnounceRequest,
-}
-
 struct Driver {
     engine: Engine,
+    programme: Programme,
     health: Health,
-    settings: BridgeSettings,
+    stream_target_lufs: f64,
     outputs: HashMap<String, Transport>,
+    /// Every cluster's configuration and room.
     clusters: BTreeMap<String, (ClusterConfig, String)>,
-    schedules: Vec<Scheduled>,
-    /// Running announcements: their rooms.
-    sources: HashMap<String, Vec<String>>,
+    /// Files decoded for planned announcements that have not started yet.
+    clips: HashMap<String, Clip>,
     tick: u64,
-    next_id: u64,
-    self_tx: mpsc::UnboundedSender<Cmd>,
+    self_tx: mpsc::Sender<Cmd>,
     bridge: Bridge,
     stop: watch::Receiver<bool>,
 }
@@ -551,12 +685,20 @@ fn rtp_socket(cfg: &ClusterConfig, dest: SocketAddr) -> std::io::Result<std::net
 }
 
 impl Driver {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>, mut stop: watch::Receiver<bool>) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Cmd>,
+        mut packets: mpsc::Receiver<Packet>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let mut ticker = tokio::time::interval(Duration::from_millis(20));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         loop {
             tokio::select! {
                 _ = ticker.tick() => self.on_tick(),
+                p = packets.recv() => if let Some(p) = p {
+                    self.engine.push(&p.room, p.voice, p.seq, p.payload, p.received);
+                },
                 cmd = rx.recv() => match cmd {
                     Some(c) => self.on_cmd(c),
                     None => return,
@@ -568,6 +710,11 @@ impl Driver {
 
     fn emit(&self, e: BridgeEvent) {
         let _ = self.bridge.events.send(e);
+    }
+
+    fn ended(&self, e: Ended) {
+        tracing::info!(announcement = %e.id, how = e.how.as_str(), "announcement ended");
+        self.emit(BridgeEvent::AnnouncementEnded(e));
     }
 
     fn status_changes(&self, changes: Vec<Change>) {
@@ -593,20 +740,41 @@ impl Driver {
         }
     }
 
+    /// The room's cluster ids.
+    fn clusters_of(&self, room: &str) -> Vec<String> {
+        self.clusters
+            .iter()
+            .filter(|(_, (_, r))| r == room)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// The first of `clusters` that is not one of `room`'s.
+    fn foreign<'a>(&self, room: &str, clusters: &'a [String]) -> Option<&'a String> {
+        clusters
+            .iter()
+            .find(|c| self.clusters.get(*c).is_none_or(|(_, r)| r != room))
+    }
+
     fn on_tick(&mut self) {
         let now = Instant::now();
         self.tick += 1;
         self.bridge.stats.ticks.fetch_add(1, Ordering::Relaxed);
-        // Scheduled broadcasts that are due.
-        let wall = SystemTime::now();
-        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.schedules)
-            .into_iter()
-            .partition(|s| s.at <= wall);
-        self.schedules = later;
-        for s in due {
-            let id = s.req.id.clone();
-            if let Err(e) = self.start_announcement(s.req) {
-                tracing::warn!(announcement = %id, error = %e, "scheduled broadcast not played");
+        for step in self.programme.poll(SystemTime::now()) {
+            match step {
+                Step::Load { id, room, file } => {
+                    let files = self.bridge.files.clone();
+                    let back = self.self_tx.clone();
+                    tokio::spawn(async move {
+                        let clip = files.load(&room, &file).await.map_err(|e| e.to_string());
+                        let _ = back.send(Cmd::Loaded { id, clip }).await;
+                    });
+                }
+                Step::Start(p) => self.start_planned(p),
+                Step::Missed(e) => {
+                    tracing::warn!(announcement = %e.id, "scheduled announcement missed: its time passed while the hub was off");
+                    self.ended(e);
+                }
             }
         }
         // HTTP streams nobody listens to are not encoded (the room's stream runs always).
@@ -679,13 +847,8 @@ impl Driver {
             self.observe(&id, ev);
         }
         for id in tick.finished {
-            // The relay's chime is not an announcement of its own.
-            if let Some(rooms) = self.sources.remove(&id) {
-                self.emit(BridgeEvent::AnnouncementEnded {
-                    id,
-                    how: "played".into(),
-                    rooms,
-                });
+            if let Some(e) = self.programme.finished(&id) {
+                self.ended(e);
             }
         }
         // Once a second: listener counts of pull clusters, and quiet clusters.
@@ -709,41 +872,89 @@ impl Driver {
         }
     }
 
+    /// A planned announcement whose time has come, its audio ready.
+    fn start_planned(&mut self, p: Planned) {
+        let clip = self.clips.remove(&p.id);
+        let source = match (&p.audio, clip) {
+            (Audio::Live(room), _) => Source::Room(room.clone()),
+            (Audio::File(_), Some(clip)) => Source::Clip(clip),
+            // The programme starts a file only once it is loaded.
+            (Audio::File(_), None) => {
+                let e = self.programme.failed(&p);
+                return self.ended(e);
+            }
+        };
+        if let Some(c) = self.foreign(&p.room, &p.clusters) {
+            tracing::warn!(announcement = %p.id, cluster = %c, "scheduled announcement not played: its cluster is gone");
+            let e = self.programme.failed(&p);
+            return self.ended(e);
+        }
+        let taken = self.engine.announce(Announcement {
+            id: p.id.clone(),
+            priority: p.priority,
+            source,
+            targets: p.targets(),
+            chime: p.chime,
+        });
+        if let Err(e) = taken {
+            tracing::warn!(announcement = %p.id, error = %e, "scheduled announcement not played");
+            let e = self.programme.failed(&p);
+            return self.ended(e);
+        }
+        let started = self.programme.started(
+            &p.id,
+            &p.room,
+            p.priority,
+            &p.clusters,
+            p.audio.label(),
+            &p.requested_by,
+        );
+        tracing::info!(announcement = %p.id, priority = ?p.priority, "scheduled announcement started");
+        self.emit(BridgeEvent::AnnouncementStarted(started));
+    }
+
+    /// An announcement asked for now.
+    fn announce(&mut self, req: AnnounceRequest) -> Result<String, BridgeError> {
+        if self.programme.knows(&req.id) {
+            return Err(ProgrammeError::Exists(req.id).into());
+        }
+        if let Some(c) = self.foreign(&req.room, &req.clusters) {
+            return Err(BridgeError::NoSuchCluster(c.clone()));
+        }
+        self.engine.announce(Announcement {
+            id: req.id.clone(),
+            priority: req.priority,
+            source: req.audio,
+            targets: programme::targets(&req.room, &req.clusters),
+            chime: req.chime,
+        })?;
+        let started = self.programme.started(
+            &req.id,
+            &req.room,
+            req.priority,
+            &req.clusters,
+            req.label,
+            &req.requested_by,
+        );
+        tracing::info!(announcement = %req.id, priority = ?req.priority, "announcement started");
+        self.emit(BridgeEvent::AnnouncementStarted(started));
+        Ok(req.id)
+    }
+
     fn on_cmd(&mut self, cmd: Cmd) {
         match cmd {
-            Cmd::Push(room, voice, seq, payload, at) => {
-                self.engine.push(&room, voice, seq, payload, at)
-            }
-            Cmd::Relay(room, on) => {
+            Cmd::Relay { room, on } => {
                 if self.engine.relay(&room) == on {
                     return;
                 }
                 self.engine.set_relay(&room, on);
                 tracing::info!(%room, on, "relay");
-                self.emit(BridgeEvent::Relay {
-                    room: room.clone(),
-                    on,
-                });
-                if on && self.settings.chime {
-                    let targets: Vec<String> = self
-                        .clusters
-                        .iter()
-                        .filter(|(_, (_, r))| *r == room)
-                        .map(|(id, _)| id.clone())
-                        .collect();
-                    if !targets.is_empty() {
-                        let id = format!("chime-{room}-{}", self.tick);
-                        let _ = self.engine.announce(Announcement {
-                            id,
-                            priority: Priority::Normal,
-                            source: Source::Clip(Clip::from_samples(&[])),
-                            targets: Targets::Outputs(targets),
-                            chime: true,
-                        });
-                    }
+                let clusters = self.clusters_of(&room);
+                if let Some(chime) = self.programme.relay_switched(&room, on, clusters) {
+                    let _ = self.engine.announce(chime);
                 }
             }
-            Cmd::Inputs(reply) => {
+            Cmd::Inputs { reply } => {
                 let mut rooms: Vec<String> =
                     self.engine.outputs().map(|o| o.room.clone()).collect();
                 rooms.sort();
@@ -766,7 +977,7 @@ impl Driver {
                     .collect();
                 let _ = reply.send(stats);
             }
-            Cmd::Relays(reply) => {
+            Cmd::Relays { reply } => {
                 let rooms: Vec<String> = self
                     .clusters
                     .values()
@@ -778,7 +989,7 @@ impl Driver {
                     .collect();
                 let _ = reply.send(rooms);
             }
-            Cmd::AddRoom(room, title) => {
+            Cmd::AddRoom { room, title } => {
                 let id = room_output(&room);
                 if self.outputs.contains_key(&id) {
                     return;
@@ -788,7 +999,7 @@ impl Driver {
                     room,
                     format: Format {
                         codec: crate::config::Codec::Opus,
-                        target_lufs: self.settings.stream_target_lufs,
+                        target_lufs: self.stream_target_lufs,
                         gain_db: 0.0,
                     },
                     follows_relay: false,
@@ -807,10 +1018,14 @@ impl Driver {
                     );
                 }
             }
-            Cmd::AddCluster(cfg, room, reply) => {
-                let _ = reply.send(self.add_cluster(*cfg, room));
+            Cmd::AddCluster {
+                config,
+                room,
+                reply,
+            } => {
+                let _ = reply.send(self.add_cluster(*config, room));
             }
-            Cmd::RemoveCluster(id, reply) => {
+            Cmd::RemoveCluster { id, reply } => {
                 let r = if self.clusters.remove(&id).is_some() {
                     let _ = self.engine.remove_output(&id);
                     self.outputs.remove(&id);
@@ -821,64 +1036,63 @@ impl Driver {
                 };
                 let _ = reply.send(r);
             }
-            Cmd::Announce(req, reply) => {
-                let mut req = *req;
-                if req.id.is_empty() {
-                    self.next_id += 1;
-                    req.id = format!("a{}-{}", self.tick, self.next_id);
-                }
-                if let Some(missing) = req
-                    .clusters
-                    .iter()
-                    .find(|c| !self.clusters.contains_key(*c))
-                {
-                    let _ = reply.send(Err(BridgeError::NoSuchCluster(missing.clone())));
-                    return;
-                }
-                let id = req.id.clone();
-                let r = match req.at {
-                    Some(at) if at > SystemTime::now() => {
-                        if self.schedules.iter().any(|s| s.req.id == id) {
-                            Err(BridgeError::Engine(EngineError::Exists(id.clone())))
-                        } else {
-                            self.schedules.push(Scheduled { at, req });
-                            Ok(())
-                        }
-                    }
-                    _ => self.start_announcement(req),
-                };
-                let _ = reply.send(r.map(|_| id));
+            Cmd::Announce { req, reply } => {
+                let _ = reply.send(self.announce(*req));
             }
-            Cmd::Stop(id, reply) => {
-                let before = self.schedules.len();
-                self.schedules.retain(|s| s.req.id != id);
-                let r = if self.schedules.len() < before {
-                    Ok(())
-                } else {
-                    self.engine
-                        .stop_announcement(&id)
-                        .map_err(BridgeError::from)
-                        .map(|_| {
-                            let rooms = self.sources.remove(&id).unwrap_or_default();
-                            self.emit(BridgeEvent::AnnouncementEnded {
-                                id: id.clone(),
-                                how: "stopped".into(),
-                                rooms,
-                            });
-                        })
+            Cmd::Schedule { planned, reply } => {
+                let _ = reply.send(self.programme.schedule(*planned).map_err(Into::into));
+            }
+            Cmd::Cancel { room, id, reply } => {
+                let r = match self.programme.cancel(&room, &id) {
+                    Ok(Cancelled::Planned(_)) => {
+                        self.clips.remove(&id);
+                        Ok(())
+                    }
+                    Ok(Cancelled::Running(e)) => {
+                        let _ = self.engine.stop_announcement(&id);
+                        self.ended(e);
+                        Ok(())
+                    }
+                    Err(e) => Err(e.into()),
                 };
                 let _ = reply.send(r);
             }
-            Cmd::Heartbeat(id, ok, volume, detail, reply) => {
-                if !self.health.contains(&id) {
-                    let _ = reply.send(Err(BridgeError::NoSuchCluster(id)));
+            Cmd::Stop { room, id, reply } => {
+                let r = self.programme.stop(&room, &id).map(|e| {
+                    let _ = self.engine.stop_announcement(&id);
+                    self.ended(e);
+                });
+                let _ = reply.send(r.map_err(Into::into));
+            }
+            Cmd::Loaded { id, clip } => {
+                let ok = clip.is_ok();
+                match (self.programme.loaded(&id, ok), clip) {
+                    (AfterLoad::Keep, Ok(clip)) => {
+                        self.clips.insert(id, clip);
+                    }
+                    (AfterLoad::Failed(e), Err(why)) => {
+                        tracing::warn!(announcement = %id, error = %why, "scheduled announcement's file not played");
+                        self.ended(e);
+                    }
+                    _ => {}
+                }
+            }
+            Cmd::Heartbeat {
+                cluster,
+                ok,
+                volume,
+                detail,
+                reply,
+            } => {
+                if !self.health.contains(&cluster) {
+                    let _ = reply.send(Err(BridgeError::NoSuchCluster(cluster)));
                     return;
                 }
-                self.observe(&id, Evidence::Heartbeat { ok, volume, detail });
+                self.observe(&cluster, Evidence::Heartbeat { ok, volume, detail });
                 let _ = reply.send(Ok(()));
             }
-            Cmd::Evidence(id, ev) => self.observe(&id, ev),
-            Cmd::Clusters(reply) => {
+            Cmd::Evidence { cluster, evidence } => self.observe(&cluster, evidence),
+            Cmd::Clusters { reply } => {
                 let now = Instant::now();
                 let views = self
                     .clusters
@@ -901,61 +1115,10 @@ impl Driver {
                     .collect();
                 let _ = reply.send(views);
             }
-            Cmd::Scheduled(reply) => {
-                let mut v: Vec<ScheduledView> = self
-                    .schedules
-                    .iter()
-                    .map(|s| ScheduledView {
-                        id: s.req.id.clone(),
-                        at_unix: s
-                            .at
-                            .duration_since(SystemTime::UNIX_EPOCH)
-                            .map(|d| d.as_secs())
-                            .unwrap_or(0),
-                        priority: s.req.priority,
-                        clusters: s.req.clusters.clone(),
-                        source: s.req.source.1.clone(),
-                    })
-                    .collect();
-                v.sort_by_key(|s| s.at_unix);
-                let _ = reply.send(v);
+            Cmd::Scheduled { room, reply } => {
+                let _ = reply.send(self.programme.scheduled(&room));
             }
         }
-    }
-
-    fn start_announcement(&mut self, req: AnnounceRequest) -> Result<(), BridgeError> {
-        let targets = if req.clusters.is_empty() {
-            Targets::All
-        } else {
-            Targets::Outputs(req.clusters.clone())
-        };
-        self.engine.announce(Announcement {
-            id: req.id.clone(),
-            priority: req.priority,
-            source: req.source.0,
-            targets,
-            chime: req.chime,
-        })?;
-        tracing::info!(announcement = %req.id, priority = ?req.priority, "announcement started");
-        let rooms: std::collections::BTreeSet<String> = if req.clusters.is_empty() {
-            self.engine.outputs().map(|o| o.room.clone()).collect()
-        } else {
-            req.clusters
-                .iter()
-                .filter_map(|c| self.clusters.get(c).map(|(_, r)| r.clone()))
-                .collect()
-        };
-        let rooms: Vec<String> = rooms.into_iter().collect();
-        self.sources.insert(req.id.clone(), rooms.clone());
-        self.emit(BridgeEvent::AnnouncementStarted {
-            id: req.id,
-            priority: req.priority,
-            clusters: req.clusters,
-            source: req.source.1,
-            requested_by: req.requested_by,
-            rooms,
-        });
-        Ok(())
     }
 
     fn add_cluster(&mut self, cfg: ClusterConfig, room: String) -> Result<(), BridgeError> {
@@ -999,7 +1162,7 @@ impl Driver {
                 let shared = self.bridge.ensure_stream(&id, &title);
                 let pager = pager_for(&id, &title);
                 let (ptx, prx) = mpsc::channel(64);
-                let (etx, mut erx) = mpsc::unbounded_channel();
+                let (etx, mut erx) = mpsc::channel(16);
                 tokio::spawn(crate::icecast::run(
                     target.clone(),
                     cfg.password.clone().unwrap_or_default(),
@@ -1012,8 +1175,12 @@ impl Driver {
                 let back = self.self_tx.clone();
                 let cid = id.clone();
                 tokio::spawn(async move {
-                    while let Some(ev) = erx.recv().await {
-                        if back.send(Cmd::Evidence(cid.clone(), ev)).is_err() {
+                    while let Some(evidence) = erx.recv().await {
+                        let cmd = Cmd::Evidence {
+                            cluster: cid.clone(),
+                            evidence,
+                        };
+                        if back.send(cmd).await.is_err() {
                             return;
                         }
                     }
@@ -1067,12 +1234,7 @@ fn pager_for(id: &str, title: &str) -> OggPager {
 }
 
 /// Read what comes back on an RTP output's socket: RTCP reports, and the errors ICMP causes.
-async fn rtcp_reader(
-    id: String,
-    socket: Arc<UdpSocket>,
-    clock_rate: u32,
-    tx: mpsc::UnboundedSender<Cmd>,
-) {
+async fn rtcp_reader(id: String, socket: Arc<UdpSocket>, clock_rate: u32, tx: mpsc::Sender<Cmd>) {
     let mut buf = vec![0u8; 1500];
     loop {
         let ev = match socket.recv(&mut buf).await {
@@ -1092,7 +1254,12 @@ async fn rtcp_reader(
                 ev
             }
         };
-        if tx.send(Cmd::Evidence(id.clone(), ev)).is_err() {
+        let cmd = Cmd::Evidence {
+            cluster: id.clone(),
+            evidence: ev,
+        };
+        // Waiting for room here slows the reading of this socket, not the bridge.
+        if tx.send(cmd).await.is_err() {
             return;
         }
     }

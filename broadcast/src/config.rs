@@ -90,13 +90,13 @@ pub struct ClusterConfig {
     /// Extra gain after levelling, dB.
     #[serde(default)]
     pub gain_db: f64,
-    /// Multicast TTL.
+    /// Multicast TTL, hops (1 to 255); unicast ignores it.
     #[serde(default = "default_ttl")]
     pub ttl: u32,
-    /// Multicast interface address.
+    /// The address of the interface multicast leaves by; the OS chooses when unset.
     #[serde(default)]
     pub interface: Option<Ipv4Addr>,
-    /// Icecast source password.
+    /// Icecast source password; masked by the API, never written to the record.
     #[serde(default)]
     pub password: Option<String>,
     /// The receiver posts a heartbeat this often, seconds; it is marked down after 2.5 times
@@ -114,7 +114,7 @@ pub enum ConfigError {
     Invalid {
         /// Cluster id.
         id: String,
-        /// Field.
+        /// The field's name in `dinh.toml` and the API.
         field: &'static str,
         /// What is expected.
         message: String,

@@ -60,10 +60,10 @@ pub enum Priority {
     Emergency,
 }
 
-/// How an output's audio is made.
+/// How an output's audio is made; outputs with equal formats share one encode per frame.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Format {
-    /// Codec.
+    /// What its receivers decode.
     pub codec: Codec,
     /// Loudness target, LUFS.
     pub target_lufs: f64,
@@ -86,11 +86,11 @@ type FormatKey = (Codec, i32, i32);
 /// An output the engine feeds (a cluster, or a room's HTTP stream).
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutputSpec {
-    /// Id.
+    /// Unique among outputs: a cluster's id, or `room:ROOM` for a room's HTTP stream.
     pub id: String,
-    /// Its room.
+    /// The room whose meeting it plays.
     pub room: String,
-    /// Format.
+    /// How its audio is made.
     pub format: Format,
     /// Plays the room only while the room's relay runs (clusters); otherwise always (the
     /// room's HTTP stream).
@@ -108,25 +108,27 @@ pub enum Source {
     Room(String),
 }
 
-/// Which outputs an announcement plays on.
+/// Which outputs an announcement plays on. There is no "every output of every room": a chair
+/// speaks for one room, and the bridge never lets one room's request reach another's
+/// loudspeakers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Targets {
-    /// Every output, the rooms' HTTP streams too.
-    All,
-    /// These outputs.
+    /// Every output of this room: its clusters and its HTTP stream.
+    Room(String),
+    /// These outputs (ids).
     Outputs(Vec<String>),
 }
 
 /// An announcement to play.
 #[derive(Debug, Clone)]
 pub struct Announcement {
-    /// Id.
+    /// Unique among running announcements.
     pub id: String,
-    /// Priority.
+    /// Which announcement an output plays when several target it (then the most recent).
     pub priority: Priority,
-    /// Audio.
+    /// Where the audio comes from; a clip's announcement ends with the clip.
     pub source: Source,
-    /// Outputs.
+    /// The outputs it plays on.
     pub targets: Targets,
     /// Play the chime first.
     pub chime: bool,
@@ -146,7 +148,7 @@ pub enum FeedKey {
 /// One encoded frame.
 #[derive(Debug, Clone)]
 pub struct Encoded {
-    /// Codec.
+    /// The codec of `payload`.
     pub codec: Codec,
     /// Payload: an Opus packet, or 160 G.711 bytes.
     pub payload: Bytes,
@@ -161,7 +163,7 @@ pub struct Encoded {
 /// One frame and the outputs it goes to.
 #[derive(Debug, Clone)]
 pub struct Send {
-    /// Output ids.
+    /// Ids of the outputs that get this frame.
     pub outputs: Vec<String>,
     /// The frame.
     pub frame: Arc<Encoded>,
@@ -194,7 +196,7 @@ pub enum EngineError {
     Encoder(String),
 }
 
-/// Engine settings.
+/// How the DSP chain runs.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EngineSettings {
     /// High-pass corner, Hz.
@@ -203,7 +205,7 @@ pub struct EngineSettings {
     pub band_high_hz: f32,
     /// Opus bitrate of the outputs, bit/s.
     pub opus_bitrate: i32,
-    /// Levelling.
+    /// How the leveller moves toward the reference loudness.
     pub leveller: LevellerSettings,
 }
 
@@ -428,7 +430,7 @@ impl Engine {
             .announcements
             .iter()
             .filter(|a| match &a.ann.targets {
-                Targets::All => true,
+                Targets::Room(room) => *room == spec.room,
                 Targets::Outputs(ids) => ids.contains(&spec.id),
             })
             .max_by_key(|a| (a.ann.priority, a.order));
@@ -477,7 +479,7 @@ impl Engine {
             if let Some(p) = a.chime_pos {
                 match self.chime.frame(p) {
                     Some(c) => {
-                        f = *c;
+                        f = c;
                         for s in &mut f {
                             *s *= a.chime_gain;
                         }
@@ -490,7 +492,7 @@ impl Engine {
                 match &a.ann.source {
                     Source::Clip(clip) => match clip.frame(a.pos) {
                         Some(c) => {
-                            f = *c;
+                            f = c;
                             a.band.process(&mut f);
                             for s in &mut f {
                                 *s *= a.clip_gain;
@@ -819,7 +821,7 @@ mod tests {
             id: "flood".into(),
             priority: Priority::Emergency,
             source: Source::Clip(Clip::from_samples(&alarm)),
-            targets: Targets::All,
+            targets: Targets::Room("demo".into()),
             chime: true,
         })
         .unwrap();
@@ -858,7 +860,7 @@ mod tests {
             id: "live".into(),
             priority: Priority::Emergency,
             source: Source::Room("demo".into()),
-            targets: Targets::All,
+            targets: Targets::Room("other".into()),
             chime: false,
         })
         .unwrap();
@@ -867,6 +869,30 @@ mod tests {
         assert!((l + 16.0).abs() < 1.0, "{l}");
         e.stop_announcement("live").unwrap();
         assert_eq!(e.selection("x"), None);
+    }
+
+    #[test]
+    fn a_room_wide_announcement_stays_in_its_room() {
+        let mut e = Engine::new(EngineSettings::default()).unwrap();
+        e.add_output(out("a", Codec::Opus, -16.0, true, false))
+            .unwrap();
+        let mut other = out("x", Codec::Opus, -16.0, true, false);
+        other.room = "other".into();
+        e.add_output(other).unwrap();
+        e.set_relay("other", true);
+        e.announce(Announcement {
+            id: "flood".into(),
+            priority: Priority::Emergency,
+            source: Source::Clip(Clip::chime()),
+            targets: Targets::Room("demo".into()),
+            chime: false,
+        })
+        .unwrap();
+        assert_eq!(
+            e.selection("a"),
+            Some(FeedKey::Announcement("flood".into()))
+        );
+        assert_eq!(e.selection("x"), Some(FeedKey::Room("other".into())));
     }
 
     #[test]

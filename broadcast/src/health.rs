@@ -70,20 +70,20 @@ pub enum Evidence {
 /// A status change to report and record.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Change {
-    /// Cluster.
+    /// The cluster's id.
     pub cluster: String,
-    /// New status.
+    /// Its status from now on.
     pub status: Status,
-    /// Why.
+    /// The evidence that changed it, in words (for the record and the API).
     pub reason: String,
 }
 
 /// What is known of one cluster, for the API.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
-    /// Status.
+    /// Its status now.
     pub status: Status,
-    /// Why.
+    /// The evidence behind the status, in words.
     pub reason: String,
     /// Seconds in this status.
     pub for_secs: u64,

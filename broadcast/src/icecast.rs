@@ -100,14 +100,15 @@ pub fn listeners_in_status(json: &str, mount: &str) -> Option<u32> {
 }
 
 /// Keep a mount fed: connect, send the headers then the pages from `pages`, report what
-/// happens on `evidence`; reconnect with backoff until `pages` closes.
+/// happens on `evidence`; reconnect with backoff until `pages` closes. Evidence that finds
+/// `evidence` full is dropped: the next report says the same.
 pub async fn run(
     target: IcecastTarget,
     password: String,
     name: String,
     headers: Bytes,
     mut pages: mpsc::Receiver<Bytes>,
-    evidence: mpsc::UnboundedSender<Evidence>,
+    evidence: mpsc::Sender<Evidence>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut backoff = Duration::from_secs(1);
@@ -115,7 +116,7 @@ pub async fn run(
         match connect(&target, &password, &name).await {
             Ok(mut s) => {
                 backoff = Duration::from_secs(1);
-                let _ = evidence.send(Evidence::SourceConnected);
+                let _ = evidence.try_send(Evidence::SourceConnected);
                 // Pages queued while disconnected are stale: start from now.
                 while pages.try_recv().is_ok() {}
                 let mut stats = tokio::time::interval(Duration::from_secs(5));
@@ -135,17 +136,18 @@ pub async fn run(
                             },
                             _ = stats.tick() => {
                                 if let Some(n) = listeners(&target).await {
-                                    let _ = evidence.send(Evidence::Listeners(n));
+                                    let _ = evidence.try_send(Evidence::Listeners(n));
                                 }
                             }
                             _ = stop.changed() => return,
                         }
                     }
                 };
-                let _ = evidence.send(Evidence::SourceFailed(format!("connection lost: {why}")));
+                let _ =
+                    evidence.try_send(Evidence::SourceFailed(format!("connection lost: {why}")));
             }
             Err(why) => {
-                let _ = evidence.send(Evidence::SourceFailed(why));
+                let _ = evidence.try_send(Evidence::SourceFailed(why));
             }
         }
         // Wait, dropping pages meanwhile.

@@ -30,7 +30,7 @@ impl RtpStream {
         }
     }
 
-    /// SSRC.
+    /// The stream's synchronisation source id (made per output from its id and start).
     pub fn ssrc(&self) -> u32 {
         self.ssrc
     }

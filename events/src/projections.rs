@@ -16,6 +16,7 @@ use time::{Date, OffsetDateTime};
 
 use crate::chain::StoredEvent;
 use crate::domain::feedback::{FeedbackEvent, FeedbackKind, Status};
+use crate::domain::loudspeakers::LoudspeakerEvent;
 use crate::domain::meeting::{MeetingEvent, RevokeReason};
 use crate::domain::notices::{NoticeEvent, Picture};
 use crate::domain::ClusterStatus;
@@ -35,20 +36,25 @@ pub struct Recorded {
     pub event: Event,
 }
 
-/// Either aggregate's event.
+/// An event of any aggregate.
 #[derive(Debug, Clone)]
 pub enum Event {
     /// A meeting event.
     Meeting(MeetingEvent),
     /// A feedback event.
     Feedback(FeedbackEvent),
+    /// A room's loudspeakers (the aggregate id is the room).
+    Loudspeakers(LoudspeakerEvent),
     /// A notice event.
     Notice(NoticeEvent),
 }
 
 /// Whether the projections fold events of this aggregate type (others are skipped quietly).
 fn projected_type(aggregate_type: &str) -> bool {
-    matches!(aggregate_type, "meeting" | "feedback" | "notice")
+    matches!(
+        aggregate_type,
+        "meeting" | "feedback" | "notice" | "loudspeakers"
+    )
 }
 
 /// Decode a stored event; `None` for a type this version does not know (skipped, not fatal).
@@ -62,6 +68,7 @@ pub fn decode_owned(ev: StoredEvent) -> Option<Recorded> {
         "meeting" => Event::Meeting(serde_json::from_value(ev.payload).ok()?),
         "feedback" => Event::Feedback(serde_json::from_value(ev.payload).ok()?),
         "notice" => Event::Notice(serde_json::from_value(ev.payload).ok()?),
+        "loudspeakers" => Event::Loudspeakers(serde_json::from_value(ev.payload).ok()?),
         _ => return None,
     };
     recorded(ev.position, ev.aggregate_id, ev.recorded_at, event)
@@ -74,6 +81,7 @@ pub fn decode_raw(ev: RawEvent) -> Option<Recorded> {
         "meeting" => Event::Meeting(serde_json::from_str(&ev.payload).ok()?),
         "feedback" => Event::Feedback(serde_json::from_str(&ev.payload).ok()?),
         "notice" => Event::Notice(serde_json::from_str(&ev.payload).ok()?),
+        "loudspeakers" => Event::Loudspeakers(serde_json::from_str(&ev.payload).ok()?),
         _ => return None,
     };
     recorded(ev.position, ev.aggregate_id, ev.recorded_at, event)
@@ -256,6 +264,20 @@ pub struct MinutesRow {
     pub relay: Vec<(String, Option<String>)>,
     /// Latest status of each loudspeaker cluster.
     pub clusters: BTreeMap<String, ClusterStatus>,
+}
+
+/// A relay interval opens unless one is open.
+fn relay_started(row: &mut MinutesRow, at: String) {
+    if row.relay.last().is_none_or(|(_, stop)| stop.is_some()) {
+        row.relay.push((at, None));
+    }
+}
+
+/// The open relay interval, if any, closes.
+fn relay_stopped(row: &mut MinutesRow, at: String) {
+    if let Some(r) = row.relay.last_mut().filter(|r| r.1.is_none()) {
+        r.1 = Some(at);
+    }
 }
 
 /// A notice on the room's bulletin boards.
@@ -469,6 +491,29 @@ impl Views {
                 }
             }
             Event::Feedback(_) | Event::Notice(_) => {}
+            // The relay and the clusters are the room's facts; the minutes show them while a
+            // meeting is open in the room.
+            Event::Loudspeakers(e) => {
+                let open = self
+                    .minutes
+                    .rows()
+                    .filter(|m| m.room == r.aggregate_id && m.status == "open")
+                    .max_by(|a, b| a.opened_at.cmp(&b.opened_at))
+                    .map(|m| m.meeting.clone());
+                let Some(row) = open.and_then(|m| self.minutes.get_mut(&m)) else {
+                    return;
+                };
+                match e {
+                    LoudspeakerEvent::RelaySwitched { on: true } => relay_started(row, at()),
+                    LoudspeakerEvent::RelaySwitched { on: false } => relay_stopped(row, at()),
+                    LoudspeakerEvent::ClusterStatusReported {
+                        cluster, status, ..
+                    } => {
+                        row.clusters.insert(cluster.clone(), *status);
+                    }
+                    _ => {}
+                }
+            }
             Event::Meeting(e) => {
                 let row = self.minutes.entry(&r.aggregate_id);
                 row.meeting.clone_from(&r.aggregate_id);
@@ -496,6 +541,7 @@ impl Views {
                         row.opened_at = Some(at());
                     }
                     MeetingEvent::MeetingClosed => {
+                        relay_stopped(row, at());
                         row.status = "closed".into();
                         row.closed_at = Some(at());
                     }
@@ -520,12 +566,10 @@ impl Views {
                             t.reason = Some(*reason);
                         }
                     }
-                    MeetingEvent::RelayStarted => row.relay.push((at(), None)),
-                    MeetingEvent::RelayStopped => {
-                        if let Some(r) = row.relay.last_mut() {
-                            r.1 = Some(at());
-                        }
-                    }
+                    // Logs from before the relay was the loudspeakers' fact have these and the
+                    // bridge's RelaySwitched both: each interval is counted once.
+                    MeetingEvent::RelayStarted => relay_started(row, at()),
+                    MeetingEvent::RelayStopped => relay_stopped(row, at()),
                     MeetingEvent::ClusterStatusChanged { cluster, status } => {
                         row.clusters.insert(cluster.clone(), *status);
                     }
@@ -699,4 +743,96 @@ async fn save_table<R: Serialize>(
     store.save_projection(name, position, &rows, reset).await?;
     table.dirty.clear();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fold(events: Vec<(&str, Event)>) -> MinutesRow {
+        let mut v = Views::default();
+        let t0 = time::macros::datetime!(2026-11-23 09:00 +07);
+        for (i, (id, event)) in events.into_iter().enumerate() {
+            let at = t0 + time::Duration::minutes(i as i64);
+            v.apply(&Recorded {
+                position: i as u64 + 1,
+                aggregate_id: id.into(),
+                at,
+                stamp: crate::record::format_time(at),
+                event,
+            });
+        }
+        v.minutes.get("m1").cloned().unwrap()
+    }
+
+    fn opened() -> Vec<(&'static str, Event)> {
+        vec![
+            (
+                "m1",
+                Event::Meeting(MeetingEvent::MeetingScheduled {
+                    room: "demo".into(),
+                    title: "Họp".into(),
+                    starts_at: time::macros::datetime!(2026-11-23 09:00 +07),
+                    agenda: vec![],
+                }),
+            ),
+            ("m1", Event::Meeting(MeetingEvent::MeetingOpened)),
+        ]
+    }
+
+    fn relay(on: bool) -> (&'static str, Event) {
+        (
+            "demo",
+            Event::Loudspeakers(LoudspeakerEvent::RelaySwitched { on }),
+        )
+    }
+
+    #[test]
+    fn the_minutes_show_the_rooms_relay_and_cluster_status_while_the_meeting_is_open() {
+        let mut events = opened();
+        events.push(relay(true));
+        events.push((
+            "demo",
+            Event::Loudspeakers(LoudspeakerEvent::ClusterStatusReported {
+                cluster: "thon-1".into(),
+                status: ClusterStatus::Down,
+                reason: "unreachable".into(),
+            }),
+        ));
+        // Another room's relay is not this meeting's.
+        events.push((
+            "xom-2",
+            Event::Loudspeakers(LoudspeakerEvent::RelaySwitched { on: false }),
+        ));
+        events.push(("m1", Event::Meeting(MeetingEvent::MeetingClosed)));
+        // After the meeting closed, the room's relay is no longer its business.
+        events.push(relay(false));
+        events.push(relay(true));
+        let m = fold(events);
+        assert_eq!(
+            m.relay,
+            [(
+                "2026-11-23T02:02:00Z".to_owned(),
+                Some("2026-11-23T02:05:00Z".to_owned())
+            )]
+        );
+        assert_eq!(m.clusters["thon-1"], ClusterStatus::Down);
+    }
+
+    #[test]
+    fn an_old_log_with_the_meetings_relay_and_the_bridges_echo_counts_each_interval_once() {
+        let mut events = opened();
+        events.push(("m1", Event::Meeting(MeetingEvent::RelayStarted)));
+        events.push(relay(true));
+        events.push(("m1", Event::Meeting(MeetingEvent::RelayStopped)));
+        events.push(relay(false));
+        let m = fold(events);
+        assert_eq!(
+            m.relay,
+            [(
+                "2026-11-23T02:02:00Z".to_owned(),
+                Some("2026-11-23T02:04:00Z".to_owned())
+            )]
+        );
+    }
 }

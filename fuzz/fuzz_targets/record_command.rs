@@ -101,6 +101,25 @@ fuzz_target!(|data: &[u8]| {
                 clusters: vec![],
                 requested_by: "chair:chair".into(),
             },
+            LoudspeakerEvent::FileStored {
+                file: "s.wav".into(),
+                bytes: 44,
+                sha256: "ab".repeat(32),
+                millis: 1000,
+            },
+            LoudspeakerEvent::ClusterAdded {
+                cluster: "c".into(),
+                config: serde_json::json!({"id": "c", "kind": "http"}),
+            },
+            LoudspeakerEvent::AnnouncementScheduled {
+                announcement: "b".into(),
+                at: at + time::Duration::hours(1),
+                priority: Priority::Normal,
+                source: "s.wav".into(),
+                clusters: vec!["c".into()],
+                chime: true,
+                requested_by: "chair:chair@r".into(),
+            },
         ],
     );
     exercise::<Notice>(

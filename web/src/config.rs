@@ -180,6 +180,8 @@ pub struct BroadcastConfig {
     pub chime: bool,
     /// A cluster that stops answering is marked down after this many seconds.
     pub quiet_after_secs: u64,
+    /// Most announcement files one room may keep, MB (`DATA/announcements/ROOM/`).
+    pub files_quota_mb: u64,
 }
 
 impl Default for BroadcastConfig {
@@ -192,6 +194,7 @@ impl Default for BroadcastConfig {
             stream_target_lufs: -16.0,
             chime: true,
             quiet_after_secs: 10,
+            files_quota_mb: 512,
         }
     }
 }

@@ -338,7 +338,9 @@ impl AppState {
 }
 
 /// Start the loudspeaker bridge: a stream per room, the configured clusters (one that is
-/// refused is logged and left out; the others start), the taps on the rooms' audio.
+/// refused is logged and left out; the others start), the taps on the rooms' audio, then
+/// the rest rebuilt from the record (clusters added through the API, the relay, scheduled
+/// announcements) and followed from there.
 async fn start_bridge(
     config: &Config,
     commune: &Commune,
@@ -355,14 +357,24 @@ async fn start_bridge(
             opus_bitrate: b.opus_bitrate,
             ..Default::default()
         },
+        programme: dinh_broadcast::programme::ProgrammeSettings {
+            chime: b.chime,
+            ..Default::default()
+        },
+        files: dinh_broadcast::files::FileSettings {
+            dir: config.data.join("announcements"),
+            quota_bytes: b.files_quota_mb.saturating_mul(1024 * 1024),
+            ..Default::default()
+        },
         quiet_after: Duration::from_secs(b.quiet_after_secs.max(1)),
         stream_target_lufs: b.stream_target_lufs,
-        chime: b.chime,
     };
     let bridge = Bridge::start(settings, closing.subscribe())
         .map_err(|e| anyhow::anyhow!("broadcast settings: {e}"))?;
+    // Subscribed before anything can happen, so that no fact of the bridge goes unrecorded.
+    loudspeakers::record_events(&bridge, recording.clone(), closing.subscribe());
     for r in &commune.rooms {
-        bridge.add_room(&r.id, &r.title);
+        bridge.add_room(&r.id, &r.title).await;
         loudspeakers::tap_room(bridge.clone(), sfu.room(&r.id), closing.subscribe());
     }
     let default_room = commune
@@ -380,8 +392,15 @@ async fn start_bridge(
             tracing::error!(error = %e, "cluster not started");
         }
     }
-    loudspeakers::follow_record(bridge.clone(), recording.clone(), closing.subscribe());
-    loudspeakers::record_events(&bridge, recording.clone(), closing.subscribe());
+    let rooms: Vec<String> = commune.rooms.iter().map(|r| r.id.clone()).collect();
+    loudspeakers::restore_and_follow(
+        &bridge,
+        recording.clone(),
+        config,
+        &rooms,
+        closing.subscribe(),
+    )
+    .await?;
     Ok(bridge)
 }
 

@@ -158,19 +158,6 @@ impl Recording {
         }
     }
 
-    /// Append a bridge fact to a room's loudspeaker log (as the system's `bridge`); a refusal
-    /// (nothing changed) is only logged.
-    pub async fn log_loudspeakers(
-        &self,
-        room: &str,
-        action: dinh_events::domain::loudspeakers::LoudspeakerAction,
-    ) {
-        let cmd = Command::new(OffsetDateTime::now_utc(), Actor::system("bridge"), action);
-        if let Err(e) = self.record.loudspeakers(room, cmd, None).await {
-            tracing::info!(error = %e, "loudspeaker fact not recorded");
-        }
-    }
-
     /// Start the background work; it ends when `closing` turns true.
     pub fn spawn_tasks(self: &Arc<Self>, config: &Config, closing: watch::Receiver<bool>) {
         tokio::spawn(projector(self.clone(), closing.clone()));
@@ -268,7 +255,15 @@ pub fn actor(claims: &Claims) -> Actor {
         // A QR token raises feedback for its house (the subject), as that house.
         Role::Feedback => ActorRole::House,
     };
-    Actor::new(role, claims.sub.clone())
+    // Every room's chair token has the subject "chair": the record names the room too.
+    Actor::new(
+        role,
+        if claims.role == Role::Chair {
+            format!("{}@{}", claims.sub, claims.room)
+        } else {
+            claims.sub.clone()
+        },
+    )
 }
 
 async fn projector(rec: Arc<Recording>, mut closing: watch::Receiver<bool>) {

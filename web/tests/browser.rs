@@ -290,7 +290,7 @@ async fn chair_page_to_house_pages() {
         .iter()
         .find(|e| e.event_type == "FloorGranted")
         .unwrap();
-    assert_eq!(grant.actor, "chair:chair");
+    assert_eq!(grant.actor, "chair:chair@demo");
     let hand = events
         .iter()
         .find(|e| e.event_type == "HandRaised")

@@ -2,7 +2,9 @@
 //! (Opus and G.711, unicast and multicast), the HTTP Ogg stream and an Icecast2 mount, where
 //! Debian's ffmpeg receives it and measures pitch and loudness with its own filters; an
 //! emergency announcement takes over every output and gives it back; a cluster that stops
-//! answering is marked down and recorded while the others keep playing; bad input is refused.
+//! answering is marked down and recorded while the others keep playing; bad input is refused;
+//! the relay is the record's fact and the bridge follows it; a scheduled bulletin and a
+//! cluster added through the API survive a restart; rooms are isolated; uploads are bounded.
 
 mod common;
 
@@ -265,7 +267,7 @@ async fn an_emergency_replaces_the_meeting_on_every_output_then_the_meeting_come
         .expect("started");
     assert_eq!(started["payload"]["priority"], "emergency", "{started}");
     assert_eq!(
-        started["payload"]["requested_by"], "chair:chair",
+        started["payload"]["requested_by"], "chair:chair@demo",
         "{started}"
     );
     assert_eq!(started["payload"]["source"], "lu-lut.wav", "{started}");
@@ -703,6 +705,15 @@ async fn bad_input_gets_clear_errors_and_the_relay_keeps_going() {
             "json",
         ),
         (
+            "remove a cluster configured in dinh.toml",
+            "DELETE",
+            "/api/clusters/good",
+            &chair,
+            Body::None,
+            409,
+            "dinh.toml",
+        ),
+        (
             "a schedule",
             "POST",
             ann,
@@ -966,4 +977,571 @@ async fn multicast_inner() {
         -18.0,
     );
     tone.stop().await;
+}
+
+/// Every event of the record.
+async fn record(hub: &Hub) -> Vec<dinh_events::chain::StoredEvent> {
+    hub.state.recording.store().read(0, 100_000).await.unwrap()
+}
+
+/// Events of one type in the record.
+async fn count(hub: &Hub, event_type: &str) -> usize {
+    record(hub)
+        .await
+        .iter()
+        .filter(|e| e.event_type == event_type)
+        .count()
+}
+
+/// What a cluster plays now.
+async fn playing(hub: &Hub, id: &str) -> String {
+    hub.state
+        .bridge
+        .clusters()
+        .await
+        .into_iter()
+        .find(|c| c.config.id == id)
+        .unwrap()
+        .playing
+}
+
+/// The files a token's room lists.
+async fn file_names(hub: &Hub, token: &str) -> serde_json::Value {
+    let (_, t) = hub.call("GET", "/api/broadcast/files", token, None).await;
+    serde_json::from_str::<serde_json::Value>(&t).unwrap()["files"].clone()
+}
+
+fn http_cluster(id: &str, room: &str) -> ClusterConfig {
+    let mut c = rtp_cluster(id, 9, Codec::Opus, -16.0);
+    c.kind = ClusterKind::Http;
+    c.destination = None;
+    c.room = Some(room.into());
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_is_the_records_fact_switched_once_and_followed_by_the_bridge() {
+    let hub = Hub::start(|c| {
+        c.broadcast.clusters = vec![http_cluster("loa-1", "demo")];
+    })
+    .await;
+    open_meeting(&hub).await;
+    hub.relay(true).await;
+    // The answer comes once the bridge follows: no waiting needed.
+    assert_eq!(hub.state.bridge.relays().await, ["demo"]);
+    // Asked again, nothing changes and nothing is appended.
+    hub.relay(true).await;
+    let switched = |log: &[dinh_events::chain::StoredEvent]| -> Vec<(String, bool)> {
+        log.iter()
+            .filter(|e| e.event_type == "RelaySwitched")
+            .map(|e| (e.actor.clone(), e.payload["on"] == true))
+            .collect()
+    };
+    // One fact, by the chair of this room; the bridge no longer echoes it.
+    assert_eq!(
+        switched(&record(&hub).await),
+        [("chair:chair@demo".to_owned(), true)]
+    );
+    assert!(!record(&hub)
+        .await
+        .iter()
+        .any(|e| e.event_type == "RelayStarted"));
+    // Closing the meeting stops the room's relay, as a fact of its own.
+    let chair = hub.token(Role::Chair, "chair");
+    let (st, v) = hub
+        .json(
+            "POST",
+            "/api/meetings/m1/commands",
+            &chair,
+            json!({"type": "close"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    eventually(10, "the relay stops with the meeting", || async {
+        hub.state.bridge.relays().await.is_empty()
+    })
+    .await;
+    assert_eq!(
+        switched(&record(&hub).await),
+        [
+            ("chair:chair@demo".to_owned(), true),
+            ("system:meeting".to_owned(), false)
+        ]
+    );
+    // The minutes show the relay from the room's loudspeakers, closed with the meeting.
+    let official = hub.token(Role::Official, "official");
+    let (_, t) = hub.call("GET", "/api/meetings/m1", &official, None).await;
+    let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+    let relay = v["minutes"]["relay"].as_array().unwrap();
+    assert_eq!(relay.len(), 1, "{v}");
+    assert!(relay[0][1].is_string(), "{v}");
+}
+
+/// The commune of the isolation test: room `demo` and room `xom-2`.
+fn two_rooms(data: &std::path::Path) {
+    std::fs::create_dir_all(data).unwrap();
+    let room = |id: &str, n: u32| json!({"id": id, "title": format!("Phòng {id}"), "houses": [{"id": format!("house-{n}"), "name": format!("Nhà văn hoá {n}")}]});
+    let commune = json!({"name": "Xã hai phòng", "rooms": [room("demo", 1), room("xom-2", 2)]});
+    std::fs::write(data.join("commune.json"), commune.to_string()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_are_isolated_in_the_loudspeaker_api() {
+    let hub = Hub::start(|c| {
+        two_rooms(&c.data);
+        c.broadcast.chime = false;
+        c.broadcast.clusters = vec![http_cluster("a-1", "demo"), http_cluster("b-1", "xom-2")];
+    })
+    .await;
+    let ttl = Duration::from_secs(3600);
+    let chair_a = hub.token(Role::Chair, "chair");
+    let official_a = hub.token(Role::Official, "can-bo-1");
+    let chair_b = hub
+        .state
+        .keys
+        .issue("chair", "chair", Role::Chair, "xom-2", ttl);
+    let official_b = hub
+        .state
+        .keys
+        .issue("can-bo-1", "can-bo-1", Role::Official, "xom-2", ttl);
+    let ann = "/api/broadcast/announcements";
+    // Room B: a file, a bulletin scheduled on its cluster, its relay on.
+    let b_file = wav_tone(600.0, 2.0, 8000);
+    let (st, t) = hub
+        .call(
+            "PUT",
+            "/api/broadcast/files/ban-tin.wav",
+            &chair_b,
+            Some(("audio/wav", b_file.clone())),
+        )
+        .await;
+    assert_eq!(st, 201, "{t}");
+    let (st, v) = hub
+        .json("POST", ann, &chair_b, json!({"id": "b-sang", "file": "ban-tin.wav", "clusters": ["b-1"], "at": "2099-01-01T06:00:00+07:00"}))
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let (st, v) = hub
+        .json(
+            "POST",
+            "/api/broadcast/xom-2/relay",
+            &chair_b,
+            json!({"on": true}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    // Room A's chair has a file of its own.
+    hub.upload("lu-lut.wav", wav_tone(1000.0, 30.0, 8000)).await;
+    let by_a = |log: &[dinh_events::chain::StoredEvent], after: u64| -> Vec<String> {
+        log.iter()
+            .filter(|e| e.position > after && e.actor == "chair:chair@demo")
+            .map(|e| format!("{} {}", e.aggregate_id, e.event_type))
+            .collect()
+    };
+    // Each reproduction of issue 11 §3, refused: nothing appended, nothing played.
+    let before = hub.state.recording.store().head();
+    let refused: Vec<(&str, &str, String, Option<serde_json::Value>, u16)> = vec![
+        (
+            "an emergency on room B's cluster",
+            "POST",
+            ann.to_owned(),
+            Some(json!({"priority": "emergency", "file": "lu-lut.wav", "clusters": ["b-1"]})),
+            404,
+        ),
+        (
+            "cancel room B's scheduled bulletin",
+            "DELETE",
+            format!("{ann}/b-sang"),
+            None,
+            404,
+        ),
+        (
+            "remove room B's cluster",
+            "DELETE",
+            "/api/clusters/b-1".into(),
+            None,
+            404,
+        ),
+        (
+            "a heartbeat for room B's cluster",
+            "POST",
+            "/api/clusters/b-1/heartbeat".into(),
+            Some(json!({"status": "fault"})),
+            404,
+        ),
+        (
+            "play room B's file",
+            "POST",
+            ann.to_owned(),
+            Some(json!({"file": "ban-tin.wav"})),
+            404,
+        ),
+        (
+            "room B's relay",
+            "POST",
+            "/api/broadcast/xom-2/relay".into(),
+            Some(json!({"on": false})),
+            403,
+        ),
+        (
+            "room B's log",
+            "GET",
+            "/api/broadcast/xom-2/log".into(),
+            None,
+            403,
+        ),
+        (
+            "room B's cluster stream",
+            "GET",
+            "/broadcast/clusters/b-1/live.ogg".into(),
+            None,
+            404,
+        ),
+    ];
+    for (what, method, path, body, want) in refused {
+        let body = body.map(|v| ("application/json", v.to_string().into_bytes()));
+        let (st, text) = hub.call(method, &path, &chair_a, body).await;
+        assert_eq!(st, want, "{what}: {text}");
+        assert!(
+            !text.contains("xom-2") || want == 403,
+            "{what} reveals room B: {text}"
+        );
+    }
+    assert_eq!(by_a(&record(&hub).await, before), Vec::<String>::new());
+    assert_eq!(playing(&hub, "b-1").await, "meeting");
+    // An emergency with no clusters named plays on room A's outputs only.
+    let (st, v) = hub
+        .json(
+            "POST",
+            ann,
+            &chair_a,
+            json!({"priority": "emergency", "file": "lu-lut.wav", "chime": false}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let id = v["id"].as_str().unwrap().to_owned();
+    let a1 = hub.clusters().await;
+    assert_eq!(a1.len(), 1, "room A sees only its cluster: {a1:?}");
+    assert_eq!(a1[0]["playing"], format!("announcement:{id}"));
+    assert_eq!(playing(&hub, "b-1").await, "meeting");
+    eventually(10, "the start is recorded", || async {
+        record(&hub)
+            .await
+            .iter()
+            .any(|e| e.event_type == "AnnouncementStarted")
+    })
+    .await;
+    let log = record(&hub).await;
+    let started: Vec<_> = log
+        .iter()
+        .filter(|e| e.event_type == "AnnouncementStarted")
+        .collect();
+    assert_eq!(started.len(), 1);
+    assert_eq!(started[0].aggregate_id, "demo");
+    assert_eq!(started[0].payload["requested_by"], "chair:chair@demo");
+    // Room A's chair uploads a file of the same name: its own, room B's is untouched; and
+    // deleting it deletes room A's.
+    let (st, t) = hub
+        .call(
+            "PUT",
+            "/api/broadcast/files/ban-tin.wav",
+            &chair_a,
+            Some(("audio/wav", wav_tone(900.0, 1.0, 8000))),
+        )
+        .await;
+    assert_eq!(st, 201, "{t}");
+    let (st, t) = hub
+        .call("DELETE", "/api/broadcast/files/ban-tin.wav", &chair_a, None)
+        .await;
+    assert_eq!(st, 204, "{t}");
+    let b_dir = hub
+        .state
+        .config
+        .data
+        .join("announcements/xom-2/ban-tin.wav");
+    assert_eq!(std::fs::read(&b_dir).unwrap(), b_file);
+    // Lists hold the caller's room only.
+    let (_, t) = hub.call("GET", ann, &official_a, None).await;
+    let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+    assert_eq!(v["scheduled"], json!([]), "{v}");
+    assert_eq!(v["relays"], json!([]), "{v}");
+    assert_eq!(v["clusters"].as_array().unwrap().len(), 1, "{v}");
+    let (_, t) = hub.call("GET", ann, &official_b, None).await;
+    let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+    assert_eq!(v["scheduled"][0]["id"], "b-sang", "{v}");
+    assert_eq!(v["relays"], json!(["xom-2"]), "{v}");
+    assert_eq!(v["clusters"][0]["cluster"], "b-1", "{v}");
+    assert_eq!(file_names(&hub, &official_a).await, json!(["lu-lut.wav"]));
+    assert_eq!(file_names(&hub, &official_b).await, json!(["ban-tin.wav"]));
+    let (_, t) = hub.call("GET", "/api/clusters", &official_b, None).await;
+    assert!(t.contains("b-1") && !t.contains("a-1"), "{t}");
+    // Room B's chair still has everything, and is named with its room in the record.
+    let (st, _) = hub
+        .call("DELETE", &format!("{ann}/b-sang"), &chair_b, None)
+        .await;
+    assert_eq!(st, 204);
+    let log = record(&hub).await;
+    let cancel = log
+        .iter()
+        .find(|e| e.event_type == "AnnouncementCancelled")
+        .unwrap();
+    assert_eq!(
+        (cancel.aggregate_id.as_str(), cancel.actor.as_str()),
+        ("xom-2", "chair:chair@xom-2")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_bulletin_and_a_cluster_added_through_the_api_survive_a_restart() {
+    let port = common::free_rtp_port();
+    let data = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("restart-{}", uuid::Uuid::new_v4()));
+    let quiet = |c: &mut dinh_web::config::Config| {
+        c.broadcast.chime = false;
+    };
+    let hub = Hub::start(|c| {
+        c.data = data.clone();
+        quiet(c);
+    })
+    .await;
+    let chair = hub.token(Role::Chair, "chair");
+    // The cluster comes through the API, not the configuration.
+    let (st, v) = hub
+        .json(
+            "POST",
+            "/api/clusters",
+            &chair,
+            serde_json::to_value(rtp_cluster("thon-9", port, Codec::Pcmu, -16.0)).unwrap(),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    hub.upload("ban-tin.wav", wav_tone(1000.0, 2.0, 16_000))
+        .await;
+    hub.relay(true).await;
+    let due = time::OffsetDateTime::now_utc() + time::Duration::seconds(20);
+    let at_text = due
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let (st, v) = hub
+        .json("POST", "/api/broadcast/announcements", &chair, json!({"id": "ban-tin-sang", "file": "ban-tin.wav", "clusters": ["thon-9"], "at": at_text, "chime": false}))
+        .await;
+    assert_eq!((st, v["scheduled"].clone()), (201, json!(true)), "{v}");
+    // An emergency is playing when the hub goes down.
+    hub.upload("lu.wav", wav_tone(700.0, 60.0, 8000)).await;
+    let (st, v) = hub
+        .json(
+            "POST",
+            "/api/broadcast/announcements",
+            &chair,
+            json!({"id": "lu", "priority": "emergency", "file": "lu.wav", "chime": false}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    eventually(10, "the emergency's start is recorded", || async {
+        count(&hub, "AnnouncementStarted").await == 1
+    })
+    .await;
+    // The hub goes down.
+    let old_bridge = hub.state.bridge.clone();
+    let base = hub.base.clone();
+    drop(hub);
+    eventually(20, "the first hub is down", || async {
+        old_bridge.clusters().await.is_empty()
+            && std::net::TcpStream::connect(base.trim_start_matches("http://")).is_err()
+    })
+    .await;
+    // And comes back on the same data, with nothing in its configuration.
+    let hub = Hub::start(|c| {
+        c.data = data.clone();
+        quiet(c);
+    })
+    .await;
+    let clusters = hub.clusters().await;
+    assert_eq!(clusters.len(), 1, "{clusters:?}");
+    assert_eq!(clusters[0]["id"], "thon-9");
+    assert_eq!(hub.state.bridge.relays().await, ["demo"]);
+    let chair = hub.token(Role::Chair, "chair");
+    let (_, t) = hub
+        .call("GET", "/api/broadcast/announcements", &chair, None)
+        .await;
+    assert!(t.contains("ban-tin-sang"), "{t}");
+    let tone = Tone::publish(&hub, 440.0, 0.2).await;
+    let left = (due - time::OffsetDateTime::now_utc()).as_seconds_f64();
+    assert!(left > 3.0, "the restart took too long: {left:.1} s left");
+    let rx = Receiver::record(rtp_input(port, Codec::Pcmu), left + 5.0);
+    let samples = rx.samples(Duration::from_secs(60)).await;
+    let track = pitch_track(&samples, 0.25);
+    let bulletin = at(&track, 1000.0);
+    assert!(bulletin.len() >= 5, "the bulletin was not heard: {track:?}");
+    // The emergency cut by the restart is not resumed, and the record says it stopped.
+    assert!(at(&track, 700.0).is_empty(), "{track:?}");
+    let log = record(&hub).await;
+    let cut = log
+        .iter()
+        .find(|e| e.event_type == "AnnouncementEnded" && e.payload["announcement"] == "lu")
+        .expect("the cut emergency ended");
+    assert_eq!(
+        (cut.payload["how"].as_str(), cut.actor.as_str()),
+        (Some("stopped"), "system:bridge")
+    );
+    assert!(
+        at(&track, 440.0).iter().any(|i| *i < bulletin[0]),
+        "the relay did not come back before it: {track:?}"
+    );
+    // It started at its time: the bridge's own report, within a second.
+    eventually(10, "the start is recorded", || async {
+        count(&hub, "AnnouncementStarted").await == 2
+    })
+    .await;
+    let log = record(&hub).await;
+    let started = log
+        .iter()
+        .find(|e| {
+            e.event_type == "AnnouncementStarted" && e.payload["announcement"] == "ban-tin-sang"
+        })
+        .unwrap();
+    let when = time::OffsetDateTime::parse(
+        &started.recorded_at,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let late = (when - due).as_seconds_f64();
+    eprintln!("the bulletin started {late:.3} s after its time");
+    assert!(
+        (0.0..1.0).contains(&late),
+        "started {late:.3} s from its time"
+    );
+    assert_eq!(started.payload["requested_by"], "chair:chair@demo");
+    tone.stop().await;
+}
+
+/// A WAV header whose data chunk claims `claimed` samples, followed by `held` zero bytes.
+fn wav_claiming(rate: u32, bits: u16, claimed: u32, held: usize) -> Vec<u8> {
+    let block = bits as u32 / 8;
+    let data = claimed * block;
+    let mut h = Vec::new();
+    h.extend_from_slice(b"RIFF");
+    h.extend_from_slice(&(36 + data).to_le_bytes());
+    h.extend_from_slice(b"WAVEfmt ");
+    h.extend_from_slice(&16u32.to_le_bytes());
+    h.extend_from_slice(&1u16.to_le_bytes());
+    h.extend_from_slice(&1u16.to_le_bytes());
+    h.extend_from_slice(&rate.to_le_bytes());
+    h.extend_from_slice(&(rate * block).to_le_bytes());
+    h.extend_from_slice(&(block as u16).to_le_bytes());
+    h.extend_from_slice(&bits.to_le_bytes());
+    h.extend_from_slice(b"data");
+    h.extend_from_slice(&data.to_le_bytes());
+    h.extend(std::iter::repeat_n(0x80u8, held));
+    h
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_are_bounded_in_length_in_flight_one_at_a_time_and_by_a_quota() {
+    let hub = Hub::start(|c| c.broadcast.files_quota_mb = 1).await;
+    let chair = hub.token(Role::Chair, "chair");
+    let put = |name: &str, wav: Vec<u8>| {
+        let hub = &hub;
+        let chair = chair.clone();
+        let path = format!("/api/broadcast/files/{name}");
+        async move {
+            hub.call("PUT", &path, &chair, Some(("audio/wav", wav)))
+                .await
+        }
+    };
+    // Longer than an hour by its header: refused before decoding, though the body is 8 KB.
+    let t0 = std::time::Instant::now();
+    let (st, t) = put("dai.wav", wav_claiming(8000, 8, 8000 * 3601, 8000)).await;
+    assert_eq!(st, 422, "{t}");
+    assert!(t.contains("longer than 3600 s"), "{t}");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    // The quota: 1 MB per room. 40 s of 16-bit 8 kHz is 640 KB; a second one is refused.
+    let (st, t) = put("a.wav", wav_tone(440.0, 40.0, 8000)).await;
+    assert_eq!(st, 201, "{t}");
+    let (st, t) = put("b.wav", wav_tone(440.0, 40.0, 8000)).await;
+    assert_eq!(st, 507, "{t}");
+    assert!(t.contains("quota"), "{t}");
+    assert_eq!(
+        count(&hub, "FileStored").await,
+        1,
+        "a refused upload appended"
+    );
+    assert!(!hub
+        .state
+        .config
+        .data
+        .join("announcements/demo/b.wav")
+        .exists());
+    // Replacing a file counts the difference; deleting one frees its room.
+    let (st, t) = put("a.wav", wav_tone(440.0, 50.0, 8000)).await;
+    assert_eq!(st, 201, "{t}");
+    let (st, _) = hub
+        .call("DELETE", "/api/broadcast/files/a.wav", &chair, None)
+        .await;
+    assert_eq!(st, 204);
+    let (st, t) = put("b.wav", wav_tone(440.0, 40.0, 8000)).await;
+    assert_eq!(st, 201, "{t}");
+    let (st, _) = hub
+        .call("DELETE", "/api/broadcast/files/b.wav", &chair, None)
+        .await;
+    assert_eq!(st, 204);
+    // In flight: three uploads whose bodies trickle hold every place; the fourth is told
+    // to come back, and the hub still answers.
+    let addr = hub.base.trim_start_matches("http://").to_owned();
+    let mut slow = Vec::new();
+    for i in 0..3 {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(s, "PUT /api/broadcast/files/slow-{i}.wav HTTP/1.1\r\nHost: hub\r\nAuthorization: Bearer {chair}\r\nContent-Type: audio/wav\r\nContent-Length: 1000000\r\n\r\nRIFF").unwrap();
+        slow.push(s);
+    }
+    eventually(10, "three uploads in flight", || async {
+        hub.state.bridge.files().in_flight() == 3
+    })
+    .await;
+    let r = hub
+        .request(
+            "PUT",
+            "/api/broadcast/files/c.wav",
+            vec![
+                ("authorization".into(), format!("Bearer {chair}")),
+                ("content-type".into(), "audio/wav".into()),
+            ],
+            Some(wav_tone(440.0, 1.0, 8000)),
+        )
+        .await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.header("retry-after"), Some("5"));
+    let t0 = std::time::Instant::now();
+    let (st, _) = hub.call("GET", "/healthz", "", None).await;
+    assert_eq!(st, 200);
+    assert!(
+        t0.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t0.elapsed()
+    );
+    drop(slow);
+    eventually(10, "the slow uploads gave their places back", || async {
+        hub.state.bridge.files().in_flight() == 0
+    })
+    .await;
+    // One at a time: three real uploads at once all go through, checked one after another.
+    let big = wav_tone(440.0, 10.0, 16_000);
+    let (a, b, c) = tokio::join!(
+        put("x.wav", big.clone()),
+        put("y.wav", big.clone()),
+        put("z.wav", big)
+    );
+    for (st, t) in [a, b, c] {
+        assert_eq!(st, 201, "{t}");
+    }
+    let peak = hub
+        .state
+        .bridge
+        .files()
+        .stats()
+        .checking_peak
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(peak, 1);
+    // a.wav, a.wav replaced, b.wav, then x, y and z.
+    assert_eq!(count(&hub, "FileStored").await, 6);
 }

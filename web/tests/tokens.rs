@@ -147,7 +147,7 @@ async fn a_revoked_token_is_refused_everywhere_and_after_a_restart() {
         .filter(|e| e.event_type == "TokenRevoked")
         .collect();
     assert_eq!(revoked.len(), 1);
-    assert_eq!(revoked[0].actor, "chair:chair");
+    assert_eq!(revoked[0].actor, "chair:chair@demo");
     assert_eq!(revoked[0].payload["jti"], jti.as_str());
     assert_eq!(revoked[0].payload["subject"], "house-1");
     hub.stop().await;

@@ -18,9 +18,9 @@ pub enum BandError {
         "speech band {low_hz} Hz to {high_hz} Hz is not valid: need 20 <= low < high <= 20000"
     )]
     Invalid {
-        /// High-pass corner.
+        /// High-pass corner, Hz.
         low_hz: f32,
-        /// Low-pass corner.
+        /// Low-pass corner, Hz.
         high_hz: f32,
     },
 }

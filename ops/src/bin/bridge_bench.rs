@@ -13,6 +13,13 @@
 //! each needs its own encoder: the worst case).
 //!
 //! Run: `cargo run --release -p dinh-ops --bin bridge_bench [-- --secs 10]`
+//!
+//! `-- --uploads` measures instead the hub's memory while it takes three maximal announcement
+//! uploads at once (issue 11 §4: before the bounds, three 60-minute 8-bit WAVs took 6 GB): a
+//! real `dinh serve` (`DINH_BIN`, by default target/release/dinh) in its own process, its
+//! resident memory sampled every 20 ms from /proc, and its peak (VmHWM) at the end. Each
+//! upload is a 60-minute 8-bit mono WAV at 18.6 kHz: 67 MB, the longest and largest the hub
+//! accepts.
 
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +30,7 @@ use bytes::Bytes;
 use dinh_broadcast::bridge::{Bridge, BridgeSettings};
 use dinh_broadcast::config::{ClusterConfig, ClusterKind, Codec};
 use dinh_broadcast::engine::Voice;
+use dinh_broadcast::programme::ProgrammeSettings;
 
 fn thread_cpu_ns() -> u64 {
     std::fs::read_to_string("/proc/thread-self/schedstat")
@@ -96,18 +104,21 @@ async fn run(n: usize, distinct: bool, secs: u64, packets: &[Bytes]) {
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let settings = BridgeSettings {
-        chime: false,
+        programme: ProgrammeSettings {
+            chime: false,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let bridge = Bridge::start(settings, stop_rx).unwrap();
-    bridge.add_room("demo", "bench");
+    bridge.add_room("demo", "bench").await;
     for i in 0..n {
         bridge
             .add_cluster(cluster(i, &dest, distinct), "demo")
             .await
             .unwrap();
     }
-    bridge.set_relay("demo", true);
+    bridge.set_relay("demo", true).await;
     // Feed 20 ms packets on time, as the SFU's tap would.
     let feeder = {
         let bridge = bridge.clone();
@@ -153,7 +164,136 @@ async fn run(n: usize, distinct: bool, secs: u64, packets: &[Bytes]) {
     );
 }
 
+fn proc_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A 60-minute 8-bit mono WAV at 18.6 kHz: a slow sweep, so the decoder has real work.
+fn maximal_wav() -> Vec<u8> {
+    let rate = 18_600u32;
+    let n = rate as usize * 3600;
+    let mut v = Vec::with_capacity(44 + n);
+    v.extend_from_slice(b"RIFF");
+    v.extend_from_slice(&(36 + n as u32).to_le_bytes());
+    v.extend_from_slice(b"WAVEfmt ");
+    v.extend_from_slice(&16u32.to_le_bytes());
+    v.extend_from_slice(&1u16.to_le_bytes());
+    v.extend_from_slice(&1u16.to_le_bytes());
+    v.extend_from_slice(&rate.to_le_bytes());
+    v.extend_from_slice(&rate.to_le_bytes());
+    v.extend_from_slice(&1u16.to_le_bytes());
+    v.extend_from_slice(&8u16.to_le_bytes());
+    v.extend_from_slice(b"data");
+    v.extend_from_slice(&(n as u32).to_le_bytes());
+    let mut phase = 0f32;
+    for i in 0..n {
+        let hz = 200.0 + (i % (rate as usize * 10)) as f32 / 50.0;
+        phase += 2.0 * std::f32::consts::PI * hz / rate as f32;
+        v.push((128.0 + 90.0 * phase.sin()) as u8);
+    }
+    v
+}
+
+fn uploads() {
+    use std::process::{Command, Stdio};
+    let bin = std::env::var("DINH_BIN").unwrap_or_else(|_| "target/release/dinh".into());
+    let data = std::env::temp_dir().join(format!("dinh-upload-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let port = 18_900 + (std::process::id() % 90) as u16;
+    let mut hub = Command::new(&bin)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--udp",
+            "127.0.0.1:0",
+            "--data",
+        ])
+        .arg(&data)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run target/release/dinh (build it first: cargo build --release --bin dinh)");
+    let base = format!("http://127.0.0.1:{port}");
+    while ureq::get(&format!("{base}/healthz")).call().is_err() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = Command::new(&bin)
+        .args(["token", "--role", "chair", "--room", "demo", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let wav = Arc::new(maximal_wav());
+    let pid = hub.id();
+    let idle = proc_kib(pid, "VmRSS:");
+    let peak = Arc::new(AtomicU64::new(idle));
+    let done = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (peak, done) = (peak.clone(), done.clone());
+        std::thread::spawn(move || {
+            while done.load(Ordering::Relaxed) < 3 {
+                peak.fetch_max(proc_kib(pid, "VmRSS:"), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let t0 = Instant::now();
+    let workers: Vec<_> = (0..3)
+        .map(|i| {
+            let (wav, token, base, done) = (wav.clone(), token.clone(), base.clone(), done.clone());
+            std::thread::spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .timeout_global(Some(Duration::from_secs(600)))
+                    .build()
+                    .into();
+                let r = agent
+                    .put(&format!("{base}/api/broadcast/files/dai-{i}.wav"))
+                    .header("authorization", &format!("Bearer {token}"))
+                    .header("content-type", "audio/wav")
+                    .send(&wav[..]);
+                let status = r.map(|r| r.status().as_u16()).unwrap_or(0);
+                let secs = t0.elapsed().as_secs_f64();
+                done.fetch_add(1, Ordering::Relaxed);
+                (status, secs)
+            })
+        })
+        .collect();
+    let results: Vec<(u16, f64)> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+    sampler.join().unwrap();
+    let hwm = proc_kib(pid, "VmHWM:");
+    let _ = hub.kill();
+    let _ = hub.wait();
+    let _ = std::fs::remove_dir_all(&data);
+    println!(
+        "Three maximal uploads at once ({:.1} MB each: 60 min, 8-bit mono, 18.6 kHz WAV).\n",
+        wav.len() as f64 / 1e6
+    );
+    println!("| upload | status | done after s |");
+    println!("|---|---|---|");
+    for (i, (st, secs)) in results.iter().enumerate() {
+        println!("| {i} | {st} | {secs:.1} |");
+    }
+    println!(
+        "\nHub resident memory: idle {:.0} MB, peak while uploading {:.0} MB (VmHWM {:.0} MB).",
+        idle as f64 / 1024.0,
+        peak.load(Ordering::Relaxed) as f64 / 1024.0,
+        hwm as f64 / 1024.0
+    );
+    println!("Before the bounds (issue 11 §4): 6 GB for three 60-minute 8-bit WAVs.");
+}
+
 fn main() {
+    if std::env::args().any(|a| a == "--uploads") {
+        return uploads();
+    }
     let secs = std::env::args()
         .skip_while(|a| a != "--secs")
         .nth(1)
