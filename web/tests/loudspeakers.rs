@@ -81,7 +81,7 @@ async fn a_tone_reaches_rtp_and_http_at_its_pitch_and_each_loudness_target() {
     // The chime plays first on the clusters; the measurement starts after it.
     hub.relay(true).await;
     // While the receivers listen, both clusters are up and play the meeting.
-    eventually(10, "both clusters up", || async {
+    eventually(30, "both clusters up", || async {
         let c = hub.clusters().await;
         c.len() == 2
             && c.iter()
