@@ -107,6 +107,9 @@ pub struct Inner {
     pub revoked: tokens::DenyList,
     /// Per-token write rates.
     pub rates: rate::Rates,
+    /// The hub's background tasks (projector, checkpointer, room watchers, the bridge's
+    /// followers, sweepers): they end on `closing`, and [`server::run`] waits for them.
+    pub tasks: tokio_util::task::TaskTracker,
     /// Set when the hub shuts down; long-lived handlers (WebSockets) end on it.
     pub closing: tokio::sync::watch::Sender<bool>,
     /// The shared ICE-TCP port, when `rtc.tcp_listen` is set.
@@ -206,13 +209,15 @@ impl AppState {
             tracing::warn!(error = %e, "cannot restrict the data folder's files to their owner");
         }
         let closing = tokio::sync::watch::channel(false).0;
-        recording.spawn_tasks(&config, closing.subscribe());
+        // Every background task: they end on `closing`, and shutdown waits for them.
+        let tasks = tokio_util::task::TaskTracker::new();
+        recording.spawn_tasks(&config, &tasks, closing.subscribe());
         for r in &commune.rooms {
             let room = sfu.room(&r.id);
             recording.restore_room(&room).await;
-            recording.watch_room(room, closing.subscribe());
+            recording.watch_room(room, &tasks, closing.subscribe());
         }
-        let bridge = start_bridge(&config, &commune, &sfu, &recording, &closing).await?;
+        let bridge = start_bridge(&config, &commune, &sfu, &recording, &tasks, &closing).await?;
         let deny = recording
             .record
             .load_deny_list()
@@ -220,7 +225,7 @@ impl AppState {
             .map_err(|e| anyhow::anyhow!("cannot read the token deny list: {e}"))?;
         let revoked = tokens::DenyList::new(deny.revoked().map(str::to_owned));
         if let Some(t) = &tls {
-            tls::spawn_renewal(t.clone(), config.clone(), closing.subscribe());
+            tls::spawn_renewal(t.clone(), config.clone(), &tasks, closing.subscribe());
         }
         let rates = rate::Rates::new(config.limits.writes_per_minute, config.limits.write_burst);
         let witness = witness::WitnessService::open(&config).await?;
@@ -237,6 +242,7 @@ impl AppState {
             conns,
             revoked,
             rates,
+            tasks,
             closing,
             tcp,
             mux_tasks,
@@ -346,6 +352,7 @@ async fn start_bridge(
     commune: &Commune,
     sfu: &Arc<Sfu>,
     recording: &Arc<recording::Recording>,
+    tasks: &tokio_util::task::TaskTracker,
     closing: &tokio::sync::watch::Sender<bool>,
 ) -> anyhow::Result<dinh_broadcast::bridge::Bridge> {
     use dinh_broadcast::bridge::{Bridge, BridgeSettings};
@@ -372,10 +379,10 @@ async fn start_bridge(
     let bridge = Bridge::start(settings, closing.subscribe())
         .map_err(|e| anyhow::anyhow!("broadcast settings: {e}"))?;
     // Subscribed before anything can happen, so that no fact of the bridge goes unrecorded.
-    loudspeakers::record_events(&bridge, recording.clone(), closing.subscribe());
+    loudspeakers::record_events(&bridge, recording.clone(), tasks, closing.subscribe());
     for r in &commune.rooms {
         bridge.add_room(&r.id, &r.title).await;
-        loudspeakers::tap_room(bridge.clone(), sfu.room(&r.id), closing.subscribe());
+        loudspeakers::tap_room(bridge.clone(), sfu.room(&r.id), tasks, closing.subscribe());
     }
     let default_room = commune
         .rooms
@@ -398,6 +405,7 @@ async fn start_bridge(
         recording.clone(),
         config,
         &rooms,
+        tasks,
         closing.subscribe(),
     )
     .await?;

@@ -40,6 +40,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use time::OffsetDateTime;
 use tokio::sync::{broadcast, watch};
+use tokio_util::task::TaskTracker;
 
 use dinh_broadcast::bridge::{room_output, AnnounceRequest, Bridge, BridgeError, BridgeEvent};
 use dinh_broadcast::config::{valid_id, ClusterConfig};
@@ -811,7 +812,12 @@ async fn remove_file(
 }
 
 /// Feed the bridge a room's two audio slots.
-pub fn tap_room(bridge: Bridge, room: Arc<Room>, mut closing: watch::Receiver<bool>) {
+pub fn tap_room(
+    bridge: Bridge,
+    room: Arc<Room>,
+    tasks: &TaskTracker,
+    mut closing: watch::Receiver<bool>,
+) {
     for (slot, voice) in [
         (Slot::ProgramAudio, Voice::Chair),
         (Slot::FloorAudio, Voice::Floor),
@@ -820,7 +826,7 @@ pub fn tap_room(bridge: Bridge, room: Arc<Room>, mut closing: watch::Receiver<bo
         let bridge = bridge.clone();
         let name = room.name().to_owned();
         let mut closing = closing.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             loop {
                 tokio::select! {
                     r = rx.recv() => match r {
@@ -864,6 +870,7 @@ pub async fn restore_and_follow(
     rec: Arc<Recording>,
     config: &Config,
     rooms: &[String],
+    tasks: &TaskTracker,
     closing: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     // Events after `from` are followed; the states read below may already hold some of them
@@ -914,7 +921,7 @@ pub async fn restore_and_follow(
         adopt_flat_files(bridge, &rec, &config.data.join("announcements"), first).await;
     }
     bridge.set_followed(from);
-    tokio::spawn(follow(bridge.clone(), rec, from, relays, closing));
+    tasks.spawn(follow(bridge.clone(), rec, from, relays, closing));
     Ok(())
 }
 
@@ -1056,9 +1063,14 @@ async fn follow_one(
 
 /// Append the bridge's facts to the room's loudspeaker log (as the system's `bridge`):
 /// clusters' status changes and announcements starting and ending.
-pub fn record_events(bridge: &Bridge, rec: Arc<Recording>, mut closing: watch::Receiver<bool>) {
+pub fn record_events(
+    bridge: &Bridge,
+    rec: Arc<Recording>,
+    tasks: &TaskTracker,
+    mut closing: watch::Receiver<bool>,
+) {
     let mut rx = bridge.events();
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         loop {
             let ev = tokio::select! {
                 r = rx.recv() => match r {

@@ -631,7 +631,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     print_tls(&state, addr);
     if let Some(m) = metrics {
         println!("Metrics: http://{}/metrics", m.local_addr()?);
-        tokio::spawn(dinh_web::server::run_metrics(m, state.clone()));
+        state
+            .tasks
+            .spawn(dinh_web::server::run_metrics(m, state.clone()));
     }
     // Links carry 30-day tokens: on a terminal they are for the person starting the hub; in a
     // service's output they would end up in the system journal for anyone who reads it.

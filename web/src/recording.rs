@@ -21,6 +21,7 @@ use dinh_events::record::{Record, RecordError};
 use dinh_events::store::Store;
 use time::OffsetDateTime;
 use tokio::sync::{watch, RwLock};
+use tokio_util::task::TaskTracker;
 
 use crate::auth::{Claims, Role};
 use crate::config::Config;
@@ -158,11 +159,16 @@ impl Recording {
         }
     }
 
-    /// Start the background work; it ends when `closing` turns true.
-    pub fn spawn_tasks(self: &Arc<Self>, config: &Config, closing: watch::Receiver<bool>) {
-        tokio::spawn(projector(self.clone(), closing.clone()));
-        tokio::spawn(checkpointer(self.clone(), closing.clone()));
-        tokio::spawn(overdue_timer(
+    /// Start the background work on `tasks`; it ends when `closing` turns true.
+    pub fn spawn_tasks(
+        self: &Arc<Self>,
+        config: &Config,
+        tasks: &TaskTracker,
+        closing: watch::Receiver<bool>,
+    ) {
+        tasks.spawn(projector(self.clone(), closing.clone()));
+        tasks.spawn(checkpointer(self.clone(), closing.clone()));
+        tasks.spawn(overdue_timer(
             self.clone(),
             Duration::from_secs(config.record.overdue_check_secs.max(1)),
             closing,
@@ -170,8 +176,13 @@ impl Recording {
     }
 
     /// Watch a room and record its houses connecting and leaving.
-    pub fn watch_room(self: &Arc<Self>, room: Arc<Room>, closing: watch::Receiver<bool>) {
-        tokio::spawn(room_watcher(self.clone(), room, closing));
+    pub fn watch_room(
+        self: &Arc<Self>,
+        room: Arc<Room>,
+        tasks: &TaskTracker,
+        closing: watch::Receiver<bool>,
+    ) {
+        tasks.spawn(room_watcher(self.clone(), room, closing));
     }
 }
 

@@ -118,7 +118,18 @@ pub async fn run(
         );
     }
     state.close_sessions().await;
-    // Sign what the record holds before going down: the spawned tasks may not get to run.
+    // The background tasks end on `closing`: wait for them (the projector's last batch, a
+    // follower's last command), then sign what the record holds.
+    state.tasks.close();
+    if tokio::time::timeout(Duration::from_secs(10), state.tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            running = state.tasks.len(),
+            "background tasks still running after 10 s; stopping anyway"
+        );
+    }
     state.recording.checkpoint_now().await;
     Ok(())
 }

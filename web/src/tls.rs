@@ -249,12 +249,13 @@ impl Tls {
 pub fn spawn_renewal(
     tls: Arc<Tls>,
     config: Config,
+    tasks: &tokio_util::task::TaskTracker,
     mut closing: tokio::sync::watch::Receiver<bool>,
 ) {
     if tls.own.is_none() {
         return;
     }
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(CHECK_EVERY) => {}

@@ -319,7 +319,8 @@ impl Sessions {
 
 /// Sweep `sessions` every second until `closing`.
 pub fn spawn_sweeper(state: AppState, mut closing: tokio::sync::watch::Receiver<bool>) {
-    tokio::spawn(async move {
+    let tasks = state.tasks.clone();
+    tasks.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -72,7 +72,13 @@ async fn the_floor_holder_holds_the_floor_again_after_a_restart() {
         hub.state.recording.floor_holder("demo").await.as_deref(),
         Some("house-1")
     );
+    let state = hub.state.clone();
+    assert!(!state.tasks.is_empty(), "the hub runs background tasks");
     hub.stop().await;
+    // Shutdown waited for every background task (projector, checkpointer, watchers, bridge).
+    assert!(state.tasks.is_closed());
+    assert_eq!(state.tasks.len(), 0, "a background task outlived the hub");
+    drop(state);
 
     // Restarted on the same data: nobody has reconnected yet, and house 1 holds the floor.
     let d = data.clone();
