@@ -184,7 +184,7 @@ async fn meeting_room(rec: &Recording, id: &str) -> Result<String, AppError> {
 }
 
 /// A meeting visible to the token: in its room.
-async fn check_meeting(rec: &Recording, c: &Claims, id: &str) -> Result<(), AppError> {
+pub(crate) async fn check_meeting(rec: &Recording, c: &Claims, id: &str) -> Result<(), AppError> {
     let room = meeting_room(rec, id).await?;
     c.for_room(&room)?;
     Ok(())
@@ -325,7 +325,7 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-fn csv_response(name: &str, rows: Vec<Vec<String>>) -> Response {
+pub(crate) fn csv_response(name: &str, rows: Vec<Vec<String>>) -> Response {
     let mut out = String::from("\u{feff}"); // BOM: Excel then reads UTF-8 Vietnamese correctly
     for r in rows {
         out.push_str(&r.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
@@ -428,7 +428,10 @@ async fn raise(
 }
 
 /// The feedback rows a token may see.
-fn visible<'a>(views: &'a Views, c: &'a Claims) -> impl Iterator<Item = &'a FeedbackRow> + 'a {
+pub(crate) fn visible<'a>(
+    views: &'a Views,
+    c: &'a Claims,
+) -> impl Iterator<Item = &'a FeedbackRow> + 'a {
     views.feedback.rows().filter(move |f| {
         let room_ok = views
             .minutes
@@ -439,7 +442,11 @@ fn visible<'a>(views: &'a Views, c: &'a Claims) -> impl Iterator<Item = &'a Feed
     })
 }
 
-async fn feedback_row(s: &AppState, c: &Claims, id: &str) -> Result<FeedbackRow, AppError> {
+pub(crate) async fn feedback_row(
+    s: &AppState,
+    c: &Claims,
+    id: &str,
+) -> Result<FeedbackRow, AppError> {
     let views = rec(s).views.read().await;
     let row = visible(&views, c).find(|f| f.id == id).cloned();
     row.ok_or_else(|| {
@@ -479,26 +486,14 @@ async fn feedback_command(
     Ok(outcome(StatusCode::OK, o))
 }
 
-#[derive(Debug, Deserialize)]
-struct FeedbackQuery {
-    status: Option<String>,
-    meeting: Option<String>,
-    overdue: Option<bool>,
-}
-
+/// `GET /api/feedback`: the register with filters, facet counts and paging
+/// ([`crate::official::register`]).
 async fn list_feedback(
     State(s): State<AppState>,
-    Query(q): Query<FeedbackQuery>,
     RecordUser(c): RecordUser,
+    uri: axum::http::Uri,
 ) -> Result<Response, AppError> {
-    let views = rec(&s).views.read().await;
-    let list: Vec<FeedbackRow> = visible(&views, &c)
-        .filter(|f| q.status.as_deref().is_none_or(|st| f.status == st))
-        .filter(|f| q.meeting.as_deref().is_none_or(|m| f.meeting == m))
-        .filter(|f| q.overdue.is_none_or(|o| f.overdue == o))
-        .cloned()
-        .collect();
-    Ok(Json(list).into_response())
+    crate::official::register_page(&s, &c, &uri).await
 }
 
 async fn get_feedback(
@@ -670,7 +665,12 @@ mod tests {
     #[test]
     fn the_openapi_document_lists_every_route() {
         let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).unwrap();
-        let src = [include_str!("api.rs"), include_str!("loudspeakers.rs")].concat();
+        let src = [
+            include_str!("api.rs"),
+            include_str!("loudspeakers.rs"),
+            include_str!("official/mod.rs"),
+        ]
+        .concat();
         let routes: Vec<&str> = src
             .lines()
             .filter_map(|l| l.trim().strip_prefix(".route(\""))

@@ -31,6 +31,7 @@ pub mod commune;
 pub mod config;
 pub mod error;
 pub mod loudspeakers;
+pub mod official;
 mod pages;
 pub mod recording;
 pub mod whip;
@@ -74,6 +75,8 @@ pub struct Inner {
     pub recording: Arc<recording::Recording>,
     /// The loudspeaker bridge.
     pub bridge: dinh_broadcast::bridge::Bridge,
+    /// What the officials' routes keep between requests.
+    pub official: official::OfficialState,
     // WHIP/WHEP resources by id. std Mutex: inserts and removals only, never across `.await`.
     resources: Mutex<HashMap<String, Session>>,
     /// Set when the hub shuts down; long-lived handlers (WebSockets) end on it.
@@ -152,6 +155,7 @@ impl AppState {
             commune,
             recording,
             bridge,
+            official: official::OfficialState::default(),
             resources: Mutex::new(HashMap::new()),
             closing,
             tcp,
@@ -309,6 +313,7 @@ pub fn app(state: AppState) -> Router {
         .route("/ws/{room}", get(ws::upgrade))
         .merge(whip::routes())
         .merge(api::routes())
+        .merge(official::routes())
         .merge(loudspeakers::routes())
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))

@@ -35,6 +35,8 @@ pub struct Recording {
     pub projected: watch::Sender<u64>,
     /// Checkpoint key.
     pub signer: Signer,
+    /// Working days, as the record counts feedback deadlines.
+    pub calendar: Calendar,
 }
 
 impl Recording {
@@ -57,8 +59,10 @@ impl Recording {
         let mut views = Views::load(&store).await?;
         views.catch_up(&store).await?;
         let (projected, _) = watch::channel(views.position());
+        let calendar = Calendar::new(holidays);
         Ok(Arc::new(Self {
-            record: Record::new(store, Calendar::new(holidays)),
+            record: Record::new(store, calendar.clone()),
+            calendar,
             views: RwLock::new(views),
             projected,
             signer,

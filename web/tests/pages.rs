@@ -46,7 +46,7 @@ async fn get(
 #[tokio::test]
 async fn pages_carry_the_strict_policy_and_no_inline_script() {
     let s = state().await;
-    for path in ["/", "/chair", "/house"] {
+    for path in ["/", "/chair", "/house", "/official"] {
         let (st, h, body) = get(&s, path, None).await;
         assert_eq!(st, StatusCode::OK, "{path}");
         let csp = h["content-security-policy"].to_str().unwrap();

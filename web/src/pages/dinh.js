@@ -294,10 +294,11 @@
   }
 
   /** The record's live events (/api/events, server-sent events read with fetch so the token
-   *  stays in a header). Calls `onEvent(event)` for each, `onState(up)` when the stream comes
-   *  and goes; resumes after the last position seen, forever, once the hub answers again. */
-  function events(onEvent, onState) {
-    let after = 0;
+   *  stays in a header), after position `from` (default 0: the whole visible log). Calls
+   *  `onEvent(event)` for each, `onState(up)` when the stream comes and goes; resumes after the
+   *  last position seen, forever, once the hub answers again. */
+  function events(onEvent, onState, from) {
+    let after = from || 0;
     let stopped = false;
     const run = async () => {
       while (!stopped) {
