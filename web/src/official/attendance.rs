@@ -87,10 +87,19 @@ pub struct Across {
     pub cells: Vec<Cell>,
 }
 
-fn secs_since(from: &str, now: OffsetDateTime) -> i64 {
+/// Seconds from `from` (RFC 3339) to `to`; 0 when `from` is later or unreadable.
+pub fn seconds_between(from: &str, to: OffsetDateTime) -> i64 {
     OffsetDateTime::parse(from, &Rfc3339)
-        .map(|f| (now - f).whole_seconds().max(0))
+        .map(|f| (to - f).whole_seconds().max(0))
         .unwrap_or(0)
+}
+
+/// Where a presence still open in `m` ends: the meeting's close, or `now` while it runs.
+pub fn end_of(m: &MinutesRow, now: OffsetDateTime) -> OffsetDateTime {
+    m.closed_at
+        .as_deref()
+        .and_then(|c| OffsetDateTime::parse(c, &Rfc3339).ok())
+        .map_or(now, |c| c.min(now))
 }
 
 /// Build the table for `meetings` (already filtered to one room; the newest `limit` are kept),
@@ -134,22 +143,23 @@ pub fn across<'a>(
     }
     let mut cells = Vec::new();
     for a in attendance {
-        if !ms.iter().any(|m| m.meeting == a.meeting) {
+        let Some(m) = ms.iter().find(|m| m.meeting == a.meeting) else {
             continue;
-        }
+        };
+        let end = end_of(m, now);
         let live = a
             .connected_since
             .as_deref()
-            .map_or(0, |s| secs_since(s, now));
+            .map_or(0, |s| seconds_between(s, end));
         let speaking = a
             .speaking_since
             .as_deref()
-            .map_or(0, |s| secs_since(s, now));
+            .map_or(0, |s| seconds_between(s, end));
         let cell = Cell {
             meeting: a.meeting.clone(),
             house: a.house.clone(),
             seconds_connected: a.seconds_connected + live,
-            connected_now: a.connected_since.is_some(),
+            connected_now: a.connected_since.is_some() && m.closed_at.is_none(),
             joins: a.joins,
             headcount: a.headcount,
             checked_in: a.checked_in.len(),
@@ -245,6 +255,18 @@ mod tests {
         assert_eq!(a.houses[1].meetings_attended, 0, "absent, still listed");
         assert_eq!(a.houses[2].name, "house-9", "not in the directory: its id");
         assert_eq!(a.cells.len(), 3);
+    }
+
+    #[test]
+    fn a_presence_left_open_ends_with_the_meeting() {
+        let mut row = present("m1", "house-1", 0, None);
+        row.connected_since = Some("2026-12-01T01:00:00Z".into());
+        let mut m = meeting("m1", "2026-12-01T01:00:00Z");
+        m.closed_at = Some("2026-12-01T01:30:00Z".into());
+        let now = datetime!(2026-12-01 05:00 UTC);
+        let a = across(&[m], &[row], &[], DEFAULT_MEETINGS, now);
+        assert_eq!(a.cells[0].seconds_connected, 1800);
+        assert!(!a.cells[0].connected_now);
     }
 
     #[test]

@@ -347,6 +347,8 @@ async fn minutes(
         .filter(|a| a.meeting == id)
         .collect();
     let now = OffsetDateTime::now_utc();
+    // A house still connected counts up to now, or up to the close of a closed meeting.
+    let end = attendance::end_of(&m, now);
     let mut listed: Vec<&str> = dir.iter().map(|(h, _)| h.as_str()).collect();
     for r in &rows {
         if !listed.contains(&r.house.as_str()) {
@@ -357,14 +359,14 @@ async fn minutes(
         let row = rows.iter().find(|r| r.house == h);
         let live = row
             .and_then(|r| r.connected_since.as_deref())
-            .and_then(|t| {
-                OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-            })
-            .map_or(0, |t| (now - t).whole_seconds().max(0));
+            .map_or(0, |t| attendance::seconds_between(t, end));
         attendance.push(json!({
             "house": h,
             "name": name(h),
             "present": row.is_some_and(|r| r.joins > 0),
+            "connected_since": row
+                .and_then(|r| r.connected_since.clone())
+                .filter(|_| m.closed_at.is_none()),
             "first_joined": row.and_then(|r| r.first_joined.clone()),
             "last_left": row.and_then(|r| r.last_left.clone()),
             "seconds_connected": row.map_or(0, |r| r.seconds_connected) + live,

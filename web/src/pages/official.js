@@ -44,6 +44,8 @@
   /** A calendar date ("2026-12-07") for people, never shifted by the browser's time zone. */
   const day = (d) => (d ? Dinh.dateTime(d + "T00:00:00Z", { dateStyle: "medium", timeZone: "UTC" }) : "—");
   const vnTime = (v) => Dinh.dateTime(v, { dateStyle: "medium", timeStyle: "short", timeZone: VN });
+  /** A time of day in the minutes: always Vietnam's clock, whatever the printing computer's. */
+  const vnClock = (v) => Dinh.dateTime(v, { timeStyle: "short", timeZone: VN });
   const minutesOf = (secs) => Dinh.num(Math.round((secs || 0) / 60));
 
   function fail(err, where) {
@@ -287,6 +289,8 @@
       await openItem(r.id, true);
     } catch (e) {
       fail(e, $("itemError"));
+      // The item moved on meanwhile: show where it is now (the refusal stays on screen).
+      if (e.status === 409 || e.status === 404) await openItem(r.id, true);
     } finally {
       button.disabled = false;
     }
@@ -299,7 +303,7 @@
       meeting || sel.value || (S.meetings[0] && S.meetings[0].meeting) || "");
     try {
       const [one, across] = await Promise.all([
-        sel.value ? api("GET", "/api/meetings/" + encodeURIComponent(sel.value)) : Promise.resolve(null),
+        sel.value ? api("GET", "/api/meetings/" + encodeURIComponent(sel.value) + "/minutes") : Promise.resolve(null),
         api("GET", "/api/attendance"),
       ]);
       renderOne(one);
@@ -313,23 +317,20 @@
     } catch (e) { fail(e); }
   }
 
+  /** One meeting's attendance: every house of the room, present or absent (from the minutes). */
   function renderOne(one) {
     if (!one) { $("attRows").replaceChildren(); $("attSummary").textContent = t("official.no_meetings"); return; }
-    const rows = (one.attendance || []);
-    const houses = ((S.dir && S.dir.houses) || []).map((h) => h.id);
-    for (const r of rows) if (!houses.includes(r.house)) houses.push(r.house);
-    let present = 0, people = 0;
-    $("attRows").replaceChildren(...houses.map((id) => {
-      const r = rows.find((x) => x.house === id);
-      if (r && r.joins > 0) present += 1;
-      if (r && r.headcount) people += r.headcount;
-      const tr = el("tr", null, { class: r && r.joins ? "" : "absent" });
-      const state = !r || !r.joins ? t("official.absent") : r.connected_since ? t("official.connected_since", { time: Dinh.time(r.connected_since) }) : t("official.attended");
-      [houseName(id), state, r ? minutesOf(r.seconds_connected) : "—", r && r.headcount != null ? Dinh.num(r.headcount) : "—",
-        r && r.checked_in.length ? r.checked_in.join(", ") : "—"].forEach((v) => tr.append(el("td", v)));
+    let people = 0;
+    $("attRows").replaceChildren(...one.attendance.map((a) => {
+      if (a.headcount) people += a.headcount;
+      const tr = el("tr", null, { class: a.present ? "" : "absent" });
+      const state = !a.present ? t("official.absent") : a.connected_since ? t("official.connected_since", { time: vnClock(a.connected_since) }) : t("official.attended");
+      [a.name, state, a.present ? minutesOf(a.seconds_connected) : "—", a.headcount != null ? Dinh.num(a.headcount) : "—",
+        a.checked_in.length ? a.checked_in.join(", ") : "—"].forEach((v) => tr.append(el("td", v)));
       return tr;
     }));
-    $("attSummary").textContent = t("official.att_summary", { n: present, of: houses.length, people });
+    const present = one.attendance.filter((a) => a.present).length;
+    $("attSummary").textContent = t("official.att_summary", { n: present, of: one.attendance.length, people });
   }
 
   // ---- Pictures (SVG) ------------------------------------------------------------------------
@@ -480,13 +481,13 @@
     section("official.m_agenda");
     const ol = el("ol");
     for (const a of m.agenda) {
-      const when = a.started.length ? t("official.m_span", { from: Dinh.time(a.started[0]), to: a.ended.length ? Dinh.time(a.ended[a.ended.length - 1]) : "…" }) : t("official.m_not_taken");
+      const when = a.started.length ? t("official.m_span", { from: vnClock(a.started[0]), to: a.ended.length ? vnClock(a.ended[a.ended.length - 1]) : "…" }) : t("official.m_not_taken");
       ol.append(el("li", t("official.m_agenda_item", { title: a.title, when })));
     }
     body.push(m.agenda.length ? ol : el("p", t("common.none")));
     section("official.m_floor");
     const fl = el("ol");
-    for (const f of m.floor) fl.append(el("li", t("official.m_turn", { house: houseName(f.house), from: Dinh.time(f.granted_at), to: f.revoked_at ? Dinh.time(f.revoked_at) : "…" })));
+    for (const f of m.floor) fl.append(el("li", t("official.m_turn", { house: houseName(f.house), from: vnClock(f.granted_at), to: f.revoked_at ? vnClock(f.revoked_at) : "…" })));
     body.push(m.floor.length ? fl : el("p", t("common.none")));
     section("official.m_feedback");
     const fb = el("ol");
@@ -583,9 +584,12 @@
     b.disabled = true;
     $("verifyResult").className = "";
     $("verifyResult").textContent = t("official.verifying");
+    $("verifyNote").textContent = "";
     try { showRun(await api("POST", "/api/log/verify")); loadIntegrity(); } catch (e) {
-      $("verifyResult").className = "error";
-      $("verifyResult").textContent = explain(e);
+      // Refused (a run a moment ago, or one going on): the last result stays on screen.
+      $("verifyNote").textContent = e.code === "rate_limited" ? t("official.verify_wait", { n: Math.max(1, e.retryAfter) }) : explain(e);
+      const last = await api("GET", "/api/log/status").catch(() => null);
+      if (last && last.verification) showRun(last.verification); else $("verifyResult").textContent = "";
     } finally { b.disabled = false; }
   }
 

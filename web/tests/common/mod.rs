@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod chromium;
+pub mod official_page;
+
 use std::process::Stdio;
 use std::time::Duration;
 
