@@ -501,7 +501,10 @@ async fn get_feedback(
     Path(id): Path<String>,
     RecordUser(c): RecordUser,
 ) -> Result<Response, AppError> {
-    Ok(Json(feedback_row(&s, &c, &id).await?).into_response())
+    let row = feedback_row(&s, &c, &id).await?;
+    let item =
+        crate::official::register::item(&row, &s.recording.calendar, OffsetDateTime::now_utc());
+    Ok(Json(item).into_response())
 }
 
 async fn feedback_csv(

@@ -489,14 +489,19 @@ async fn every_route_checks_role_and_room() {
                     got.body
                 );
             } else {
-                assert_eq!(
-                    got.status,
-                    StatusCode::FORBIDDEN,
-                    "{} as {role:?}: {}",
+                // Refused for its role (a role whose tokens carry more, like the QR code's,
+                // may already be refused as a token the route cannot use).
+                assert!(
+                    matches!(got.status, StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED),
+                    "{} as {role:?}: {} {}",
                     r.path,
+                    got.status,
                     got.body
                 );
-                assert_eq!(got.json()["error"], "wrong_role", "{}", r.path);
+                if got.status == StatusCode::FORBIDDEN {
+                    assert_eq!(got.json()["error"], "wrong_role", "{}", r.path);
+                }
+                assert!(!got.body.contains("Ý kiến số"), "{}: {}", r.path, got.body);
             }
         }
         // Another house of room demo: not its item.
@@ -549,7 +554,11 @@ async fn every_route_checks_role_and_room() {
             &token(&s, *role, "x", "demo"),
         )
         .await;
-        assert_eq!(r.status, StatusCode::FORBIDDEN, "{role:?}");
+        assert!(
+            matches!(r.status, StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED),
+            "{role:?}: {}",
+            r.status
+        );
     }
     // A token for a room the commune does not have sees nothing.
     let r = call(

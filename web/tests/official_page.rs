@@ -16,8 +16,10 @@ use fantoccini::wd::PrintConfiguration;
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use common::chromium::{emulate_print, screenshot, until, Chromium};
-use common::official_page as page;
+use common::chromium::{
+    browser_sized, chromedriver, emulate_phone, emulate_print, screenshot, wanted,
+};
+use common::official_page::{self as page, until};
 use dinh_events::domain::feedback::{FeedbackAction, FeedbackKind};
 use dinh_events::domain::meeting::MeetingAction;
 use dinh_events::domain::{Actor, ActorRole, Command};
@@ -128,9 +130,10 @@ async fn text(c: &fantoccini::Client, js: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_official_works_the_register_from_the_page() {
-    let Some(chromium) = Chromium::start().await else {
+    if !wanted() {
         return;
-    };
+    }
+    let (_driver, port) = chromedriver().await;
     let data = std::env::temp_dir().join(format!("dinh-official-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     let mut config = dinh_web::config::Config {
@@ -155,7 +158,7 @@ async fn an_official_works_the_register_from_the_page() {
     );
 
     // Desktop: the register, then a filter by house.
-    let c = chromium.window("official", 1280, 900).await;
+    let c = browser_sized(port, 0, 1280, 900).await;
     page::open(&c, &base, &token).await;
     assert_eq!(
         text(&c, "location.search").await,
@@ -223,6 +226,8 @@ async fn an_official_works_the_register_from_the_page() {
 
     // A form checks itself before sending: an empty answer names the field.
     page::open_item(&c, "Trường mầm non").await;
+    let facts = text(&c, "document.getElementById('itemFacts').textContent").await;
+    assert!(facts.contains("còn 15 ngày làm việc"), "the deadline in working days: {facts}");
     page::click(&c, "#fAnswer button[type=submit]").await;
     let err = text(&c, "document.getElementById('itemError').textContent").await;
     assert_eq!(err, "Câu trả lời: chưa được điền");
@@ -444,8 +449,8 @@ async fn an_official_works_the_register_from_the_page() {
     let _ = c.close().await;
 
     // A phone, 360 px wide: the register as cards, an item, the minutes; nothing wider.
-    let phone = chromium.window("official-phone", 400, 900).await;
-    common::chromium::emulate_phone(&phone, 360, 780).await;
+    let phone = browser_sized(port, 1, 400, 900).await;
+    emulate_phone(&phone, 360, 780).await;
     page::open(&phone, &base, &token).await;
     let w = phone.execute(WIDTH, vec![]).await.unwrap();
     assert_eq!(w["inner"], 360, "the register overflows a phone: {w}");

@@ -338,6 +338,17 @@ fn instant(s: &str) -> OffsetDateTime {
     OffsetDateTime::parse(s, &Rfc3339).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
+/// A row with its deadline counted in working days at `now`.
+pub fn item<'a>(row: &'a FeedbackRow, cal: &Calendar, now: OffsetDateTime) -> Item<'a> {
+    let deadline = row.deadline.filter(|_| row.status == "assigned");
+    let today = now.to_offset(VIETNAM).date();
+    Item {
+        row,
+        working_days_left: deadline.map(|d| working_days_left(cal, today, d)),
+        past_deadline: deadline.is_some_and(|d| Calendar::is_past(d, now)),
+    }
+}
+
 /// Run a query over the rows the caller may see.
 pub fn query<'a>(
     visible: impl IntoIterator<Item = &'a FeedbackRow>,
@@ -389,20 +400,11 @@ pub fn query<'a>(
         }),
     }
     let total = hits.len();
-    let today = now.to_offset(VIETNAM).date();
     let items = hits
         .into_iter()
         .skip(f.offset)
         .take(f.limit)
-        .map(|row| {
-            let running = row.status == "assigned";
-            let deadline = row.deadline.filter(|_| running);
-            Item {
-                row,
-                working_days_left: deadline.map(|d| working_days_left(cal, today, d)),
-                past_deadline: deadline.is_some_and(|d| Calendar::is_past(d, now)),
-            }
-        })
+        .map(|row| item(row, cal, now))
         .collect();
     Page {
         position: 0,

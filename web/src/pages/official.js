@@ -225,7 +225,7 @@
       ...fact("official.col_kind", kindText(r.kind)),
       ...fact("field.meeting", meetingTitle(r.meeting)),
       ...fact("official.col_assignee", r.assignee || "—"),
-      ...fact("official.col_deadline", r.deadline ? deadlineSince(r) : "—"),
+      ...fact("official.col_deadline", deadlineText(r)),
     ];
     if (r.forwarded_to) facts.push(...fact("field.to", r.forwarded_to));
     if (r.answer) facts.push(...fact("field.answer", r.answer));
@@ -239,12 +239,6 @@
     show("notMine", notMine);
     $("aOfficial").value = r.assignee || "";
     $("history").replaceChildren(...S.history.map(historyLine));
-  }
-
-  /** The deadline with its working days, computed the same way as in the register. */
-  function deadlineSince(r) {
-    const inPage = S.page && S.page.items.find((x) => x.id === r.id);
-    return inPage ? deadlineText(inPage) : day(r.deadline);
   }
 
   function actorText(label) {
@@ -593,25 +587,30 @@
     } finally { b.disabled = false; }
   }
 
-  // ---- Notices -------------------------------------------------------------------------------
+  // ---- Notices (the bulletin boards of the room's houses) ------------------------------------
   async function loadNotices() {
     try {
       const list = await api("GET", "/api/notices");
       show("noticesMissing", false);
-      $("noticeList").replaceChildren(...(list.notices || list || []).map(noticeLine));
+      show("noticeForm", true);
+      $("noticeList").replaceChildren(...(list.length ? list.map(noticeLine) : [el("li", t("common.none"), { class: "muted" })]));
     } catch (e) {
+      // A hub without the notices feature answers 404: say so instead of a broken form.
       if (e.status === 404 || e.status === 405) { show("noticesMissing", true); show("noticeForm", false); return; }
-      fail(e);
+      fail(e, $("noticeError"));
     }
   }
 
   function noticeLine(n) {
-    const li = el("li", null, { class: "card" });
-    li.append(el("b", n.title), el("p", n.text), el("p", t("official.notice_valid", { from: day(n.valid_from), to: day(n.valid_until) }), { class: "muted" }));
-    if (!n.withdrawn) {
+    const li = el("li", null, { class: "card" + (n.status === "posted" ? "" : " withdrawn") });
+    li.append(el("b", n.title), el("p", n.text, { class: "content" }),
+      el("p", t(n.status === "posted" ? "official.notice_valid" : "official.notice_withdrawn", { from: day(n.valid_from), to: day(n.valid_until) }), { class: "muted" }));
+    if (n.status === "posted") {
       li.append(el("button", t("official.withdraw_notice"), {
         class: "secondary small", type: "button",
-        on: { click: async () => { try { await api("POST", "/api/notices/" + encodeURIComponent(n.id) + "/commands", { type: "withdraw" }); loadNotices(); } catch (e) { fail(e); } } },
+        on: { click: async () => {
+          try { await api("POST", "/api/notices/" + encodeURIComponent(n.id) + "/withdraw", {}); loadNotices(); } catch (e) { fail(e, $("noticeError")); }
+        } },
       }));
     }
     return li;
@@ -621,24 +620,33 @@
     ev.preventDefault();
     const form = $("noticeForm");
     $("noticeError").textContent = "";
-    form.querySelectorAll("input:not([type=file]):not([type=date]), textarea").forEach((i) => { i.value = i.value.trim(); });
+    form.querySelectorAll("input[type=text], input:not([type]), textarea").forEach((i) => { i.value = i.value.trim(); });
     const bad = Dinh.check(form);
     if (bad) { $("noticeError").textContent = bad; return; }
     if ($("nUntil").value < $("nFrom").value) {
       $("noticeError").textContent = t("error.field", { field: t("field.valid_until"), reason: t("error.reason.order") });
+      $("nUntil").setAttribute("aria-invalid", "true");
       return;
     }
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
     try {
-      await api("POST", "/api/notices", { title: $("nTitle").value, text: $("nText").value, valid_from: $("nFrom").value, valid_until: $("nUntil").value });
+      const file = $("nPicture").files[0];
+      let picture;
+      if (file) picture = (await api("PUT", "/api/notices/pictures", file, { type: file.type })).name;
+      await api("POST", "/api/notices", {
+        title: $("nTitle").value, text: $("nText").value, valid_from: $("nFrom").value, valid_until: $("nUntil").value, picture,
+      });
       form.reset();
       loadNotices();
-    } catch (e) { fail(e, $("noticeError")); }
+    } catch (e) { fail(e, $("noticeError")); } finally { button.disabled = false; }
   }
 
   // ---- Live: the record's events ----------------------------------------------------------------
   let refresh = null;
   function onEvent(ev) {
     if (ev.aggregate_type === "meeting" && ev.event_type === "MeetingScheduled") loadMeetings();
+    if (ev.aggregate_type === "notice" && !$("notices").classList.contains("hidden")) loadNotices();
     if (ev.aggregate_type !== "feedback") return;
     clearTimeout(refresh);
     refresh = setTimeout(() => {

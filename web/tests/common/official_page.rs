@@ -4,7 +4,12 @@
 use fantoccini::{Client, Locator};
 use serde_json::Value;
 
-use super::chromium::until;
+use super::chromium::wait_js;
+
+/// Wait until the expression `js` is truthy; its value.
+pub async fn until(c: &Client, what: &str, secs: u64, js: &str) -> Value {
+    wait_js(c, what, secs, &format!("return ({js});")).await
+}
 
 /// Open the officials' page with `token` (in Vietnamese) and wait for the register.
 pub async fn open(c: &Client, base: &str, token: &str) {
