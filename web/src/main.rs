@@ -328,6 +328,12 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             .issue("chair", "Chủ tọa", Role::Chair, &r.id, ttl);
         println!("\nRoom '{}' ({})", r.id, r.title);
         println!("  chair:  {base}/chair?token={chair}");
+        println!(
+            "  official: {base}/official?token={}",
+            state
+                .keys
+                .issue("can-bo", "Cán bộ xã", Role::Official, &r.id, ttl)
+        );
         for h in &r.houses {
             let t = state.keys.issue(&h.id, &h.name, Role::House, &r.id, ttl);
             println!("  {}: {base}/house?token={t}", h.id);

@@ -227,7 +227,10 @@ async fn an_official_works_the_register_from_the_page() {
     // A form checks itself before sending: an empty answer names the field.
     page::open_item(&c, "Trường mầm non").await;
     let facts = text(&c, "document.getElementById('itemFacts').textContent").await;
-    assert!(facts.contains("còn 15 ngày làm việc"), "the deadline in working days: {facts}");
+    assert!(
+        facts.contains("còn 15 ngày làm việc"),
+        "the deadline in working days: {facts}"
+    );
     page::click(&c, "#fAnswer button[type=submit]").await;
     let err = text(&c, "document.getElementById('itemError').textContent").await;
     assert_eq!(err, "Câu trả lời: chưa được điền");
