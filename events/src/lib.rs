@@ -11,7 +11,8 @@
 //!   commands, SHA-256 hash chain;
 //! - [`chain`]: canonical bytes, the hash chain, RFC 9162 Merkle tree heads and signed
 //!   checkpoints; [`verify`] checks a log or an export offline;
-//! - [`projections`]: attendance, the feedback register and the minutes, rebuilt from
+//! - [`domain::notices`]: notices of the village bulletin boards (post, withdraw);
+//! - [`projections`]: attendance, the feedback register, the minutes and the notices, rebuilt from
 //!   position 0 and kept up to date from the log;
 //! - [`record`]: [`record::Record`], what the hub drives: commands in, positions out.
 pub mod chain;

@@ -1,5 +1,5 @@
 //! Read models built from the log: attendance per meeting and house, the feedback register,
-//! and the minutes of each meeting.
+//! the minutes of each meeting, and the notices of the village bulletin boards.
 //!
 //! Each projection folds events in position order into rows held in memory, and writes the
 //! rows that changed together with its position in one transaction (`projection_rows`,
@@ -17,6 +17,7 @@ use time::{Date, OffsetDateTime};
 use crate::chain::StoredEvent;
 use crate::domain::feedback::{FeedbackEvent, FeedbackKind, Status};
 use crate::domain::meeting::{MeetingEvent, RevokeReason};
+use crate::domain::notices::{NoticeEvent, Picture};
 use crate::store::{Store, StoreError};
 
 /// A decoded event with the facts the log adds.
@@ -39,6 +40,8 @@ pub enum Event {
     Meeting(MeetingEvent),
     /// A feedback event.
     Feedback(FeedbackEvent),
+    /// A notice event.
+    Notice(NoticeEvent),
 }
 
 /// Decode a stored event; `None` for a type this version does not know (skipped, not fatal).
@@ -46,6 +49,7 @@ pub fn decode(ev: &StoredEvent) -> Option<Recorded> {
     let event = match ev.aggregate_type.as_str() {
         "meeting" => Event::Meeting(serde_json::from_value(ev.payload.clone()).ok()?),
         "feedback" => Event::Feedback(serde_json::from_value(ev.payload.clone()).ok()?),
+        "notice" => Event::Notice(serde_json::from_value(ev.payload.clone()).ok()?),
         _ => return None,
     };
     Some(Recorded {
@@ -220,7 +224,44 @@ pub struct MinutesRow {
     pub clusters: BTreeMap<String, String>,
 }
 
-/// The three projections.
+/// A notice on the room's bulletin boards.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NoticeRow {
+    /// Notice id.
+    pub id: String,
+    /// The room whose boards show it.
+    pub room: String,
+    /// One line.
+    pub title: String,
+    /// The text.
+    pub text: String,
+    /// The attached picture, stored by the hub under its name.
+    pub picture: Option<Picture>,
+    /// First day shown.
+    pub valid_from: Option<Date>,
+    /// Last day shown (included).
+    pub valid_until: Option<Date>,
+    /// `posted` or `withdrawn`.
+    pub status: String,
+    /// When it was posted (RFC 3339).
+    pub posted_at: String,
+    /// When it was withdrawn.
+    pub withdrawn_at: Option<String>,
+    /// Position of the last change.
+    pub position: u64,
+}
+
+impl NoticeRow {
+    /// Whether a board shows it on `day` (a day in Vietnam): posted, not withdrawn, and
+    /// `day` within its validity.
+    pub fn shown_on(&self, day: Date) -> bool {
+        self.status == "posted"
+            && self.valid_from.is_some_and(|f| f <= day)
+            && self.valid_until.is_some_and(|u| day <= u)
+    }
+}
+
+/// The projections.
 #[derive(Debug, Clone, Default)]
 pub struct Views {
     /// Attendance, keyed `meeting/house`.
@@ -229,11 +270,13 @@ pub struct Views {
     pub feedback: Table<FeedbackRow>,
     /// Minutes, keyed by meeting id.
     pub minutes: Table<MinutesRow>,
+    /// Notices of the bulletin boards, keyed by notice id.
+    pub notices: Table<NoticeRow>,
     /// Position applied per projection.
-    positions: [u64; 3],
+    positions: [u64; 4],
 }
 
-const NAMES: [&str; 3] = ["attendance", "feedback", "minutes"];
+const NAMES: [&str; 4] = ["attendance", "feedback", "minutes", "notices"];
 
 impl Views {
     /// The lowest position every projection has reached.
@@ -254,6 +297,10 @@ impl Views {
         if r.position > self.positions[2] {
             self.apply_minutes(r);
             self.positions[2] = r.position;
+        }
+        if r.position > self.positions[3] {
+            self.apply_notices(r);
+            self.positions[3] = r.position;
         }
     }
 
@@ -387,7 +434,7 @@ impl Views {
                     row.feedback.push(r.aggregate_id.clone());
                 }
             }
-            Event::Feedback(_) => {}
+            Event::Feedback(_) | Event::Notice(_) => {}
             Event::Meeting(e) => {
                 let row = self.minutes.entry(&r.aggregate_id);
                 row.meeting.clone_from(&r.aggregate_id);
@@ -454,12 +501,44 @@ impl Views {
         }
     }
 
+    fn apply_notices(&mut self, r: &Recorded) {
+        let Event::Notice(e) = &r.event else { return };
+        let at = ts(r.at);
+        let row = self.notices.entry(&r.aggregate_id);
+        row.id.clone_from(&r.aggregate_id);
+        row.position = r.position;
+        match e {
+            NoticeEvent::NoticePosted {
+                room,
+                title,
+                text,
+                picture,
+                valid_from,
+                valid_until,
+            } => {
+                row.room.clone_from(room);
+                row.title.clone_from(title);
+                row.text.clone_from(text);
+                row.picture.clone_from(picture);
+                row.valid_from = Some(*valid_from);
+                row.valid_until = Some(*valid_until);
+                row.status = "posted".into();
+                row.posted_at = at;
+            }
+            NoticeEvent::NoticeWithdrawn { .. } => {
+                row.status = "withdrawn".into();
+                row.withdrawn_at = Some(at);
+            }
+        }
+    }
+
     /// Load the stored rows and positions.
     pub async fn load(store: &Store) -> Result<Self, StoreError> {
         let mut v = Views::default();
         v.positions[0] = load_table(store, NAMES[0], &mut v.attendance).await?;
         v.positions[1] = load_table(store, NAMES[1], &mut v.feedback).await?;
         v.positions[2] = load_table(store, NAMES[2], &mut v.minutes).await?;
+        v.positions[3] = load_table(store, NAMES[3], &mut v.notices).await?;
         Ok(v)
     }
 
@@ -508,6 +587,7 @@ impl Views {
         )
         .await?;
         save_table(store, NAMES[2], self.positions[2], &mut self.minutes, reset).await?;
+        save_table(store, NAMES[3], self.positions[3], &mut self.notices, reset).await?;
         Ok(())
     }
 

@@ -37,6 +37,8 @@ use crate::chain::{Frontier, Signer};
 use crate::domain::feedback::{Feedback, FeedbackAction, FeedbackError};
 use crate::domain::loudspeakers::{LoudspeakerAction, LoudspeakerError, Loudspeakers};
 use crate::domain::meeting::{Meeting, MeetingAction, MeetingError};
+use crate::domain::notices::{Notice, NoticeAction, NoticeError};
+use crate::domain::tokens::{TokenAction, TokenDenyList, TokenError, DENY_LIST};
 use crate::domain::workdays::Calendar;
 use crate::domain::Command;
 use crate::store::{Append, Appended, Store, StoreError};
@@ -112,6 +114,23 @@ fn loudspeaker_refusal(e: &LoudspeakerError) -> Refusal {
     }
 }
 
+fn notice_refusal(e: &NoticeError) -> Refusal {
+    match e {
+        NoticeError::Forbidden { .. } => Refusal::Forbidden,
+        NoticeError::NotFound => Refusal::NotFound,
+        NoticeError::Invalid { .. } => Refusal::Invalid,
+        _ => Refusal::State,
+    }
+}
+
+fn token_refusal(e: &TokenError) -> Refusal {
+    match e {
+        TokenError::Forbidden { .. } => Refusal::Forbidden,
+        TokenError::Invalid { .. } => Refusal::Invalid,
+        _ => Refusal::State,
+    }
+}
+
 fn feedback_refusal(e: &FeedbackError) -> Refusal {
     match e {
         FeedbackError::Forbidden { .. } => Refusal::Forbidden,
@@ -134,6 +153,8 @@ pub struct Record {
     meetings: Framework<Meeting>,
     feedback: Framework<Feedback>,
     loudspeakers: Framework<Loudspeakers>,
+    notices: Framework<Notice>,
+    tokens: Framework<TokenDenyList>,
 }
 
 impl Record {
@@ -151,6 +172,16 @@ impl Record {
                 calendar,
             ),
             loudspeakers: CqrsFramework::new(
+                PersistedEventStore::new_snapshot_store(store.clone(), SNAPSHOT_EVERY),
+                vec![],
+                (),
+            ),
+            notices: CqrsFramework::new(
+                PersistedEventStore::new_snapshot_store(store.clone(), SNAPSHOT_EVERY),
+                vec![],
+                (),
+            ),
+            tokens: CqrsFramework::new(
                 PersistedEventStore::new_snapshot_store(store.clone(), SNAPSHOT_EVERY),
                 vec![],
                 (),
@@ -204,6 +235,48 @@ impl Record {
             (loudspeaker_refusal(e), e.to_string())
         })
         .await
+    }
+
+    /// Run a command on a notice of the village bulletin boards.
+    pub async fn notice(
+        &self,
+        id: &str,
+        cmd: Command<NoticeAction>,
+        command_id: Option<String>,
+    ) -> Result<Outcome, RecordError> {
+        let meta = metadata(cmd.at, &cmd.actor.label(), command_id.as_deref());
+        self.run(&self.notices, id, cmd, meta, command_id, |e| {
+            (notice_refusal(e), e.to_string())
+        })
+        .await
+    }
+
+    /// Revoke a token (the one deny-list aggregate, [`DENY_LIST`]).
+    pub async fn revoke_token(
+        &self,
+        cmd: Command<TokenAction>,
+        command_id: Option<String>,
+    ) -> Result<Outcome, RecordError> {
+        let meta = metadata(cmd.at, &cmd.actor.label(), command_id.as_deref());
+        self.run(&self.tokens, DENY_LIST, cmd, meta, command_id, |e| {
+            (token_refusal(e), e.to_string())
+        })
+        .await
+    }
+
+    /// The deny list as the log has it.
+    pub async fn load_deny_list(&self) -> Result<TokenDenyList, RecordError> {
+        let mut list = TokenDenyList::default();
+        for ev in self
+            .store
+            .aggregate_events(TokenDenyList::TYPE, DENY_LIST, 0)
+            .await?
+        {
+            let e = serde_json::from_value(ev.payload)
+                .map_err(|e| RecordError::Internal(e.to_string()))?;
+            list.apply_event(&e);
+        }
+        Ok(list)
     }
 
     /// The current state of a meeting (for checks the hub makes before sending a command).

@@ -8,7 +8,9 @@
 //!   another takes it from the first;
 //! - the chair revokes it, or the holder lowers its hand and yields it;
 //! - the chair can mute a house: its audio is not forwarded, even while it holds the floor;
-//! - a house that leaves loses its place in the queue and the floor.
+//! - a house that leaves loses its place in the queue and the floor;
+//! - after a restart of the hub, the floor is restored to the house that held it (and the
+//!   mutes the chair had set) until the chair changes it; raised hands are not restored.
 
 use std::collections::{HashSet, VecDeque};
 
@@ -31,9 +33,9 @@ pub enum FloorChange {
     Queue,
     /// The floor moved from `from` to `to`.
     Holder {
-        /// The previous holder.
+        /// Who held it (`None`: nobody).
         from: Option<String>,
-        /// The new holder.
+        /// Who holds it now (`None`: nobody).
         to: Option<String>,
     },
     /// A house was muted or unmuted.
@@ -52,12 +54,24 @@ pub struct Floor {
 }
 
 impl Floor {
-    /// An empty floor.
+    /// A floor with nobody present, no hand up and no holder.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// A house connected.
+    /// Seed the floor after a restart of the hub (from the record): `holder` holds it again
+    /// and `muted` are muted, connected or not; the holder is heard once it is back. Raised
+    /// hands are not restored: a house that leaves loses its hand, and a restart is every
+    /// house leaving at once.
+    pub fn restore(&mut self, holder: Option<String>, muted: impl IntoIterator<Item = String>) {
+        if let Some(h) = &holder {
+            self.hands.retain(|x| x != h);
+        }
+        self.holder = holder;
+        self.muted = muted.into_iter().collect();
+    }
+
+    /// A house's media connected: it may raise its hand and be given the floor.
     pub fn join(&mut self, house: &str) {
         self.present.insert(house.to_owned());
     }
@@ -65,12 +79,18 @@ impl Floor {
     /// A house left: it loses its raised hand and, if it held it, the floor.
     pub fn leave(&mut self, house: &str) -> FloorChange {
         self.present.remove(house);
-        self.hands.retain(|h| h != house);
-        if self.holder.as_deref() == Some(house) {
-            let from = self.holder.take();
-            return FloorChange::Holder { from, to: None };
+        let had_hand = self.drop_hand(house);
+        match self.lower_hand(house) {
+            FloorChange::None if had_hand => FloorChange::Queue,
+            change => change,
         }
-        FloorChange::Queue
+    }
+
+    /// Take the house's hand out of the queue; whether it was up.
+    fn drop_hand(&mut self, house: &str) -> bool {
+        let before = self.hands.len();
+        self.hands.retain(|h| h != house);
+        self.hands.len() != before
     }
 
     /// A house raises its hand.
@@ -89,12 +109,10 @@ impl Floor {
             let from = self.holder.take();
             return FloorChange::Holder { from, to: None };
         }
-        let before = self.hands.len();
-        self.hands.retain(|h| h != house);
-        if self.hands.len() == before {
-            FloorChange::None
-        } else {
+        if self.drop_hand(house) {
             FloorChange::Queue
+        } else {
+            FloorChange::None
         }
     }
 
@@ -143,7 +161,7 @@ impl Floor {
         self.holder.as_deref() == Some(house) && !self.muted.contains(house)
     }
 
-    /// The holder of the floor.
+    /// Who holds the floor; after [`Self::restore`], possibly a house not yet back.
     pub fn holder(&self) -> Option<&str> {
         self.holder.as_deref()
     }
@@ -153,7 +171,7 @@ impl Floor {
         self.hands.iter().map(String::as_str)
     }
 
-    /// Whether the house is muted.
+    /// Whether the chair muted the house (a mute outlasts the house leaving and rejoining).
     pub fn is_muted(&self, house: &str) -> bool {
         self.muted.contains(house)
     }
@@ -250,9 +268,44 @@ mod tests {
                 to: None
             }
         );
-        f.leave("b");
+        assert_eq!(f.leave("b"), FloorChange::Queue, "its hand went down");
         assert_eq!(f.queue().count(), 0);
+        f.join("c");
+        assert_eq!(
+            f.leave("c"),
+            FloorChange::None,
+            "no hand, no floor: nothing"
+        );
         assert_eq!(f.raise_hand("b"), Err(FloorError::NotConnected("b".into())));
+    }
+
+    #[test]
+    fn a_restored_holder_holds_until_the_chair_changes_it() {
+        let mut f = floor_with(&["b"]);
+        f.restore(Some("a".into()), ["c".to_owned()]);
+        assert_eq!(f.holder(), Some("a"), "held while it is away");
+        assert!(f.is_muted("c"));
+        assert!(f.may_speak("a"), "heard as soon as its media is back");
+        f.join("a");
+        assert_eq!(f.holder(), Some("a"), "reconnecting keeps it");
+        assert_eq!(
+            f.grant("b"),
+            Ok(FloorChange::Holder {
+                from: Some("a".into()),
+                to: Some("b".into())
+            }),
+            "the chair's word wins"
+        );
+        let mut f = floor_with(&[]);
+        f.restore(Some("a".into()), []);
+        assert_eq!(
+            f.revoke(),
+            Ok(FloorChange::Holder {
+                from: Some("a".into()),
+                to: None
+            }),
+            "revoked before it came back"
+        );
     }
 
     #[test]

@@ -48,20 +48,20 @@ impl SlotKind {
 /// The header fields the forwarder reads from an incoming packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InHeader {
-    /// Source SSRC.
+    /// The publisher's SSRC (a new one from the same source is a switch).
     pub ssrc: u32,
-    /// Source sequence number.
+    /// The publisher's sequence number, wrapping at 2^16.
     pub seq: u16,
-    /// Source timestamp.
+    /// The publisher's RTP timestamp, in the codec's clock (48 or 90 kHz), wrapping at 2^32.
     pub ts: u32,
 }
 
 /// The rewritten header fields for the outgoing packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutHeader {
-    /// Sequence number on the slot.
+    /// Sequence number on the slot: the source's plus the mapping's offset, mod 2^16.
     pub seq: u16,
-    /// Timestamp on the slot.
+    /// Timestamp on the slot: the source's plus the mapping's offset, mod 2^32.
     pub ts: u32,
     /// Whether the packet starts a keyframe (always false for audio). Subscribers that joined
     /// late start at such a packet.

@@ -51,7 +51,7 @@ impl Histogram {
         self.counts[bucket(us)].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The counts now.
+    /// The count of each bucket now (not cumulative), read without stopping writers.
     pub fn snapshot(&self) -> [u64; BUCKETS] {
         std::array::from_fn(|i| self.counts[i].load(Ordering::Relaxed))
     }

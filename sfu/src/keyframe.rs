@@ -16,7 +16,7 @@ pub enum VideoCodec {
 }
 
 impl VideoCodec {
-    /// The SDP mime type of the codec.
+    /// The codec's SDP mime type (`video/VP8`, `video/H264`).
     pub fn mime_type(self) -> &'static str {
         match self {
             VideoCodec::Vp8 => "video/VP8",

@@ -1,6 +1,6 @@
 //! SDP from outside: bounds, validation, and the edits the UDP mux needs.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use webrtc::peer_connection::RTCSessionDescription;
 
@@ -28,6 +28,10 @@ pub enum SdpError {
     /// A trickle-ICE fragment that cannot be used; the message says why.
     #[error("invalid ICE fragment: {0}")]
     Fragment(String),
+    /// More than [`MAX_OFFER_CANDIDATES`] distinct candidates; send fewer (a browser sends a
+    /// handful).
+    #[error("the offer has {0} distinct ICE candidates; the limit is {MAX_OFFER_CANDIDATES}")]
+    TooManyCandidates(usize),
 }
 
 /// Check an offer from outside and turn it into a session description.
@@ -271,6 +275,139 @@ pub fn ice_fragment(answer: &str) -> String {
     out
 }
 
+/// Most distinct remote candidates (transport, address, port) accepted in one offer: a
+/// machine with a few interfaces, both IP versions, UDP and TCP, a reflexive and a relayed
+/// address stays far below it, and each one makes the hub send connectivity checks.
+pub const MAX_OFFER_CANDIDATES: usize = 32;
+
+/// Which remote candidate addresses the hub sends connectivity checks (STUN) to. A client
+/// names the addresses and ports; without this, it could make the hub probe services on the
+/// hub's own machine (loopback) or its link (link-local).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CandidatePolicy {
+    /// Accept loopback addresses (127.0.0.0/8, ::1).
+    pub loopback: bool,
+    /// Accept link-local addresses (169.254.0.0/16, fe80::/10).
+    pub link_local: bool,
+}
+
+impl CandidatePolicy {
+    /// The policy for a hub whose media is reached at `addrs`: loopback candidates only when
+    /// the hub itself listens on a loopback address (a test, a hub for one machine),
+    /// link-local ones only when it listens on a link-local address.
+    pub fn for_hub(addrs: &[IpAddr]) -> Self {
+        Self {
+            loopback: addrs.iter().any(|a| a.is_loopback()),
+            link_local: addrs.iter().any(|a| is_link_local(*a)),
+        }
+    }
+}
+
+fn is_link_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v) => v.is_link_local(),
+        IpAddr::V6(v) => (v.segments()[0] & 0xffc0) == 0xfe80,
+    }
+}
+
+/// Why a remote candidate is not used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CandidateRefusal {
+    /// Not `foundation component transport priority address port typ type ...`.
+    #[error("not a candidate line")]
+    Malformed,
+    /// The address is a name (an mDNS `.local` name, say), which the hub does not resolve.
+    #[error("the address is not an IP address")]
+    NotAnAddress,
+    /// A loopback address, and the hub does not listen on one.
+    #[error("a loopback address")]
+    Loopback,
+    /// A link-local address, and the hub does not listen on one.
+    #[error("a link-local address")]
+    LinkLocal,
+    /// An unspecified, multicast or broadcast address, or port 0 for UDP.
+    #[error("an address or port no peer can have")]
+    Unroutable,
+}
+
+/// Check one remote candidate (`candidate:...`, with or without `a=`) against `policy`.
+pub fn check_candidate(line: &str, policy: CandidatePolicy) -> Result<(), CandidateRefusal> {
+    let body = line.trim();
+    let body = body.strip_prefix("a=").unwrap_or(body);
+    let Some(rest) = body.strip_prefix("candidate:") else {
+        return Err(CandidateRefusal::Malformed);
+    };
+    let f: Vec<&str> = rest.split_ascii_whitespace().collect();
+    if f.len() < 8 || f[6] != "typ" {
+        return Err(CandidateRefusal::Malformed);
+    }
+    let Ok(ip) = f[4].parse::<IpAddr>() else {
+        return Err(CandidateRefusal::NotAnAddress);
+    };
+    let Ok(port) = f[5].parse::<u16>() else {
+        return Err(CandidateRefusal::Malformed);
+    };
+    // TCP active candidates carry port 9 or 0 (RFC 6544); a UDP one at port 0 is nowhere.
+    if port == 0 && f[2].eq_ignore_ascii_case("udp") {
+        return Err(CandidateRefusal::Unroutable);
+    }
+    let unroutable = match ip {
+        IpAddr::V4(v) => v.is_unspecified() || v.is_multicast() || v.is_broadcast(),
+        IpAddr::V6(v) => v.is_unspecified() || v.is_multicast(),
+    };
+    if unroutable {
+        return Err(CandidateRefusal::Unroutable);
+    }
+    let ip = match ip {
+        IpAddr::V6(v) => v.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    if ip.is_loopback() && !policy.loopback {
+        return Err(CandidateRefusal::Loopback);
+    }
+    if is_link_local(ip) && !policy.link_local {
+        return Err(CandidateRefusal::LinkLocal);
+    }
+    Ok(())
+}
+
+/// An offer with the remote candidates the hub will not use (see [`check_candidate`])
+/// removed, and how many were removed. More than [`MAX_OFFER_CANDIDATES`] distinct
+/// candidates is an error, however many would be removed.
+pub fn filter_offer_candidates(
+    sdp: &str,
+    policy: CandidatePolicy,
+) -> Result<(String, usize), SdpError> {
+    let mut distinct = std::collections::HashSet::new();
+    let mut out = String::with_capacity(sdp.len());
+    let mut dropped = 0;
+    for line in sdp.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\r', '\n']);
+        if let Some(rest) = body.strip_prefix("a=candidate:") {
+            let f: Vec<&str> = rest.split_ascii_whitespace().collect();
+            let key = (
+                f.get(2).map(|t| t.to_ascii_lowercase()),
+                f.get(4).copied(),
+                f.get(5).copied(),
+            );
+            if distinct.insert(key) && distinct.len() > MAX_OFFER_CANDIDATES {
+                let n = sdp
+                    .lines()
+                    .filter(|l| l.starts_with("a=candidate:"))
+                    .count();
+                return Err(SdpError::TooManyCandidates(n.max(distinct.len())));
+            }
+            if check_candidate(body, policy).is_err() {
+                dropped += 1;
+                continue;
+            }
+        }
+        out.push_str(line);
+    }
+    Ok((out, dropped))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,6 +545,98 @@ a=candidate:9 1 udp 2130706431 10.0.0.2 5000 typ host\r\na=end-of-candidates\r\n
         let trickle = parse_ice_fragment("a=candidate:9 1 udp 1 10.0.0.3 6000 typ host\n").unwrap();
         let out = apply_ice_fragment(OFFER, &trickle);
         assert!(out.contains("a=ice-ufrag:oldU") && out.contains("10.0.0.3 6000"));
+    }
+
+    const HUB_ON_LAN: CandidatePolicy = CandidatePolicy {
+        loopback: false,
+        link_local: false,
+    };
+
+    #[test]
+    fn candidates_to_the_hubs_own_machine_or_link_are_refused() {
+        let c = |addr: &str| format!("candidate:1 1 udp 2130706431 {addr} 40000 typ host");
+        for (addr, why) in [
+            ("127.0.0.1", Some(CandidateRefusal::Loopback)),
+            ("127.3.2.1", Some(CandidateRefusal::Loopback)),
+            ("::1", Some(CandidateRefusal::Loopback)),
+            ("::ffff:127.0.0.1", Some(CandidateRefusal::Loopback)),
+            ("169.254.10.1", Some(CandidateRefusal::LinkLocal)),
+            ("fe80::1", Some(CandidateRefusal::LinkLocal)),
+            ("0.0.0.0", Some(CandidateRefusal::Unroutable)),
+            ("224.0.0.251", Some(CandidateRefusal::Unroutable)),
+            ("255.255.255.255", Some(CandidateRefusal::Unroutable)),
+            ("ff02::1", Some(CandidateRefusal::Unroutable)),
+            ("3e1f0a2b-1c2d.local", Some(CandidateRefusal::NotAnAddress)),
+            ("localhost", Some(CandidateRefusal::NotAnAddress)),
+            ("192.168.1.20", None),
+            ("10.0.0.7", None),
+            ("203.0.113.9", None),
+            ("2001:db8::7", None),
+        ] {
+            assert_eq!(check_candidate(&c(addr), HUB_ON_LAN).err(), why, "{addr}");
+        }
+        assert_eq!(
+            check_candidate("candidate:1 1 udp 1 192.0.2.1 0 typ host", HUB_ON_LAN),
+            Err(CandidateRefusal::Unroutable)
+        );
+        assert_eq!(
+            check_candidate(
+                "candidate:1 1 tcp 1 192.0.2.1 9 typ host tcptype active",
+                HUB_ON_LAN
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check_candidate("a=candidate:1 1 udp", HUB_ON_LAN),
+            Err(CandidateRefusal::Malformed)
+        );
+        // A hub that itself listens on loopback (a test, one machine) accepts loopback.
+        let local = CandidatePolicy::for_hub(&["127.0.0.1".parse().unwrap()]);
+        assert_eq!(check_candidate(&c("127.0.0.1"), local), Ok(()));
+        assert_eq!(
+            check_candidate(&c("fe80::1"), local),
+            Err(CandidateRefusal::LinkLocal)
+        );
+        let lan = CandidatePolicy::for_hub(&["192.168.1.2".parse().unwrap()]);
+        assert_eq!(lan, HUB_ON_LAN);
+    }
+
+    #[test]
+    fn offers_lose_unusable_candidates_and_too_many_are_refused() {
+        let offer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n\
+a=candidate:1 1 udp 2130706431 192.168.1.20 40000 typ host\r\n\
+a=candidate:2 1 udp 2130706431 127.0.0.1 22 typ host\r\n\
+a=candidate:3 1 udp 2130706431 fe80::1 40002 typ host\r\n\
+a=ice-ufrag:abcd\r\n";
+        let (out, dropped) = filter_offer_candidates(offer, HUB_ON_LAN).unwrap();
+        assert_eq!(dropped, 2);
+        assert!(out.contains("192.168.1.20 40000"), "{out}");
+        assert!(!out.contains("127.0.0.1") && !out.contains("fe80"), "{out}");
+        assert!(out.contains("a=ice-ufrag:abcd\r\n"));
+        // The same candidates repeated in every bundled section count once...
+        let bundled = format!(
+            "{offer}m=video 9 UDP/TLS/RTP/SAVPF 96\r\n{}",
+            &offer[offer.find("a=cand").unwrap()..]
+        );
+        assert_eq!(filter_offer_candidates(&bundled, HUB_ON_LAN).unwrap().1, 4);
+        // ...but 900 ports the client chose are refused whole.
+        let mut many = String::from("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n");
+        for p in 0..900 {
+            many.push_str(&format!(
+                "a=candidate:{p} 1 udp 2130706431 192.168.1.20 {} typ host\r\n",
+                10_000 + p
+            ));
+        }
+        assert_eq!(
+            filter_offer_candidates(&many, HUB_ON_LAN).unwrap_err(),
+            SdpError::TooManyCandidates(900)
+        );
+        let at_limit: String = many
+            .lines()
+            .take(2 + MAX_OFFER_CANDIDATES)
+            .map(|l| format!("{l}\r\n"))
+            .collect();
+        assert_eq!(filter_offer_candidates(&at_limit, HUB_ON_LAN).unwrap().1, 0);
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub const MAX_FRAME_BYTES: usize = 96 * 1024;
 pub enum ClientMessage {
     /// An SDP offer: the first one connects; later ones renegotiate or restart ICE.
     Offer {
-        /// The offer SDP.
+        /// The offer, SDP text.
         sdp: String,
     },
     /// A trickled ICE candidate from the client.
@@ -42,7 +42,7 @@ pub enum ClientMessage {
     Mute {
         /// The house's id.
         house: String,
-        /// Muted or not.
+        /// `true` mutes, `false` unmutes.
         muted: bool,
     },
     /// The client reports how its link is doing (from its getStats), shown to the chair.
@@ -55,13 +55,13 @@ pub enum ClientMessage {
     /// Low-bandwidth mode: `true` stops the video to this client (audio goes on); `false`
     /// resumes it from the next keyframe. Answered by `audio_only`.
     AudioOnly {
-        /// On or off.
+        /// `true`: no video to this client; `false`: video again.
         on: bool,
     },
     /// Low video quality: `true` sends this client the publisher's smallest simulcast layer,
     /// `false` its largest (the default). Answered by `low_quality`.
     LowQuality {
-        /// On or off.
+        /// `true`: the smallest simulcast layer; `false`: the largest.
         on: bool,
     },
     /// Keep-alive; answered by `pong`.
@@ -78,16 +78,16 @@ pub enum ServerMessage {
         id: String,
         /// `chair`, `house` or `official`.
         role: String,
-        /// The room.
+        /// The room's name.
         room: String,
-        /// Display name.
+        /// The participant's display name, from its token.
         name: String,
         /// STUN/TURN servers for the client's RTCPeerConnection.
         ice_servers: Vec<IceServer>,
     },
     /// The answer to the client's offer.
     Answer {
-        /// The answer SDP.
+        /// The answer, SDP text.
         sdp: String,
     },
     /// Who is in the room and who has the floor; sent on every change.
@@ -101,12 +101,12 @@ pub enum ServerMessage {
     },
     /// Reply to `audio_only`: the mode now.
     AudioOnly {
-        /// On or off.
+        /// `true`: no video to this client; `false`: video again.
         on: bool,
     },
     /// Reply to `low_quality`: the mode now.
     LowQuality {
-        /// On or off.
+        /// `true`: the smallest simulcast layer; `false`: the largest.
         on: bool,
     },
     /// Reply to `ping`.
@@ -142,9 +142,9 @@ pub struct RoomState {
 /// One house in [`RoomState`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HouseState {
-    /// House id.
+    /// The house's id, as in its token and the room's directory.
     pub id: String,
-    /// Display name.
+    /// Its name in the room's directory (or its token's, when not listed).
     pub name: String,
     /// Whether a screen of this house is connected.
     pub connected: bool,
@@ -208,7 +208,7 @@ pub fn parse_client(text: &str) -> Result<ClientMessage, SignalError> {
 }
 
 impl ServerMessage {
-    /// An error frame.
+    /// An `error` frame: a stable `code` (docs/signalling.md) and a message for a person.
     pub fn error(code: &str, message: impl Into<String>) -> Self {
         ServerMessage::Error {
             code: code.to_owned(),

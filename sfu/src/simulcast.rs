@@ -115,7 +115,7 @@ impl LayerSwitch {
         self.current
     }
 
-    /// The layer wanted.
+    /// The layer wanted; it becomes [`Self::current`] at its next keyframe.
     pub fn target(&self) -> Option<u8> {
         self.target
     }

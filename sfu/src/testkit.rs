@@ -16,18 +16,17 @@
 //! # }
 //! ```
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use rtc::rtp;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RtpCodecKind};
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use tokio::sync::watch;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
@@ -68,16 +67,16 @@ impl PeerConnectionEventHandler for Handler {
 
 /// A peer connection on loopback.
 pub struct Peer {
-    /// The connection.
+    /// The webrtc-rs peer connection, for what the helpers do not cover (closing it).
     pub pc: Arc<dyn PeerConnection>,
     gathered: watch::Receiver<bool>,
 }
 
 /// A track this peer sends.
 pub struct Sender {
-    /// The track.
+    /// The local track the packets are written on.
     pub track: Arc<TrackLocalStaticRTP>,
-    /// Its SSRC.
+    /// The SSRC its packets carry (random, chosen at creation).
     pub ssrc: u32,
     transceiver: Arc<dyn RtpTransceiver>,
 }
@@ -127,7 +126,13 @@ impl Peer {
             .register_default_codecs()
             .expect("default codecs register");
         let registry = register_default_interceptors(Registry::new(), &mut media)
-            .expect("default interceptors register");
+            .expect("default interceptors register")
+            // Keyframe requests reach the sending tracks, for an encoder that answers them
+            // (Sender::spawn_keyframes_on_request).
+            .with(
+                rtc::interceptor::Slot::from(14_000),
+                crate::rtcp_forward::KeyframeRequestForwarder::default(),
+            );
         let pc: Arc<dyn PeerConnection> = Arc::new(
             builder
                 .with_media_engine(media)
@@ -152,21 +157,15 @@ impl Peer {
         also_receive: bool,
     ) -> Sender {
         let ssrc: u32 = rand::random();
-        let track = Arc::new(TrackLocalStaticRTP::new(
-            rtc::media_stream::MediaStreamTrack::new(
+        let track = Arc::new(crate::room::local_track(
+            [
                 format!("{id}-stream"),
                 format!("{id}-{kind:?}"),
                 format!("{id}-{kind:?}"),
-                kind,
-                vec![RTCRtpEncodingParameters {
-                    rtp_coding_parameters: RTCRtpCodingParameters {
-                        ssrc: Some(ssrc),
-                        ..Default::default()
-                    },
-                    codec,
-                    ..Default::default()
-                }],
-            ),
+            ],
+            kind,
+            codec,
+            ssrc,
         ));
         let direction = if also_receive {
             RTCRtpTransceiverDirection::Sendrecv
@@ -303,39 +302,89 @@ impl Sender {
         every: Duration,
         ts_step: u32,
         marker: bool,
-        mut payloads: impl FnMut(u64) -> Vec<Bytes> + Send + 'static,
+        payloads: impl FnMut(u64) -> Vec<Bytes> + Send + 'static,
     ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let Some(pt) = self.payload_type().await else {
-                return;
-            };
-            let (mut seq, mut ts) = (rand::random::<u16>(), rand::random::<u32>());
-            let mut tick = tokio::time::interval(every);
-            for n in 0.. {
-                tick.tick().await;
-                let packets = payloads(n);
-                let last = packets.len().saturating_sub(1);
-                for (i, payload) in packets.into_iter().enumerate() {
-                    let packet = rtp::Packet {
-                        header: rtp::header::Header {
-                            version: 2,
-                            marker: marker && i == last,
-                            payload_type: pt,
-                            sequence_number: seq,
-                            timestamp: ts,
-                            ssrc: self.ssrc,
-                            ..Default::default()
-                        },
-                        payload,
-                    };
-                    if self.track.write_rtp(packet).await.is_err() {
-                        return;
-                    }
-                    seq = seq.wrapping_add(1);
+        tokio::spawn(self.send(every, ts_step, marker, payloads))
+    }
+
+    /// [`Self::spawn`] for an encoder that sends a keyframe only when asked, as a camera
+    /// encoder or a hub relaying without decoding does: `payloads(n, key)` gives frame `n`'s
+    /// packets, a keyframe when `key`. The first frame is a keyframe; after that, the next
+    /// frame after each keyframe request (PLI or FIR) from the other side. Also returns how
+    /// many requests have come.
+    pub fn spawn_keyframes_on_request(
+        self,
+        every: Duration,
+        ts_step: u32,
+        marker: bool,
+        mut payloads: impl FnMut(u64, bool) -> Vec<Bytes> + Send + 'static,
+    ) -> (tokio::task::JoinHandle<()>, Arc<AtomicU64>) {
+        let requests = Arc::new(AtomicU64::new(0));
+        let asked = Arc::new(AtomicBool::new(true));
+        let (track, count, wanted) = (self.track.clone(), requests.clone(), asked.clone());
+        let listen = async move {
+            while let Some(ev) = track.poll().await {
+                let TrackLocalEvent::OnRtcpPacket(packets) = ev else {
+                    continue;
+                };
+                if packets
+                    .iter()
+                    .any(|p| crate::rtcp_forward::is_keyframe_request(p.as_ref()))
+                {
+                    count.fetch_add(1, Ordering::Relaxed);
+                    wanted.store(true, Ordering::Relaxed);
                 }
-                ts = ts.wrapping_add(ts_step);
             }
-        })
+        };
+        let send = self.send(every, ts_step, marker, move |n| {
+            payloads(n, asked.swap(false, Ordering::Relaxed))
+        });
+        let task = tokio::spawn(async move {
+            // Either ends when the connection does.
+            tokio::select! {
+                () = listen => {}
+                () = send => {}
+            }
+        });
+        (task, requests)
+    }
+
+    async fn send(
+        self,
+        every: Duration,
+        ts_step: u32,
+        marker: bool,
+        mut payloads: impl FnMut(u64) -> Vec<Bytes> + Send + 'static,
+    ) {
+        let Some(pt) = self.payload_type().await else {
+            return;
+        };
+        let (mut seq, mut ts) = (rand::random::<u16>(), rand::random::<u32>());
+        let mut tick = tokio::time::interval(every);
+        for n in 0.. {
+            tick.tick().await;
+            let packets = payloads(n);
+            let last = packets.len().saturating_sub(1);
+            for (i, payload) in packets.into_iter().enumerate() {
+                let packet = rtp::Packet {
+                    header: rtp::header::Header {
+                        version: 2,
+                        marker: marker && i == last,
+                        payload_type: pt,
+                        sequence_number: seq,
+                        timestamp: ts,
+                        ssrc: self.ssrc,
+                        ..Default::default()
+                    },
+                    payload,
+                };
+                if self.track.write_rtp(packet).await.is_err() {
+                    return;
+                }
+                seq = seq.wrapping_add(1);
+            }
+            ts = ts.wrapping_add(ts_step);
+        }
     }
 }
 

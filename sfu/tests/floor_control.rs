@@ -1,4 +1,8 @@
 //! A house given the floor is heard by the chair and the other houses, and only while it has it.
+//!
+//! No fixed sleeps: the media that goes on is the clock. "Not heard" is checked over a stretch
+//! of another stream that keeps flowing (the holder's picture, or the chair's voice at a
+//! house), after letting the same stream run long enough for what was in flight to land.
 mod harness;
 use dinh_sfu::floor::FloorError;
 use dinh_sfu::room::Role;
@@ -33,12 +37,12 @@ async fn floor_granted_muted_and_revoked() {
     .await;
     assert_eq!(h1.count("FloorAudio"), 0, "a house does not hear itself");
 
-    // Muted: the floor holder's audio stops, its video goes on.
+    // Muted: the floor holder's audio stops, its video goes on (and is the clock: 10 of its
+    // frames, about 300 ms, to settle; 15 more, about 500 ms, of silence).
     room.set_muted("house-1", true).unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let a = chair.count("FloorAudio");
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    assert_eq!(chair.count("FloorAudio"), a, "muted house is not heard");
+    let frames = || chair.count_from("FloorVideo", "house-1");
+    let (a, after) = over_a_window(frames, 10, 15, || chair.count("FloorAudio")).await;
+    assert_eq!(after, a, "muted house is not heard");
     room.set_muted("house-1", false).unwrap();
     eventually(10, "unmuted house heard again", || {
         chair.count("FloorAudio") > a + 5
@@ -51,19 +55,21 @@ async fn floor_granted_muted_and_revoked() {
         chair.count_from("FloorAudio", "house-2") > 10
     })
     .await;
-    let from_h1 = chair.count_from("FloorAudio", "house-1");
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-    assert_eq!(
-        chair.count_from("FloorAudio", "house-1"),
-        from_h1,
-        "one house holds the floor at a time"
-    );
+    let (from_h1, after) = over_a_window(
+        || chair.count_from("FloorAudio", "house-2"),
+        0,
+        20,
+        || chair.count_from("FloorAudio", "house-1"),
+    )
+    .await;
+    assert_eq!(after, from_h1, "one house holds the floor at a time");
 
+    // Revoked: the chair's voice at house-2 is the clock (15 packets to settle, 25 of
+    // silence on the floor).
     room.revoke_floor().unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let n = chair.count("FloorAudio");
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    assert_eq!(chair.count("FloorAudio"), n, "no floor audio after revoke");
+    let program = || h2.count_from("ProgramAudio", "chair");
+    let (n, after) = over_a_window(program, 15, 25, || chair.count("FloorAudio")).await;
+    assert_eq!(after, n, "no floor audio after revoke");
     assert!(matches!(room.revoke_floor(), Err(FloorError::NobodyHolds)));
     assert!(matches!(
         room.grant_floor("house-9"),

@@ -1,6 +1,7 @@
 //! A house that drops out and comes back gets the meeting again; a second screen with the same
 //! house id replaces the first instead of appearing twice.
 mod harness;
+use dinh_sfu::floor::FloorChange;
 use dinh_sfu::room::Role;
 use harness::*;
 
@@ -14,11 +15,20 @@ async fn house_leaves_and_rejoins() {
     eventually(15, "media at house-1", || h1.count("ProgramVideo") > 5).await;
     room.raise_hand("house-1").unwrap();
     room.grant_floor("house-1").unwrap();
+    let mut floor = room.floor_changes();
     h1.close().await;
     eventually(5, "house-1 shown disconnected", || {
         !room.state().houses[0].connected
     })
     .await;
+    // No command returned this change: the room announces it for the record to follow.
+    assert_eq!(
+        floor.try_recv().ok(),
+        Some(FloorChange::Holder {
+            from: Some("house-1".into()),
+            to: None
+        })
+    );
     assert_eq!(
         room.state().floor,
         None,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use dinh_sfu::room::Role;
 use dinh_sfu::testkit::LossyLink;
-use harness::{eventually, Via, CHAIR_SLOTS, HOUSE_SLOTS};
+use harness::{eventually, Via, CHAIR_SLOTS};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retransmission_repairs_a_lossy_link() {
@@ -19,15 +19,7 @@ async fn retransmission_repairs_a_lossy_link() {
     let room = sfu.room("demo");
     let chair = harness::join(&room, "chair", Role::Chair, true, &CHAIR_SLOTS).await;
     let link = LossyLink::start(sfu.mux().advertised_addr(), 0.0, Duration::from_millis(25)).await;
-    let house = harness::join_with(
-        &room,
-        "house-1",
-        Role::House,
-        false,
-        &HOUSE_SLOTS,
-        Via::Link(&link),
-    )
-    .await;
+    let house = harness::watcher(&room, "house-1", Via::Link(&link)).await;
     eventually(15, "video reaches the house over the link", || {
         house.count("ProgramVideo") > 30
     })
@@ -79,15 +71,7 @@ async fn a_house_connects_through_loss() {
     )
     .await;
     let started = std::time::Instant::now();
-    let house = harness::join_with(
-        &room,
-        "house-1",
-        Role::House,
-        false,
-        &HOUSE_SLOTS,
-        Via::Link(&link),
-    )
-    .await;
+    let house = harness::watcher(&room, "house-1", Via::Link(&link)).await;
     eventually(
         60,
         "the meeting reaches the house through 25 % loss",

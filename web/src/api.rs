@@ -24,6 +24,7 @@ use time::OffsetDateTime;
 
 use crate::auth::{AuthError, Caller, Claims, Role};
 use crate::error::AppError;
+use crate::extract::command_key;
 use crate::recording::{actor, Recording};
 use crate::AppState;
 use dinh_events::chain::StoredEvent;
@@ -108,25 +109,6 @@ fn body<T: DeserializeOwned>(headers: &HeaderMap, bytes: &Bytes) -> Result<T, Ap
     })
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, AppError> {
-    let Some(v) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    let v = v
-        .to_str()
-        .ok()
-        .map(str::trim)
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-        .ok_or_else(|| {
-            AppError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_idempotency_key",
-                "Idempotency-Key must be 1 to 128 visible ASCII characters",
-            )
-        })?;
-    Ok(Some(v.to_owned()))
-}
-
 impl From<RecordError> for AppError {
     fn from(e: RecordError) -> Self {
         match e {
@@ -184,9 +166,17 @@ async fn meeting_room(rec: &Recording, id: &str) -> Result<String, AppError> {
 }
 
 /// A meeting visible to the token: in its room.
+/// The caller's room holds meeting `id`, or 404: another room's meeting answers as a missing
+/// one does, so that ids cannot be probed across rooms.
 pub(crate) async fn check_meeting(rec: &Recording, c: &Claims, id: &str) -> Result<(), AppError> {
     let room = meeting_room(rec, id).await?;
-    c.for_room(&room)?;
+    if c.for_room(&room).is_err() {
+        return Err(AppError::new(
+            StatusCode::NOT_FOUND,
+            "no_such_meeting",
+            format!("there is no meeting '{id}'"),
+        ));
+    }
     Ok(())
 }
 
@@ -241,7 +231,7 @@ async fn schedule(
     let cmd = Command::new(OffsetDateTime::now_utc(), actor(&c), action);
     let o = rec(&s)
         .record
-        .meeting(&id, cmd, idempotency_key(&headers)?)
+        .meeting(&id, cmd, command_key(&headers, &c, "meetings")?)
         .await?;
     wait_projected(rec(&s), &o).await;
     Ok(outcome(StatusCode::CREATED, o))
@@ -266,14 +256,18 @@ async fn meeting_command(
     let cmd = Command::new(OffsetDateTime::now_utc(), actor(&c), action);
     let o = rec(&s)
         .record
-        .meeting(&id, cmd, idempotency_key(&headers)?)
+        .meeting(
+            &id,
+            cmd,
+            command_key(&headers, &c, &format!("meetings/{id}"))?,
+        )
         .await?;
     wait_projected(rec(&s), &o).await;
     Ok(outcome(StatusCode::OK, o))
 }
 
 /// Let a client read its own write: wait (briefly) until the projections include it.
-async fn wait_projected(rec: &Recording, o: &Outcome) {
+pub(crate) async fn wait_projected(rec: &Recording, o: &Outcome) {
     let Some(a) = o.appended else { return };
     let mut rx = rec.projected.subscribe();
     let _ = tokio::time::timeout(Duration::from_secs(2), rx.wait_for(|p| *p >= a.last)).await;
@@ -312,12 +306,21 @@ async fn get_meeting(
 
 /// Quote a CSV field (RFC 4180).
 fn csv_field(s: &str) -> String {
-    // A leading = + - @ would be run as a formula by spreadsheet programs.
-    let s = if s.starts_with(['=', '+', '-', '@']) {
-        format!("'{s}")
-    } else {
-        s.to_owned()
-    };
+    // A cell starting with = + - @ (or a tab or carriage return before one) is run as a formula
+    // by spreadsheet programs, and a program that splits on another separator (`;`, a tab, a
+    // new line) makes a new cell after it: every such start gets a quote that keeps it text.
+    const FORMULA: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+    const SEPARATORS: [char; 6] = [',', ';', '\t', '\n', '\r', '|'];
+    let mut defused = String::with_capacity(s.len() + 1);
+    let mut at_start = true;
+    for ch in s.chars() {
+        if at_start && FORMULA.contains(&ch) {
+            defused.push('\'');
+        }
+        at_start = SEPARATORS.contains(&ch);
+        defused.push(ch);
+    }
+    let s = defused;
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
@@ -421,7 +424,7 @@ async fn raise(
     let cmd = Command::new(OffsetDateTime::now_utc(), actor(&c), action);
     let o = rec(&s)
         .record
-        .feedback(&id, cmd, idempotency_key(&headers)?)
+        .feedback(&id, cmd, command_key(&headers, &c, "feedback")?)
         .await?;
     wait_projected(rec(&s), &o).await;
     Ok(outcome(StatusCode::CREATED, o))
@@ -480,7 +483,11 @@ async fn feedback_command(
     let cmd = Command::new(OffsetDateTime::now_utc(), actor(&c), action);
     let o = rec(&s)
         .record
-        .feedback(&id, cmd, idempotency_key(&headers)?)
+        .feedback(
+            &id,
+            cmd,
+            command_key(&headers, &c, &format!("feedback/{id}"))?,
+        )
         .await?;
     wait_projected(rec(&s), &o).await;
     Ok(outcome(StatusCode::OK, o))
@@ -575,6 +582,11 @@ fn may_see(views: &Views, c: &Claims, e: &StoredEvent) -> bool {
         }),
         // The loudspeaker log is per room and public to its room.
         "loudspeakers" => e.aggregate_id == c.room,
+        // Notices are for every screen of their room.
+        "notice" => views
+            .notices
+            .get(&e.aggregate_id)
+            .is_some_and(|n| n.room == c.room),
         _ => false,
     }
 }
@@ -672,6 +684,10 @@ mod tests {
             include_str!("api.rs"),
             include_str!("loudspeakers.rs"),
             include_str!("official/mod.rs"),
+            include_str!("notices.rs"),
+            include_str!("board.rs"),
+            include_str!("phone.rs"),
+            include_str!("tokens.rs"),
         ]
         .concat();
         let routes: Vec<&str> = src
@@ -691,5 +707,11 @@ mod tests {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("=cmd()"), "'=cmd()");
+        // After any separator a spreadsheet may split on, not only at the start.
+        assert_eq!(csv_field("ok;=HYPERLINK(x)"), "ok;'=HYPERLINK(x)");
+        assert_eq!(csv_field("a\t@SUM(1)"), "a\t'@SUM(1)");
+        assert_eq!(csv_field("x,+1"), "\"x,'+1\"");
+        assert_eq!(csv_field("line\n-2+3"), "\"line\n'-2+3\"");
+        assert_eq!(csv_field("a=b-c"), "a=b-c");
     }
 }

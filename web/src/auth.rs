@@ -20,6 +20,11 @@ pub enum Role {
     /// A loudspeaker receiver: pulls its cluster's stream and posts heartbeats. The token's
     /// subject is the cluster id.
     Receiver,
+    /// The house screen's QR code, on a villager's phone: raises feedback for one house (the
+    /// subject) in one meeting ([`Claims::meeting`]) and reads back its own items, nothing
+    /// else. Short-lived; refused by [`Keys::verify`], so by every route but the phone's.
+    #[value(skip)]
+    Feedback,
 }
 
 impl Role {
@@ -30,6 +35,7 @@ impl Role {
             Role::House => "house",
             Role::Official => "official",
             Role::Receiver => "receiver",
+            Role::Feedback => "feedback",
         }
     }
 }
@@ -49,6 +55,17 @@ pub struct Claims {
     pub iat: u64,
     /// Expires at (seconds since the epoch).
     pub exp: u64,
+    /// A `feedback` token's meeting: the only one it may raise feedback in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meeting: Option<String>,
+    /// The token's id (32 hex digits, random): what a revocation names, and what owns the
+    /// WHIP/WHEP sessions made with it. Tokens without one are refused.
+    pub jti: String,
+}
+
+/// A fresh token id: 32 hex digits, random.
+fn new_jti() -> String {
+    format!("{:032x}", rand::random::<u128>())
 }
 
 /// Why a token was refused. Each maps to 401 (who are you?) or 403 (not allowed).
@@ -65,6 +82,9 @@ pub enum AuthError {
     /// Not a token this hub signed.
     #[error("the token is not valid")]
     Invalid,
+    /// The token was revoked (`dinh token revoke`); ask for a new one.
+    #[error("the token has been revoked")]
+    Revoked,
     /// The token is for another room.
     #[error("the token is for room '{token_room}', not '{room}'")]
     WrongRoom {
@@ -127,23 +147,77 @@ impl Keys {
     /// Mint a token.
     pub fn issue(&self, sub: &str, name: &str, role: Role, room: &str, ttl: Duration) -> String {
         let now = now_secs();
-        let claims = Claims {
+        self.sign(&Claims {
             sub: sub.to_owned(),
             name: name.to_owned(),
             role,
             room: room.to_owned(),
             iat: now,
             exp: now + ttl.as_secs().max(1),
-        };
-        // Encoding HS256 with a valid key cannot fail.
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.enc).unwrap_or_default()
+            meeting: None,
+            jti: new_jti(),
+        })
     }
 
-    /// Check a token's signature and expiry.
+    /// Mint a `feedback` token for the QR code of `house` in `meeting` of `room`, with a fresh
+    /// id; kept small (no name) so that the QR code stays easy to scan.
+    pub fn issue_feedback(&self, house: &str, room: &str, meeting: &str, ttl: Duration) -> String {
+        let now = now_secs();
+        self.sign(&Claims {
+            sub: house.to_owned(),
+            name: String::new(),
+            role: Role::Feedback,
+            room: room.to_owned(),
+            iat: now,
+            exp: now + ttl.as_secs().max(1),
+            meeting: Some(meeting.to_owned()),
+            jti: new_jti(),
+        })
+    }
+
+    fn sign(&self, claims: &Claims) -> String {
+        // Encoding HS256 with a valid key cannot fail.
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.enc).unwrap_or_default()
+    }
+
+    /// Check a token's signature and expiry (not whether it was revoked: see
+    /// `AppState::claims`). A `feedback` token is refused here: it is good only for the phone
+    /// page's routes, which check it with [`Keys::verify_feedback`].
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let c = self.decode(token, true)?;
+        if c.role == Role::Feedback {
+            return Err(AuthError::WrongRole {
+                have: "feedback",
+                need: "house",
+                action: "use this route (it only raises feedback from the phone page)",
+            });
+        }
+        Ok(c)
+    }
+
+    /// Check a `feedback` token: signature, expiry, role, and its meeting present.
+    pub fn verify_feedback(&self, token: &str) -> Result<Claims, AuthError> {
+        let c = self.decode(token, true)?;
+        if c.role != Role::Feedback || c.meeting.is_none() {
+            return Err(AuthError::WrongRole {
+                have: c.role.as_str(),
+                need: "feedback",
+                action: "use the phone page",
+            });
+        }
+        Ok(c)
+    }
+
+    /// Check a token's signature only, even when it has expired (to revoke it).
+    pub fn verify_signature(&self, token: &str) -> Result<Claims, AuthError> {
+        self.decode(token, false)
+    }
+
+    fn decode(&self, token: &str, check_expiry: bool) -> Result<Claims, AuthError> {
         let mut v = Validation::new(Algorithm::HS256);
         v.leeway = 0;
-        v.set_required_spec_claims(&["exp", "sub"]);
+        v.validate_exp = check_expiry;
+        v.set_required_spec_claims(&["exp", "sub", "jti"]);
         jsonwebtoken::decode::<Claims>(token, &self.dec, &v)
             .map(|d| d.claims)
             .map_err(|e| match e.kind() {
@@ -185,6 +259,51 @@ fn now_secs() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// Create a folder (and its parents) that only its owner may enter (0700), or make an
+/// existing one so: the data folder holds the signing keys and the record.
+pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)?;
+        let mode = std::fs::metadata(path)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(path)
+    }
+}
+
+/// Make every file under `dir` its owner's only (0600, folders 0700): files that libraries
+/// create with the default umask (the SQLite record and its journal) as well as ours.
+pub fn tighten(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            let mode = meta.permissions().mode();
+            if meta.is_dir() {
+                if mode & 0o077 != 0 {
+                    std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o700))?;
+                }
+                tighten(&entry.path())?;
+            } else if meta.is_file() && mode & 0o077 != 0 {
+                std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Write a file readable only by its owner.
@@ -262,9 +381,95 @@ mod tests {
             room: "demo".into(),
             iat: 1,
             exp: 2,
+            meeting: None,
+            jti: "00".into(),
         };
         let t = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &k.enc).unwrap();
         assert_eq!(k.verify(&t), Err(AuthError::Expired));
+        assert_eq!(k.verify_signature(&t).unwrap().jti, "00");
+    }
+
+    #[test]
+    fn every_token_has_its_own_id_and_tokens_without_one_are_refused() {
+        let k = Keys::from_secret(b"0123456789abcdef0123456789abcdef");
+        let ttl = Duration::from_secs(60);
+        let a = k
+            .verify(&k.issue("h", "h", Role::House, "demo", ttl))
+            .unwrap();
+        let b = k
+            .verify(&k.issue("h", "h", Role::House, "demo", ttl))
+            .unwrap();
+        assert_eq!(a.jti.len(), 32);
+        assert_ne!(a.jti, b.jti);
+        // A token signed with the right key but minted before token ids existed.
+        #[derive(Serialize)]
+        struct Old<'a> {
+            sub: &'a str,
+            name: &'a str,
+            role: Role,
+            room: &'a str,
+            iat: u64,
+            exp: u64,
+        }
+        let old = Old {
+            sub: "chair",
+            name: "c",
+            role: Role::Chair,
+            room: "demo",
+            iat: now_secs(),
+            exp: now_secs() + 60,
+        };
+        let t = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &old, &k.enc).unwrap();
+        assert_eq!(k.verify(&t), Err(AuthError::Invalid));
+    }
+
+    #[test]
+    fn private_folders_are_0700_even_when_they_existed() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = std::env::temp_dir().join(format!("dinh-priv-{}", rand::random::<u64>()));
+        create_private_dir(&d.join("a/b")).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&d.join("a/b")), 0o700);
+        std::fs::set_permissions(d.join("a/b"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        create_private_dir(&d.join("a/b")).unwrap();
+        assert_eq!(mode(&d.join("a/b")), 0o700);
+        write_private(&d.join("a/b/k"), b"x").unwrap();
+        assert_eq!(mode(&d.join("a/b/k")), 0o600);
+        let _ = std::fs::remove_dir_all(d);
+    }
+
+    #[test]
+    fn a_feedback_token_is_good_only_for_the_phone_routes() {
+        let k = Keys::from_secret(b"0123456789abcdef0123456789abcdef");
+        let t = k.issue_feedback("house-1", "demo", "m1", Duration::from_secs(60));
+        assert_eq!(
+            k.verify(&t).unwrap_err().to_string(),
+            "a feedback token cannot use this route (it only raises feedback from the phone page); it needs the house role"
+        );
+        let c = k.verify_feedback(&t).unwrap();
+        assert_eq!(
+            (c.sub.as_str(), c.room.as_str(), c.meeting.as_deref()),
+            ("house-1", "demo", Some("m1"))
+        );
+        assert_eq!(c.jti.len(), 32);
+        let other = k.issue_feedback("house-1", "demo", "m1", Duration::from_secs(60));
+        assert_ne!(
+            k.verify_feedback(&other).unwrap().jti,
+            c.jti,
+            "each token its own id"
+        );
+        let house = k.issue(
+            "house-1",
+            "Thôn 1",
+            Role::House,
+            "demo",
+            Duration::from_secs(60),
+        );
+        assert!(k.verify(&house).is_ok());
+        assert!(matches!(
+            k.verify_feedback(&house),
+            Err(AuthError::WrongRole { have: "house", .. })
+        ));
     }
 
     #[test]
@@ -301,6 +506,18 @@ impl axum::extract::FromRequestParts<crate::AppState> for Caller {
         let q = axum::extract::Query::<TokenQuery>::try_from_uri(&parts.uri)
             .map(|q| q.0.token)
             .unwrap_or(None);
-        Ok(Self(state.claims(&parts.headers, q.as_deref())?))
+        let claims = state.claims(&parts.headers, q.as_deref())?;
+        // What a token makes the hub write is paced per token; reads are not counted.
+        let writes = !matches!(
+            parts.method,
+            axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+        );
+        if writes {
+            state
+                .rates
+                .write(&claims.jti)
+                .map_err(crate::error::AppError::rate_limited)?;
+        }
+        Ok(Self(claims))
     }
 }

@@ -31,6 +31,94 @@ pub struct Config {
     pub record: RecordConfig,
     /// The loudspeaker bridge.
     pub broadcast: BroadcastConfig,
+    /// HTTPS on the listen address.
+    pub tls: TlsConfig,
+    /// Bounds on what an outsider can make the hub hold.
+    pub limits: LimitsConfig,
+    /// A separate plain-HTTP address serving only `/metrics` with no token (for a Prometheus
+    /// on the same machine or a management network); when unset, `/metrics` on the main
+    /// address needs an official's token.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// HTTPS settings. The listen address speaks both TLS and plain HTTP: plain HTTP is served
+/// to loopback clients (the machine itself) and redirected to HTTPS for everyone else.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Serve HTTPS (default). Off only behind a proxy that terminates TLS: then plain HTTP is
+    /// served to every client and no certificate is made.
+    pub enabled: bool,
+    /// A PEM certificate chain (leaf first), e.g. from the province's CA or Let's Encrypt;
+    /// with `key`. When unset, the hub makes its own local CA and certificate in `data/tls/`.
+    pub cert: Option<PathBuf>,
+    /// The PEM private key of `cert` (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+    /// More DNS names or IP addresses for the hub's own certificate, besides `localhost`, the
+    /// host name, the listen address, `rtc.public_ip` and the machine's LAN addresses.
+    pub names: Vec<String>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            cert: None,
+            key: None,
+            names: Vec::new(),
+        }
+    }
+}
+
+/// Bounds on connections, requests and WHIP/WHEP sessions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Open TCP connections in total (HTTP, WebSockets, streams). Lowered at start to what the
+    /// process's open-file limit leaves room for.
+    pub connections: usize,
+    /// Open TCP connections from one source (an IPv4 address or an IPv6 /64). A commune
+    /// behind one NAT address counts as one source: leave room for every house's browser.
+    pub connections_per_source: usize,
+    /// Seconds a client has to send a request's headers: from the connection's start (TLS
+    /// handshake included) or from the end of its previous response. Also the idle timeout
+    /// of a kept-alive connection.
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to send a request's whole body, from its headers.
+    pub body_timeout_secs: u64,
+    /// WHIP/WHEP sessions in total.
+    pub sessions: usize,
+    /// WHIP/WHEP sessions in one room.
+    pub sessions_per_room: usize,
+    /// WHIP/WHEP sessions made with one token.
+    pub sessions_per_token: usize,
+    /// Seconds a WHIP/WHEP session has to connect (ICE and DTLS) before it is removed.
+    pub connect_timeout_secs: u64,
+    /// Remote ICE candidates one WHIP/WHEP or signalling session may add by trickle, in all.
+    pub trickled_candidates: usize,
+    /// Writes one token may make a minute (record commands through the API, signalling
+    /// actions that append), after a burst of [`Self::write_burst`].
+    pub writes_per_minute: u32,
+    /// Writes one token may make at once before [`Self::writes_per_minute`] applies.
+    pub write_burst: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            connections: 4096,
+            connections_per_source: 256,
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
+            sessions: 500,
+            sessions_per_room: 300,
+            sessions_per_token: 4,
+            connect_timeout_secs: 30,
+            trickled_candidates: 64,
+            writes_per_minute: 240,
+            write_burst: 60,
+        }
+    }
 }
 
 /// Settings of the loudspeaker bridge.
@@ -148,6 +236,9 @@ impl Default for Config {
             database_url: None,
             record: RecordConfig::default(),
             broadcast: BroadcastConfig::default(),
+            tls: TlsConfig::default(),
+            limits: LimitsConfig::default(),
+            metrics_listen: None,
         }
     }
 }
@@ -173,7 +264,7 @@ impl Config {
         }
         // Only variables that name a setting: other DINH_* variables (DINH_SKIP_BROWSER, the
         // tests' DINH_TEST_DATABASE_URL) are not the hub's settings and must not stop it.
-        const TOP: [&str; 7] = [
+        const TOP: [&str; 10] = [
             "listen",
             "data",
             "rtc",
@@ -181,6 +272,9 @@ impl Config {
             "database_url",
             "record",
             "broadcast",
+            "tls",
+            "limits",
+            "metrics_listen",
         ];
         let env = Env::prefixed("DINH_").split("__").filter(|k| {
             let first = k.as_str().split('.').next().unwrap_or("");

@@ -17,6 +17,8 @@ pub struct AppError {
     pub code: &'static str,
     /// For a person.
     pub message: String,
+    /// For 429 and 503: when to try again (a `Retry-After` header, whole seconds).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl AppError {
@@ -26,6 +28,20 @@ impl AppError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A token's write rate is spent: 429 with when to try again.
+    pub fn rate_limited(wait: std::time::Duration) -> Self {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        Self {
+            retry_after: Some(std::time::Duration::from_secs(secs)),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many requests with this token: try again in {secs} s"),
+            )
         }
     }
 }
@@ -38,7 +54,12 @@ impl IntoResponse for AppError {
             tracing::debug!(code = self.code, message = %self.message, "request refused");
         }
         let body = Json(serde_json::json!({"error": self.code, "message": self.message}));
-        (self.status, body).into_response()
+        let mut res = (self.status, body).into_response();
+        if let Some(wait) = self.retry_after {
+            res.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, wait.as_secs().into());
+        }
+        res
     }
 }
 
@@ -48,6 +69,7 @@ impl From<AuthError> for AppError {
             AuthError::Missing => (StatusCode::UNAUTHORIZED, "token_missing"),
             AuthError::Expired => (StatusCode::UNAUTHORIZED, "token_expired"),
             AuthError::Invalid => (StatusCode::UNAUTHORIZED, "token_invalid"),
+            AuthError::Revoked => (StatusCode::UNAUTHORIZED, "token_revoked"),
             AuthError::WrongRoom { .. } => (StatusCode::FORBIDDEN, "wrong_room"),
             AuthError::WrongRole { .. } => (StatusCode::FORBIDDEN, "wrong_role"),
         };

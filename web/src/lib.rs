@@ -12,9 +12,15 @@
 //! - [`whip`]: RFC 9725 WHIP and the WHEP draft;
 //! - [`api`]: the record's REST API, SSE and CSV exports; [`recording`]: the record's
 //!   background work and the SFU facts it is fed;
+//! - [`notices`], [`board`], [`phone`]: the page-facing API of the village bulletin board
+//!   (notices, the house's board) and the QR code's phone page (the `feedback` token);
 //! - [`loudspeakers`]: the loudspeaker bridge (dinh-broadcast) wired to the rooms, the record
 //!   and HTTP;
-//! - [`error`]: [`error::AppError`], the one HTTP error type.
+//! - [`error`]: [`error::AppError`], the one HTTP error type;
+//! - [`server`]: [`run`], the accept loop: HTTPS and plain HTTP on one port, connection caps,
+//!   header and body timeouts, security headers; [`tls`]: the certificate (the hub's own CA,
+//!   or files); [`limits`]: the connection table and body deadlines;
+//! - [`tokens`]: the deny list of revoked tokens and `POST /api/tokens/revoke`.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -27,20 +33,27 @@
 
 pub mod api;
 pub mod auth;
+pub mod board;
 pub mod commune;
 pub mod config;
 pub mod error;
+mod extract;
+pub mod limits;
 pub mod loudspeakers;
+pub mod notices;
 pub mod official;
 mod pages;
+pub mod phone;
+pub mod rate;
 pub mod recording;
+pub mod server;
+pub mod tls;
+pub mod tokens;
 pub mod whip;
 pub mod ws;
 
-use std::collections::HashMap;
-use std::future::Future;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -49,13 +62,16 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
-use auth::{AuthError, Claims, Keys};
+use auth::{AuthError, Caller, Claims, Keys, Role};
 use commune::Commune;
 use config::Config;
 use dinh_sfu::mux::{tcp::TcpMux, UdpMux};
-use dinh_sfu::room::{Room, Session, Sfu, SfuConfig};
+use dinh_sfu::room::{Room, Sfu, SfuConfig};
+use dinh_sfu::sdp::CandidatePolicy;
 use dinh_sfu::signal::IceServer;
 use error::AppError;
+
+pub use server::run;
 
 /// Shared state of the hub.
 #[derive(Clone)]
@@ -77,8 +93,16 @@ pub struct Inner {
     pub bridge: dinh_broadcast::bridge::Bridge,
     /// What the officials' routes keep between requests.
     pub official: official::OfficialState,
-    // WHIP/WHEP resources by id. std Mutex: inserts and removals only, never across `.await`.
-    resources: Mutex<HashMap<String, Session>>,
+    /// The WHIP/WHEP sessions, their owners and caps.
+    pub sessions: whip::Sessions,
+    /// HTTPS, unless `tls.enabled` is off.
+    pub tls: Option<Arc<tls::Tls>>,
+    /// The open TCP connections and their caps.
+    pub conns: Arc<limits::Conns>,
+    /// Revoked token ids.
+    pub revoked: tokens::DenyList,
+    /// Per-token write rates.
+    pub rates: rate::Rates,
     /// Set when the hub shuts down; long-lived handlers (WebSockets) end on it.
     pub closing: tokio::sync::watch::Sender<bool>,
     /// The shared ICE-TCP port, when `rtc.tcp_listen` is set.
@@ -102,12 +126,42 @@ impl Drop for Inner {
 }
 
 impl AppState {
-    /// Open the data folder (creating the key and the demo commune on first start), bind the
-    /// media port, and start the SFU.
+    /// Open the data folder (creating it 0700, the key and the demo commune on first start),
+    /// make or load the HTTPS certificate, bind the media port, and start the SFU.
     pub async fn start(config: Config) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&config.data).map_err(|e| {
+        auth::create_private_dir(&config.data).map_err(|e| {
             anyhow::anyhow!("cannot create data folder {}: {e}", config.data.display())
         })?;
+        let tls = if config.tls.enabled {
+            let c = config.clone();
+            let t = tokio::task::spawn_blocking(move || tls::Tls::start(&c))
+                .await?
+                .map_err(|e| anyhow::anyhow!("HTTPS: {e}"))?;
+            Some(Arc::new(t))
+        } else {
+            None
+        };
+        let l = &config.limits;
+        // Room for the record, the media ports, loudspeaker sockets and files besides.
+        let total = server::connections_cap(l.connections, 256);
+        if total < l.connections {
+            tracing::warn!(
+                configured = l.connections,
+                cap = total,
+                "limits.connections lowered to what the open-file limit allows (raise LimitNOFILE)"
+            );
+        }
+        let conns = limits::Conns::new(limits::ConnLimits {
+            total,
+            per_source: l.connections_per_source.min(total),
+        });
+        let sessions = whip::Sessions::new(whip::SessionLimits {
+            total: l.sessions,
+            per_room: l.sessions_per_room,
+            per_token: l.sessions_per_token,
+            connect_timeout: Duration::from_secs(l.connect_timeout_secs.max(1)),
+            trickled: l.trickled_candidates,
+        });
         let keys = Keys::load_or_create(&config.data)?;
         let commune = Commune::load_or_create(&config.data)?;
         let mux = UdpMux::bind(config.rtc.udp_listen, config.rtc.public_ip)
@@ -142,13 +196,30 @@ impl AppState {
             );
         }
         let recording = recording::Recording::open(&config).await?;
+        // The record (SQLite creates it with the default umask) and anything else in the data
+        // folder: the owner's only, outside systemd's UMask too.
+        if let Err(e) = auth::tighten(&config.data) {
+            tracing::warn!(error = %e, "cannot restrict the data folder's files to their owner");
+        }
         let closing = tokio::sync::watch::channel(false).0;
         recording.spawn_tasks(&config, closing.subscribe());
         for r in &commune.rooms {
-            recording.watch_room(sfu.room(&r.id), closing.subscribe());
+            let room = sfu.room(&r.id);
+            recording.restore_room(&room).await;
+            recording.watch_room(room, closing.subscribe());
         }
         let bridge = start_bridge(&config, &commune, &sfu, &recording, &closing).await?;
-        Ok(Self(Arc::new(Inner {
+        let deny = recording
+            .record
+            .load_deny_list()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot read the token deny list: {e}"))?;
+        let revoked = tokens::DenyList::new(deny.revoked().map(str::to_owned));
+        if let Some(t) = &tls {
+            tls::spawn_renewal(t.clone(), config.clone(), closing.subscribe());
+        }
+        let rates = rate::Rates::new(config.limits.writes_per_minute, config.limits.write_burst);
+        let state = Self(Arc::new(Inner {
             sfu,
             keys,
             config,
@@ -156,11 +227,17 @@ impl AppState {
             recording,
             bridge,
             official: official::OfficialState::default(),
-            resources: Mutex::new(HashMap::new()),
+            sessions,
+            tls,
+            conns,
+            revoked,
+            rates,
             closing,
             tcp,
             mux_tasks,
-        })))
+        }));
+        whip::spawn_sweeper(state.clone(), state.closing.subscribe());
+        Ok(state)
     }
 
     /// The room `id`, if the commune has it.
@@ -191,7 +268,26 @@ impl AppState {
             })
             .or(query_token)
             .ok_or(AuthError::Missing)?;
-        self.keys.verify(token.trim())
+        let claims = self.keys.verify(token.trim())?;
+        if self.revoked.contains(&claims.jti) {
+            return Err(AuthError::Revoked);
+        }
+        Ok(claims)
+    }
+
+    /// Which remote ICE candidates the hub sends checks to: loopback or link-local ones only
+    /// when its own media addresses are.
+    pub fn candidate_policy(&self) -> CandidatePolicy {
+        let mut addrs = vec![self.sfu.mux().advertised_addr().ip()];
+        if let Some(t) = &self.tcp {
+            addrs.push(t.advertised_addr().ip());
+        }
+        CandidatePolicy::for_hub(&addrs)
+    }
+
+    /// End every WHIP/WHEP session (at shutdown).
+    pub async fn close_sessions(&self) {
+        self.sessions.close_all().await;
     }
 
     /// Check the bearer token of a request (header, or `token` in the query) for `room`.
@@ -233,28 +329,6 @@ impl AppState {
             });
         }
         out
-    }
-
-    pub(crate) fn put_resource(&self, id: String, s: Session) {
-        self.resources
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, s);
-    }
-
-    pub(crate) fn take_resource(&self, id: &str) -> Option<Session> {
-        self.resources
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id)
-    }
-
-    pub(crate) fn get_resource(&self, id: &str) -> Option<Session> {
-        self.resources
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .cloned()
     }
 }
 
@@ -306,7 +380,7 @@ async fn start_bridge(
     Ok(bridge)
 }
 
-/// The router.
+/// The router. Every response gets the security headers ([`server::security_layer`]).
 pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(pages::routes())
@@ -315,10 +389,57 @@ pub fn app(state: AppState) -> Router {
         .merge(api::routes())
         .merge(official::routes())
         .merge(loudspeakers::routes())
+        .merge(notices::routes())
+        .merge(board::routes())
+        .merge(phone::routes())
+        .merge(tokens::routes())
         .route("/healthz", get(|| async { "ok" }))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics_with_token))
+        .route("/ca.pem", get(ca_pem))
         .layer(DefaultBodyLimit::max(dinh_sfu::sdp::MAX_SDP_BYTES))
         .with_state(state)
+        .layer(axum::middleware::from_fn(server::security_layer))
+}
+
+/// The router of `metrics_listen`: `/metrics` with no token, and nothing else.
+pub fn metrics_app(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(state)
+        .layer(axum::middleware::from_fn(server::security_layer))
+}
+
+/// `/metrics` on the main address: for an official's token (a Prometheus job carries one as
+/// its bearer token), unless the metrics have their own address.
+async fn metrics_with_token(
+    state: State<AppState>,
+    Caller(c): Caller,
+) -> Result<axum::response::Response, AppError> {
+    c.require(&[Role::Official], "read the metrics")?;
+    Ok(metrics(state).await.into_response())
+}
+
+/// The hub's own CA certificate, for browsers and house boxes to trust (check its
+/// fingerprint against the one `dinh serve` prints); 404 when the certificate comes from files.
+async fn ca_pem(State(s): State<AppState>) -> Result<axum::response::Response, AppError> {
+    match s.tls.as_ref().and_then(|t| t.ca_pem()) {
+        Some(pem) => Ok((
+            [
+                (header::CONTENT_TYPE, "application/x-pem-file"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"dinh-ca.crt\"",
+                ),
+            ],
+            pem,
+        )
+            .into_response()),
+        None => Err(AppError::new(
+            StatusCode::NOT_FOUND,
+            "no_ca",
+            "this hub's certificate is not from its own CA",
+        )),
+    }
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
@@ -392,7 +513,16 @@ dinh_broadcast_input_packets_total{{outcome=\"dropped\"}} {}\n",
 # TYPE dinh_udp_unroutable_total counter\ndinh_udp_unroutable_total {}\n\
 # TYPE dinh_udp_overflow_total counter\ndinh_udp_overflow_total {}\n\
 # TYPE dinh_tcp_routed_total counter\ndinh_tcp_routed_total {}\n\
-# TYPE dinh_tcp_refused_total counter\ndinh_tcp_refused_total {}\n",
+# TYPE dinh_tcp_refused_total counter\ndinh_tcp_refused_total {}\n\
+# TYPE dinh_http_connections gauge\ndinh_http_connections {}\n\
+# TYPE dinh_http_connections_total counter\ndinh_http_connections_total {}\n\
+# TYPE dinh_http_connections_refused_total counter\n\
+dinh_http_connections_refused_total{{cap=\"source\"}} {}\n\
+dinh_http_connections_refused_total{{cap=\"total\"}} {}\n\
+# TYPE dinh_http_connections_evicted_total counter\ndinh_http_connections_evicted_total {}\n\
+# TYPE dinh_http_timeouts_total counter\ndinh_http_timeouts_total {}\n\
+# TYPE dinh_whip_sessions gauge\ndinh_whip_sessions {}\n\
+# TYPE dinh_tokens_revoked gauge\ndinh_tokens_revoked {}\n",
         st.sessions.load(Ordering::Relaxed),
         st.received.load(Ordering::Relaxed),
         st.forwarded.load(Ordering::Relaxed),
@@ -402,37 +532,15 @@ dinh_broadcast_input_packets_total{{outcome=\"dropped\"}} {}\n",
         m.overflow.load(Ordering::Relaxed),
         tcp.map_or(0, |t| t.routed.load(Ordering::Relaxed)),
         tcp.map_or(0, |t| t.refused.load(Ordering::Relaxed)),
+        s.conns.open(),
+        s.conns.stats.accepted.load(Ordering::Relaxed),
+        s.conns.stats.refused_source.load(Ordering::Relaxed),
+        s.conns.stats.refused_total.load(Ordering::Relaxed),
+        s.conns.stats.evicted.load(Ordering::Relaxed),
+        s.conns.stats.timed_out.load(Ordering::Relaxed),
+        s.sessions.len(),
+        s.revoked.len(),
     ) + &latency
         + &bridge;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
-}
-
-/// Serve until `shutdown` completes, then close every session.
-pub async fn run(
-    listener: tokio::net::TcpListener,
-    state: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let router = app(state.clone());
-    let closing = state.closing.clone();
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            // WebSockets would hold the graceful shutdown open forever: tell them to end.
-            let _ = closing.send(true);
-        })
-        .await?;
-    let sessions: Vec<Session> = state
-        .resources
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .drain()
-        .map(|(_, s)| s)
-        .collect();
-    for s in sessions {
-        s.close().await;
-    }
-    // Sign what the record holds before going down: the spawned tasks may not get to run.
-    state.recording.checkpoint_now().await;
-    Ok(())
 }

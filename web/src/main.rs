@@ -34,14 +34,18 @@ enum Cmd {
         #[arg(long)]
         udp: Option<SocketAddr>,
     },
-    /// Print a signed bearer token.
+    /// Print a signed bearer token (`dinh token --role … --room …`), or revoke one
+    /// (`dinh token revoke …`).
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Token {
-        /// chair, house or official.
-        #[arg(long, value_enum)]
-        role: Role,
+        #[command(subcommand)]
+        cmd: Option<TokenCmd>,
+        /// chair, house, official or receiver.
+        #[arg(long, value_enum, required = true)]
+        role: Option<Role>,
         /// The room.
-        #[arg(long)]
-        room: String,
+        #[arg(long, required = true)]
+        room: Option<String>,
         /// Participant id (default: `chair`, or the name for other roles).
         #[arg(long)]
         id: Option<String>,
@@ -58,6 +62,18 @@ enum Cmd {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Print the links of every room (chair, houses, audio stream) with fresh tokens.
+    Links {
+        /// Data folder holding the signing key and the commune (default ./data).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Settings file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Lifetime of the tokens, e.g. 12h, 30d.
+        #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+    },
     /// Check or export the record.
     Log {
         #[command(subcommand)]
@@ -67,6 +83,31 @@ enum Cmd {
     Projections {
         #[command(subcommand)]
         cmd: ProjectionsCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Refuse a token from now on, on every request and WebSocket: give the token itself or
+    /// its id (`jti`, with --room). Goes through the running hub; with the hub stopped, add
+    /// --offline to write the record directly.
+    Revoke {
+        /// The token, or its id.
+        token: String,
+        /// The token's room (needed with an id; checked with a token).
+        #[arg(long)]
+        room: Option<String>,
+        /// Why, for the record.
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// The hub's address (default: the listen address from the settings).
+        #[arg(long)]
+        hub: Option<SocketAddr>,
+        /// The hub is stopped: append to the record directly.
+        #[arg(long)]
+        offline: bool,
+        #[command(flatten)]
+        at: RecordArgs,
     },
 }
 
@@ -269,6 +310,19 @@ fn main() -> anyhow::Result<()> {
                 .block_on(serve(cfg))
         }
         Cmd::Token {
+            cmd:
+                Some(TokenCmd::Revoke {
+                    token,
+                    room,
+                    reason,
+                    hub,
+                    offline,
+                    at,
+                }),
+            ..
+        } => revoke(token, room, reason, hub, offline, at),
+        Cmd::Token {
+            cmd: None,
             role,
             room,
             id,
@@ -277,11 +331,14 @@ fn main() -> anyhow::Result<()> {
             data,
             config,
         } => {
+            let (Some(role), Some(room)) = (role, room) else {
+                anyhow::bail!("dinh token needs --role and --room");
+            };
             let mut cfg = Config::load(config.as_deref()).context("reading settings")?;
             if let Some(d) = data {
                 cfg.data = d;
             }
-            std::fs::create_dir_all(&cfg.data)?;
+            dinh_web::auth::create_private_dir(&cfg.data)?;
             let keys = Keys::load_or_create(&cfg.data)?;
             let id = id.unwrap_or_else(|| match role {
                 Role::Chair => "chair".to_owned(),
@@ -289,6 +346,17 @@ fn main() -> anyhow::Result<()> {
             });
             let name = name.unwrap_or_else(|| id.clone());
             println!("{}", keys.issue(&id, &name, role, &room, ttl));
+            Ok(())
+        }
+        Cmd::Links { data, config, ttl } => {
+            let mut cfg = Config::load(config.as_deref()).context("reading settings")?;
+            if let Some(d) = data {
+                cfg.data = d;
+            }
+            dinh_web::auth::create_private_dir(&cfg.data)?;
+            let keys = Keys::load_or_create(&cfg.data)?;
+            let commune = dinh_web::commune::Commune::load_or_create(&cfg.data)?;
+            print_links(&base_url(&cfg, cfg.listen), &keys, &commune, ttl);
             Ok(())
         }
         Cmd::Log { cmd } => log_cmd(cmd),
@@ -310,9 +378,17 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
+    let metrics = match cfg.metrics_listen {
+        Some(m) => Some(
+            tokio::net::TcpListener::bind(m)
+                .await
+                .with_context(|| format!("cannot listen on metrics_listen {m}"))?,
+        ),
+        None => None,
+    };
     let state = dinh_web::AppState::start(cfg).await?;
-    let base = format!("http://{addr}");
-    println!("Đình is running at {base}/");
+    let base = base_url(&state.config, addr);
+    println!("Đình đang chạy tại / is running at {base}/");
     match &state.tcp {
         Some(tcp) => println!(
             "Media: UDP {}, ICE-TCP {}",
@@ -321,30 +397,24 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         ),
         None => println!("Media: UDP {}", state.sfu.mux().advertised_addr()),
     }
-    for r in &state.commune.rooms {
-        let ttl = Duration::from_secs(30 * 24 * 3600);
-        let chair = state
-            .keys
-            .issue("chair", "Chủ tọa", Role::Chair, &r.id, ttl);
-        println!("\nRoom '{}' ({})", r.id, r.title);
-        println!("  chair:  {base}/chair?token={chair}");
-        println!(
-            "  official: {base}/official?token={}",
-            state
-                .keys
-                .issue("can-bo", "Cán bộ xã", Role::Official, &r.id, ttl)
+    print_tls(&state, addr);
+    if let Some(m) = metrics {
+        println!("Metrics: http://{}/metrics", m.local_addr()?);
+        tokio::spawn(dinh_web::server::run_metrics(m, state.clone()));
+    }
+    // Links carry 30-day tokens: on a terminal they are for the person starting the hub; in a
+    // service's output they would end up in the system journal for anyone who reads it.
+    use std::io::IsTerminal;
+    if std::io::stdout().is_terminal() {
+        print_links(
+            &base,
+            &state.keys,
+            &state.commune,
+            Duration::from_secs(30 * 24 * 3600),
         );
-        for h in &r.houses {
-            let t = state.keys.issue(&h.id, &h.name, Role::House, &r.id, ttl);
-            println!("  {}: {base}/house?token={t}", h.id);
-        }
-        // A listen-only token (the receiver role can do nothing else) for phones at home.
-        let listen = state
-            .keys
-            .issue("nguoi-nghe", "Người nghe", Role::Receiver, &r.id, ttl);
+    } else {
         println!(
-            "  audio stream: {base}/broadcast/{}/live.ogg?token={listen}",
-            r.id
+            "Liên kết không in ra (không phải cửa sổ dòng lệnh): chạy `dinh links` / links not printed (not a terminal): run `dinh links`"
         );
     }
     tracing::info!(%addr, "serving");
@@ -359,4 +429,202 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     })
     .await?;
     Ok(())
+}
+
+/// The address people open: `http://` on loopback (a browser treats the machine itself as a
+/// secure context), otherwise `https://` at the listen address, or at the machine's first
+/// LAN address when it listens on all of them.
+fn base_url(cfg: &Config, addr: SocketAddr) -> String {
+    if !cfg.tls.enabled || addr.ip().is_loopback() {
+        return format!("http://{addr}");
+    }
+    let ip = if addr.ip().is_unspecified() {
+        cfg.rtc
+            .public_ip
+            .or_else(|| {
+                dinh_web::tls::local_addresses()
+                    .into_iter()
+                    .find(|a| a.is_ipv4() && !a.is_loopback() && !a.is_unspecified())
+            })
+            .unwrap_or(addr.ip())
+    } else {
+        addr.ip()
+    };
+    format!("https://{}", SocketAddr::new(ip, addr.port()))
+}
+
+fn print_tls(state: &dinh_web::AppState, addr: SocketAddr) {
+    use dinh_web::tls::Source;
+    let Some(tls) = &state.tls else {
+        println!("HTTPS: tắt / off (tls.enabled = false)");
+        return;
+    };
+    match &tls.source {
+        Source::Files { cert } => println!("HTTPS: {}", cert.display()),
+        Source::OwnCa {
+            ca_pem,
+            ca_fingerprint,
+        } => {
+            println!(
+                "HTTPS: chứng chỉ của CA riêng của hub / certificate from the hub's own CA {}",
+                ca_pem.display()
+            );
+            println!("  SHA-256: {ca_fingerprint}");
+            println!(
+                "  Tin cậy CA một lần trên máy chủ tọa và mỗi nhà văn hoá / trust it once on the chair's laptop and each house box \
+(tải / download https://{}:{}/ca.pem, so dấu vân tay / compare the fingerprint): \
+Debian: cp dinh-ca.crt /usr/local/share/ca-certificates/ && update-ca-certificates; \
+Chromium: certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n dinh -i dinh-ca.crt; \
+Firefox: Cài đặt / Settings > Chứng chỉ / Certificates > Nhập / Import.",
+                if addr.ip().is_unspecified() {
+                    "HOST".to_owned()
+                } else {
+                    addr.ip().to_string()
+                },
+                addr.port()
+            );
+        }
+    }
+}
+
+fn print_links(base: &str, keys: &Keys, commune: &dinh_web::commune::Commune, ttl: Duration) {
+    for r in &commune.rooms {
+        let chair = keys.issue("chair", "Chủ tọa", Role::Chair, &r.id, ttl);
+        println!("\nRoom '{}' ({})", r.id, r.title);
+        println!("  chair:  {base}/chair?token={chair}");
+        let official = keys.issue("can-bo", "Cán bộ xã", Role::Official, &r.id, ttl);
+        println!("  official: {base}/official?token={official}");
+        for h in &r.houses {
+            let t = keys.issue(&h.id, &h.name, Role::House, &r.id, ttl);
+            println!("  {}: {base}/house?token={t}", h.id);
+        }
+        // A listen-only token (the receiver role can do nothing else) for phones at home.
+        let listen = keys.issue("nguoi-nghe", "Người nghe", Role::Receiver, &r.id, ttl);
+        println!(
+            "  audio stream: {base}/broadcast/{}/live.ogg?token={listen}",
+            r.id
+        );
+    }
+}
+
+/// `dinh token revoke`: through the running hub's API (with a two-minute official token
+/// minted here), or, with `--offline`, straight into the record of a stopped hub.
+fn revoke(
+    target: String,
+    room: Option<String>,
+    reason: String,
+    hub: Option<SocketAddr>,
+    offline: bool,
+    at: RecordArgs,
+) -> anyhow::Result<()> {
+    let cfg = record_config(&at)?;
+    let keys = Keys::load_or_create(&cfg.data)?;
+    let target = target.trim().to_owned();
+    let (body, room, jti) = if target.matches('.').count() == 2 {
+        let c = keys
+            .verify_signature(&target)
+            .map_err(|e| anyhow::anyhow!("not a token of this hub: {e}"))?;
+        if let Some(r) = &room {
+            c.for_room(r)?;
+        }
+        (
+            serde_json::json!({ "token": target, "reason": reason }),
+            c.room.clone(),
+            c.jti,
+        )
+    } else {
+        let Some(room) = room else {
+            anyhow::bail!("with a token id, say its room: --room ROOM");
+        };
+        (
+            serde_json::json!({ "jti": target, "reason": reason }),
+            room,
+            target.clone(),
+        )
+    };
+    if offline {
+        return runtime()?.block_on(async {
+            use dinh_events::domain::tokens::TokenAction;
+            use dinh_events::domain::{Actor, Command};
+            let store = open_store(&cfg).await?;
+            let record = dinh_events::record::Record::new(store, Default::default());
+            let cmd = Command::new(
+                time::OffsetDateTime::now_utc(),
+                Actor::system("cli"),
+                TokenAction::Revoke {
+                    jti: jti.clone(),
+                    room: Some(room),
+                    subject: None,
+                    expires_at: None,
+                    reason,
+                },
+            );
+            let out = record.revoke_token(cmd, None).await?;
+            println!(
+                "revoked {jti} (record position {})",
+                out.appended.map_or(0, |a| a.last)
+            );
+            anyhow::Ok(())
+        });
+    }
+    let addr = hub.unwrap_or_else(|| {
+        let l = cfg.listen;
+        match l.ip() {
+            std::net::IpAddr::V4(v) if v.is_unspecified() => {
+                SocketAddr::from(([127, 0, 0, 1], l.port()))
+            }
+            std::net::IpAddr::V6(v) if v.is_unspecified() => {
+                SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, l.port()))
+            }
+            _ => l,
+        }
+    });
+    let token = keys.issue(
+        "dinh-cli",
+        "dinh token revoke",
+        Role::Official,
+        &room,
+        Duration::from_secs(120),
+    );
+    let (status, reply) = post_json(addr, "/api/tokens/revoke", &token, &body.to_string())
+        .with_context(|| {
+            format!("the hub does not answer at {addr}; if it is stopped, run again with --offline")
+        })?;
+    if status != 200 {
+        anyhow::bail!("the hub refused ({status}): {reply}");
+    }
+    println!("revoked {jti}: {reply}");
+    Ok(())
+}
+
+/// One plain-HTTP/1.1 `POST` to the hub on this machine (the hub serves plain HTTP to its own
+/// machine); status and body.
+fn post_json(
+    addr: SocketAddr,
+    path: &str,
+    token: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let reply = out
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .trim()
+        .to_owned();
+    Ok((status, reply))
 }

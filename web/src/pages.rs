@@ -18,16 +18,13 @@ use axum::Router;
 
 use crate::AppState;
 
-/// The policy every page is served with (issue 11 §1): scripts and styles from the hub only,
-/// pictures and media also from `blob:` (notice pictures, the QR code, camera previews).
-pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
-
 /// Pages: path, file.
 const PAGES: &[(&str, &str)] = &[
     ("/", include_str!("pages/index.html")),
     ("/chair", include_str!("pages/chair.html")),
     ("/house", include_str!("pages/house.html")),
     ("/official", include_str!("pages/official.html")),
+    ("/phone", include_str!("pages/phone.html")),
 ];
 
 /// Assets under `/assets/`: name, content type, body.
@@ -42,6 +39,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "text/css; charset=utf-8",
         include_str!("pages/official.css"),
     ),
+    ("phone.js", JS, include_str!("pages/phone.js")),
     (
         "style.css",
         "text/css; charset=utf-8",
@@ -104,20 +102,11 @@ fn respond(etag: &str, ctype: &'static str, body: &'static str, h: &HeaderMap) -
     }
 }
 
+/// A page. Its Content-Security-Policy, `Referrer-Policy: no-referrer` (a token may be in
+/// the address when the page loads) and `X-Frame-Options` come from the app's one security
+/// middleware (`server::security_layer`), as for every response.
 fn page(i: usize, h: &HeaderMap) -> Response {
-    let mut r = respond(&etags()[i], "text/html; charset=utf-8", PAGES[i].1, h);
-    let hs = r.headers_mut();
-    hs.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
-    // A token may be in the address when the page loads: never send it on as a referrer.
-    hs.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    hs.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    r
+    respond(&etags()[i], "text/html; charset=utf-8", PAGES[i].1, h)
 }
 
 async fn asset(Path(name): Path<String>, h: HeaderMap) -> Response {

@@ -22,7 +22,7 @@ use tokio::sync::{watch, RwLock};
 
 use crate::auth::{Claims, Role};
 use crate::config::Config;
-use dinh_sfu::room::Room;
+use dinh_sfu::room::{Restored, Room};
 
 /// The record as the hub holds it.
 pub struct Recording {
@@ -92,6 +92,25 @@ impl Recording {
             .filter(|m| m.room == room && m.status == "open")
             .max_by(|a, b| a.opened_at.cmp(&b.opened_at))
             .map(|m| m.meeting.clone())
+    }
+
+    /// The house holding the floor in the meeting open in `room`, as the record has it.
+    pub async fn floor_holder(&self, room: &str) -> Option<String> {
+        let meeting = self.open_meeting(room).await?;
+        let views = self.views.read().await;
+        let turn = views.minutes.get(&meeting)?.floor.last()?;
+        turn.revoked_at.is_none().then(|| turn.house.clone())
+    }
+
+    /// Give the SFU's room back what the record kept across a restart: the floor holder of the
+    /// meeting open in it holds the floor again (and is heard once its media is back), so the
+    /// minutes and the room agree from the first packet.
+    pub async fn restore_room(&self, room: &Room) {
+        let holder = self.floor_holder(room.name()).await;
+        if holder.is_some() {
+            tracing::info!(room = %room.name(), "floor holder restored from the record");
+        }
+        room.restore(Restored::floor(holder));
     }
 
     /// Send a meeting command for a fact the hub observed; refusals are expected (no meeting
@@ -183,6 +202,8 @@ pub fn actor(claims: &Claims) -> Actor {
         // Receivers are refused by the record API and cannot act in signalling; should one
         // ever reach here it gets the least a participant may do.
         Role::Receiver => ActorRole::House,
+        // A QR token raises feedback for its house (the subject), as that house.
+        Role::Feedback => ActorRole::House,
     };
     Actor::new(role, claims.sub.clone())
 }

@@ -15,7 +15,7 @@ use crate::error::AppError;
 use crate::AppState;
 use dinh_events::domain::meeting::MeetingAction;
 use dinh_sfu::room::{JoinRequest, Role as SfuRole, Room, Session, Slot};
-use dinh_sfu::sdp::parse_offer;
+use dinh_sfu::sdp::{check_candidate, filter_offer_candidates, parse_offer, CandidatePolicy};
 use dinh_sfu::signal::{parse_client, ClientMessage, ServerMessage, SignalError, MAX_FRAME_BYTES};
 
 /// A client that says nothing (not even `ping`) for this long is gone.
@@ -61,11 +61,25 @@ pub async fn serve<Tx, Rx, E>(
     Rx: Stream<Item = Result<Message, E>> + Unpin,
 {
     let mut conn = Conn {
+        app: state.clone(),
         recording: state.recording.clone(),
         room: room.clone(),
         claims,
         session: None,
+        policy: state.candidate_policy(),
+        trickled: 0,
+        max_trickled: state.config.limits.trickled_candidates,
     };
+    // The connection lives no longer than its token: closed at its expiry, or as soon as it
+    // is revoked.
+    let expiry = {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        tokio::time::Instant::now() + Duration::from_secs(conn.claims.exp.saturating_sub(now))
+    };
+    let mut revocations = state.revoked.subscribe();
     let welcome = ServerMessage::Welcome {
         id: conn.claims.sub.clone(),
         role: conn.claims.role.as_str().to_owned(),
@@ -114,6 +128,19 @@ pub async fn serve<Tx, Rx, E>(
                 if send(&mut tx, &m).await.is_err() { break; }
             }
             _ = async { closing.wait_for(|c| *c).await.map(|_| ()) } => break,
+            _ = tokio::time::sleep_until(expiry) => {
+                let m = ServerMessage::error("token_expired", "the token has expired; open the page again with a new link");
+                let _ = send(&mut tx, &m).await;
+                break;
+            }
+            changed = revocations.changed() => {
+                if changed.is_err() { break; }
+                if state.revoked.contains(&conn.claims.jti) {
+                    let m = ServerMessage::error("token_revoked", "the token has been revoked; ask for a new link");
+                    let _ = send(&mut tx, &m).await;
+                    break;
+                }
+            }
         }
     }
     if let Some(s) = conn.session.take() {
@@ -129,10 +156,17 @@ async fn send<Tx: Sink<Message> + Unpin>(tx: &mut Tx, m: &ServerMessage) -> Resu
 }
 
 struct Conn {
+    /// The hub (its per-token write rates).
+    app: AppState,
     recording: std::sync::Arc<crate::recording::Recording>,
     room: std::sync::Arc<Room>,
     claims: Claims,
     session: Option<Session>,
+    /// Which remote candidates the hub will check.
+    policy: CandidatePolicy,
+    /// Candidates trickled into the current session, and the cap.
+    trickled: usize,
+    max_trickled: usize,
 }
 
 impl Conn {
@@ -141,6 +175,24 @@ impl Conn {
             Ok(m) => m,
             Err(e) => return Some(ServerMessage::error(e.code(), e.to_string())),
         };
+        // What makes the record or the room change (joining, the floor) counts against the
+        // token's write rate, as the API's writes do: a house looping raise/lower or join/leave
+        // gets an error frame, and nothing is appended.
+        let writes = match &msg {
+            ClientMessage::Offer { .. } => self.session.as_ref().is_none_or(|s| s.is_closed()),
+            ClientMessage::RaiseHand
+            | ClientMessage::LowerHand
+            | ClientMessage::GrantFloor { .. }
+            | ClientMessage::RevokeFloor
+            | ClientMessage::Mute { .. } => true,
+            _ => false,
+        };
+        if writes {
+            if let Err(wait) = self.app.rates.write(&self.claims.jti) {
+                let e = AppError::rate_limited(wait);
+                return Some(ServerMessage::error(e.code, e.message));
+            }
+        }
         match self.dispatch(msg).await {
             Ok(reply) => reply,
             Err(e) => Some(ServerMessage::error(e.code, e.message)),
@@ -159,7 +211,9 @@ impl Conn {
         let me = self.claims.sub.clone();
         match msg {
             ClientMessage::Offer { sdp } => {
+                let (sdp, _) = filter_offer_candidates(&sdp, self.policy)?;
                 let offer = parse_offer(&sdp)?;
+                self.trickled = 0;
                 if let Some(s) = self.session.as_ref().filter(|s| !s.is_closed()) {
                     let answer = s.renegotiate(offer).await?;
                     return Ok(Some(ServerMessage::Answer { sdp: answer }));
@@ -177,6 +231,25 @@ impl Conn {
                 let Some(s) = &self.session else {
                     return Err(no_session());
                 };
+                if candidate.trim().is_empty() {
+                    // End of candidates, as browsers signal it.
+                    return Ok(None);
+                }
+                if self.trickled >= self.max_trickled {
+                    return Err(AppError::new(
+                        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                        "too_many_candidates",
+                        format!(
+                            "a session may trickle at most {} candidates",
+                            self.max_trickled
+                        ),
+                    ));
+                }
+                self.trickled += 1;
+                if let Err(why) = check_candidate(&candidate, self.policy) {
+                    tracing::debug!(%why, "trickled candidate dropped");
+                    return Ok(None);
+                }
                 s.add_candidate(candidate, sdp_mid, sdp_mline_index).await?;
                 Ok(None)
             }
@@ -249,6 +322,8 @@ impl Conn {
             Role::House => (SfuRole::House, true, all),
             Role::Official => (SfuRole::Viewer, false, all),
             // A loudspeaker receiver that speaks WebRTC: the meeting's voice only.
+            // Refused by Keys::verify before the upgrade; should one get here, it gets nothing.
+            Role::Feedback => (SfuRole::Viewer, false, vec![]),
             Role::Receiver => (
                 SfuRole::Viewer,
                 false,

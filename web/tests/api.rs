@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::{header, Request, StatusCode};
 use futures::StreamExt;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
@@ -15,6 +15,10 @@ use dinh_web::auth::Role;
 use dinh_web::AppState;
 
 async fn state() -> AppState {
+    state_with(|_| {}).await
+}
+
+async fn state_with(change: impl FnOnce(&mut dinh_web::config::Config)) -> AppState {
     let data = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("api-{}", uuid::Uuid::new_v4()));
     let mut config = dinh_web::config::Config {
@@ -22,6 +26,7 @@ async fn state() -> AppState {
         ..Default::default()
     };
     config.rtc.udp_listen = "127.0.0.1:0".parse().unwrap();
+    change(&mut config);
     AppState::start(config).await.unwrap()
 }
 
@@ -178,7 +183,15 @@ async fn a_meeting_and_its_feedback_from_start_to_end() {
 
     let cmd = |body: Value| (format!("/api/feedback/{id}/commands"), body);
     let (p, b) = cmd(json!({"type": "classify", "kind": "complaint"}));
-    assert_eq!(official.post(&p, b).await.0, StatusCode::OK);
+    assert_eq!(
+        official.post_key(&p, "k-cls", b.clone()).await.0,
+        StatusCode::OK
+    );
+    // The official's key does not let a house replay the official's 200: it is refused.
+    assert_eq!(
+        house1.post_key(&p, "k-cls", b).await.0,
+        StatusCode::FORBIDDEN
+    );
     let (p, b) = cmd(json!({"type": "assign", "official": "can-bo-1", "working_days": 10}));
     assert_eq!(official.post(&p, b).await.0, StatusCode::OK);
     // A house may not answer; answering needs the assignee.
@@ -335,7 +348,19 @@ async fn bad_input_is_named_and_appends_nothing() {
             .keys
             .issue("chair", "c", Role::Chair, "other", Duration::from_secs(60)),
     };
-    assert_eq!(other.get("/api/meetings/m1").await.0, StatusCode::FORBIDDEN);
+    // Another room's meeting answers as a missing one does (no probing of ids across rooms).
+    let (st, v, _) = other.get("/api/meetings/m1").await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("no_such_meeting"))
+    );
+    let (st, v) = other
+        .post("/api/meetings/m1/commands", json!({"type": "close"}))
+        .await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("no_such_meeting"))
+    );
     assert_eq!(s.recording.store().head(), head, "nothing appended");
     let (st, doc, _) = chair.get("/api/openapi.json").await;
     assert_eq!(st, StatusCode::OK);
@@ -398,4 +423,130 @@ async fn sse_streams_visible_events_and_resumes_from_last_event_id() {
     assert_eq!(resumed, vec![3, 4]);
     let house_view = read(token(&s, Role::House, "house-1"), None).await;
     assert_eq!(house_view, vec![1, 2, 3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_are_scoped_to_the_caller_and_the_route() {
+    let s = state().await;
+    let chair = Call {
+        s: &s,
+        token: token(&s, Role::Chair, "chair"),
+    };
+    open_meeting(&chair).await;
+    let house1 = Call {
+        s: &s,
+        token: token(&s, Role::House, "house-1"),
+    };
+    let house2 = Call {
+        s: &s,
+        token: token(&s, Role::House, "house-2"),
+    };
+    let (st, first) = house1
+        .post_key(
+            "/api/feedback",
+            "k",
+            json!({"meeting": "m1", "content": "Một"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{first}");
+    // The same key from another house is that house's own new item, not house 1's outcome.
+    let (st, second) = house2
+        .post_key(
+            "/api/feedback",
+            "k",
+            json!({"meeting": "m1", "content": "Hai"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{second}");
+    assert_eq!(second["replayed"], false);
+    assert_ne!(second["aggregate_id"], first["aggregate_id"]);
+    // The same key on another route of the same caller is a new command too.
+    let (st, v) = chair
+        .post_key(
+            "/api/meetings/m1/commands",
+            "k",
+            json!({"type": "start_agenda_item", "index": 0}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["replayed"], false);
+    // Another room's chair reusing the key gets its own refusal (404), not this room's 200.
+    let other = Call {
+        s: &s,
+        token: s
+            .keys
+            .issue("chair", "c", Role::Chair, "other", Duration::from_secs(60)),
+    };
+    let head = s.recording.store().head();
+    let (st, _) = other
+        .post_key(
+            "/api/meetings/m1/commands",
+            "k",
+            json!({"type": "start_agenda_item", "index": 0}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert_eq!(
+        s.recording.store().head(),
+        head,
+        "a refused request appends nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_writing_faster_than_its_rate_gets_429_and_appends_nothing() {
+    let s = state_with(|c| {
+        c.limits.write_burst = 5;
+        c.limits.writes_per_minute = 1;
+    })
+    .await;
+    let chair = Call {
+        s: &s,
+        token: token(&s, Role::Chair, "chair"),
+    };
+    open_meeting(&chair).await; // two writes
+    let house = Call {
+        s: &s,
+        token: token(&s, Role::House, "house-1"),
+    };
+    // A house spamming feedback: its burst passes, then it is refused with a wait.
+    for i in 0..5 {
+        let (st, v) = house
+            .post(
+                "/api/feedback",
+                json!({"meeting": "m1", "content": format!("Ý kiến {i}")}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+    }
+    let head = s.recording.store().head();
+    let req = Request::post("/api/feedback")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {}", house.token))
+        .body(Body::from(
+            json!({"meeting": "m1", "content": "thêm"}).to_string(),
+        ))
+        .unwrap();
+    let res = dinh_web::app(s.clone()).oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = res.headers()[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "Retry-After {wait}");
+    assert_eq!(
+        s.recording.store().head(),
+        head,
+        "a refused request appends nothing"
+    );
+    // Reads are not counted, and another token keeps its own rate.
+    assert_eq!(house.get("/api/feedback").await.0, StatusCode::OK);
+    let (st, v) = chair
+        .post(
+            "/api/meetings/m1/commands",
+            json!({"type": "start_agenda_item", "index": 0}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
 }

@@ -765,7 +765,8 @@ async fn bad_input_gets_clear_errors_and_the_relay_keeps_going() {
     let samples = r.samples(Duration::from_secs(20)).await;
     assert!(samples.len() >= 40_000, "{}", samples.len());
     // And /metrics shows the bridge and the forwarding histogram (nothing forwarded here).
-    let (st, m) = hub.call("GET", "/metrics", "", None).await;
+    let official = hub.token(Role::Official, "can-bo-1");
+    let (st, m) = hub.call("GET", "/metrics", &official, None).await;
     assert_eq!(st, 200);
     for line in [
         "dinh_broadcast_clusters{status=\"up\"} ",

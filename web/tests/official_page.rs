@@ -16,7 +16,7 @@ use fantoccini::wd::PrintConfiguration;
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use common::chromium::{
+use common::browser::{
     browser_sized, chromedriver, emulate_phone, emulate_print, screenshot, wanted,
 };
 use common::official_page::{self as page, until};

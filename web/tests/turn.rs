@@ -194,7 +194,8 @@ async fn a_house_without_udp_watches_over_the_hubs_tcp_port() {
         async move { n == 1 }
     })
     .await;
-    let (st, m) = hub.call("GET", "/metrics", "", None).await;
+    let official = hub.token(Role::Official, "can-bo-1");
+    let (st, m) = hub.call("GET", "/metrics", &official, None).await;
     assert_eq!(st, 200);
     assert!(m.contains("dinh_tcp_routed_total 1\n"), "{m}");
     assert!(m.contains("dinh_tcp_refused_total 1\n"), "{m}");

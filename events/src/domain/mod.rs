@@ -9,6 +9,8 @@
 pub mod feedback;
 pub mod loudspeakers;
 pub mod meeting;
+pub mod notices;
+pub mod tokens;
 pub mod workdays;
 
 #[cfg(test)]
@@ -150,5 +152,31 @@ impl Decide for loudspeakers::Loudspeakers {
     }
     fn apply_event(&mut self, event: &Self::Event) {
         loudspeakers::Loudspeakers::apply_event(self, event)
+    }
+}
+
+impl Decide for notices::Notice {
+    type Action = notices::NoticeAction;
+    type Event = notices::NoticeEvent;
+    type Error = notices::NoticeError;
+    type Services = ();
+    fn decide(&self, cmd: &Command<Self::Action>, _: &()) -> Result<Vec<Self::Event>, Self::Error> {
+        notices::Notice::decide(self, cmd)
+    }
+    fn apply_event(&mut self, event: &Self::Event) {
+        notices::Notice::apply_event(self, event)
+    }
+}
+
+impl Decide for tokens::TokenDenyList {
+    type Action = tokens::TokenAction;
+    type Event = tokens::TokenEvent;
+    type Error = tokens::TokenError;
+    type Services = ();
+    fn decide(&self, cmd: &Command<Self::Action>, _: &()) -> Result<Vec<Self::Event>, Self::Error> {
+        tokens::TokenDenyList::decide(self, cmd)
+    }
+    fn apply_event(&mut self, event: &Self::Event) {
+        tokens::TokenDenyList::apply_event(self, event)
     }
 }

@@ -76,8 +76,9 @@ fn proc_rss_kib(pid: u32) -> u64 {
 }
 
 /// The hub's forwarding-latency histogram: (upper bound µs, cumulative count) per bucket.
-fn latency_buckets(base: &str) -> Vec<(u64, u64)> {
+fn latency_buckets(base: &str, token: &str) -> Vec<(u64, u64)> {
     let body = ureq::get(&format!("{base}/metrics"))
+        .header("authorization", &format!("Bearer {token}"))
         .call()
         .ok()
         .and_then(|mut r| r.body_mut().read_to_string().ok())
@@ -108,8 +109,9 @@ fn window_quantile(before: &[(u64, u64)], after: &[(u64, u64)], q: f64) -> f64 {
         .map_or(f64::NAN, |(le, _)| *le as f64 / 1000.0)
 }
 
-fn metric(base: &str, name: &str) -> u64 {
+fn metric(base: &str, token: &str, name: &str) -> u64 {
     let body = ureq::get(&format!("{base}/metrics"))
+        .header("authorization", &format!("Bearer {token}"))
         .call()
         .ok()
         .and_then(|mut r| r.body_mut().read_to_string().ok())
@@ -161,7 +163,10 @@ async fn main() {
             String::from_utf8(out.stdout).unwrap().trim().to_owned()
         };
         let chair_t = token("chair", "chair");
-        let viewer_t = token("official", "bench");
+        // /metrics needs an official's token; each subscriber has its own token, as the hub
+        // caps the WHEP sessions of one token (limits.sessions_per_token).
+        let metrics_t = token("official", "bench");
+        let keys = dinh_web::auth::Keys::load_or_create(&data).unwrap();
         let rss0 = proc_rss_kib(hub.id());
 
         // Publisher.
@@ -192,7 +197,14 @@ async fn main() {
             let mut s = Peer::new(Some(counter(lat.clone(), got.clone()))).await;
             s.add_receiver(RtpCodecKind::Audio).await;
             s.add_receiver(RtpCodecKind::Video).await;
-            negotiate(&mut s, format!("{base}/whep/demo"), viewer_t.clone()).await;
+            let viewer_t = keys.issue(
+                &format!("bench-{}", subs.len()),
+                "bench",
+                dinh_web::auth::Role::Official,
+                "demo",
+                Duration::from_secs(3600),
+            );
+            negotiate(&mut s, format!("{base}/whep/demo"), viewer_t).await;
             subs.push(s);
         }
 
@@ -224,9 +236,9 @@ async fn main() {
         ];
         tokio::time::sleep(Duration::from_secs(3)).await;
         lat.lock().unwrap().clear();
-        let h0 = latency_buckets(&base);
+        let h0 = latency_buckets(&base, &metrics_t);
         let (f0, c0, t0, g0, s0) = (
-            metric(&base, "dinh_rtp_forwarded_total"),
+            metric(&base, &metrics_t, "dinh_rtp_forwarded_total"),
             proc_cpu_secs(hub.id()),
             Instant::now(),
             got.load(Ordering::Relaxed),
@@ -234,14 +246,14 @@ async fn main() {
         );
         tokio::time::sleep(Duration::from_secs(10)).await;
         let (f1, c1, secs, g1, s1) = (
-            metric(&base, "dinh_rtp_forwarded_total"),
+            metric(&base, &metrics_t, "dinh_rtp_forwarded_total"),
             proc_cpu_secs(hub.id()),
             t0.elapsed().as_secs_f64(),
             got.load(Ordering::Relaxed),
             sent.load(Ordering::Relaxed),
         );
         let rss1 = proc_rss_kib(hub.id());
-        let h1 = latency_buckets(&base);
+        let h1 = latency_buckets(&base, &metrics_t);
         let fwd = (f1 - f0) as f64;
         let mut l = lat.lock().unwrap().clone();
         l.sort_unstable();

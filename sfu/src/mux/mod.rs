@@ -60,7 +60,7 @@ pub struct UdpMux {
     next_id: AtomicU64,
     /// The shared TCP port's advertised address, once a [`tcp::TcpMux`] serves this mux.
     tcp_advertised: OnceLock<SocketAddr>,
-    /// Counters.
+    /// Counters, for `/metrics` and the tests.
     pub stats: MuxStats,
 }
 
@@ -123,7 +123,7 @@ impl UdpMux {
         self.advertised
     }
 
-    /// The bound address.
+    /// The address the socket is bound to (the advertised one may differ, behind NAT).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.socket.local_addr()
     }

@@ -5,7 +5,7 @@
 //! stream as its UDP mux routes datagrams: an ICE-TCP client (the active side) opens with a
 //! connectivity check, an RFC 4571 frame (a 16-bit length, then the packet) holding a STUN
 //! binding request whose USERNAME names the connection by its local ufrag. The mux reads that
-//! one frame, hands the stream to the connection's [`MuxTcpListener`], and the frame is
+//! one frame, hands the stream to the connection's `MuxTcpListener`, and the frame is
 //! replayed as the stream's first bytes, so webrtc-rs's own framing and ICE code see the
 //! stream exactly as their own listener would have given it.
 //!
@@ -54,7 +54,7 @@ pub struct TcpMux {
     advertised: SocketAddr,
     udp: Arc<UdpMux>,
     pending: Arc<Semaphore>,
-    /// Counters.
+    /// Counters, for `/metrics` and the tests.
     pub stats: TcpMuxStats,
 }
 
@@ -113,7 +113,7 @@ impl TcpMux {
         self.advertised
     }
 
-    /// The bound address.
+    /// The address the listener is bound to (the advertised one may differ, behind NAT).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
     }

@@ -15,6 +15,15 @@ use dinh_sfu::sdp::parse_offer;
 use dinh_sfu::testkit::{LossyLink, OnRtp, Peer};
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 
+/// How a publishing client's camera sends keyframes.
+#[derive(Clone, Copy)]
+pub enum Keyframes {
+    /// Every this many frames (a browser's encoder does about every few seconds).
+    Every(u64),
+    /// Only the first, then one whenever asked (a camera encoder, a relaying hub).
+    OnRequest,
+}
+
 /// How a client reaches the hub.
 #[derive(Clone, Copy)]
 pub enum Via<'a> {
@@ -56,6 +65,8 @@ pub struct Received {
     pub by_tag: HashMap<(String, String), u64>,
     /// Whether the first video packet of each slot was a keyframe start.
     pub first_video_keyframe: HashMap<String, bool>,
+    /// Keyframe starts received per video slot.
+    pub keyframes: HashMap<String, u64>,
     /// Sequence numbers received per slot, extended past wrap-around.
     pub seqs: HashMap<String, std::collections::BTreeSet<u64>>,
 }
@@ -79,6 +90,8 @@ pub struct Client {
     pub peer: Peer,
     pub session: Session,
     pub received: Arc<Mutex<Received>>,
+    /// Keyframe requests its camera received, when it sends keyframes on request.
+    pub keyframe_requests: Option<Arc<std::sync::atomic::AtomicU64>>,
     senders: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -122,6 +135,15 @@ impl Client {
         }
         seqs.range(first..=end).count() as f64 / (end - first + 1) as f64
     }
+    pub fn keyframes(&self, slot: &str) -> u64 {
+        *self
+            .received
+            .lock()
+            .unwrap()
+            .keyframes
+            .get(slot)
+            .unwrap_or(&0)
+    }
     pub fn first_video_was_keyframe(&self, slot: &str) -> Option<bool> {
         self.received
             .lock()
@@ -151,15 +173,41 @@ pub async fn join(
     join_with(room, id, role, publish, subscribe, Via::Udp).await
 }
 
-/// [`join`], over the given path.
-pub async fn join_with(
+/// How a client joins: its path to the hub, its camera's keyframes.
+#[derive(Clone, Copy)]
+pub struct How<'a> {
+    pub via: Via<'a>,
+    pub keyframes: Keyframes,
+}
+
+impl<'a> From<Via<'a>> for How<'a> {
+    fn from(via: Via<'a>) -> Self {
+        How {
+            via,
+            keyframes: Keyframes::Every(15),
+        }
+    }
+}
+
+impl From<Keyframes> for How<'static> {
+    fn from(keyframes: Keyframes) -> Self {
+        How {
+            via: Via::Udp,
+            keyframes,
+        }
+    }
+}
+
+/// [`join`], over the given path or with the given camera.
+pub async fn join_with<'a>(
     room: &Arc<Room>,
     id: &str,
     role: Role,
     publish: bool,
     subscribe: &[Slot],
-    via: Via<'_>,
+    how: impl Into<How<'a>>,
 ) -> Client {
+    let How { via, keyframes } = how.into();
     let received = Arc::new(Mutex::new(Received::default()));
     let r = received.clone();
     let on_rtp: OnRtp = Arc::new(move |track_id, p| {
@@ -169,6 +217,7 @@ pub async fn join_with(
         if slot.contains("Video") {
             let key = dinh_sfu::keyframe::vp8_is_keyframe_start(&p.payload);
             r.first_video_keyframe.entry(slot.clone()).or_insert(key);
+            *r.keyframes.entry(slot.clone()).or_default() += u64::from(key);
         }
         let tag = tag_of(&p.payload);
         *r.by_tag.entry((slot.clone(), tag)).or_default() += 1;
@@ -240,34 +289,75 @@ pub async fn join_with(
         _ => session.answer.clone(),
     };
     peer.accept(answer).await;
-    let tasks = senders
-        .into_iter()
-        .map(|(kind, sender)| {
-            let tag = id.to_owned();
-            if kind == RtpCodecKind::Audio {
+    let mut keyframe_requests = None;
+    let mut tasks = Vec::new();
+    for (kind, sender) in senders {
+        let tag = id.to_owned();
+        let frame = move |key: bool| {
+            let mut v = vec![0x10, if key { 0x00 } else { 0x01 }, 0x00];
+            v.extend_from_slice(tag.as_bytes());
+            v.resize(900, 0);
+            vec![Bytes::from(v)]
+        };
+        let task = match (kind, keyframes) {
+            (RtpCodecKind::Audio, _) => {
+                let tag = id.to_owned();
                 sender.spawn(Duration::from_millis(20), 960, false, move |_| {
                     let mut v = vec![0xf8];
                     v.extend_from_slice(tag.as_bytes());
                     v.resize(80, 0);
                     vec![Bytes::from(v)]
                 })
-            } else {
+            }
+            (_, Keyframes::Every(k)) => {
                 sender.spawn(Duration::from_millis(33), 3000, true, move |n| {
-                    let key = n.is_multiple_of(15);
-                    let mut v = vec![0x10, if key { 0x00 } else { 0x01 }, 0x00];
-                    v.extend_from_slice(tag.as_bytes());
-                    v.resize(900, 0);
-                    vec![Bytes::from(v)]
+                    frame(n.is_multiple_of(k))
                 })
             }
-        })
-        .collect();
+            (_, Keyframes::OnRequest) => {
+                let (task, requests) = sender.spawn_keyframes_on_request(
+                    Duration::from_millis(33),
+                    3000,
+                    true,
+                    move |_, key| frame(key),
+                );
+                keyframe_requests = Some(requests);
+                task
+            }
+        };
+        tasks.push(task);
+    }
     Client {
         peer,
         session,
         received,
+        keyframe_requests,
         senders: tasks,
     }
+}
+
+/// A house that only watches (publishes nothing), reaching the hub over `via`.
+pub async fn watcher(room: &Arc<Room>, id: &str, via: Via<'_>) -> Client {
+    join_with(room, id, Role::House, false, &HOUSE_SLOTS, via).await
+}
+
+/// Check that `quiet` stays still while `clock` (a stream that keeps flowing) advances: first
+/// `settle` of its packets for what was in flight to land, then `window` more. Returns
+/// `quiet` before and after the window; the caller says how still it must be.
+pub async fn over_a_window(
+    clock: impl Fn() -> u64,
+    settle: u64,
+    window: u64,
+    quiet: impl Fn() -> u64,
+) -> (u64, u64) {
+    let c = clock();
+    eventually(10, "the clock stream settles", || clock() > c + settle).await;
+    let (before, c) = (quiet(), clock());
+    eventually(10, "the clock stream runs the window", || {
+        clock() >= c + window
+    })
+    .await;
+    (before, quiet())
 }
 
 /// Wait until `cond` holds, checking every 50 ms, for at most `secs` seconds.

@@ -12,7 +12,7 @@
 //!   the hash chain and the Merkle tree run over every room's events together, so a file with
 //!   another room's events left out would not verify, and a file with them in would hand one
 //!   room's official another room's record. A multi-room hub's log is exported by its
-//!   administrator (`dinh log export`); see docs/decisions/0006-officials-page.md.
+//!   administrator (`dinh log export`); see docs/decisions/0008-officials-register.md.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;

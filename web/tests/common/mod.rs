@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-pub mod chromium;
+pub mod browser;
 pub mod official_page;
 
 use std::process::Stdio;
@@ -19,8 +19,14 @@ use tokio::io::AsyncReadExt;
 /// A hub serving on loopback.
 pub struct Hub {
     pub state: AppState,
+    /// `http://127.0.0.1:PORT`, or `https://…` for [`Hub::start_tls`].
     pub base: String,
+    /// The listen address.
+    pub addr: std::net::SocketAddr,
+    /// The hub's own CA (DER) when the base is `https://`: the tests' only trusted root.
+    pub ca: Option<Vec<u8>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 /// An HTTP response.
@@ -41,8 +47,18 @@ impl Reply {
 }
 
 impl Hub {
-    /// Start a hub; `configure` adjusts the settings (clusters, timings).
+    /// Start a hub; `configure` adjusts the settings (clusters, timings). Plain HTTP: the
+    /// tests are on the hub's own machine.
     pub async fn start(configure: impl FnOnce(&mut Config)) -> Self {
+        Self::start_with(false, configure).await
+    }
+
+    /// Start a hub and talk to it over HTTPS, trusting only its own CA.
+    pub async fn start_tls(configure: impl FnOnce(&mut Config)) -> Self {
+        Self::start_with(true, configure).await
+    }
+
+    async fn start_with(https: bool, configure: impl FnOnce(&mut Config)) -> Self {
         let data = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("bridge-{}", uuid::Uuid::new_v4()));
         let mut config = Config {
@@ -54,16 +70,64 @@ impl Hub {
         configure(&mut config);
         let state = AppState::start(config).await.unwrap();
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", l.local_addr().unwrap());
+        let addr = l.local_addr().unwrap();
+        let (base, ca) = if https {
+            let pem = state
+                .tls
+                .as_ref()
+                .and_then(|t| t.ca_pem())
+                .expect("a hub with its own CA");
+            use rustls::pki_types::pem::PemObject;
+            let der = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+            (format!("https://{addr}"), Some(der.to_vec()))
+        } else {
+            (format!("http://{addr}"), None)
+        };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(dinh_web::run(l, state.clone(), async move {
+        let server = tokio::spawn(dinh_web::run(l, state.clone(), async move {
             let _ = rx.await;
         }));
         Self {
             state,
             base,
+            addr,
+            ca,
             stop: Some(tx),
+            server: Some(server),
         }
+    }
+
+    /// Stop the hub and wait until `run` returns (connections closed, sessions ended).
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(server) = self.server.take() {
+            tokio::time::timeout(Duration::from_secs(30), server)
+                .await
+                .expect("the hub stops within 30 s")
+                .unwrap()
+                .unwrap();
+        }
+    }
+
+    /// An HTTP agent that trusts the hub's CA (and nothing else) for `https://` bases.
+    pub fn agent(ca: Option<&[u8]>) -> ureq::Agent {
+        let mut b = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)));
+        if let Some(der) = ca {
+            let root = ureq::tls::Certificate::from_der(der).to_owned();
+            b = b.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::new_with_certs(&[root]))
+                    .unversioned_rustls_crypto_provider(std::sync::Arc::new(
+                        rustls::crypto::ring::default_provider(),
+                    ))
+                    .build(),
+            );
+        }
+        b.build().into()
     }
 
     pub fn token(&self, role: Role, sub: &str) -> String {
@@ -116,37 +180,7 @@ impl Hub {
         headers: Vec<(String, String)>,
         body: Option<Vec<u8>>,
     ) -> Reply {
-        let url = format!("{}{path}", self.base);
-        let method = method.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let agent: ureq::Agent = ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .build()
-                .into();
-            let mut req = ureq::http::Request::builder()
-                .method(method.as_str())
-                .uri(&url);
-            for (k, v) in &headers {
-                req = req.header(k, v);
-            }
-            let res = match body {
-                Some(b) => agent.run(req.body(b).unwrap()),
-                None => agent.run(req.body(()).unwrap()),
-            };
-            let mut res = res.expect("request");
-            let headers = res
-                .headers()
-                .iter()
-                .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
-                .collect();
-            Reply {
-                status: res.status().as_u16(),
-                headers,
-                body: res.body_mut().read_to_string().unwrap_or_default(),
-            }
-        })
-        .await
-        .unwrap()
+        request(&self.base, self.ca.as_deref(), method, path, headers, body).await
     }
 
     pub async fn json(
@@ -218,6 +252,47 @@ impl Drop for Hub {
             let _ = s.send(());
         }
     }
+}
+
+/// Any HTTP request to the hub at `base`; status, headers (names in lower case) and body.
+/// One HTTP request to `base` (trusting only `ca`, the hub's own CA, for `https://`).
+pub async fn request(
+    base: &str,
+    ca: Option<&[u8]>,
+    method: &str,
+    path: &str,
+    headers: Vec<(String, String)>,
+    body: Option<Vec<u8>>,
+) -> Reply {
+    let url = format!("{base}{path}");
+    let method = method.to_owned();
+    let ca = ca.map(<[u8]>::to_vec);
+    tokio::task::spawn_blocking(move || {
+        let agent = Hub::agent(ca.as_deref());
+        let mut req = ureq::http::Request::builder()
+            .method(method.as_str())
+            .uri(&url);
+        for (k, v) in &headers {
+            req = req.header(k, v);
+        }
+        let res = match body {
+            Some(b) => agent.run(req.body(b).unwrap()),
+            None => agent.run(req.body(()).unwrap()),
+        };
+        let mut res = res.expect("request");
+        let headers = res
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+            .collect();
+        Reply {
+            status: res.status().as_u16(),
+            headers,
+            body: res.body_mut().read_to_string().unwrap_or_default(),
+        }
+    })
+    .await
+    .unwrap()
 }
 
 /// A WHIP publisher sending a sine tone as real Opus, 20 ms packets.

@@ -4,7 +4,7 @@
 use fantoccini::{Client, Locator};
 use serde_json::Value;
 
-use super::chromium::wait_js;
+use super::browser::wait_js;
 
 /// Wait until the expression `js` is truthy; its value.
 pub async fn until(c: &Client, what: &str, secs: u64, js: &str) -> Value {

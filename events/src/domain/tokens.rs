@@ -1,0 +1,297 @@
+//! The deny list of bearer tokens: every token carries an id (`jti`), and a token whose id
+//! is on this list is refused on every request and closes its WebSockets, even before it
+//! expires (a house's tablet was stolen; a link leaked into a chat group). One aggregate,
+//! [`DENY_LIST`], for the whole hub; a revocation is for good.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Actor, ActorRole, Command, EVENT_VERSION};
+
+/// The id of the one deny-list aggregate.
+pub const DENY_LIST: &str = "deny-list";
+
+/// What can be asked of the deny list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TokenAction {
+    /// Refuse the token with this id from now on.
+    Revoke {
+        /// The token's `jti`.
+        jti: String,
+        /// The token's room, when known.
+        room: Option<String>,
+        /// The token's subject (a house id, `chair`, an official's id), when known.
+        subject: Option<String>,
+        /// When the token would have expired, seconds since the epoch, when known: after
+        /// that the entry no longer matters.
+        expires_at: Option<u64>,
+        /// Why, for the record (at most 200 characters).
+        reason: String,
+    },
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TokenEvent {
+    /// A token was revoked.
+    TokenRevoked {
+        /// Its `jti`.
+        jti: String,
+        /// Its room, when known.
+        room: Option<String>,
+        /// Its subject, when known.
+        subject: Option<String>,
+        /// Its expiry (seconds since the epoch), when known.
+        expires_at: Option<u64>,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl cqrs_es::DomainEvent for TokenEvent {
+    fn event_type(&self) -> String {
+        match self {
+            Self::TokenRevoked { .. } => "TokenRevoked",
+        }
+        .to_owned()
+    }
+    fn event_version(&self) -> String {
+        EVENT_VERSION.to_owned()
+    }
+}
+
+/// Why a command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// Fix the field named.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// Field.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Nothing changes: the token is revoked already.
+    #[error("token {0} is already revoked")]
+    Already(String),
+    /// The role may not revoke tokens: only a chair, an official or the hub's operator.
+    #[error("{} {role} may not revoke tokens", super::meeting::article(role))]
+    Forbidden {
+        /// Role.
+        role: &'static str,
+    },
+}
+
+/// The revoked token ids.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TokenDenyList {
+    revoked: BTreeSet<String>,
+}
+
+fn id_field(field: &'static str, v: &str) -> Result<(), TokenError> {
+    let ok = !v.is_empty()
+        && v.len() <= 64
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(TokenError::Invalid {
+            field,
+            reason: "1 to 64 letters, digits, '-' or '_'".into(),
+        })
+    }
+}
+
+impl TokenDenyList {
+    /// Check a command; the events it causes.
+    pub fn decide(&self, cmd: &Command<TokenAction>) -> Result<Vec<TokenEvent>, TokenError> {
+        match &cmd.action {
+            TokenAction::Revoke {
+                jti,
+                room,
+                subject,
+                expires_at,
+                reason,
+            } => {
+                require(&cmd.actor)?;
+                id_field("jti", jti)?;
+                if let Some(r) = room {
+                    id_field("room", r)?;
+                }
+                if let Some(s) = subject {
+                    if s.is_empty() || s.chars().count() > 100 {
+                        return Err(TokenError::Invalid {
+                            field: "subject",
+                            reason: "1 to 100 characters".into(),
+                        });
+                    }
+                }
+                if reason.chars().count() > 200 {
+                    return Err(TokenError::Invalid {
+                        field: "reason",
+                        reason: "longer than 200 characters".into(),
+                    });
+                }
+                if self.revoked.contains(jti) {
+                    return Err(TokenError::Already(jti.clone()));
+                }
+                Ok(vec![TokenEvent::TokenRevoked {
+                    jti: jti.clone(),
+                    room: room.clone(),
+                    subject: subject.clone(),
+                    expires_at: *expires_at,
+                    reason: reason.clone(),
+                }])
+            }
+        }
+    }
+
+    /// Change state by one event.
+    pub fn apply_event(&mut self, e: &TokenEvent) {
+        match e {
+            TokenEvent::TokenRevoked { jti, .. } => {
+                self.revoked.insert(jti.clone());
+            }
+        }
+    }
+
+    /// Whether `jti` is revoked.
+    pub fn is_revoked(&self, jti: &str) -> bool {
+        self.revoked.contains(jti)
+    }
+
+    /// Every revoked id.
+    pub fn revoked(&self) -> impl Iterator<Item = &str> {
+        self.revoked.iter().map(String::as_str)
+    }
+}
+
+fn require(actor: &Actor) -> Result<(), TokenError> {
+    match actor.role {
+        ActorRole::Chair | ActorRole::Official | ActorRole::System => Ok(()),
+        ActorRole::House => Err(TokenError::Forbidden { role: "house" }),
+    }
+}
+
+impl cqrs_es::Aggregate for TokenDenyList {
+    const TYPE: &'static str = "tokens";
+    type Command = Command<TokenAction>;
+    type Event = TokenEvent;
+    type Error = TokenError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _: &(),
+        sink: &cqrs_es::event_sink::EventSink<Self>,
+    ) -> Result<(), TokenError> {
+        for event in self.decide(&command)? {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: TokenEvent) {
+        self.apply_event(&event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TokenAction as A;
+    use super::TokenEvent as E;
+    use super::*;
+    use crate::domain::testing::{chair, house, official, Given};
+
+    fn revoke(jti: &str) -> A {
+        A::Revoke {
+            jti: jti.into(),
+            room: Some("demo".into()),
+            subject: Some("house-1".into()),
+            expires_at: Some(1_900_000_000),
+            reason: "máy tính bảng bị mất".into(),
+        }
+    }
+
+    fn revoked(jti: &str) -> E {
+        E::TokenRevoked {
+            jti: jti.into(),
+            room: Some("demo".into()),
+            subject: Some("house-1".into()),
+            expires_at: Some(1_900_000_000),
+            reason: "máy tính bảng bị mất".into(),
+        }
+    }
+
+    #[test]
+    fn a_chair_an_official_or_the_operator_revokes_a_token_once() {
+        Given::<TokenDenyList>::events(vec![])
+            .when(chair(), revoke("a1b2"))
+            .then(vec![revoked("a1b2")]);
+        Given::<TokenDenyList>::events(vec![])
+            .when(official("can-bo-1"), revoke("a1b2"))
+            .then(vec![revoked("a1b2")]);
+        Given::<TokenDenyList>::events(vec![])
+            .when(Actor::system("cli"), revoke("a1b2"))
+            .then(vec![revoked("a1b2")]);
+        Given::<TokenDenyList>::events(vec![revoked("a1b2")])
+            .when(chair(), revoke("a1b2"))
+            .then_error("token a1b2 is already revoked");
+        Given::<TokenDenyList>::events(vec![revoked("a1b2")])
+            .when(chair(), revoke("c3d4"))
+            .then(vec![revoked("c3d4")]);
+    }
+
+    #[test]
+    fn a_house_may_not_revoke_tokens() {
+        Given::<TokenDenyList>::events(vec![])
+            .when(house("house-1"), revoke("a1b2"))
+            .then_error("a house may not revoke tokens");
+    }
+
+    #[test]
+    fn ids_and_reasons_are_checked() {
+        Given::<TokenDenyList>::events(vec![])
+            .when(chair(), revoke("not an id"))
+            .then_error("invalid jti: 1 to 64 letters, digits, '-' or '_'");
+        Given::<TokenDenyList>::events(vec![])
+            .when(
+                chair(),
+                A::Revoke {
+                    jti: "a1b2".into(),
+                    room: None,
+                    subject: None,
+                    expires_at: None,
+                    reason: "x".repeat(201),
+                },
+            )
+            .then_error("invalid reason: longer than 200 characters");
+        Given::<TokenDenyList>::events(vec![])
+            .when(
+                chair(),
+                A::Revoke {
+                    jti: "a1b2".into(),
+                    room: Some("../other".into()),
+                    subject: None,
+                    expires_at: None,
+                    reason: String::new(),
+                },
+            )
+            .then_error("invalid room: 1 to 64 letters, digits, '-' or '_'");
+    }
+
+    #[test]
+    fn the_state_answers_whether_a_token_is_revoked() {
+        let mut list = TokenDenyList::default();
+        list.apply_event(&revoked("a1b2"));
+        assert!(list.is_revoked("a1b2"));
+        assert!(!list.is_revoked("c3d4"));
+        assert_eq!(list.revoked().collect::<Vec<_>>(), vec!["a1b2"]);
+    }
+}

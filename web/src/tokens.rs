@@ -1,0 +1,136 @@
+//! Token revocation: the deny list in memory (loaded from the record at start, added to as
+//! each revocation is recorded), checked by `AppState::claims` on every request and by each
+//! WebSocket while it lives; and `POST /api/tokens/revoke`, which `dinh token revoke` calls
+//! on a running hub.
+//!
+//! What must stay true: an id is in the in-memory list only once the record holds its
+//! `TokenRevoked` (the record is the truth; a restart reloads it), and from then on no request
+//! with that token is served.
+
+use std::collections::HashSet;
+use std::sync::RwLock;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use crate::auth::{Caller, Role};
+use crate::error::AppError;
+use crate::AppState;
+use dinh_events::domain::tokens::TokenAction;
+use dinh_events::domain::Command;
+
+/// The revoked token ids.
+pub struct DenyList {
+    // std RwLock: read on every request, written on a revocation; never held across `.await`.
+    ids: RwLock<HashSet<String>>,
+    /// Bumped on every revocation: WebSockets wake and check their own token.
+    changed: watch::Sender<u64>,
+}
+
+impl DenyList {
+    /// A list holding `ids`.
+    pub fn new(ids: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            ids: RwLock::new(ids.into_iter().collect()),
+            changed: watch::channel(0).0,
+        }
+    }
+
+    /// Whether `jti` is revoked.
+    pub fn contains(&self, jti: &str) -> bool {
+        self.ids
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(jti)
+    }
+
+    /// Add `jti` (once the record holds its revocation).
+    pub fn insert(&self, jti: &str) {
+        self.ids
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(jti.to_owned());
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// Revoked ids.
+    pub fn len(&self) -> usize {
+        self.ids.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether no id is revoked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Wakes on every revocation.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+}
+
+/// The revocation route.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/api/tokens/revoke", post(revoke))
+}
+
+/// `POST /api/tokens/revoke` body: the token itself (its room must be the caller's), or its
+/// id alone (recorded with the caller's room).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    /// The whole token.
+    pub token: Option<String>,
+    /// Its id (`jti`).
+    pub jti: Option<String>,
+    /// Why, for the record.
+    #[serde(default)]
+    pub reason: String,
+}
+
+async fn revoke(
+    State(s): State<AppState>,
+    Caller(caller): Caller,
+    body: Result<Json<RevokeRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    caller.require(&[Role::Chair, Role::Official], "revoke tokens")?;
+    let Json(body) = body
+        .map_err(|e| AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_body", e.body_text()))?;
+    let (jti, room, subject, expires_at) = match (body.token, body.jti) {
+        (Some(t), None) => {
+            let c = s.keys.verify_signature(t.trim())?;
+            c.for_room(&caller.room)?;
+            (c.jti, Some(c.room), Some(c.sub), Some(c.exp))
+        }
+        (None, Some(jti)) => (jti, Some(caller.room.clone()), None, None),
+        _ => {
+            return Err(AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "bad_body",
+                "give either token (the whole token) or jti (its id), not both",
+            ))
+        }
+    };
+    let cmd = Command::new(
+        time::OffsetDateTime::now_utc(),
+        crate::recording::actor(&caller),
+        TokenAction::Revoke {
+            jti: jti.clone(),
+            room,
+            subject,
+            expires_at,
+            reason: body.reason,
+        },
+    );
+    let outcome = s.recording.record.revoke_token(cmd, None).await?;
+    s.revoked.insert(&jti);
+    tracing::info!("token revoked");
+    Ok(Json(serde_json::json!({
+        "revoked": jti,
+        "position": outcome.appended.map(|a| a.last),
+    })))
+}

@@ -1,0 +1,665 @@
+//! The house screen's QR code and the phone page behind it, over a real hub on loopback: the
+//! `feedback` token raises feedback for its house in its meeting and reads its own items back;
+//! every other route refuses it (the WebSocket, WHIP/WHEP, the streams and every API route);
+//! it stops working when the meeting closes; it is rate-limited. No refusal appends anything.
+//! Then the bulletin board and the notices it shows.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Hub;
+use dinh_web::auth::Role;
+use serde_json::{json, Value};
+
+/// A hub with meeting `m1` (two agenda items) open in room `demo`.
+async fn hub_with_meeting() -> Hub {
+    let hub = Hub::start(|_| {}).await;
+    let chair = hub.token(Role::Chair, "chair");
+    let (st, v) = hub
+        .json(
+            "POST",
+            "/api/meetings",
+            &chair,
+            json!({"id": "m1", "title": "Họp dân quý IV", "starts_at": "2026-11-23T09:00:00+07:00",
+                   "agenda": ["Đường liên thôn", "Vệ sinh môi trường"]}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let (st, v) = hub
+        .json(
+            "POST",
+            "/api/meetings/m1/commands",
+            &chair,
+            json!({"type": "open"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    hub
+}
+
+/// The house screen asks for its QR link; the token is in the address's fragment.
+async fn qr_token(hub: &Hub, house: &str) -> (String, Value) {
+    let t = hub.token(Role::House, house);
+    let base = hub.base.clone();
+    let r = hub
+        .request(
+            "POST",
+            "/api/house/feedback-link",
+            vec![
+                ("authorization".into(), format!("Bearer {t}")),
+                ("content-type".into(), "application/json".into()),
+            ],
+            Some(json!({ "base": base }).to_string().into_bytes()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v: Value = serde_json::from_str(&r.body).unwrap();
+    let url = v["url"].as_str().unwrap();
+    assert!(
+        url.starts_with(&format!("{}/phone#token=", hub.base)),
+        "{url}"
+    );
+    (url.split("#token=").nth(1).unwrap().to_owned(), v)
+}
+
+async fn raise(hub: &Hub, token: &str, content: &str) -> (u16, Value, Option<String>) {
+    let r = hub
+        .request(
+            "POST",
+            "/api/phone/feedback",
+            vec![
+                ("authorization".into(), format!("Bearer {token}")),
+                ("content-type".into(), "application/json".into()),
+            ],
+            Some(
+                json!({ "content": content, "agenda_item": 1 })
+                    .to_string()
+                    .into_bytes(),
+            ),
+        )
+        .await;
+    let retry = r.header("retry-after").map(str::to_owned);
+    (
+        r.status,
+        serde_json::from_str(&r.body).unwrap_or(Value::Null),
+        retry,
+    )
+}
+
+/// Today in Vietnam.
+fn today() -> time::Date {
+    time::OffsetDateTime::now_utc()
+        .to_offset(time::UtcOffset::from_hms(7, 0, 0).unwrap())
+        .date()
+}
+
+fn head(hub: &Hub) -> u64 {
+    hub.state.recording.store().head()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_qr_token_raises_feedback_for_its_house_and_reads_it_back() {
+    let hub = hub_with_meeting().await;
+    let (token, link) = qr_token(&hub, "house-1").await;
+    assert!(link["svg"].as_str().unwrap().contains("<svg"));
+    assert_eq!(link["meeting"], "m1");
+
+    let (st, v, _) = raise(
+        &hub,
+        &token,
+        "Đường thôn 3 hỏng nặng, xin sửa trước mùa mưa",
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    let id = v["id"].as_str().unwrap().to_owned();
+    // In the record: raised by the house, in the meeting, on the agenda item chosen.
+    let events = hub.state.recording.store().read(0, 1000).await.unwrap();
+    let e = events.iter().find(|e| e.aggregate_id == id).unwrap();
+    assert_eq!(e.event_type, "FeedbackReceived");
+    assert_eq!(e.actor, "house:house-1");
+    assert_eq!(e.payload["meeting"], "m1");
+    assert_eq!(e.payload["agenda_item"], 1);
+
+    // The phone reads back its own item, and not another phone's of the same house.
+    let (other, _) = qr_token(&hub, "house-1").await;
+    let (st, _, _) = raise(&hub, &other, "Một ý kiến khác").await;
+    assert_eq!(st, 201);
+    let (st, v) = hub.json("GET", "/api/phone", &token, Value::Null).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["house"]["id"], "house-1");
+    assert_eq!(v["meeting"]["title"], "Họp dân quý IV");
+    let items = v["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{v}");
+    assert_eq!(items[0]["id"], id.as_str());
+    assert_eq!(items[0]["status"], "received");
+
+    // A retry with the same Idempotency-Key answers the first result and appends nothing.
+    let retry = |key: &'static str| {
+        hub.request(
+            "POST",
+            "/api/phone/feedback",
+            vec![
+                ("authorization".into(), format!("Bearer {token}")),
+                ("content-type".into(), "application/json".into()),
+                ("idempotency-key".into(), key.into()),
+            ],
+            Some(json!({"content": "Gửi lại"}).to_string().into_bytes()),
+        )
+    };
+    assert_eq!(retry("k1").await.status, 201);
+    let before = head(&hub);
+    let again = retry("k1").await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(head(&hub), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_qr_token_is_refused_by_every_other_route() {
+    let hub = hub_with_meeting().await;
+    let (token, _) = qr_token(&hub, "house-1").await;
+    let (st, v, _) = raise(&hub, &token, "Ý kiến có thật").await;
+    assert_eq!(st, 201);
+    let item = v["id"].as_str().unwrap().to_owned();
+    // A notice and a picture exist, so their routes reach their checks.
+    let chair = hub.token(Role::Chair, "chair");
+    let (st, v) = hub
+        .json(
+            "POST",
+            "/api/notices",
+            &chair,
+            json!({"title": "Tiêm phòng", "text": "Thứ Bảy", "valid_from": today().to_string(),
+                   "valid_until": (today() + time::Duration::days(7)).to_string()}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let notice = v["id"].as_str().unwrap().to_owned();
+
+    // Every route of the hub, read from its source, with the ids it needs filled in.
+    let src = [
+        include_str!("../src/api.rs"),
+        include_str!("../src/loudspeakers.rs"),
+        include_str!("../src/whip.rs"),
+        include_str!("../src/notices.rs"),
+        include_str!("../src/board.rs"),
+        include_str!("../src/phone.rs"),
+        include_str!("../src/tokens.rs"),
+        include_str!("../src/lib.rs"),
+    ]
+    .concat();
+    let mut paths: Vec<String> = src
+        .split(".route(")
+        .skip(1)
+        .filter_map(|r| {
+            let r = r.trim_start();
+            let r = r.strip_prefix('"')?;
+            Some(r[..r.find('"')?].to_owned())
+        })
+        .filter(|p| p.starts_with('/'))
+        .collect();
+    paths.sort();
+    paths.dedup();
+    assert!(paths.len() >= 25, "{paths:?}");
+    assert!(paths.iter().any(|p| p == "/ws/{room}"), "{paths:?}");
+    let phone_routes = ["/api/phone", "/api/phone/feedback"];
+    // Open to anyone: health, the API's description and the hub's CA certificate. (/metrics
+    // needs an official's token, which a QR token is not: it is tried below.)
+    let open = ["/healthz", "/api/openapi.json", "/ca.pem"];
+    let before = head(&hub);
+    let mut tried = 0;
+    for p in &paths {
+        // The WebSocket is tried below, with a real upgrade.
+        if phone_routes.contains(&p.as_str()) || open.contains(&p.as_str()) || p.starts_with("/ws/")
+        {
+            continue;
+        }
+        let path = p
+            .replace("{room}", "demo")
+            .replace("{name}", "a.wav")
+            .replace("/api/meetings/{id}", "/api/meetings/m1")
+            .replace("/api/feedback/{id}", &format!("/api/feedback/{item}"))
+            .replace("/api/notices/{id}", &format!("/api/notices/{notice}"))
+            .replace("{id}", "x");
+        for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+            for how in ["header", "query"] {
+                let (url, headers) = match how {
+                    "header" => (
+                        path.clone(),
+                        vec![
+                            ("authorization".to_owned(), format!("Bearer {token}")),
+                            ("content-type".to_owned(), "application/json".to_owned()),
+                        ],
+                    ),
+                    _ => (
+                        format!("{path}?token={token}"),
+                        vec![("content-type".to_owned(), "application/json".to_owned())],
+                    ),
+                };
+                let body = (method != "GET").then(|| {
+                    json!({"type": "open", "on": true, "content": "x", "meeting": "m1", "title": "x",
+                           "text": "x", "valid_from": "2026-01-01", "valid_until": "2099-01-01",
+                           "starts_at": "2026-11-23T09:00:00+07:00", "base": hub.base})
+                    .to_string()
+                    .into_bytes()
+                });
+                let r = hub.request(method, &url, headers, body).await;
+                if r.status == 405 {
+                    continue;
+                }
+                tried += 1;
+                assert!(
+                    r.status == 401 || r.status == 403,
+                    "{method} {url} ({how}) answered {}: {}",
+                    r.status,
+                    r.body
+                );
+            }
+        }
+    }
+    assert!(tried >= 40, "only {tried} requests reached a route");
+    // The WebSocket refuses it before the upgrade.
+    let ws = format!(
+        "{}/ws/demo?token={token}",
+        hub.base.replace("http://", "ws://")
+    );
+    match tokio_tungstenite::connect_async(ws).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 403),
+        other => panic!(
+            "the WebSocket accepted a feedback token: {:?}",
+            other.map(|_| ())
+        ),
+    }
+    assert_eq!(head(&hub), before, "a refused request appended something");
+
+    // A forged role change is a different token: the signature says no.
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    parts[1].pop();
+    let (st, v) = hub
+        .json("GET", "/api/phone", &parts.join("."), Value::Null)
+        .await;
+    assert_eq!((st, v["error"].as_str()), (401, Some("token_invalid")));
+    // And the house's own token is no feedback token.
+    let house = hub.token(Role::House, "house-1");
+    let (st, _, _) = raise(&hub, &house, "x").await;
+    assert_eq!(st, 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_qr_token_stops_when_the_meeting_closes() {
+    let hub = hub_with_meeting().await;
+    let (token, _) = qr_token(&hub, "house-2").await;
+    let chair = hub.token(Role::Chair, "chair");
+    let (st, v) = hub
+        .json(
+            "POST",
+            "/api/meetings/m1/commands",
+            &chair,
+            json!({"type": "close"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let before = head(&hub);
+    let (st, v, _) = raise(&hub, &token, "Muộn mất rồi").await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (403, Some("meeting_closed")),
+        "{v}"
+    );
+    let (st, v) = hub.json("GET", "/api/phone", &token, Value::Null).await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (403, Some("meeting_closed")),
+        "{v}"
+    );
+    assert_eq!(head(&hub), before);
+    // And no new QR code once it is closed.
+    let house = hub.token(Role::House, "house-2");
+    let (st, _) = hub
+        .json(
+            "POST",
+            "/api/house/feedback-link",
+            &house,
+            json!({ "base": hub.base }),
+        )
+        .await;
+    assert_eq!(st, 409);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_qr_token_is_rate_limited_and_bounded() {
+    let hub = hub_with_meeting().await;
+    let (token, _) = qr_token(&hub, "house-3").await;
+    for i in 0..dinh_web::phone::PER_MINUTE {
+        let (st, v, _) = raise(&hub, &token, &format!("Ý kiến số {i}")).await;
+        assert_eq!(st, 201, "{v}");
+    }
+    let before = head(&hub);
+    let (st, v, retry) = raise(&hub, &token, "Một ý kiến nữa").await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (429, Some("rate_limited")),
+        "{v}"
+    );
+    let secs: u64 = retry.expect("Retry-After").parse().unwrap();
+    assert!((1..=60).contains(&secs), "{secs}");
+    assert_eq!(head(&hub), before, "the refusal appended nothing");
+    // Another phone (another token) of the same house is not held back.
+    let (other, _) = qr_token(&hub, "house-3").await;
+    let (st, _, _) = raise(&hub, &other, "Ý kiến từ điện thoại khác").await;
+    assert_eq!(st, 201);
+    // Bad input is refused with the field named, and costs nothing of the rate.
+    let (third, _) = qr_token(&hub, "house-3").await;
+    let (st, v, _) = raise(&hub, &third, "   ").await;
+    assert_eq!(
+        (st, v["message"].as_str()),
+        (422, Some("invalid content: must not be empty"))
+    );
+    let (st, v) = hub
+        .json(
+            "POST",
+            "/api/phone/feedback",
+            &third,
+            json!({"content": "x", "house": "house-1"}),
+        )
+        .await;
+    assert_eq!(st, 422, "another house cannot be named: {v}");
+    assert!(v["message"]
+        .as_str()
+        .unwrap()
+        .contains("unknown field `house`"));
+    let (st, v) = hub
+        .json(
+            "POST",
+            "/api/phone/feedback",
+            &third,
+            json!({"content": "x", "agenda_item": 7}),
+        )
+        .await;
+    assert_eq!(
+        (st, v["message"].as_str()),
+        (
+            422,
+            Some("invalid agenda_item: not an item of this meeting's agenda")
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_qr_token_is_refused() {
+    let hub = hub_with_meeting().await;
+    let t = hub
+        .state
+        .keys
+        .issue_feedback("house-1", "demo", "m1", Duration::from_secs(1));
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (st, v, _) = raise(&hub, &t, "x").await;
+    assert_eq!((st, v["error"].as_str()), (401, Some("token_expired")));
+    // A token for another room's meeting finds no meeting.
+    let t = hub
+        .state
+        .keys
+        .issue_feedback("house-1", "other", "m1", Duration::from_secs(60));
+    let (st, _, _) = raise(&hub, &t, "x").await;
+    assert_eq!(st, 404);
+}
+
+/// A 1×1 PNG.
+const PNG: &[u8] = &[
+    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 0x0D, 0x49, 0x48, 0x44, 0x52, 0, 0, 0,
+    1, 0, 0, 0, 1, 8, 6, 0, 0, 0, 0x1F, 0x15, 0xC4, 0x89, 0, 0, 0, 0x0D, 0x49, 0x44, 0x41, 0x54,
+    0x78, 0x9C, 0x63, 0xF8, 0xCF, 0xC0, 0xF0, 0x1F, 0, 0x05, 0x00, 0x01, 0xFF, 0x89, 0x99, 0x3D,
+    0x1D, 0, 0, 0, 0, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notices_reach_the_house_board_with_their_picture() {
+    let hub = hub_with_meeting().await;
+    let chair = hub.token(Role::Chair, "chair");
+    let official = hub.token(Role::Official, "can-bo-1");
+    let house = hub.token(Role::House, "house-1");
+    // A picture is typed by its bytes, whatever the request says.
+    let (st, body) = hub
+        .call(
+            "PUT",
+            "/api/notices/pictures",
+            &chair,
+            Some(("image/png", b"<svg onload=alert(1)>".to_vec())),
+        )
+        .await;
+    assert_eq!(st, 415, "{body}");
+    let (st, body) = hub
+        .call(
+            "PUT",
+            "/api/notices/pictures",
+            &house,
+            Some(("image/png", PNG.to_vec())),
+        )
+        .await;
+    assert_eq!(st, 403, "a house posts no pictures: {body}");
+    let (st, body) = hub
+        .call(
+            "PUT",
+            "/api/notices/pictures",
+            &official,
+            Some(("image/png", PNG.to_vec())),
+        )
+        .await;
+    assert_eq!(st, 201, "{body}");
+    let pic: Value = serde_json::from_str(&body).unwrap();
+    let name = pic["name"].as_str().unwrap().to_owned();
+    assert!(name.ends_with(".png") && name.len() == 68);
+    // Too large: refused before it is stored.
+    let big = [PNG, &vec![0u8; dinh_web::notices::MAX_PICTURE_BYTES]].concat();
+    let (st, _) = hub
+        .call(
+            "PUT",
+            "/api/notices/pictures",
+            &chair,
+            Some(("image/png", big)),
+        )
+        .await;
+    assert_eq!(st, 413);
+
+    let post = |body: Value| {
+        let chair = chair.clone();
+        let hub = &hub;
+        async move { hub.json("POST", "/api/notices", &chair, body).await }
+    };
+    let before = head(&hub);
+    let (st, v) = post(
+        json!({"title": " ", "text": "x", "valid_from": "2026-01-01", "valid_until": "2099-01-01"}),
+    )
+    .await;
+    assert_eq!(
+        (st, v["message"].as_str()),
+        (422, Some("invalid title: must not be empty"))
+    );
+    let (st, v) = post(
+        json!({"title": "x", "text": "x", "valid_from": "2026-02-01", "valid_until": "2026-01-01"}),
+    )
+    .await;
+    assert_eq!(
+        (st, v["message"].as_str()),
+        (422, Some("invalid valid_until: before valid_from"))
+    );
+    let (st, v) = post(
+        json!({"title": "x", "text": "x", "valid_from": "1-2-3", "valid_until": "2026-01-01"}),
+    )
+    .await;
+    assert_eq!(
+        (st, v["message"].as_str()),
+        (422, Some("invalid valid_from: not a date (YYYY-MM-DD)"))
+    );
+    let (st, v) = post(json!({"title": "x", "text": "x", "valid_from": "2026-01-01", "valid_until": "2026-12-01", "picture": "../signing.key"})).await;
+    assert_eq!(
+        (st, v["message"].as_str()),
+        (422, Some("invalid picture: not an uploaded picture"))
+    );
+    assert_eq!(head(&hub), before, "refused notices appended nothing");
+
+    let today = today();
+    let (st, v) = post(json!({"title": "Lịch tiêm phòng dại", "text": "Thứ Bảy tại nhà văn hoá thôn 2.",
+        "valid_from": today.to_string(), "valid_until": (today + time::Duration::days(7)).to_string(), "picture": name})).await;
+    assert_eq!(st, 201, "{v}");
+    let id = v["id"].as_str().unwrap().to_owned();
+    let (st, future) = post(json!({"title": "Tháng sau", "text": "Chưa hiện", "valid_from": (today + time::Duration::days(30)).to_string(),
+        "valid_until": (today + time::Duration::days(40)).to_string()})).await;
+    assert_eq!(st, 201, "{future}");
+
+    // The house's board shows today's notice with its picture, not next month's.
+    let (st, board) = hub.json("GET", "/api/board", &house, Value::Null).await;
+    assert_eq!(st, 200, "{board}");
+    let notices = board["notices"].as_array().unwrap();
+    assert_eq!(notices.len(), 1, "{board}");
+    assert_eq!(notices[0]["title"], "Lịch tiêm phòng dại");
+    assert_eq!(notices[0]["picture"]["name"], name.as_str());
+    assert_eq!(board["open"]["id"], "m1");
+    assert_eq!(board["open"]["agenda"][0]["state"], "waiting");
+    let r = hub
+        .request(
+            "GET",
+            &format!("/api/notices/pictures/{name}"),
+            vec![("authorization".into(), format!("Bearer {house}"))],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("image/png"));
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    // The chair sees both, the house only what is shown today.
+    let (_, list) = hub.json("GET", "/api/notices", &chair, Value::Null).await;
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    let (_, list) = hub.json("GET", "/api/notices", &house, Value::Null).await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+
+    // Another room's chair cannot withdraw it, nor see the picture.
+    let elsewhere = hub.state.keys.issue(
+        "chair",
+        "chair",
+        Role::Chair,
+        "other",
+        Duration::from_secs(60),
+    );
+    let (st, _) = hub
+        .json(
+            "POST",
+            &format!("/api/notices/{id}/withdraw"),
+            &elsewhere,
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, 404);
+    let r = hub
+        .request(
+            "GET",
+            &format!("/api/notices/pictures/{name}"),
+            vec![("authorization".into(), format!("Bearer {elsewhere}"))],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    // A house cannot withdraw it; the official can, once.
+    let (st, _) = hub
+        .json(
+            "POST",
+            &format!("/api/notices/{id}/withdraw"),
+            &house,
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, 403);
+    let (st, v) = hub
+        .json(
+            "POST",
+            &format!("/api/notices/{id}/withdraw"),
+            &official,
+            json!({"reason": "Đã hoãn"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = hub
+        .json(
+            "POST",
+            &format!("/api/notices/{id}/withdraw"),
+            &official,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (st, v["message"].as_str()),
+        (409, Some("the notice is already withdrawn"))
+    );
+    let (_, board) = hub.json("GET", "/api/board", &house, Value::Null).await;
+    assert!(board["notices"].as_array().unwrap().is_empty(), "{board}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_board_shows_this_house_s_items_and_their_answers() {
+    let hub = hub_with_meeting().await;
+    let chair = hub.token(Role::Chair, "chair");
+    let official = hub.token(Role::Official, "can-bo-1");
+    let h1 = hub.token(Role::House, "house-1");
+    let h2 = hub.token(Role::House, "house-2");
+    let (st, v) = hub
+        .json(
+            "POST",
+            "/api/feedback",
+            &h1,
+            json!({"meeting": "m1", "agenda_item": 0, "content": "Đường hỏng"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let id = v["aggregate_id"].as_str().unwrap().to_owned();
+    let (st, _) = hub
+        .json(
+            "POST",
+            "/api/feedback",
+            &h2,
+            json!({"meeting": "m1", "content": "Của thôn 2"}),
+        )
+        .await;
+    assert_eq!(st, 201);
+    for cmd in [
+        json!({"type": "classify", "kind": "feedback"}),
+        json!({"type": "assign", "official": "can-bo-1"}),
+    ] {
+        let (st, v) = hub
+            .json("POST", &format!("/api/feedback/{id}/commands"), &chair, cmd)
+            .await;
+        assert_eq!(st, 200, "{v}");
+    }
+    let (st, v) = hub
+        .json(
+            "POST",
+            &format!("/api/feedback/{id}/commands"),
+            &official,
+            json!({"type": "answer", "answer": "Sẽ sửa trong tháng 12"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = hub
+        .json(
+            "POST",
+            "/api/meetings/m1/commands",
+            &chair,
+            json!({"type": "start_agenda_item", "index": 1}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (_, board) = hub.json("GET", "/api/board", &h1, Value::Null).await;
+    let items = board["feedback"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "only its own house's items: {board}");
+    assert_eq!(items[0]["status"], "answered");
+    assert_eq!(items[0]["answer"], "Sẽ sửa trong tháng 12");
+    assert_eq!(items[0]["agenda_item"], "Đường liên thôn");
+    assert_eq!(board["open"]["current_item"], 1);
+    assert_eq!(board["open"]["agenda"][1]["state"], "current");
+    assert_eq!(board["house"]["name"], "Nhà văn hoá thôn 1");
+    // The chair's board has no house items.
+    let (_, board) = hub.json("GET", "/api/board", &chair, Value::Null).await;
+    assert!(board["feedback"].as_array().unwrap().is_empty());
+    // A receiver has no board.
+    let rx = hub.token(Role::Receiver, "thon-1");
+    let (st, _) = hub.json("GET", "/api/board", &rx, Value::Null).await;
+    assert_eq!(st, 403);
+}
