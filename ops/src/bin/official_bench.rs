@@ -282,7 +282,7 @@ async fn main() {
         "/assets/official.js",
         "/assets/style.css",
         "/assets/official.css",
-        "/assets/i18n/vi.json",
+        "/assets/i18n/official/vi.json",
     ];
     let (mut raw, mut gz) = (0, 0);
     println!("\npage weight (what /official loads)");
