@@ -1,6 +1,21 @@
-//! [`Record`]: what the hub drives. Commands go in through cqrs-es's `CqrsFramework` over the
-//! [`Store`] (which implements `PersistedEventRepository`); out come the positions the events
-//! were given. A command retried with the same id appends nothing and returns the first result.
+//! [`Record`]: what the hub drives. Commands go in through cqrs-es's `CqrsFramework`; out come
+//! the positions their events were given. A command retried with the same id appends nothing
+//! and returns the first result.
+//!
+//! Each aggregate's state is kept in memory behind its own lock ([`Cached`], cqrs-es's
+//! `EventStore`): a command finds its aggregate loaded, decides, and hands its events to the
+//! store's single writer, which commits many commands' events in one transaction and answers
+//! each only after that commit. A command reads nothing from the database unless its aggregate
+//! is not in memory yet (then a snapshot and the events after it), or was refused with a
+//! command id (then the first result of that id). What must stay true:
+//! - the state in memory is the state of the committed events, never ahead: it moves only
+//!   after the store acknowledged the append;
+//! - commands on one aggregate run one at a time (its lock is held from load to commit), so
+//!   they never conflict with each other; a conflict means another writer changed the
+//!   aggregate (another hub on the same PostgreSQL): the state is dropped, loaded again and
+//!   the command decided again;
+//! - the cache is bounded ([`Record::with_capacity`]): the least recently used aggregates are
+//!   dropped and loaded again on their next command.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -20,31 +35,33 @@
 //! # Ok(()) }
 //! ```
 
+use std::any::{Any, TypeId};
 use std::cell::Cell;
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cqrs_es::persist::{
-    PersistedEventRepository, PersistedEventStore, PersistenceError, ReplayStream, SerializedEvent,
-    SerializedSnapshot,
-};
-use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
-use serde_json::Value;
+use cqrs_es::{AggregateContext, AggregateError, CqrsFramework, DomainEvent, EventEnvelope};
+use futures::Stream;
+use hashlink::LruCache;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use tokio::sync::OwnedMutexGuard;
 
-use crate::chain::{Frontier, Signer};
-use crate::domain::feedback::{Feedback, FeedbackAction, FeedbackError};
-use crate::domain::loudspeakers::{LoudspeakerAction, LoudspeakerError, Loudspeakers};
-use crate::domain::meeting::{Meeting, MeetingAction, MeetingError};
-use crate::domain::notices::{Notice, NoticeAction, NoticeError};
-use crate::domain::tokens::{TokenAction, TokenDenyList, TokenError, DENY_LIST};
+use crate::chain::{Frontier, Signer, StoredEvent};
+use crate::domain::feedback::{Feedback, FeedbackAction};
+use crate::domain::loudspeakers::{LoudspeakerAction, Loudspeakers};
+use crate::domain::meeting::{Meeting, MeetingAction};
+use crate::domain::notices::{Notice, NoticeAction};
+use crate::domain::tokens::{TokenAction, TokenDenyList, DENY_LIST};
 use crate::domain::workdays::Calendar;
-use crate::domain::Command;
+use crate::domain::{Command, Decide, Refuse, Services};
 use crate::store::{Append, Appended, Store, StoreError};
 
+pub use crate::domain::Refusal;
+
 tokio::task_local! {
-    /// Positions of the append made by the command running in this task: `persist` cannot
+    /// Positions of the append made by the command running in this task: `commit` cannot
     /// return them through cqrs-es, so it leaves them here for [`Record`].
     static LAST_APPEND: Cell<Option<Appended>>;
 }
@@ -52,25 +69,12 @@ tokio::task_local! {
 /// What a command did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Outcome {
-    /// The aggregate it went to.
+    /// The aggregate it went to (for a replayed command, the aggregate of its first run).
     pub aggregate_id: String,
     /// Positions of its events; `None` when it changed nothing.
     pub appended: Option<Appended>,
     /// Whether this is the first result of an earlier command with the same id.
     pub replayed: bool,
-}
-
-/// How a refusal should reach the user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// The token's role may not (403).
-    Forbidden,
-    /// No such meeting or item (404).
-    NotFound,
-    /// A field is wrong (422).
-    Invalid,
-    /// The step does not fit the current state (409).
-    State,
 }
 
 /// Why a command did not go through.
@@ -80,119 +84,96 @@ pub enum RecordError {
     /// The rules refused it; show the message. Nothing was appended.
     #[error("{message}")]
     Refused {
-        /// HTTP-ish class.
+        /// How to show it (403, 404, 422, 409).
         kind: Refusal,
         /// The domain's message.
         message: String,
     },
-    /// Another command changed the same meeting or item at the same moment: retry (409).
+    /// Another writer kept changing the same meeting or item: retry (409).
     #[error("{0} was changed by another command at the same time; try again")]
     Conflict(String),
     /// The store failed; nothing was acknowledged (503).
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// Anything else cqrs-es reports (500).
+    /// A stored event or snapshot does not fit the domain (500).
     #[error("{0}")]
     Internal(String),
 }
 
-fn meeting_refusal(e: &MeetingError) -> Refusal {
-    match e {
-        MeetingError::Forbidden { .. } => Refusal::Forbidden,
-        MeetingError::NotScheduled => Refusal::NotFound,
-        MeetingError::Invalid { .. } | MeetingError::NoSuchAgendaItem(_) => Refusal::Invalid,
-        _ => Refusal::State,
-    }
+/// A snapshot is kept each time an aggregate passes a multiple of this many events, so that
+/// loading a long meeting reads its snapshot and fewer than this many events.
+const SNAPSHOT_EVERY: u64 = 32;
+
+/// Aggregates of one type kept in memory when none is given.
+pub const DEFAULT_CAPACITY: usize = 4096;
+
+/// How often a command is decided again after a conflict before the caller is told.
+const ATTEMPTS: usize = 3;
+
+/// An aggregate the record can run: a [`Decide`] made a `cqrs_es::Aggregate` by
+/// [`crate::aggregate!`].
+pub trait Runnable:
+    Decide
+    + cqrs_es::Aggregate<
+        Command = Command<<Self as Decide>::Action>,
+        Event = <Self as Decide>::Event,
+        Error = <Self as Decide>::Error,
+        Services = Services,
+    >
+{
 }
 
-fn loudspeaker_refusal(e: &LoudspeakerError) -> Refusal {
-    match e {
-        LoudspeakerError::Forbidden { .. } => Refusal::Forbidden,
-        LoudspeakerError::Invalid { .. } => Refusal::Invalid,
-        LoudspeakerError::NotPlaying(_) => Refusal::NotFound,
-        _ => Refusal::State,
-    }
+impl<T> Runnable for T where
+    T: Decide
+        + cqrs_es::Aggregate<
+            Command = Command<<T as Decide>::Action>,
+            Event = <T as Decide>::Event,
+            Error = <T as Decide>::Error,
+            Services = Services,
+        >
+{
 }
-
-fn notice_refusal(e: &NoticeError) -> Refusal {
-    match e {
-        NoticeError::Forbidden { .. } => Refusal::Forbidden,
-        NoticeError::NotFound => Refusal::NotFound,
-        NoticeError::Invalid { .. } => Refusal::Invalid,
-        _ => Refusal::State,
-    }
-}
-
-fn token_refusal(e: &TokenError) -> Refusal {
-    match e {
-        TokenError::Forbidden { .. } => Refusal::Forbidden,
-        TokenError::Invalid { .. } => Refusal::Invalid,
-        _ => Refusal::State,
-    }
-}
-
-fn feedback_refusal(e: &FeedbackError) -> Refusal {
-    match e {
-        FeedbackError::Forbidden { .. } => Refusal::Forbidden,
-        FeedbackError::NotFound => Refusal::NotFound,
-        FeedbackError::Invalid { .. } => Refusal::Invalid,
-        _ => Refusal::State,
-    }
-}
-
-type Framework<A> = CqrsFramework<A, PersistedEventStore<Store, A>>;
-
-/// A snapshot every this many events of an aggregate: a meeting of a few hundred events then
-/// loads from its snapshot and at most this many events. cqrs-es places snapshots on
-/// multiples of this size, which is how `persist` knows the sequence a snapshot covers.
-const SNAPSHOT_EVERY: usize = 32;
 
 /// The record: the aggregates over one store.
 pub struct Record {
     store: Store,
-    meetings: Framework<Meeting>,
-    feedback: Framework<Feedback>,
-    loudspeakers: Framework<Loudspeakers>,
-    notices: Framework<Notice>,
-    tokens: Framework<TokenDenyList>,
+    services: Services,
+    capacity: usize,
+    /// One [`Kind`] per aggregate type, made on first use.
+    kinds: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+}
+
+/// One aggregate type: its framework, and the cache the framework's event store holds.
+struct Kind<A: Runnable> {
+    framework: CqrsFramework<A, Cached<A>>,
+    cache: Arc<Cache<A>>,
 }
 
 impl Record {
     /// A record over `store`, counting feedback deadlines with `calendar`.
     pub fn new(store: Store, calendar: Calendar) -> Self {
+        Self::with_capacity(store, calendar, DEFAULT_CAPACITY)
+    }
+
+    /// [`Record::new`] keeping at most `capacity` aggregates of each type in memory.
+    pub fn with_capacity(store: Store, calendar: Calendar, capacity: usize) -> Self {
         Self {
-            meetings: CqrsFramework::new(
-                PersistedEventStore::new_snapshot_store(store.clone(), SNAPSHOT_EVERY),
-                vec![],
-                (),
-            ),
-            feedback: CqrsFramework::new(
-                PersistedEventStore::new_snapshot_store(store.clone(), SNAPSHOT_EVERY),
-                vec![],
-                calendar,
-            ),
-            loudspeakers: CqrsFramework::new(
-                PersistedEventStore::new_snapshot_store(store.clone(), SNAPSHOT_EVERY),
-                vec![],
-                (),
-            ),
-            notices: CqrsFramework::new(
-                PersistedEventStore::new_snapshot_store(store.clone(), SNAPSHOT_EVERY),
-                vec![],
-                (),
-            ),
-            tokens: CqrsFramework::new(
-                PersistedEventStore::new_snapshot_store(store.clone(), SNAPSHOT_EVERY),
-                vec![],
-                (),
-            ),
             store,
+            services: Services { calendar },
+            capacity: capacity.max(1),
+            kinds: Mutex::default(),
         }
     }
 
-    /// The store underneath.
+    /// The store the record appends to and reads from.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The working days the record counts feedback deadlines with (the officials' register
+    /// counts what is left with the same calendar).
+    pub fn calendar(&self) -> &Calendar {
+        &self.services.calendar
     }
 
     /// Run a meeting command.
@@ -202,11 +183,7 @@ impl Record {
         cmd: Command<MeetingAction>,
         command_id: Option<String>,
     ) -> Result<Outcome, RecordError> {
-        let meta = metadata(cmd.at, &cmd.actor.label(), command_id.as_deref());
-        self.run(&self.meetings, id, cmd, meta, command_id, |e| {
-            (meeting_refusal(e), e.to_string())
-        })
-        .await
+        self.execute::<Meeting>(id, cmd, command_id).await
     }
 
     /// Run a feedback command.
@@ -216,11 +193,7 @@ impl Record {
         cmd: Command<FeedbackAction>,
         command_id: Option<String>,
     ) -> Result<Outcome, RecordError> {
-        let meta = metadata(cmd.at, &cmd.actor.label(), command_id.as_deref());
-        self.run(&self.feedback, id, cmd, meta, command_id, |e| {
-            (feedback_refusal(e), e.to_string())
-        })
-        .await
+        self.execute::<Feedback>(id, cmd, command_id).await
     }
 
     /// Run a command on a room's loudspeaker log (the aggregate id is the room).
@@ -230,11 +203,7 @@ impl Record {
         cmd: Command<LoudspeakerAction>,
         command_id: Option<String>,
     ) -> Result<Outcome, RecordError> {
-        let meta = metadata(cmd.at, &cmd.actor.label(), command_id.as_deref());
-        self.run(&self.loudspeakers, room, cmd, meta, command_id, |e| {
-            (loudspeaker_refusal(e), e.to_string())
-        })
-        .await
+        self.execute::<Loudspeakers>(room, cmd, command_id).await
     }
 
     /// Run a command on a notice of the village bulletin boards.
@@ -244,11 +213,7 @@ impl Record {
         cmd: Command<NoticeAction>,
         command_id: Option<String>,
     ) -> Result<Outcome, RecordError> {
-        let meta = metadata(cmd.at, &cmd.actor.label(), command_id.as_deref());
-        self.run(&self.notices, id, cmd, meta, command_id, |e| {
-            (notice_refusal(e), e.to_string())
-        })
-        .await
+        self.execute::<Notice>(id, cmd, command_id).await
     }
 
     /// Revoke a token (the one deny-list aggregate, [`DENY_LIST`]).
@@ -257,105 +222,434 @@ impl Record {
         cmd: Command<TokenAction>,
         command_id: Option<String>,
     ) -> Result<Outcome, RecordError> {
-        let meta = metadata(cmd.at, &cmd.actor.label(), command_id.as_deref());
-        self.run(&self.tokens, DENY_LIST, cmd, meta, command_id, |e| {
-            (token_refusal(e), e.to_string())
-        })
-        .await
+        self.execute::<TokenDenyList>(DENY_LIST, cmd, command_id)
+            .await
     }
 
     /// The deny list as the log has it.
     pub async fn load_deny_list(&self) -> Result<TokenDenyList, RecordError> {
-        let mut list = TokenDenyList::default();
-        for ev in self
-            .store
-            .aggregate_events(TokenDenyList::TYPE, DENY_LIST, 0)
-            .await?
-        {
-            let e = serde_json::from_value(ev.payload)
-                .map_err(|e| RecordError::Internal(e.to_string()))?;
-            list.apply_event(&e);
-        }
-        Ok(list)
+        self.state::<TokenDenyList>(DENY_LIST).await
     }
 
     /// The current state of a meeting (for checks the hub makes before sending a command).
     pub async fn load_meeting(&self, id: &str) -> Result<Meeting, RecordError> {
-        let mut m = Meeting::default();
-        for ev in self.store.aggregate_events(Meeting::TYPE, id, 0).await? {
-            let e = serde_json::from_value(ev.payload)
-                .map_err(|e| RecordError::Internal(e.to_string()))?;
-            m.apply_event(&e);
-        }
-        Ok(m)
+        self.state::<Meeting>(id).await
     }
 
-    async fn run<A>(
+    /// The current state of any aggregate, from memory (loaded first if it is not there).
+    pub async fn state<A: Runnable>(&self, id: &str) -> Result<A, RecordError> {
+        let cache = self.kind::<A>().cache.clone();
+        let slot = cache.loaded(id).await?;
+        Ok(slot.as_ref().map(|l| l.state.clone()).unwrap_or_default())
+    }
+
+    /// Run a command on aggregate `A` with id `id`. `command_id`, when given, makes a retry
+    /// safe: the same id returns the first result and appends nothing.
+    pub async fn execute<A: Runnable>(
         &self,
-        framework: &Framework<A>,
         id: &str,
-        cmd: A::Command,
-        meta: HashMap<String, String>,
+        cmd: Command<A::Action>,
         command_id: Option<String>,
-        refusal: impl Fn(&A::Error) -> (Refusal, String),
-    ) -> Result<Outcome, RecordError>
-    where
-        A: Aggregate,
-    {
-        if let Some(cid) = &command_id {
-            if let Some((aggregate_id, a)) = self.store.command_result(cid).await? {
-                return Ok(Outcome {
-                    aggregate_id,
-                    appended: Some(a),
-                    replayed: true,
-                });
+    ) -> Result<Outcome, RecordError> {
+        let kind = self.kind::<A>();
+        let meta = metadata(cmd.at, &cmd.actor.label(), command_id.as_deref());
+        for attempt in 1..=ATTEMPTS {
+            let (result, appended) = LAST_APPEND
+                .scope(Cell::new(None), async {
+                    let r = kind
+                        .framework
+                        .execute_with_metadata(id, cmd.clone(), meta.clone())
+                        .await;
+                    (r, LAST_APPEND.with(Cell::get))
+                })
+                .await;
+            let outcome = match result {
+                Ok(()) => Outcome {
+                    aggregate_id: id.to_owned(),
+                    appended,
+                    replayed: false,
+                },
+                Err(AggregateError::UserError(e)) => {
+                    // A retry of a command that went through may be refused now (the meeting
+                    // is open already): the first result stands.
+                    if let Some(first) = self.first_result(command_id.as_deref()).await? {
+                        return Ok(first);
+                    }
+                    // Decided against a state another hub has since moved: decide again.
+                    if attempt < ATTEMPTS && kind.cache.stale(id).await? {
+                        continue;
+                    }
+                    return Err(RecordError::Refused {
+                        kind: e.refusal(),
+                        message: e.to_string(),
+                    });
+                }
+                Err(AggregateError::AggregateConflict) if attempt < ATTEMPTS => continue,
+                Err(AggregateError::AggregateConflict) => {
+                    return Err(RecordError::Conflict(id.to_owned()))
+                }
+                Err(AggregateError::UnexpectedError(e))
+                | Err(AggregateError::DatabaseConnectionError(e)) => {
+                    return match e.downcast::<StoreError>() {
+                        Ok(s) => match *s {
+                            StoreError::DuplicateCommand(cid) => self
+                                .first_result(Some(&cid))
+                                .await?
+                                .ok_or_else(|| RecordError::Conflict(id.to_owned())),
+                            other => Err(RecordError::Store(other)),
+                        },
+                        Err(e) => Err(RecordError::Internal(e.to_string())),
+                    };
+                }
+                Err(e) => return Err(RecordError::Internal(e.to_string())),
+            };
+            if outcome.appended.is_none() {
+                // Nothing to append now; a retry of a command that appended gets its result.
+                if let Some(first) = self.first_result(command_id.as_deref()).await? {
+                    return Ok(first);
+                }
+                if attempt < ATTEMPTS && kind.cache.stale(id).await? {
+                    continue;
+                }
             }
+            return Ok(outcome);
         }
-        let result = LAST_APPEND
-            .scope(Cell::new(None), async {
-                let r = framework.execute_with_metadata(id, cmd, meta).await;
-                (r, LAST_APPEND.with(Cell::get))
+        Err(RecordError::Conflict(id.to_owned()))
+    }
+
+    /// Every event after position `after`, in order, then the new ones as they commit, in
+    /// batches (each what one read found; consumers that decide per batch take their locks
+    /// once per batch). Ends when the store is dropped, or after the error of a failed read.
+    pub fn subscribe(
+        &self,
+        after: u64,
+    ) -> impl Stream<Item = Result<Vec<StoredEvent>, StoreError>> + Send + 'static {
+        subscribe(self.store.clone(), after, self.store.watch_head())
+    }
+
+    /// [`Record::subscribe`], reading only up to `upto` as it moves (a reader that decides
+    /// with the projections follows their position, so it reads what they have applied and
+    /// after them, never racing them for the database).
+    pub fn subscribe_upto(
+        &self,
+        after: u64,
+        upto: tokio::sync::watch::Receiver<u64>,
+    ) -> impl Stream<Item = Result<Vec<StoredEvent>, StoreError>> + Send + 'static {
+        subscribe(self.store.clone(), after, upto)
+    }
+
+    async fn first_result(&self, command_id: Option<&str>) -> Result<Option<Outcome>, StoreError> {
+        let Some(cid) = command_id else {
+            return Ok(None);
+        };
+        Ok(self
+            .store
+            .command_result(cid)
+            .await?
+            .map(|(aggregate_id, a)| Outcome {
+                aggregate_id,
+                appended: Some(a),
+                replayed: true,
+            }))
+    }
+
+    fn kind<A: Runnable>(&self) -> Arc<Kind<A>> {
+        // A std Mutex: held only to look up or insert, never across an await.
+        let mut kinds = self
+            .kinds
+            .lock()
+            .expect("never poisoned: nothing panics under it");
+        let any = kinds.entry(TypeId::of::<A>()).or_insert_with(|| {
+            let cache = Arc::new(Cache::<A>::new(self.store.clone(), self.capacity));
+            let store = Cached {
+                cache: cache.clone(),
+            };
+            let framework = CqrsFramework::new(store, vec![], self.services.clone());
+            Arc::new(Kind { framework, cache }) as Arc<dyn Any + Send + Sync>
+        });
+        any.clone()
+            .downcast::<Kind<A>>()
+            .expect("each entry is keyed by its own type")
+    }
+}
+
+/// One aggregate's slot: its state once loaded. The tokio lock is held from a command's load
+/// to its commit (across the append's await), so commands on one aggregate run one at a time.
+type Slot<A> = Arc<tokio::sync::Mutex<Option<Loaded<A>>>>;
+
+/// An aggregate's state and the sequence of the last event in it.
+struct Loaded<A> {
+    state: A,
+    sequence: u64,
+}
+
+/// The aggregates of one type in memory, least recently used dropped first.
+struct Cache<A> {
+    store: Store,
+    // A std Mutex: held only to find or insert a slot, never across an await.
+    slots: Mutex<LruCache<String, Slot<A>>>,
+}
+
+impl<A: Runnable> Cache<A> {
+    fn new(store: Store, capacity: usize) -> Self {
+        Self {
+            store,
+            slots: Mutex::new(LruCache::new(capacity)),
+        }
+    }
+
+    /// The slot of `id`, locked and loaded. An evicted slot still held by a command is
+    /// dropped when that command ends; a new slot loads from the store, and if it loaded
+    /// before that command committed, its own append conflicts and it loads again.
+    async fn loaded(&self, id: &str) -> Result<OwnedMutexGuard<Option<Loaded<A>>>, Loading> {
+        let slot = {
+            let mut slots = self
+                .slots
+                .lock()
+                .expect("never poisoned: nothing panics under it");
+            match slots.get(id) {
+                Some(s) => s.clone(),
+                None => {
+                    let s = Slot::<A>::default();
+                    slots.insert(id.to_owned(), s.clone());
+                    s
+                }
+            }
+        };
+        let mut guard = slot.lock_owned().await;
+        if guard.is_none() {
+            *guard = Some(self.load(id).await?);
+        }
+        Ok(guard)
+    }
+
+    /// Whether another writer (another hub on the same database) appended to `id` since it
+    /// was loaded; if so it is dropped, to load again. Asked only when a command was refused
+    /// or changed nothing, so an accepted command still reads nothing.
+    async fn stale(&self, id: &str) -> Result<bool, StoreError> {
+        let slot = {
+            let mut slots = self
+                .slots
+                .lock()
+                .expect("never poisoned: nothing panics under it");
+            slots.get(id).cloned()
+        };
+        let Some(slot) = slot else { return Ok(false) };
+        let mut guard = slot.lock_owned().await;
+        let Some(loaded) = guard.as_ref() else {
+            return Ok(false);
+        };
+        let stored = self.store.last_sequence(<A as Decide>::TYPE, id).await?;
+        if stored != loaded.sequence {
+            *guard = None;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Rebuild from the store: the latest snapshot, then the events after it.
+    async fn load(&self, id: &str) -> Result<Loaded<A>, Loading> {
+        let snapshot = self.store.snapshot(<A as Decide>::TYPE, id).await?;
+        let (mut state, mut sequence) = snapshot
+            .and_then(|(v, seq, _)| Some((serde_json::from_value::<A>(v).ok()?, seq)))
+            .unwrap_or_default();
+        for ev in self
+            .store
+            .aggregate_events(<A as Decide>::TYPE, id, sequence)
+            .await?
+        {
+            let event: <A as Decide>::Event = serde_json::from_value(ev.payload).map_err(|e| {
+                Loading::Event(format!(
+                    "position {} ({} {id}) does not decode: {e}",
+                    ev.position,
+                    <A as Decide>::TYPE
+                ))
+            })?;
+            state.apply_event(&event);
+            sequence = ev.sequence;
+        }
+        Ok(Loaded { state, sequence })
+    }
+}
+
+/// Why an aggregate could not be loaded.
+#[derive(Debug, thiserror::Error)]
+enum Loading {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Event(String),
+}
+
+impl From<Loading> for RecordError {
+    fn from(e: Loading) -> Self {
+        match e {
+            Loading::Store(s) => RecordError::Store(s),
+            Loading::Event(m) => RecordError::Internal(m),
+        }
+    }
+}
+
+/// cqrs-es's event store over the [`Store`], keeping each aggregate in memory.
+struct Cached<A: Runnable> {
+    cache: Arc<Cache<A>>,
+}
+
+/// A command's hold on its aggregate: the slot stays locked until the context is dropped, and
+/// the state goes back into it (unchanged after a refusal, advanced after a commit).
+struct Context<A: Runnable> {
+    slot: OwnedMutexGuard<Option<Loaded<A>>>,
+    id: String,
+    state: A,
+    sequence: u64,
+    /// Set when the state must not go back (it took events that were not committed).
+    spoilt: bool,
+}
+
+impl<A: Runnable> AggregateContext<A> for Context<A> {
+    fn aggregate(&mut self) -> &mut A {
+        &mut self.state
+    }
+}
+
+impl<A: Runnable> Drop for Context<A> {
+    fn drop(&mut self) {
+        if !self.spoilt {
+            *self.slot = Some(Loaded {
+                state: std::mem::take(&mut self.state),
+                sequence: self.sequence,
+            });
+        }
+    }
+}
+
+fn store_error<E: std::error::Error>(e: StoreError) -> AggregateError<E> {
+    match e {
+        StoreError::Conflict { .. } => AggregateError::AggregateConflict,
+        StoreError::Database(_) | StoreError::Closed => {
+            AggregateError::DatabaseConnectionError(Box::new(e))
+        }
+        other => AggregateError::UnexpectedError(Box::new(other)),
+    }
+}
+
+impl<A: Runnable> cqrs_es::EventStore<A> for Cached<A> {
+    type AC = Context<A>;
+
+    async fn load_events(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Vec<EventEnvelope<A>>, AggregateError<<A as Decide>::Error>> {
+        let stored = self
+            .cache
+            .store
+            .aggregate_events(<A as Decide>::TYPE, aggregate_id, 0)
+            .await
+            .map_err(store_error)?;
+        stored
+            .into_iter()
+            .map(|ev| {
+                Ok(EventEnvelope {
+                    aggregate_id: ev.aggregate_id,
+                    sequence: ev.sequence as usize,
+                    payload: serde_json::from_value(ev.payload)
+                        .map_err(|e| AggregateError::UnexpectedError(Box::new(e)))?,
+                    metadata: HashMap::from([
+                        ("position".to_owned(), ev.position.to_string()),
+                        ("actor".to_owned(), ev.actor),
+                        ("at".to_owned(), ev.recorded_at),
+                    ]),
+                })
             })
-            .await;
-        match result {
-            (Ok(()), appended) => Ok(Outcome {
-                aggregate_id: id.to_owned(),
-                appended,
-                replayed: false,
-            }),
-            (Err(AggregateError::UserError(e)), _) => {
-                let (kind, message) = refusal(&e);
-                Err(RecordError::Refused { kind, message })
+            .collect()
+    }
+
+    async fn load_aggregate(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Context<A>, AggregateError<<A as Decide>::Error>> {
+        let mut slot = self.cache.loaded(aggregate_id).await.map_err(|e| match e {
+            Loading::Store(s) => store_error(s),
+            Loading::Event(m) => AggregateError::UnexpectedError(m.into()),
+        })?;
+        let Loaded { state, sequence } = slot.take().expect("loaded() leaves the slot full");
+        Ok(Context {
+            slot,
+            id: aggregate_id.to_owned(),
+            state,
+            sequence,
+            spoilt: false,
+        })
+    }
+
+    async fn commit(
+        &self,
+        events: Vec<<A as Decide>::Event>,
+        mut context: Context<A>,
+        metadata: HashMap<String, String>,
+    ) -> Result<Vec<EventEnvelope<A>>, AggregateError<<A as Decide>::Error>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let last = context.sequence + events.len() as u64;
+        // The state already holds the events (cqrs-es's sink applied them): a snapshot
+        // taken now is the state after exactly `last`.
+        let snapshot = if context.sequence / SNAPSHOT_EVERY != last / SNAPSHOT_EVERY {
+            let state = serde_json::to_value(&context.state)
+                .map_err(|e| AggregateError::UnexpectedError(Box::new(e)))?;
+            Some((state, last, last / SNAPSHOT_EVERY))
+        } else {
+            None
+        };
+        let mut payloads = Vec::with_capacity(events.len());
+        for e in &events {
+            let v = serde_json::to_value(e)
+                .map_err(|e| AggregateError::UnexpectedError(Box::new(e)))?;
+            // DomainEvent::event_type would serialise the event a second time.
+            let kind = crate::domain::event_type(v["type"].as_str().unwrap_or_default());
+            payloads.push((kind, e.event_version(), v));
+        }
+        let meta = |k: &str| metadata.get(k).cloned();
+        let append = Append {
+            aggregate_type: <A as Decide>::TYPE.to_owned(),
+            aggregate_id: context.id.clone(),
+            first_sequence: context.sequence + 1,
+            events: payloads,
+            command_id: meta("command_id"),
+            actor: meta("actor").unwrap_or_else(|| "system:unknown".to_owned()),
+            recorded_at: meta("at").unwrap_or_else(|| format_time(OffsetDateTime::now_utc())),
+            snapshot,
+        };
+        match self.cache.store.append(append).await {
+            Ok(appended) => {
+                let _ = LAST_APPEND.try_with(|c| c.set(Some(appended)));
+                let first = context.sequence as usize + 1;
+                context.sequence = last;
+                Ok(events
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, payload)| EventEnvelope {
+                        aggregate_id: context.id.clone(),
+                        sequence: first + i,
+                        payload,
+                        metadata: metadata.clone(),
+                    })
+                    .collect())
             }
-            (Err(AggregateError::AggregateConflict), _) => {
-                Err(RecordError::Conflict(id.to_owned()))
+            Err(StoreError::DuplicateCommand(cid)) => {
+                // Nothing was written, but the state took this command's events: drop it, the
+                // next command loads it again.
+                context.spoilt = true;
+                Err(AggregateError::UnexpectedError(Box::new(
+                    StoreError::DuplicateCommand(cid),
+                )))
             }
-            (Err(AggregateError::UnexpectedError(e)), _) => {
-                match e.downcast::<StoreError>() {
-                    Ok(store_error) => match *store_error {
-                        StoreError::DuplicateCommand(cid) => {
-                            // The same command id committed between our check and our append.
-                            match self.store.command_result(&cid).await? {
-                                Some((aggregate_id, a)) => Ok(Outcome {
-                                    aggregate_id,
-                                    appended: Some(a),
-                                    replayed: true,
-                                }),
-                                None => Err(RecordError::Conflict(id.to_owned())),
-                            }
-                        }
-                        other => Err(RecordError::Store(other)),
-                    },
-                    Err(e) => Err(RecordError::Internal(e.to_string())),
-                }
+            Err(e) => {
+                // A conflict (another writer changed it) or a failed batch (which may or may
+                // not have reached the disk when the connection broke): load it again.
+                context.spoilt = true;
+                Err(store_error(e))
             }
-            (Err(AggregateError::DatabaseConnectionError(e)), _) => {
-                match e.downcast::<StoreError>() {
-                    Ok(s) => Err(RecordError::Store(*s)),
-                    Err(e) => Err(RecordError::Internal(e.to_string())),
-                }
-            }
-            (Err(e), _) => Err(RecordError::Internal(e.to_string())),
         }
     }
 }
@@ -377,162 +671,33 @@ fn metadata(at: OffsetDateTime, actor: &str, command_id: Option<&str>) -> HashMa
     m
 }
 
-fn serialized(ev: crate::chain::StoredEvent) -> SerializedEvent {
-    SerializedEvent {
-        aggregate_id: ev.aggregate_id,
-        sequence: ev.sequence as usize,
-        aggregate_type: ev.aggregate_type,
-        event_type: ev.event_type,
-        event_version: ev.event_version,
-        payload: ev.payload,
-        metadata: serde_json::json!({
-            "position": ev.position.to_string(),
-            "actor": ev.actor,
-            "at": ev.recorded_at,
-        }),
-    }
-}
-
-fn persistence(e: StoreError) -> PersistenceError {
-    match e {
-        StoreError::Conflict { .. } => PersistenceError::OptimisticLockError,
-        StoreError::Database(_) | StoreError::Closed => {
-            PersistenceError::ConnectionError(Box::new(e))
-        }
-        other => PersistenceError::UnknownError(Box::new(other)),
-    }
-}
-
-impl PersistedEventRepository for Store {
-    async fn get_events<A: Aggregate>(
-        &self,
-        aggregate_id: &str,
-    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        self.get_last_events::<A>(aggregate_id, 0).await
-    }
-
-    async fn get_last_events<A: Aggregate>(
-        &self,
-        aggregate_id: &str,
-        last_sequence: usize,
-    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        Ok(self
-            .aggregate_events(A::TYPE, aggregate_id, last_sequence as u64)
-            .await
-            .map_err(persistence)?
-            .into_iter()
-            .map(serialized)
-            .collect())
-    }
-
-    async fn get_snapshot<A: Aggregate>(
-        &self,
-        aggregate_id: &str,
-    ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
-        Ok(self
-            .snapshot(A::TYPE, aggregate_id)
-            .await
-            .map_err(persistence)?
-            .map(|(aggregate, seq, version)| SerializedSnapshot {
-                aggregate_id: aggregate_id.to_owned(),
-                aggregate,
-                current_sequence: seq as usize,
-                current_snapshot: version as usize,
-            }))
-    }
-
-    async fn persist<A: Aggregate>(
-        &self,
-        events: &[SerializedEvent],
-        snapshot: Option<(String, Value, usize)>,
-    ) -> Result<(), PersistenceError> {
-        let Some(first) = events.first() else {
-            return Ok(());
-        };
-        let last_seq = events.last().map_or(0, |e| e.sequence);
-        let snapshot = snapshot.map(|(_, state, version)| {
-            (
-                state,
-                (last_seq / SNAPSHOT_EVERY * SNAPSHOT_EVERY) as u64,
-                version as u64,
-            )
-        });
-        let meta = |k: &str| {
-            first
-                .metadata
-                .get(k)
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
-        let append = Append {
-            aggregate_type: first.aggregate_type.clone(),
-            aggregate_id: first.aggregate_id.clone(),
-            first_sequence: first.sequence as u64,
-            events: events
-                .iter()
-                .map(|e| {
-                    (
-                        e.event_type.clone(),
-                        e.event_version.clone(),
-                        e.payload.clone(),
-                    )
-                })
-                .collect(),
-            command_id: meta("command_id"),
-            actor: meta("actor").unwrap_or_else(|| "system:unknown".to_owned()),
-            recorded_at: meta("at").unwrap_or_else(|| format_time(OffsetDateTime::now_utc())),
-            snapshot,
-        };
-        let appended = self.append(append).await.map_err(persistence)?;
-        let _ = LAST_APPEND.try_with(|c| c.set(Some(appended)));
-        Ok(())
-    }
-
-    async fn stream_events<A: Aggregate>(
-        &self,
-        aggregate_id: &str,
-    ) -> Result<ReplayStream, PersistenceError> {
-        let events = self.get_events::<A>(aggregate_id).await?;
-        Ok(replay(events))
-    }
-
-    async fn stream_all_events<A: Aggregate>(&self) -> Result<ReplayStream, PersistenceError> {
-        let (mut feed, stream) = ReplayStream::new(1024);
-        let store = self.clone();
-        tokio::spawn(async move {
-            let mut after = 0;
-            loop {
-                match store.read(after, 1000).await {
-                    Ok(batch) if batch.is_empty() => return,
+/// The events after `after` up to `upto` in batches of at most 500, in order, then more as
+/// `upto` moves: a batch is what one read found, never empty.
+fn subscribe(
+    store: Store,
+    after: u64,
+    upto: tokio::sync::watch::Receiver<u64>,
+) -> impl Stream<Item = Result<Vec<StoredEvent>, StoreError>> + Send + 'static {
+    futures::stream::unfold(Some((store, upto, after)), |st| async move {
+        let (store, mut upto, mut after) = st?;
+        loop {
+            let limit = *upto.borrow_and_update();
+            if limit > after {
+                let want = (limit - after).min(500) as usize;
+                match store.read(after, want).await {
+                    Ok(batch) if batch.is_empty() => {}
                     Ok(batch) => {
                         after = batch.last().map_or(after, |e| e.position);
-                        for ev in batch.into_iter().filter(|e| e.aggregate_type == A::TYPE) {
-                            if feed.push(Ok(serialized(ev))).await.is_err() {
-                                return;
-                            }
-                        }
+                        return Some((Ok(batch), Some((store, upto, after))));
                     }
-                    Err(e) => {
-                        let _ = feed.push(Err(persistence(e))).await;
-                        return;
-                    }
+                    Err(e) => return Some((Err(e), None)),
                 }
             }
-        });
-        Ok(stream)
-    }
-}
-
-fn replay(events: Vec<SerializedEvent>) -> ReplayStream {
-    let (mut feed, stream) = ReplayStream::new(events.len().max(1));
-    tokio::spawn(async move {
-        for e in events {
-            if feed.push(Ok(e)).await.is_err() {
-                return;
+            if upto.changed().await.is_err() {
+                return None;
             }
         }
-    });
-    stream
+    })
 }
 
 /// Sign a checkpoint over the whole log when `every_events` events or `every` time have

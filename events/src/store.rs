@@ -7,21 +7,24 @@
 //!   commit in order and a late commit can never appear below one already read;
 //! - an event is acknowledged only after its transaction commits (SQLite WAL with
 //!   `synchronous=FULL`; PostgreSQL's default `synchronous_commit`);
-//! - the `events` table refuses UPDATE and DELETE (triggers);
+//! - the `events` table refuses UPDATE and DELETE (triggers), and so do `checkpoints` and the
+//!   witnesses' `cosignatures` of them;
 //! - a command id is stored in the same transaction as its events, so a retried command
 //!   appends nothing new.
 //!
-//! On SQLite one writer task owns the write connection and commits every append that is
-//! waiting in one transaction (group commit), so many concurrent commands share one fsync.
+//! One writer task per store commits every append that is waiting in one transaction (group
+//! commit, [`append`]), so many concurrent commands share one fsync; the statements are the
+//! same text on both databases (sqlx's SQLite driver takes `$N` parameters too).
 
-use std::collections::HashMap;
+mod append;
+
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
@@ -40,9 +43,7 @@ pub enum StoreError {
         "the {aggregate_type} {aggregate_id} was changed by another command; reload and try again"
     )]
     Conflict {
-        /// Aggregate type.
         aggregate_type: String,
-        /// Aggregate id.
         aggregate_id: String,
     },
     /// This command id was used already: look up its first result.
@@ -54,7 +55,7 @@ pub enum StoreError {
     /// A stored row does not parse: the log is damaged; run `dinh log verify`.
     #[error("damaged row at position {position}: {reason}")]
     Corrupt {
-        /// Position.
+        /// The first position that does not parse.
         position: u64,
         /// What is wrong.
         reason: String,
@@ -69,7 +70,6 @@ pub enum StoreError {
 pub struct Append {
     /// `meeting` or `feedback`.
     pub aggregate_type: String,
-    /// Aggregate id.
     pub aggregate_id: String,
     /// Sequence of the first event; the aggregate must be at `first_sequence - 1`.
     pub first_sequence: u64,
@@ -89,10 +89,25 @@ pub struct Append {
 /// Positions given to an append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Appended {
-    /// First position.
+    /// The first event's position (for an append of no event: the head it saw).
     pub first: u64,
-    /// Last position.
+    /// The last event's position; `first..=last` has no gap.
     pub last: u64,
+}
+
+/// What a projection needs of a stored event: its payload still as text, so that it is parsed
+/// once, straight into the typed event.
+#[derive(Debug, Clone)]
+pub struct RawEvent {
+    /// Position in the log, from 1.
+    pub position: u64,
+    /// `meeting`, `feedback`, `loudspeakers`.
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    /// RFC 3339, UTC, as stored.
+    pub recorded_at: String,
+    /// The event's fields, as stored (JSON).
+    pub payload: String,
 }
 
 /// A projection's stored rows and position.
@@ -112,6 +127,8 @@ pub struct Store {
 
 struct Inner {
     db: Db,
+    /// The writer task's queue; the task ends when the last store is dropped.
+    writer: mpsc::Sender<append::Job>,
     head: watch::Sender<u64>,
 }
 
@@ -121,12 +138,26 @@ enum Db {
         /// One connection for checkpoints and projection rows: writes outside the log, which
         /// the log's writer task does not need to serialise.
         side: SqlitePool,
-        writer: mpsc::Sender<Job>,
     },
     Postgres(PgPool),
 }
 
-type Job = (Append, oneshot::Sender<Result<Appended, StoreError>>);
+/// Run `$body` with `$ex` bound to the pool that reads (and writes outside the log): the same
+/// statement text serves both databases.
+macro_rules! on_pool {
+    ($store:expr, $ex:ident => $body:expr) => {
+        match &$store.inner.db {
+            Db::Sqlite { read: $ex, .. } => $body,
+            Db::Postgres($ex) => $body,
+        }
+    };
+    (side $store:expr, $ex:ident => $body:expr) => {
+        match &$store.inner.db {
+            Db::Sqlite { side: $ex, .. } => $body,
+            Db::Postgres($ex) => $body,
+        }
+    };
+}
 
 /// Which database a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,6 +240,123 @@ fn schema(int: &'static str, triggers: &'static [&'static str]) -> impl Iterator
         .chain(triggers.iter().map(|t| (*t).to_owned()))
 }
 
+/// Checkpoints and the witnesses' cosignatures of them: a column for the C2SP note (logs from
+/// before it have none), the cosignatures' table, and append-only triggers on both (as on
+/// `events`: a checkpoint once stored is never changed or removed).
+const CHECKPOINT_TABLES: &[&str] = &["CREATE TABLE IF NOT EXISTS cosignatures (
+        tree_size {int} NOT NULL,
+        witness TEXT NOT NULL,
+        cosigned_at {int} NOT NULL,
+        line TEXT NOT NULL,
+        PRIMARY KEY (tree_size, witness))"];
+
+const SQLITE_CHECKPOINT_TRIGGERS: &[&str] = &[
+    "CREATE TRIGGER IF NOT EXISTS checkpoints_no_update BEFORE UPDATE ON checkpoints
+        BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS checkpoints_no_delete BEFORE DELETE ON checkpoints
+        BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS cosignatures_no_update BEFORE UPDATE ON cosignatures
+        BEGIN SELECT RAISE(ABORT, 'cosignatures are append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS cosignatures_no_delete BEFORE DELETE ON cosignatures
+        BEGIN SELECT RAISE(ABORT, 'cosignatures are append-only'); END",
+];
+
+/// A PostgreSQL trigger calling `dinh_append_only`, created unless one of that name exists
+/// on the table.
+macro_rules! pg_trigger {
+    ($name:literal, $table:literal, $on:literal, $each:literal) => {
+        concat!(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = '",
+            $name,
+            "' AND tgrelid = '",
+            $table,
+            "'::regclass) THEN CREATE TRIGGER ",
+            $name,
+            " BEFORE ",
+            $on,
+            " ON ",
+            $table,
+            " FOR EACH ",
+            $each,
+            " EXECUTE FUNCTION dinh_append_only(); END IF; END $$"
+        )
+    };
+}
+
+/// After [`PG_TRIGGERS`] (which creates `dinh_append_only`). TRUNCATE too: it fires no
+/// DELETE trigger.
+const PG_CHECKPOINT_TRIGGERS: &[&str] = &[
+    "ALTER TABLE checkpoints ADD COLUMN IF NOT EXISTS note TEXT",
+    pg_trigger!(
+        "checkpoints_append_only",
+        "checkpoints",
+        "UPDATE OR DELETE",
+        "ROW"
+    ),
+    pg_trigger!(
+        "checkpoints_no_truncate",
+        "checkpoints",
+        "TRUNCATE",
+        "STATEMENT"
+    ),
+    pg_trigger!(
+        "cosignatures_append_only",
+        "cosignatures",
+        "UPDATE OR DELETE",
+        "ROW"
+    ),
+    pg_trigger!(
+        "cosignatures_no_truncate",
+        "cosignatures",
+        "TRUNCATE",
+        "STATEMENT"
+    ),
+];
+
+/// The checkpoint statements for SQLite: `ADD COLUMN` only when the column is missing
+/// (SQLite has no `IF NOT EXISTS` for columns).
+async fn sqlite_checkpoint_schema(conn: &mut SqliteConnection) -> Result<(), StoreError> {
+    let has_note: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM pragma_table_info('checkpoints') WHERE name = 'note'",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if has_note == 0 {
+        sqlx::query("ALTER TABLE checkpoints ADD COLUMN note TEXT")
+            .execute(&mut *conn)
+            .await?;
+    }
+    let stmts = CHECKPOINT_TABLES
+        .iter()
+        .map(|t| t.replace("{int}", "INTEGER"))
+        .chain(SQLITE_CHECKPOINT_TRIGGERS.iter().map(|t| (*t).to_owned()));
+    for stmt in stmts {
+        sqlx::query(&stmt).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// The checkpoint statements for PostgreSQL, in the schema transaction.
+fn pg_checkpoint_schema() -> impl Iterator<Item = String> {
+    CHECKPOINT_TABLES
+        .iter()
+        .map(|t| t.replace("{int}", "BIGINT"))
+        .chain(PG_CHECKPOINT_TRIGGERS.iter().map(|t| (*t).to_owned()))
+}
+
+/// A witness's cosignature of one of the log's checkpoints, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cosignature {
+    /// The checkpoint's size.
+    pub tree_size: u64,
+    /// The witness's key name.
+    pub witness: String,
+    /// Its timestamp (seconds since the epoch).
+    pub cosigned_at: u64,
+    /// The signature line (`— name base64`), newline included.
+    pub line: String,
+}
+
 /// The advisory lock that serialises appends on PostgreSQL ("dinh" in ASCII).
 const PG_APPEND_LOCK: i64 = 0x6469_6e68;
 /// The channel a PostgreSQL writer notifies after each commit.
@@ -241,28 +389,12 @@ impl Store {
         for stmt in schema("INTEGER", SQLITE_TRIGGERS) {
             sqlx::query(&stmt).execute(&mut conn).await?;
         }
-        let head = sqlite_head(&mut conn).await?;
-        let side = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(opts.clone())
-            .await?;
-        let read = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts.read_only(true))
-            .await?;
-        let (head_tx, _) = watch::channel(head.0);
-        let (tx, rx) = mpsc::channel(4096);
-        let inner = Arc::new(Inner {
-            db: Db::Sqlite {
-                read,
-                side,
-                writer: tx,
-            },
-            head: head_tx,
-        });
-        let weak = Arc::downgrade(&inner);
-        tokio::spawn(sqlite_writer(conn, rx, head, weak));
-        Ok(Self { inner })
+        sqlite_checkpoint_schema(&mut conn).await?;
+        let pool = |n| SqlitePoolOptions::new().max_connections(n);
+        let side = pool(1).connect_with(opts.clone()).await?;
+        let read = pool(4).connect_with(opts.clone().read_only(true)).await?;
+        let dialect = append::SqliteDialect { conn, opts };
+        Self::start(Db::Sqlite { read, side }, dialect).await
     }
 
     /// Connect to PostgreSQL and create the tables when missing.
@@ -271,7 +403,7 @@ impl Store {
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await?;
         {
             // Two hubs starting at once must not race on CREATE.
@@ -280,24 +412,35 @@ impl Store {
                 .bind(PG_APPEND_LOCK)
                 .execute(&mut *tx)
                 .await?;
-            for stmt in schema("BIGINT", PG_TRIGGERS) {
+            for stmt in schema("BIGINT", PG_TRIGGERS).chain(pg_checkpoint_schema()) {
                 sqlx::query(&stmt).execute(&mut *tx).await?;
             }
             tx.commit().await?;
         }
-        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
-            .fetch_one(&pool)
-            .await?;
-        let (head_tx, _) = watch::channel(head as u64);
-        let inner = Arc::new(Inner {
-            db: Db::Postgres(pool.clone()),
-            head: head_tx,
-        });
-        tokio::spawn(pg_listen(pool, Arc::downgrade(&inner)));
-        Ok(Self { inner })
+        // The writer's own connection: its transaction never waits for a reader's.
+        let conn = PgConnection::connect_with(&opts).await?;
+        let dialect = append::PgDialect { conn, opts };
+        let store = Self::start(Db::Postgres(pool.clone()), dialect).await?;
+        tokio::spawn(pg_listen(pool, Arc::downgrade(&store.inner)));
+        Ok(store)
     }
 
-    /// Which database this is.
+    async fn start(db: Db, dialect: impl append::Dialect) -> Result<Self, StoreError> {
+        let (writer, rx) = mpsc::channel(4 * append::MAX_BATCH);
+        let (head, _) = watch::channel(0);
+        let store = Self {
+            inner: Arc::new(Inner { db, writer, head }),
+        };
+        let last: i64 = on_pool!(store, ex => {
+            sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+                .fetch_one(ex)
+                .await?
+        });
+        store.inner.head.send_replace(last as u64);
+        tokio::spawn(append::writer(dialect, rx, Arc::downgrade(&store.inner)));
+        Ok(store)
+    }
+
     pub fn backend(&self) -> Backend {
         match self.inner.db {
             Db::Sqlite { .. } => Backend::Sqlite,
@@ -315,27 +458,15 @@ impl Store {
         self.inner.head.subscribe()
     }
 
-    /// Append one command's events atomically.
+    /// Append one command's events atomically; the reply comes after the commit.
     pub async fn append(&self, append: Append) -> Result<Appended, StoreError> {
-        match &self.inner.db {
-            Db::Sqlite { writer, .. } => {
-                let (tx, rx) = oneshot::channel();
-                writer
-                    .send((append, tx))
-                    .await
-                    .map_err(|_| StoreError::Closed)?;
-                rx.await.map_err(|_| StoreError::Closed)?
-            }
-            Db::Postgres(pool) => {
-                let appended = pg_append(pool, append).await?;
-                self.inner.head.send_if_modified(|h| {
-                    let changed = appended.last > *h;
-                    *h = (*h).max(appended.last);
-                    changed
-                });
-                Ok(appended)
-            }
-        }
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .writer
+            .send((append, tx))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     /// The aggregate and positions a command id was given, if it was executed.
@@ -343,28 +474,11 @@ impl Store {
         &self,
         command_id: &str,
     ) -> Result<Option<(String, Appended)>, StoreError> {
-        let sql = match self.backend() {
-            Backend::Sqlite => {
-                "SELECT aggregate_id, first_position, last_position FROM commands WHERE command_id = ?"
-            }
-            Backend::Postgres => {
-                "SELECT aggregate_id, first_position, last_position FROM commands WHERE command_id = $1"
-            }
-        };
-        let row: Option<(String, i64, i64)> = match &self.inner.db {
-            Db::Sqlite { read, .. } => {
-                sqlx::query_as(sql)
-                    .bind(command_id)
-                    .fetch_optional(read)
-                    .await?
-            }
-            Db::Postgres(pool) => {
-                sqlx::query_as(sql)
-                    .bind(command_id)
-                    .fetch_optional(pool)
-                    .await?
-            }
-        };
+        let sql = "SELECT aggregate_id, first_position, last_position FROM commands \
+                   WHERE command_id = $1";
+        let row: Option<(String, i64, i64)> = on_pool!(self, ex => {
+            sqlx::query_as(sql).bind(command_id).fetch_optional(ex).await?
+        });
         Ok(row.map(|(id, f, l)| {
             (
                 id,
@@ -378,31 +492,44 @@ impl Store {
 
     /// Up to `limit` events after position `after`, in order.
     pub async fn read(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows = match &self.inner.db {
-            Db::Sqlite { read, .. } => {
-                let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?");
-                sqlx::query(&sql)
-                    .bind(after as i64)
-                    .bind(limit as i64)
-                    .fetch_all(read)
-                    .await?
-                    .iter()
-                    .map(sqlite_event)
-                    .collect::<Result<Vec<_>, _>>()?
-            }
-            Db::Postgres(pool) => {
-                let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2");
-                sqlx::query(&sql)
-                    .bind(after as i64)
-                    .bind(limit as i64)
-                    .fetch_all(pool)
-                    .await?
-                    .iter()
-                    .map(pg_event)
-                    .collect::<Result<Vec<_>, _>>()?
-            }
-        };
-        Ok(rows)
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
+        );
+        on_pool!(self, ex => {
+            sqlx::query(&sql)
+                .bind(after as i64)
+                .bind(limit as i64)
+                .fetch_all(ex)
+                .await?
+                .iter()
+                .map(row_to_event)
+                .collect()
+        })
+    }
+
+    /// [`Store::read`] with only what projections fold, the payload unparsed.
+    pub async fn read_raw(&self, after: u64, limit: usize) -> Result<Vec<RawEvent>, StoreError> {
+        let sql = "SELECT position, aggregate_type, aggregate_id, recorded_at, payload \
+                   FROM events WHERE position > $1 ORDER BY position LIMIT $2";
+        let rows: Vec<(i64, String, String, String, String)> = on_pool!(self, ex => {
+            sqlx::query_as(sql)
+                .bind(after as i64)
+                .bind(limit as i64)
+                .fetch_all(ex)
+                .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(
+                |(position, aggregate_type, aggregate_id, recorded_at, payload)| RawEvent {
+                    position: position as u64,
+                    aggregate_type,
+                    aggregate_id,
+                    recorded_at,
+                    payload,
+                },
+            )
+            .collect())
     }
 
     /// Events of one aggregate after `after_sequence`, in order.
@@ -412,38 +539,39 @@ impl Store {
         aggregate_id: &str,
         after_sequence: u64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        match &self.inner.db {
-            Db::Sqlite { read, .. } => {
-                let sql = format!(
-                    "SELECT {EVENT_COLUMNS} FROM events WHERE aggregate_type = ? AND aggregate_id = ? \
-                     AND sequence > ? ORDER BY sequence"
-                );
-                sqlx::query(&sql)
-                    .bind(aggregate_type)
-                    .bind(aggregate_id)
-                    .bind(after_sequence as i64)
-                    .fetch_all(read)
-                    .await?
-                    .iter()
-                    .map(sqlite_event)
-                    .collect()
-            }
-            Db::Postgres(pool) => {
-                let sql = format!(
-                    "SELECT {EVENT_COLUMNS} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
-                     AND sequence > $3 ORDER BY sequence"
-                );
-                sqlx::query(&sql)
-                    .bind(aggregate_type)
-                    .bind(aggregate_id)
-                    .bind(after_sequence as i64)
-                    .fetch_all(pool)
-                    .await?
-                    .iter()
-                    .map(pg_event)
-                    .collect()
-            }
-        }
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
+             AND sequence > $3 ORDER BY sequence"
+        );
+        on_pool!(self, ex => {
+            sqlx::query(&sql)
+                .bind(aggregate_type)
+                .bind(aggregate_id)
+                .bind(after_sequence as i64)
+                .fetch_all(ex)
+                .await?
+                .iter()
+                .map(row_to_event)
+                .collect()
+        })
+    }
+
+    /// The sequence of an aggregate's last event (0 when it has none).
+    pub async fn last_sequence(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<u64, StoreError> {
+        let sql = "SELECT COALESCE(MAX(sequence), 0) FROM events \
+                   WHERE aggregate_type = $1 AND aggregate_id = $2";
+        let n: i64 = on_pool!(self, ex => {
+            sqlx::query_scalar(sql)
+                .bind(aggregate_type)
+                .bind(aggregate_id)
+                .fetch_one(ex)
+                .await?
+        });
+        Ok(n as u64)
     }
 
     /// The latest snapshot of an aggregate: (state, sequence, snapshot number).
@@ -452,26 +580,15 @@ impl Store {
         aggregate_type: &str,
         aggregate_id: &str,
     ) -> Result<Option<(Value, u64, u64)>, StoreError> {
-        let row: Option<(String, i64, i64)> = match &self.inner.db {
-            Db::Sqlite { read, .. } => {
-                sqlx::query_as(
-                    "SELECT payload, sequence, version FROM snapshots WHERE aggregate_type = ? AND aggregate_id = ?",
-                )
+        let sql = "SELECT payload, sequence, version FROM snapshots \
+                   WHERE aggregate_type = $1 AND aggregate_id = $2";
+        let row: Option<(String, i64, i64)> = on_pool!(self, ex => {
+            sqlx::query_as(sql)
                 .bind(aggregate_type)
                 .bind(aggregate_id)
-                .fetch_optional(read)
+                .fetch_optional(ex)
                 .await?
-            }
-            Db::Postgres(pool) => {
-                sqlx::query_as(
-                    "SELECT payload, sequence, version FROM snapshots WHERE aggregate_type = $1 AND aggregate_id = $2",
-                )
-                .bind(aggregate_type)
-                .bind(aggregate_id)
-                .fetch_optional(pool)
-                .await?
-            }
-        };
+        });
         Ok(
             row.and_then(|(p, seq, v)| {
                 Some((serde_json::from_str(&p).ok()?, seq as u64, v as u64))
@@ -479,38 +596,47 @@ impl Store {
         )
     }
 
+    /// Drop every stored snapshot. Snapshots are derived state outside the hash chain that
+    /// decides commands (whose feedback item a house may withdraw): a hub that has just
+    /// verified its log drops them rather than trust rows anyone who can write the database
+    /// could have edited, and makes new ones from the verified events as aggregates grow.
+    pub async fn forget_snapshots(&self) -> Result<u64, StoreError> {
+        let done = on_pool!(side self, ex => {
+            sqlx::query("DELETE FROM snapshots").execute(ex).await?.rows_affected()
+        });
+        Ok(done)
+    }
+
     /// Every checkpoint, smallest first.
     pub async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
-        let sql = "SELECT tree_size, root_hash, chain_hash, signed_at, key, signature FROM checkpoints ORDER BY tree_size";
-        let rows: Vec<(i64, String, String, String, String, String)> = match &self.inner.db {
-            Db::Sqlite { read, .. } => sqlx::query_as(sql).fetch_all(read).await?,
-            Db::Postgres(pool) => sqlx::query_as(sql).fetch_all(pool).await?,
-        };
-        Ok(rows
-            .into_iter()
-            .map(
-                |(n, root_hash, chain_hash, signed_at, key, signature)| Checkpoint {
-                    tree_size: n as u64,
-                    root_hash,
-                    chain_hash,
-                    signed_at,
-                    key,
-                    signature,
-                },
-            )
-            .collect())
+        let sql = "SELECT tree_size, root_hash, chain_hash, signed_at, key, signature, note \
+                   FROM checkpoints ORDER BY tree_size";
+        let rows: Vec<CheckpointRow> = on_pool!(self, ex => {
+            sqlx::query_as(sql).fetch_all(ex).await?
+        });
+        Ok(rows.into_iter().map(checkpoint_of_row).collect())
     }
 
     /// The latest checkpoint and the Merkle frontier at it.
     pub async fn last_checkpoint(&self) -> Result<Option<(Checkpoint, Frontier)>, StoreError> {
-        let sql = "SELECT tree_size, root_hash, chain_hash, signed_at, key, signature, frontier \
-                   FROM checkpoints ORDER BY tree_size DESC LIMIT 1";
-        type CpRow = (i64, String, String, String, String, String, String);
-        let row: Option<CpRow> = match &self.inner.db {
-            Db::Sqlite { read, .. } => sqlx::query_as(sql).fetch_optional(read).await?,
-            Db::Postgres(pool) => sqlx::query_as(sql).fetch_optional(pool).await?,
-        };
-        let Some((n, root_hash, chain_hash, signed_at, key, signature, frontier)) = row else {
+        let sql =
+            "SELECT tree_size, root_hash, chain_hash, signed_at, key, signature, note, frontier \
+             FROM checkpoints ORDER BY tree_size DESC LIMIT 1";
+        type Row = (
+            i64,
+            String,
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            String,
+        );
+        let row: Option<Row> = on_pool!(self, ex => {
+            sqlx::query_as(sql).fetch_optional(ex).await?
+        });
+        let Some((n, root_hash, chain_hash, signed_at, key, signature, note, frontier)) = row
+        else {
             return Ok(None);
         };
         let frontier: Frontier =
@@ -518,17 +644,8 @@ impl Store {
                 position: n as u64,
                 reason: format!("checkpoint frontier: {e}"),
             })?;
-        Ok(Some((
-            Checkpoint {
-                tree_size: n as u64,
-                root_hash,
-                chain_hash,
-                signed_at,
-                key,
-                signature,
-            },
-            frontier,
-        )))
+        let cp = checkpoint_of_row((n, root_hash, chain_hash, signed_at, key, signature, note));
+        Ok(Some((cp, frontier)))
     }
 
     /// Store a checkpoint (ignored when one of that size exists).
@@ -538,63 +655,68 @@ impl Store {
         frontier: &Frontier,
     ) -> Result<(), StoreError> {
         let frontier = serde_json::to_string(frontier).expect("a frontier serialises");
-        let sql = match self.backend() {
-            Backend::Sqlite => "INSERT OR IGNORE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?)",
-            Backend::Postgres => {
-                "INSERT INTO checkpoints VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING"
-            }
-        };
-        macro_rules! q {
-            () => {
-                sqlx::query(sql)
-                    .bind(cp.tree_size as i64)
-                    .bind(&cp.root_hash)
-                    .bind(&cp.chain_hash)
-                    .bind(&cp.signed_at)
-                    .bind(&cp.key)
-                    .bind(&cp.signature)
-                    .bind(&frontier)
-            };
-        }
-        match &self.inner.db {
-            Db::Sqlite { side, .. } => {
-                q!().execute(side).await?;
-            }
-            Db::Postgres(pool) => {
-                q!().execute(pool).await?;
-            }
-        }
+        let sql = "INSERT INTO checkpoints (tree_size, root_hash, chain_hash, signed_at, key, \
+                   signature, frontier, note) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                   ON CONFLICT DO NOTHING";
+        on_pool!(side self, ex => {
+            sqlx::query(sql)
+                .bind(cp.tree_size as i64)
+                .bind(&cp.root_hash)
+                .bind(&cp.chain_hash)
+                .bind(&cp.signed_at)
+                .bind(&cp.key)
+                .bind(&cp.signature)
+                .bind(&frontier)
+                .bind(&cp.note)
+                .execute(ex)
+                .await?;
+        });
         Ok(())
+    }
+
+    /// Keep a witness's cosignature of the checkpoint of `tree_size` (ignored when that
+    /// witness's is kept already).
+    pub async fn put_cosignature(&self, c: &Cosignature) -> Result<(), StoreError> {
+        let sql = "INSERT INTO cosignatures (tree_size, witness, cosigned_at, line) \
+                   VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
+        on_pool!(side self, ex => {
+            sqlx::query(sql)
+                .bind(c.tree_size as i64)
+                .bind(&c.witness)
+                .bind(c.cosigned_at as i64)
+                .bind(&c.line)
+                .execute(ex)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Every cosignature kept, by checkpoint size.
+    pub async fn cosignatures(&self) -> Result<Vec<Cosignature>, StoreError> {
+        let sql = "SELECT tree_size, witness, cosigned_at, line FROM cosignatures \
+                   ORDER BY tree_size, witness";
+        let rows: Vec<(i64, String, i64, String)> = on_pool!(self, ex => {
+            sqlx::query_as(sql).fetch_all(ex).await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(n, witness, at, line)| Cosignature {
+                tree_size: n as u64,
+                witness,
+                cosigned_at: at as u64,
+                line,
+            })
+            .collect())
     }
 
     /// A projection's rows and position.
     pub async fn load_projection(&self, name: &str) -> Result<ProjectionRows, StoreError> {
-        let (pos_sql, rows_sql) = match self.backend() {
-            Backend::Sqlite => (
-                "SELECT position FROM projection_positions WHERE name = ?",
-                "SELECT key, row FROM projection_rows WHERE name = ? ORDER BY key",
-            ),
-            Backend::Postgres => (
-                "SELECT position FROM projection_positions WHERE name = $1",
-                "SELECT key, row FROM projection_rows WHERE name = $1 ORDER BY key",
-            ),
-        };
-        let (position, rows): (Option<i64>, Vec<(String, String)>) = match &self.inner.db {
-            Db::Sqlite { read, .. } => (
-                sqlx::query_scalar(pos_sql)
-                    .bind(name)
-                    .fetch_optional(read)
-                    .await?,
-                sqlx::query_as(rows_sql).bind(name).fetch_all(read).await?,
-            ),
-            Db::Postgres(pool) => (
-                sqlx::query_scalar(pos_sql)
-                    .bind(name)
-                    .fetch_optional(pool)
-                    .await?,
-                sqlx::query_as(rows_sql).bind(name).fetch_all(pool).await?,
-            ),
-        };
+        let pos_sql = "SELECT position FROM projection_positions WHERE name = $1";
+        let rows_sql = "SELECT key, row FROM projection_rows WHERE name = $1 ORDER BY key";
+        let (position, rows): (Option<i64>, Vec<(String, String)>) = on_pool!(self, ex => (
+            sqlx::query_scalar(pos_sql).bind(name).fetch_optional(ex).await?,
+            sqlx::query_as(rows_sql).bind(name).fetch_all(ex).await?,
+        ));
         let rows = rows
             .into_iter()
             .filter_map(|(k, v)| serde_json::from_str(&v).ok().map(|v| (k, v)))
@@ -614,65 +736,52 @@ impl Store {
         rows: &[(String, Value)],
         reset: bool,
     ) -> Result<(), StoreError> {
-        match &self.inner.db {
-            Db::Sqlite { side, .. } => {
-                let mut tx = side.begin().await?;
-                if reset {
-                    sqlx::query("DELETE FROM projection_rows WHERE name = ?")
-                        .bind(name)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                for (k, v) in rows {
-                    sqlx::query(
-                        "INSERT OR REPLACE INTO projection_rows (name, key, row) VALUES (?, ?, ?)",
-                    )
+        on_pool!(side self, ex => {
+            let mut tx = ex.begin().await?;
+            if reset {
+                sqlx::query("DELETE FROM projection_rows WHERE name = $1")
                     .bind(name)
-                    .bind(k)
-                    .bind(v.to_string())
                     .execute(&mut *tx)
                     .await?;
-                }
+            }
+            for (k, v) in rows {
                 sqlx::query(
-                    "INSERT OR REPLACE INTO projection_positions (name, position) VALUES (?, ?)",
+                    "INSERT INTO projection_rows (name, key, row) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name, key) DO UPDATE SET row = excluded.row",
                 )
                 .bind(name)
-                .bind(position as i64)
+                .bind(k)
+                .bind(v.to_string())
                 .execute(&mut *tx)
                 .await?;
-                tx.commit().await?;
             }
-            Db::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                if reset {
-                    sqlx::query("DELETE FROM projection_rows WHERE name = $1")
-                        .bind(name)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                for (k, v) in rows {
-                    sqlx::query(
-                        "INSERT INTO projection_rows (name, key, row) VALUES ($1, $2, $3) \
-                         ON CONFLICT (name, key) DO UPDATE SET row = EXCLUDED.row",
-                    )
-                    .bind(name)
-                    .bind(k)
-                    .bind(v.to_string())
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                sqlx::query(
-                    "INSERT INTO projection_positions (name, position) VALUES ($1, $2) \
-                     ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position",
-                )
-                .bind(name)
-                .bind(position as i64)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-            }
-        }
+            sqlx::query(
+                "INSERT INTO projection_positions (name, position) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+            )
+            .bind(name)
+            .bind(position as i64)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        });
         Ok(())
+    }
+}
+
+type CheckpointRow = (i64, String, String, String, String, String, Option<String>);
+
+fn checkpoint_of_row(
+    (n, root_hash, chain_hash, signed_at, key, signature, note): CheckpointRow,
+) -> Checkpoint {
+    Checkpoint {
+        tree_size: n as u64,
+        root_hash,
+        chain_hash,
+        signed_at,
+        key,
+        signature,
+        note,
     }
 }
 
@@ -683,328 +792,36 @@ fn corrupt(position: u64, reason: impl std::fmt::Display) -> StoreError {
     }
 }
 
-macro_rules! row_to_event {
-    ($name:ident, $row:ty) => {
-        fn $name(row: &$row) -> Result<StoredEvent, StoreError> {
-            let position = row.try_get::<i64, _>(0)? as u64;
-            let payload: String = row.try_get(10)?;
-            Ok(StoredEvent {
-                position,
-                aggregate_type: row.try_get(1)?,
-                aggregate_id: row.try_get(2)?,
-                sequence: row.try_get::<i64, _>(3)? as u64,
-                event_type: row.try_get(4)?,
-                event_version: row.try_get(5)?,
-                event_id: row.try_get(6)?,
-                command_id: row.try_get(7)?,
-                actor: row.try_get(8)?,
-                recorded_at: row.try_get(9)?,
-                payload: serde_json::from_str(&payload).map_err(|e| corrupt(position, e))?,
-                hash: row.try_get(11)?,
-            })
-        }
-    };
+/// A row of [`EVENT_COLUMNS`], from either database.
+fn row_to_event<R: Row>(row: &R) -> Result<StoredEvent, StoreError>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let position = row.try_get::<i64, _>(0)? as u64;
+    let payload: String = row.try_get(10)?;
+    Ok(StoredEvent {
+        position,
+        aggregate_type: row.try_get(1)?,
+        aggregate_id: row.try_get(2)?,
+        sequence: row.try_get::<i64, _>(3)? as u64,
+        event_type: row.try_get(4)?,
+        event_version: row.try_get(5)?,
+        event_id: row.try_get(6)?,
+        command_id: row.try_get(7)?,
+        actor: row.try_get(8)?,
+        recorded_at: row.try_get(9)?,
+        payload: serde_json::from_str(&payload).map_err(|e| corrupt(position, e))?,
+        hash: row.try_get(11)?,
+    })
 }
-row_to_event!(sqlite_event, sqlx::sqlite::SqliteRow);
-row_to_event!(pg_event, sqlx::postgres::PgRow);
 
 fn parse_hash(position: u64, hex_hash: &str) -> Result<[u8; 32], StoreError> {
     let mut out = [0u8; 32];
     hex::decode_to_slice(hex_hash, &mut out).map_err(|e| corrupt(position, e))?;
     Ok(out)
-}
-
-/// The last position and its chain hash.
-async fn sqlite_head(conn: &mut SqliteConnection) -> Result<(u64, [u8; 32]), StoreError> {
-    let row: Option<(i64, String)> =
-        sqlx::query_as("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
-            .fetch_optional(&mut *conn)
-            .await?;
-    match row {
-        None => Ok((0, [0; 32])),
-        Some((p, h)) => Ok((p as u64, parse_hash(p as u64, &h)?)),
-    }
-}
-
-/// Build the rows of one append after `head`, advancing it.
-fn build_rows(append: &Append, head: &mut (u64, [u8; 32])) -> Vec<StoredEvent> {
-    let mut out = Vec::with_capacity(append.events.len());
-    for (i, (event_type, event_version, payload)) in append.events.iter().enumerate() {
-        let mut ev = StoredEvent {
-            position: head.0 + 1,
-            aggregate_type: append.aggregate_type.clone(),
-            aggregate_id: append.aggregate_id.clone(),
-            sequence: append.first_sequence + i as u64,
-            event_type: event_type.clone(),
-            event_version: event_version.clone(),
-            event_id: uuid::Uuid::new_v4().to_string(),
-            command_id: append.command_id.clone(),
-            actor: append.actor.clone(),
-            recorded_at: append.recorded_at.clone(),
-            payload: payload.clone(),
-            hash: String::new(),
-        };
-        let h = ev.chain_hash(&head.1);
-        ev.hash = hex::encode(h);
-        *head = (ev.position, h);
-        out.push(ev);
-    }
-    out
-}
-
-/// The single SQLite writer: commits every waiting append in one transaction.
-async fn sqlite_writer(
-    mut conn: SqliteConnection,
-    mut rx: mpsc::Receiver<Job>,
-    mut head: (u64, [u8; 32]),
-    inner: std::sync::Weak<Inner>,
-) {
-    // Latest sequence of each aggregate written through this writer. Only this task writes,
-    // so after a commit it is the truth; it is cleared whenever a transaction fails.
-    let mut sequences: HashMap<(String, String), u64> = HashMap::new();
-    let mut jobs: Vec<Job> = Vec::with_capacity(512);
-    while rx.recv_many(&mut jobs, 512).await > 0 {
-        let start = head;
-        let mut results: Vec<Result<Appended, StoreError>> = Vec::with_capacity(jobs.len());
-        let outcome: Result<(), sqlx::Error> = async {
-            sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await?;
-            for (append, _) in &jobs {
-                let r = sqlite_append_one(&mut conn, append, &mut head, &mut sequences).await;
-                match r {
-                    Ok(Ok(a)) => results.push(Ok(a)),
-                    Ok(Err(refused)) => results.push(Err(refused)),
-                    Err(e) => return Err(e),
-                }
-            }
-            sqlx::query("COMMIT").execute(&mut conn).await?;
-            Ok(())
-        }
-        .await;
-        match outcome {
-            Ok(()) => {
-                if let Some(inner) = inner.upgrade() {
-                    inner.head.send_if_modified(|h| {
-                        let changed = *h != head.0;
-                        *h = head.0;
-                        changed
-                    });
-                }
-                for ((append, reply), result) in jobs.drain(..).zip(results) {
-                    drop(append);
-                    let _ = reply.send(result);
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "record append failed; rolled back");
-                let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
-                head = start;
-                sequences.clear();
-                let msg = e.to_string();
-                for (_, reply) in jobs.drain(..) {
-                    let _ = reply.send(Err(StoreError::Database(sqlx::Error::Protocol(
-                        msg.clone(),
-                    ))));
-                }
-                if let Ok(h) = sqlite_head(&mut conn).await {
-                    head = h;
-                }
-            }
-        }
-    }
-}
-
-/// One append inside the writer's transaction. The outer error aborts the whole batch; the
-/// inner one refuses only this append, having written nothing.
-async fn sqlite_append_one(
-    conn: &mut SqliteConnection,
-    append: &Append,
-    head: &mut (u64, [u8; 32]),
-    sequences: &mut HashMap<(String, String), u64>,
-) -> Result<Result<Appended, StoreError>, sqlx::Error> {
-    let key = (append.aggregate_type.clone(), append.aggregate_id.clone());
-    let current = match sequences.get(&key) {
-        Some(s) => *s,
-        None => {
-            let s: i64 = sqlx::query_scalar(
-                "SELECT COALESCE(MAX(sequence), 0) FROM events WHERE aggregate_type = ? AND aggregate_id = ?",
-            )
-            .bind(&append.aggregate_type)
-            .bind(&append.aggregate_id)
-            .fetch_one(&mut *conn)
-            .await?;
-            s as u64
-        }
-    };
-    if let Some(id) = &append.command_id {
-        let seen: Option<i64> = sqlx::query_scalar("SELECT 1 FROM commands WHERE command_id = ?")
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?;
-        if seen.is_some() {
-            return Ok(Err(StoreError::DuplicateCommand(id.clone())));
-        }
-    }
-    if current + 1 != append.first_sequence {
-        return Ok(Err(StoreError::Conflict {
-            aggregate_type: append.aggregate_type.clone(),
-            aggregate_id: append.aggregate_id.clone(),
-        }));
-    }
-    if append.events.is_empty() {
-        return Ok(Ok(Appended {
-            first: head.0,
-            last: head.0,
-        }));
-    }
-    let rows = build_rows(append, head);
-    // One statement for the rows (at most 80 per statement: 12 columns each stays far below
-    // SQLite's limit on bound parameters). Statements, not fsyncs, are the cost here.
-    for chunk in rows.chunks(80) {
-        let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT INTO events (position, aggregate_type, aggregate_id, sequence, event_type, \
-             event_version, event_id, command_id, actor, recorded_at, payload, hash) ",
-        );
-        qb.push_values(chunk, |mut b, ev| {
-            b.push_bind(ev.position as i64)
-                .push_bind(&ev.aggregate_type)
-                .push_bind(&ev.aggregate_id)
-                .push_bind(ev.sequence as i64)
-                .push_bind(&ev.event_type)
-                .push_bind(&ev.event_version)
-                .push_bind(&ev.event_id)
-                .push_bind(&ev.command_id)
-                .push_bind(&ev.actor)
-                .push_bind(&ev.recorded_at)
-                .push_bind(ev.payload.to_string())
-                .push_bind(&ev.hash);
-        });
-        qb.build().execute(&mut *conn).await?;
-    }
-    if let Some((state, seq, version)) = &append.snapshot {
-        sqlx::query("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?)")
-            .bind(&append.aggregate_type)
-            .bind(&append.aggregate_id)
-            .bind(*seq as i64)
-            .bind(*version as i64)
-            .bind(state.to_string())
-            .execute(&mut *conn)
-            .await?;
-    }
-    let appended = Appended {
-        first: rows[0].position,
-        last: head.0,
-    };
-    if let Some(id) = &append.command_id {
-        sqlx::query("INSERT INTO commands VALUES (?, ?, ?, ?)")
-            .bind(id)
-            .bind(&append.aggregate_id)
-            .bind(appended.first as i64)
-            .bind(appended.last as i64)
-            .execute(&mut *conn)
-            .await?;
-    }
-    let last_seq = append.first_sequence + append.events.len() as u64 - 1;
-    sequences.insert(key, last_seq);
-    Ok(Ok(appended))
-}
-
-async fn pg_append(pool: &PgPool, append: Append) -> Result<Appended, StoreError> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(PG_APPEND_LOCK)
-        .execute(&mut *tx)
-        .await?;
-    if let Some(id) = &append.command_id {
-        let seen: Option<i32> = sqlx::query_scalar("SELECT 1 FROM commands WHERE command_id = $1")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if seen.is_some() {
-            return Err(StoreError::DuplicateCommand(id.clone()));
-        }
-    }
-    let current: i64 = sqlx::query_scalar(
-        "SELECT COALESCE(MAX(sequence), 0) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2",
-    )
-    .bind(&append.aggregate_type)
-    .bind(&append.aggregate_id)
-    .fetch_one(&mut *tx)
-    .await?;
-    if current as u64 + 1 != append.first_sequence {
-        return Err(StoreError::Conflict {
-            aggregate_type: append.aggregate_type.clone(),
-            aggregate_id: append.aggregate_id.clone(),
-        });
-    }
-    let last: Option<(i64, String)> =
-        sqlx::query_as("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await?;
-    let mut head = match last {
-        None => (0, [0; 32]),
-        Some((p, h)) => (p as u64, parse_hash(p as u64, &h)?),
-    };
-    if append.events.is_empty() {
-        return Ok(Appended {
-            first: head.0,
-            last: head.0,
-        });
-    }
-    let rows = build_rows(&append, &mut head);
-    for ev in &rows {
-        sqlx::query(
-            "INSERT INTO events (position, aggregate_type, aggregate_id, sequence, event_type, \
-             event_version, event_id, command_id, actor, recorded_at, payload, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(ev.position as i64)
-        .bind(&ev.aggregate_type)
-        .bind(&ev.aggregate_id)
-        .bind(ev.sequence as i64)
-        .bind(&ev.event_type)
-        .bind(&ev.event_version)
-        .bind(&ev.event_id)
-        .bind(&ev.command_id)
-        .bind(&ev.actor)
-        .bind(&ev.recorded_at)
-        .bind(ev.payload.to_string())
-        .bind(&ev.hash)
-        .execute(&mut *tx)
-        .await?;
-    }
-    let appended = Appended {
-        first: rows[0].position,
-        last: head.0,
-    };
-    if let Some(id) = &append.command_id {
-        sqlx::query("INSERT INTO commands VALUES ($1, $2, $3, $4)")
-            .bind(id)
-            .bind(&append.aggregate_id)
-            .bind(appended.first as i64)
-            .bind(appended.last as i64)
-            .execute(&mut *tx)
-            .await?;
-    }
-    if let Some((state, seq, version)) = &append.snapshot {
-        sqlx::query(
-            "INSERT INTO snapshots VALUES ($1, $2, $3, $4, $5) ON CONFLICT (aggregate_type, aggregate_id) \
-             DO UPDATE SET sequence = EXCLUDED.sequence, version = EXCLUDED.version, payload = EXCLUDED.payload",
-        )
-        .bind(&append.aggregate_type)
-        .bind(&append.aggregate_id)
-        .bind(*seq as i64)
-        .bind(*version as i64)
-        .bind(state.to_string())
-        .execute(&mut *tx)
-        .await?;
-    }
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(PG_CHANNEL)
-        .bind(appended.last.to_string())
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(appended)
 }
 
 /// Follow other hubs' commits on the same PostgreSQL database.

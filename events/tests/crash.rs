@@ -14,6 +14,13 @@ use std::time::Duration;
 use dinh_events::store::Store;
 use dinh_events::verify::verify_store;
 
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 #[test]
 fn child_appender() {
     let (Ok(path), Ok(round)) = (
@@ -22,11 +29,7 @@ fn child_appender() {
     ) else {
         return; // only meaningful as the child of kill_9_loses_nothing_acknowledged
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
+    runtime().block_on(async move {
         let store = Store::open(&path).await.unwrap();
         let out = Arc::new(Mutex::new(std::io::stdout()));
         let mut tasks = Vec::new();
@@ -107,11 +110,7 @@ fn kill_9_loses_nothing_acknowledged() {
         assert!(n > 0);
     }
     let acked = acked.lock().unwrap().clone();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
+    runtime().block_on(async move {
         let store = Store::open(&path).await.unwrap();
         let all = store.read(0, 10_000_000).await.unwrap();
         for (i, e) in all.iter().enumerate() {

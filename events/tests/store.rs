@@ -8,7 +8,8 @@ use std::time::Duration;
 use common::*;
 use dinh_events::chain::Signer;
 use dinh_events::domain::feedback::{FeedbackAction, FeedbackKind};
-use dinh_events::domain::meeting::MeetingAction;
+use dinh_events::domain::meeting::{Meeting, MeetingAction};
+use dinh_events::domain::Decide;
 use dinh_events::projections::Views;
 use dinh_events::record::{checkpoint_if_due, Record, RecordError, Refusal};
 use dinh_events::store::{Append, Store, StoreError};
@@ -16,23 +17,6 @@ use dinh_events::verify::{export, verify_export, verify_store};
 
 fn record(store: Store) -> Arc<Record> {
     Arc::new(Record::new(store, Default::default()))
-}
-
-async fn open_meeting(r: &Record, id: &str) {
-    r.meeting(
-        id,
-        chair_cmd("2026-11-23T01:00:00Z", schedule("demo")),
-        None,
-    )
-    .await
-    .unwrap();
-    r.meeting(
-        id,
-        chair_cmd("2026-11-23T01:01:00Z", MeetingAction::Open),
-        None,
-    )
-    .await
-    .unwrap();
 }
 
 both!(
@@ -312,104 +296,49 @@ both!(
     |store: Store, _target: String| async move {
         let r = record(store.clone());
         open_meeting(&r, "m1").await;
-        let connect = |t: &str, h: &str, c: &str| {
-            sfu_cmd(
-                t,
-                MeetingAction::ConnectHouse {
-                    house: h.into(),
-                    connection: c.into(),
-                },
-            )
+        let connect = |house: &str, c: &str| MeetingAction::ConnectHouse {
+            house: house.into(),
+            connection: c.into(),
         };
-        let disconnect = |t: &str, h: &str, c: &str| {
-            sfu_cmd(
-                t,
-                MeetingAction::DisconnectHouse {
-                    house: h.into(),
-                    connection: c.into(),
-                },
-            )
+        let disconnect = |house: &str, c: &str| MeetingAction::DisconnectHouse {
+            house: house.into(),
+            connection: c.into(),
         };
-        r.meeting("m1", connect("2026-11-23T01:02:00Z", "house-1", "a"), None)
-            .await
-            .unwrap();
-        // A second screen overlaps the first: time is not counted twice.
-        r.meeting("m1", connect("2026-11-23T01:05:00Z", "house-1", "b"), None)
-            .await
-            .unwrap();
-        r.meeting(
-            "m1",
-            disconnect("2026-11-23T01:10:00Z", "house-1", "a"),
-            None,
-        )
-        .await
-        .unwrap();
-        r.meeting(
-            "m1",
-            disconnect("2026-11-23T01:12:00Z", "house-1", "b"),
-            None,
-        )
-        .await
-        .unwrap();
-        // Reconnects later for 3 minutes.
-        r.meeting("m1", connect("2026-11-23T01:20:00Z", "house-1", "c"), None)
-            .await
-            .unwrap();
-        r.meeting(
-            "m1",
-            chair_cmd(
-                "2026-11-23T01:21:00Z",
-                MeetingAction::GrantFloor {
-                    house: "house-1".into(),
-                },
-            ),
-            None,
-        )
-        .await
-        .unwrap();
-        r.meeting(
-            "m1",
+        let grant = MeetingAction::GrantFloor {
+            house: "house-1".into(),
+        };
+        let steps = [
+            sfu_cmd("2026-11-23T01:02:00Z", connect("house-1", "a")),
+            // Connected again while connected (the SFU replaced its session): one presence,
+            // time not counted twice; the end of a connection never recorded changes nothing.
+            sfu_cmd("2026-11-23T01:05:00Z", connect("house-1", "b")),
+            sfu_cmd("2026-11-23T01:10:00Z", disconnect("house-1", "b")),
+            sfu_cmd("2026-11-23T01:12:00Z", disconnect("house-1", "a")),
+            // Reconnects later for 3 minutes.
+            sfu_cmd("2026-11-23T01:20:00Z", connect("house-1", "c")),
+            chair_cmd("2026-11-23T01:21:00Z", grant),
             chair_cmd("2026-11-23T01:22:30Z", MeetingAction::RevokeFloor),
-            None,
-        )
-        .await
-        .unwrap();
-        r.feedback(
-            "fb1",
-            house_fb(
-                "2026-11-23T01:22:40Z",
-                "house-1",
-                FeedbackAction::Raise {
-                    meeting: "m1".into(),
-                    agenda_item: Some(0),
-                    house: "house-1".into(),
-                    content: "Cầu tràn ngập nước".into(),
-                },
-            ),
-            None,
-        )
-        .await
-        .unwrap();
-        r.feedback(
-            "fb1",
-            official_fb(
-                "2026-11-23T02:00:00Z",
-                "o1",
-                FeedbackAction::Classify {
-                    kind: FeedbackKind::Complaint,
-                },
-            ),
-            None,
-        )
-        .await
-        .unwrap();
-        r.meeting(
-            "m1",
-            chair_cmd("2026-11-23T01:23:00Z", MeetingAction::Close),
-            None,
-        )
-        .await
-        .unwrap();
+        ];
+        for cmd in steps {
+            r.meeting("m1", cmd, None).await.unwrap();
+        }
+        let raise = FeedbackAction::Raise {
+            meeting: "m1".into(),
+            agenda_item: Some(0),
+            house: "house-1".into(),
+            content: "Cầu tràn ngập nước".into(),
+        };
+        let classify = FeedbackAction::Classify {
+            kind: FeedbackKind::Complaint,
+        };
+        for cmd in [
+            house_fb("2026-11-23T01:22:40Z", "house-1", raise),
+            official_fb("2026-11-23T02:00:00Z", "o1", classify),
+        ] {
+            r.feedback("fb1", cmd, None).await.unwrap();
+        }
+        let close = chair_cmd("2026-11-23T01:23:00Z", MeetingAction::Close);
+        r.meeting("m1", close, None).await.unwrap();
 
         let mut live = Views::load(&store).await.unwrap();
         live.catch_up(&store).await.unwrap();
@@ -483,5 +412,197 @@ both!(
         let replayed = r.load_meeting("m1").await.unwrap();
         assert_eq!(replayed.floor(), Some("house-3"));
         assert!(state.is_object());
+        // The snapshot is the state after exactly its sequence.
+        let snap: Meeting = serde_json::from_value(state).unwrap();
+        let mut upto = Meeting::default();
+        for e in store.aggregate_events("meeting", "m1", 0).await.unwrap() {
+            if e.sequence <= seq {
+                upto.apply_event(&serde_json::from_value(e.payload).unwrap());
+            }
+        }
+        assert_eq!(snap, upto);
+    }
+);
+
+/// The meeting as a full replay of its events gives it (no snapshot, no cache).
+async fn full_replay(store: &Store, id: &str) -> Meeting {
+    let mut m = Meeting::default();
+    for e in store.aggregate_events("meeting", id, 0).await.unwrap() {
+        m.apply_event(&serde_json::from_value(e.payload).unwrap());
+    }
+    m
+}
+
+both!(
+    a_cold_record_loads_from_the_snapshot_the_state_of_a_full_replay,
+    |store: Store, target: String| async move {
+        let r = record(store.clone());
+        open_meeting(&r, "m1").await;
+        for (i, h) in ["house-1", "house-2", "house-3"].iter().enumerate() {
+            let connect = MeetingAction::ConnectHouse {
+                house: (*h).into(),
+                connection: format!("c{i}"),
+            };
+            r.meeting("m1", sfu_cmd("2026-11-23T01:02:00Z", connect), None)
+                .await
+                .unwrap();
+        }
+        // Hands up and down: 40 events, a hand still raised at the end.
+        for i in 0..20u32 {
+            let house = format!("house-{}", 1 + i % 3);
+            let up = MeetingAction::RaiseHand {
+                house: house.clone(),
+            };
+            r.meeting("m1", sfu_cmd("2026-11-23T01:03:00Z", up), None)
+                .await
+                .unwrap();
+            if i < 19 {
+                let down = MeetingAction::LowerHand { house };
+                r.meeting("m1", sfu_cmd("2026-11-23T01:03:30Z", down), None)
+                    .await
+                    .unwrap();
+            }
+        }
+        let (_, seq, _) = store.snapshot("meeting", "m1").await.unwrap().unwrap();
+        assert!(
+            seq >= 32 && seq < store.head(),
+            "a snapshot at {seq} and events after it up to {}",
+            store.head()
+        );
+        // Another process's record, with nothing in memory: snapshot, then the events after.
+        let cold = record(Store::open(&target).await.unwrap());
+        let loaded = cold.load_meeting("m1").await.unwrap();
+        assert_eq!(loaded, full_replay(&store, "m1").await);
+        assert_eq!(loaded, r.load_meeting("m1").await.unwrap());
+    }
+);
+
+both!(
+    another_hubs_commands_on_the_same_database_are_seen,
+    |store: Store, target: String| async move {
+        let here = record(store.clone());
+        let there = record(Store::open(&target).await.unwrap());
+        open_meeting(&here, "m1").await;
+        here.load_meeting("m1").await.unwrap();
+        // The other hub records a house connecting: our meeting in memory does not know it,
+        // and a grant decided against it would be refused. It is decided again, fresh.
+        let connect = MeetingAction::ConnectHouse {
+            house: "house-1".into(),
+            connection: "c1".into(),
+        };
+        there
+            .meeting("m1", sfu_cmd("2026-11-23T01:02:00Z", connect), None)
+            .await
+            .unwrap();
+        let grant = MeetingAction::GrantFloor {
+            house: "house-1".into(),
+        };
+        here.meeting("m1", chair_cmd("2026-11-23T01:03:00Z", grant), None)
+            .await
+            .unwrap();
+        // The other hub appends again; our next append would continue a stale sequence: it
+        // conflicts in the store, and the command is decided again on the reloaded meeting.
+        let count = |n| MeetingAction::ReportHeadcount {
+            house: "house-1".into(),
+            count: n,
+        };
+        there
+            .meeting("m1", sfu_cmd("2026-11-23T01:04:00Z", count(10)), None)
+            .await
+            .unwrap();
+        let o = here
+            .meeting("m1", sfu_cmd("2026-11-23T01:05:00Z", count(11)), None)
+            .await
+            .unwrap();
+        assert_eq!(o.appended.map(|a| a.first), Some(store.head()));
+        let m = full_replay(&store, "m1").await;
+        assert_eq!(m.floor(), Some("house-1"));
+        assert_eq!(here.load_meeting("m1").await.unwrap(), m);
+        assert!(verify_store(&store, None).await.unwrap().ok());
+    }
+);
+
+both!(
+    aggregates_dropped_from_memory_load_again,
+    |store: Store, _target: String| async move {
+        // Room for two meetings in memory, five in use: each command may find its meeting
+        // dropped, and loads it again.
+        let r = Arc::new(Record::with_capacity(store.clone(), Default::default(), 2));
+        for m in 0..5 {
+            open_meeting(&r, &format!("m{m}")).await;
+        }
+        let mut tasks = Vec::new();
+        for m in 0..5 {
+            let r = r.clone();
+            tasks.push(tokio::spawn(async move {
+                let id = format!("m{m}");
+                for i in 0..10 {
+                    let a = MeetingAction::ReportHeadcount {
+                        house: "house-1".into(),
+                        count: i,
+                    };
+                    r.meeting(&id, sfu_cmd("2026-11-23T01:02:00Z", a), None)
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(store.head(), 5 * 12);
+        for m in 0..5 {
+            let id = format!("m{m}");
+            let events = store.aggregate_events("meeting", &id, 0).await.unwrap();
+            let seqs: Vec<u64> = events.iter().map(|e| e.sequence).collect();
+            assert_eq!(seqs, (1..=12).collect::<Vec<_>>());
+            assert_eq!(
+                r.load_meeting(&id).await.unwrap(),
+                full_replay(&store, &id).await
+            );
+        }
+    }
+);
+
+both!(
+    a_subscription_sees_every_event_after_its_start_once_in_order,
+    |store: Store, _target: String| async move {
+        use futures::StreamExt;
+        let r = record(store.clone());
+        open_meeting(&r, "m1").await;
+        let count = |n| {
+            sfu_cmd(
+                "2026-11-23T01:02:00Z",
+                MeetingAction::ReportHeadcount {
+                    house: "house-1".into(),
+                    count: n,
+                },
+            )
+        };
+        for n in 0..3 {
+            r.meeting("m1", count(n), None).await.unwrap();
+        }
+        // From position 3: the past first, then what commits while it is read.
+        let mut sub = Box::pin(r.subscribe(3));
+        let writer = {
+            let r = r.clone();
+            tokio::spawn(async move {
+                for n in 3..40 {
+                    r.meeting("m1", count(n), None).await.unwrap();
+                }
+            })
+        };
+        let mut seen = Vec::new();
+        while seen.len() < 39 {
+            let batch = tokio::time::timeout(Duration::from_secs(30), sub.next())
+                .await
+                .expect("the next batch within 30 s")
+                .unwrap()
+                .unwrap();
+            assert!(!batch.is_empty());
+            seen.extend(batch.into_iter().map(|e| e.position));
+        }
+        writer.await.unwrap();
+        assert_eq!(seen, (4..=42).collect::<Vec<u64>>());
     }
 );

@@ -1,6 +1,8 @@
 //! Someone with write access to the database changes it behind the hub's back: verification
 //! finds the first position that is wrong. (The append-only triggers are dropped first, as
-//! such a person could.)
+//! such a person could.) Such a person also holds `record.key` when it lies beside the
+//! database, so they can recompute every hash and sign again: only a tree head kept
+//! elsewhere (a saved checkpoint, a witness's, an earlier export) then shows the rewrite.
 
 mod common;
 
@@ -9,24 +11,13 @@ use dinh_events::chain::Signer;
 use dinh_events::domain::meeting::MeetingAction;
 use dinh_events::record::{checkpoint_if_due, Record};
 use dinh_events::store::Store;
-use dinh_events::verify::verify_store;
+use dinh_events::verify::{
+    verify_export_with, verify_store, verify_store_with, EarlierCopy, HeldElsewhere, Policy,
+};
 
 async fn filled(store: &Store) -> Signer {
     let r = Record::new(store.clone(), Default::default());
-    r.meeting(
-        "m1",
-        chair_cmd("2026-11-23T01:00:00Z", schedule("demo")),
-        None,
-    )
-    .await
-    .unwrap();
-    r.meeting(
-        "m1",
-        chair_cmd("2026-11-23T01:01:00Z", MeetingAction::Open),
-        None,
-    )
-    .await
-    .unwrap();
+    open_meeting(&r, "m1").await;
     for i in 0..8 {
         let cmd = sfu_cmd(
             "2026-11-23T01:02:00Z",
@@ -163,5 +154,275 @@ both!(
         let p = report.problem.unwrap();
         assert_eq!(p.position, 10);
         assert!(p.reason.contains("Merkle"), "{}", p.reason);
+    }
+);
+
+async fn unlock_checkpoints(target: &str) {
+    let stmts: &[&str] = if target.starts_with("postgres") {
+        &["DROP TRIGGER checkpoints_append_only ON checkpoints"]
+    } else {
+        &[
+            "DROP TRIGGER checkpoints_no_update",
+            "DROP TRIGGER checkpoints_no_delete",
+        ]
+    };
+    for s in stmts {
+        raw_exec(target, s).await.unwrap();
+    }
+}
+
+/// What an attacker with the database and the key does: change position `at`, recompute
+/// every hash after it, remove the checkpoints and sign the forged log again.
+async fn forge_and_resign(store: &Store, target: &str, signer: &Signer, at: u64) {
+    unlock(target).await;
+    unlock_checkpoints(target).await;
+    let n = raw_exec(
+        target,
+        &format!("UPDATE events SET payload = replace(payload, '\"count\":1', '\"count\":9') WHERE position = {at}"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 1);
+    let events = store.read(0, 100).await.unwrap();
+    let mut prev = [0u8; 32];
+    for e in &events {
+        let h = e.chain_hash(&prev);
+        let sql = format!(
+            "UPDATE events SET hash = '{}' WHERE position = {}",
+            hex::encode(h),
+            e.position
+        );
+        raw_exec(target, &sql).await.unwrap();
+        prev = h;
+    }
+    raw_exec(target, "DELETE FROM checkpoints").await.unwrap();
+    checkpoint_if_due(store, signer, 1, std::time::Duration::ZERO, true)
+        .await
+        .unwrap()
+        .expect("a checkpoint over the forged log");
+}
+
+/// The newest checkpoint note, as an official would have saved it.
+async fn saved_note(store: &Store) -> String {
+    store
+        .last_checkpoint()
+        .await
+        .unwrap()
+        .unwrap()
+        .0
+        .note
+        .expect("the hub signs notes")
+}
+
+both!(
+    the_checkpoints_table_refuses_updates_and_deletes,
+    |store: Store, target: String| async move {
+        filled(&store).await;
+        for sql in [
+            "UPDATE checkpoints SET root_hash = 'x'",
+            "DELETE FROM checkpoints",
+            "INSERT INTO cosignatures VALUES (10, 'w', 1, 'line')",
+        ] {
+            let r = raw_exec(&target, sql).await;
+            if sql.starts_with("INSERT") {
+                r.unwrap();
+            } else {
+                let e = r.unwrap_err();
+                assert!(e.contains("append-only"), "{sql}: {e}");
+            }
+        }
+        for sql in [
+            "UPDATE cosignatures SET line = 'x'",
+            "DELETE FROM cosignatures",
+        ] {
+            let e = raw_exec(&target, sql).await.unwrap_err();
+            assert!(e.contains("append-only"), "{sql}: {e}");
+        }
+        if target.starts_with("postgres") {
+            let e = raw_exec(&target, "TRUNCATE checkpoints").await.unwrap_err();
+            assert!(e.contains("append-only"), "{e}");
+        }
+        assert_eq!(store.checkpoints().await.unwrap().len(), 1);
+    }
+);
+
+both!(
+    a_forged_and_resigned_log_is_refused_given_the_earlier_checkpoint,
+    |store: Store, target: String| async move {
+        let signer = filled(&store).await;
+        let note = saved_note(&store).await;
+        forge_and_resign(&store, &target, &signer, 6).await;
+        // On its own, the forged log verifies: every hash and the new signature are right.
+        let alone = verify_store(&store, Some(signer.public_hex()))
+            .await
+            .unwrap();
+        assert!(alone.ok(), "{:?}", alone.problem);
+        // Against the checkpoint kept elsewhere, it does not.
+        let held =
+            HeldElsewhere::from_note(note.as_bytes(), &signer.log_vkey(), "saved.txt").unwrap();
+        let policy = Policy {
+            held_elsewhere: vec![held],
+            ..Policy::default()
+        };
+        let (report, _, _) = verify_store_with(&store, policy).await.unwrap();
+        let p = report.problem.expect("the rewrite is found");
+        assert_eq!((p.position, p.up_to), (1, Some(10)), "{p}");
+        assert!(p.reason.contains("saved.txt"), "{p}");
+    }
+);
+
+both!(
+    an_earlier_export_names_the_first_changed_position,
+    |store: Store, target: String| async move {
+        let signer = filled(&store).await;
+        let mut export = Vec::new();
+        dinh_events::verify::export(&store, &signer.public_hex(), &mut export)
+            .await
+            .unwrap();
+        forge_and_resign(&store, &target, &signer, 6).await;
+        let (checked, hashes) = verify_export_with(&export[..], Policy::default()).unwrap();
+        assert!(checked.ok());
+        let policy = Policy {
+            earlier: Some(EarlierCopy {
+                source: "export.jsonl".into(),
+                hashes,
+            }),
+            ..Policy::default()
+        };
+        let (report, _, _) = verify_store_with(&store, policy).await.unwrap();
+        let p = report.problem.expect("the rewrite is found");
+        assert_eq!((p.position, p.up_to), (6, None), "{p}");
+    }
+);
+
+both!(
+    a_rollback_is_refused_given_the_earlier_checkpoint,
+    |store: Store, target: String| async move {
+        let signer = filled(&store).await;
+        let note = saved_note(&store).await;
+        // The tail and its checkpoint go; the shorter log is signed again.
+        unlock(&target).await;
+        unlock_checkpoints(&target).await;
+        raw_exec(&target, "DELETE FROM events WHERE position > 7")
+            .await
+            .unwrap();
+        raw_exec(&target, "DELETE FROM checkpoints").await.unwrap();
+        drop(store);
+        let store = Store::open(&target).await.unwrap();
+        checkpoint_if_due(&store, &signer, 1, std::time::Duration::ZERO, true)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(verify_store(&store, Some(signer.public_hex()))
+            .await
+            .unwrap()
+            .ok());
+        let held =
+            HeldElsewhere::from_note(note.as_bytes(), &signer.log_vkey(), "the witness").unwrap();
+        let (report, _, _) = verify_store_with(
+            &store,
+            Policy {
+                held_elsewhere: vec![held],
+                ..Policy::default()
+            },
+        )
+        .await
+        .unwrap();
+        let p = report.problem.expect("the rollback is found");
+        assert_eq!(p.position, 8, "{p}");
+        assert!(
+            p.reason.contains("rolled back") && p.reason.contains("10 events"),
+            "{p}"
+        );
+    }
+);
+
+both!(
+    a_log_without_recent_checkpoints_fails_unless_allowed,
+    |store: Store, target: String| async move {
+        filled(&store).await;
+        let strict = || Policy {
+            max_unsigned: Some(3),
+            ..Policy::default()
+        };
+        assert!(verify_store_with(&store, strict()).await.unwrap().0.ok());
+        let r = Record::new(store.clone(), Default::default());
+        for i in 0..4 {
+            let cmd = sfu_cmd(
+                "2026-11-23T01:03:00Z",
+                MeetingAction::ReportHeadcount {
+                    house: "house-2".into(),
+                    count: 30 + i,
+                },
+            );
+            r.meeting("m1", cmd, None).await.unwrap();
+        }
+        let p = verify_store_with(&store, strict())
+            .await
+            .unwrap()
+            .0
+            .problem
+            .unwrap();
+        assert_eq!(p.position, 11, "{p}");
+        assert!(p.reason.contains("checkpoint_every"), "{p}");
+        unlock_checkpoints(&target).await;
+        raw_exec(&target, "DELETE FROM checkpoints").await.unwrap();
+        let p = verify_store_with(&store, strict())
+            .await
+            .unwrap()
+            .0
+            .problem
+            .unwrap();
+        assert!(p.reason.contains("no signed checkpoint"), "{p}");
+        // Asked for explicitly (no limit), the chain alone is accepted.
+        assert!(verify_store_with(&store, Policy::default())
+            .await
+            .unwrap()
+            .0
+            .ok());
+    }
+);
+
+both!(
+    checkpoints_of_the_earlier_format_still_verify,
+    |store: Store, _target: String| async move {
+        let signer = filled(&store).await;
+        let (last, frontier) = store.last_checkpoint().await.unwrap().unwrap();
+        let mut chain = [0u8; 32];
+        hex::decode_to_slice(&last.chain_hash, &mut chain).unwrap();
+        // An older hub signed dinh-checkpoint/v1 at the same head, kept beside the note.
+        let v1 = signer.sign_v1(10, &frontier.root(), &chain, "2026-01-01T00:00:00Z");
+        assert!(v1.note.is_none() && v1.signature_ok());
+        let mut bad = v1.clone();
+        bad.signed_at = "2026-01-02T00:00:00Z".into();
+        assert!(!bad.signature_ok());
+        let r = Record::new(store.clone(), Default::default());
+        r.meeting(
+            "m1",
+            sfu_cmd(
+                "2026-11-23T01:04:00Z",
+                MeetingAction::ReportHeadcount {
+                    house: "h".into(),
+                    count: 1,
+                },
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+        let v1_at_11 = {
+            let ev = store.read(10, 1).await.unwrap().remove(0);
+            let mut f = frontier.clone();
+            f.push(&ev.canonical());
+            let mut c = [0u8; 32];
+            hex::decode_to_slice(&ev.hash, &mut c).unwrap();
+            signer.sign_v1(11, &f.root(), &c, "2026-01-01T00:00:00Z")
+        };
+        store.put_checkpoint(&v1_at_11, &frontier).await.unwrap();
+        let report = verify_store(&store, Some(signer.log_vkey().to_string()))
+            .await
+            .unwrap();
+        assert!(report.ok(), "{:?}", report.problem);
+        assert_eq!(report.checkpoints, 2);
     }
 );

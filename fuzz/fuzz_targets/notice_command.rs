@@ -4,7 +4,7 @@
 #![no_main]
 
 use dinh_events::domain::notices::{Notice, NoticeAction, NoticeEvent, MAX_DAYS};
-use dinh_events::domain::{Actor, ActorRole, Command};
+use dinh_events::domain::{Actor, ActorRole, Command, Decide, Services};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -16,6 +16,7 @@ fuzz_target!(|data: &[u8]| {
         Actor::system("sfu"),
     ];
     let Ok(a) = serde_json::from_slice::<NoticeAction>(data) else { return };
+    let services = Services::default();
     let mut n = Notice::default();
     let states = [
         NoticeEvent::NoticePosted {
@@ -30,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
     ];
     for next in states.iter().map(Some).chain([None]) {
         for actor in &actors {
-            if let Ok(events) = n.decide(&Command::new(at, actor.clone(), a.clone())) {
+            if let Ok(events) = n.decide(&Command::new(at, actor.clone(), a.clone()), &services) {
                 for e in &events {
                     if let NoticeEvent::NoticePosted { valid_from, valid_until, .. } = e {
                         assert!(valid_from <= valid_until);

@@ -17,7 +17,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -27,12 +27,12 @@ use crate::error::AppError;
 use crate::extract::command_key;
 use crate::recording::{actor, Recording};
 use crate::AppState;
-use dinh_events::chain::StoredEvent;
 use dinh_events::domain::feedback::FeedbackAction;
 use dinh_events::domain::meeting::MeetingAction;
 use dinh_events::domain::Command;
-use dinh_events::projections::{FeedbackRow, Views};
+use dinh_events::projections::FeedbackRow;
 use dinh_events::record::{Outcome, RecordError, Refusal};
+use dinh_events::visibility::Viewer;
 
 /// The OpenAPI document.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -403,6 +403,22 @@ async fn raise(
 ) -> Result<Response, AppError> {
     let b: RaiseBody = body(&headers, &bytes)?;
     check_meeting(rec(&s), &c, &b.meeting).await?;
+    if let Some(i) = b.agenda_item {
+        let items = rec(&s)
+            .views
+            .read()
+            .await
+            .minutes
+            .get(&b.meeting)
+            .map_or(0, |m| m.agenda.len());
+        if i >= items {
+            return Err(AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "bad_body",
+                format!("invalid agenda_item: the meeting's agenda has {items} items"),
+            ));
+        }
+    }
     let house = match (c.role, b.house) {
         (Role::House, None) => c.sub.clone(),
         (_, Some(h)) => h,
@@ -430,19 +446,14 @@ async fn raise(
     Ok(outcome(StatusCode::CREATED, o))
 }
 
-/// The feedback rows a token may see.
-pub(crate) fn visible<'a>(
-    views: &'a Views,
-    c: &'a Claims,
-) -> impl Iterator<Item = &'a FeedbackRow> + 'a {
-    views.feedback.rows().filter(move |f| {
-        let room_ok = views
-            .minutes
-            .get(&f.meeting)
-            .is_some_and(|m| m.room == c.room);
-        let house_ok = c.role != Role::House || f.house == c.sub;
-        room_ok && house_ok
-    })
+/// Who the token is, for the record's visibility rule (a house sees only its own feedback).
+pub(crate) fn viewer(c: &Claims) -> Viewer<'_> {
+    match c.role {
+        // A QR feedback token speaks for its house (the record API refuses it today; should
+        // it ever reach here, it sees no more than its house).
+        Role::House | Role::Feedback => Viewer::house(&c.room, &c.sub),
+        _ => Viewer::staff(&c.room),
+    }
 }
 
 pub(crate) async fn feedback_row(
@@ -451,7 +462,7 @@ pub(crate) async fn feedback_row(
     id: &str,
 ) -> Result<FeedbackRow, AppError> {
     let views = rec(s).views.read().await;
-    let row = visible(&views, c).find(|f| f.id == id).cloned();
+    let row = viewer(c).feedback(&views).find(|f| f.id == id).cloned();
     row.ok_or_else(|| {
         AppError::new(
             StatusCode::NOT_FOUND,
@@ -509,8 +520,11 @@ async fn get_feedback(
     RecordUser(c): RecordUser,
 ) -> Result<Response, AppError> {
     let row = feedback_row(&s, &c, &id).await?;
-    let item =
-        crate::official::register::item(&row, &s.recording.calendar, OffsetDateTime::now_utc());
+    let item = crate::official::register::item(
+        &row,
+        s.recording.record.calendar(),
+        OffsetDateTime::now_utc(),
+    );
     Ok(Json(item).into_response())
 }
 
@@ -540,7 +554,7 @@ async fn feedback_csv(
     ]
     .map(String::from)
     .to_vec()];
-    for f in visible(&views, &c) {
+    for f in viewer(&c).feedback(&views) {
         rows.push(vec![
             f.id.clone(),
             f.meeting.clone(),
@@ -565,34 +579,9 @@ struct EventsQuery {
     from: Option<u64>,
 }
 
-/// Whether a token may see an event. Meeting events of its room; feedback raised in a meeting
-/// of its room, and for a house only its own house's items.
-fn may_see(views: &Views, c: &Claims, e: &StoredEvent) -> bool {
-    match e.aggregate_type.as_str() {
-        "meeting" => views
-            .minutes
-            .get(&e.aggregate_id)
-            .is_some_and(|m| m.room == c.room),
-        "feedback" => views.feedback.get(&e.aggregate_id).is_some_and(|f| {
-            views
-                .minutes
-                .get(&f.meeting)
-                .is_some_and(|m| m.room == c.room)
-                && (c.role != Role::House || f.house == c.sub)
-        }),
-        // The loudspeaker log is per room and public to its room.
-        "loudspeakers" => e.aggregate_id == c.room,
-        // Notices are for every screen of their room.
-        "notice" => views
-            .notices
-            .get(&e.aggregate_id)
-            .is_some_and(|n| n.room == c.room),
-        _ => false,
-    }
-}
-
-/// `GET /api/events?from=N`: every visible event after position N, then live. Each SSE event
-/// has `id` = position, so a reconnecting client resumes with `Last-Event-ID`.
+/// `GET /api/events?from=N`: every visible event after position N, then live, from the
+/// record's one subscription. Each SSE event has `id` = position, so a reconnecting client
+/// resumes with `Last-Event-ID`.
 async fn events(
     State(s): State<AppState>,
     Query(q): Query<EventsQuery>,
@@ -614,62 +603,37 @@ async fn events(
         .transpose()?;
     let from = last_id.or(q.from).unwrap_or(0);
     let rec = rec(&s).clone();
-    let closing = s.closing.subscribe();
-    struct St {
-        rec: Arc<Recording>,
-        c: Claims,
-        after: u64,
-        buf: std::collections::VecDeque<StoredEvent>,
-        projected: tokio::sync::watch::Receiver<u64>,
-        closing: tokio::sync::watch::Receiver<bool>,
-    }
-    let st = St {
-        projected: rec.projected.subscribe(),
-        rec,
-        c,
-        after: from,
-        buf: Default::default(),
-        closing,
+    let mut closing = s.closing.subscribe();
+    let closed = async move {
+        let _ = closing.wait_for(|c| *c).await;
     };
-    let stream = futures::stream::unfold(st, |mut st| async move {
-        loop {
-            if *st.closing.borrow() {
-                return None;
+    // Read only what the projections have applied: visibility is decided with them.
+    let stream = rec
+        .record
+        .subscribe_upto(from, rec.projected.subscribe())
+        .then(move |r| {
+            let (rec, c) = (rec.clone(), c.clone());
+            async move {
+                let batch = r
+                    .map_err(|e| tracing::warn!(error = %e, "event stream read failed"))
+                    .unwrap_or_default();
+                let views = rec.views.read().await;
+                let me = viewer(&c);
+                batch
+                    .into_iter()
+                    .filter(|e| me.may_see(&views, e))
+                    .map(|e| {
+                        Ok(SseEvent::default()
+                            .id(e.position.to_string())
+                            .event(e.event_type.clone())
+                            .json_data(&e)
+                            .unwrap_or_else(|_| SseEvent::default().comment("unserialisable")))
+                    })
+                    .collect::<Vec<_>>()
             }
-            if let Some(e) = st.buf.pop_front() {
-                let ev = SseEvent::default()
-                    .id(e.position.to_string())
-                    .event(e.event_type.clone())
-                    .json_data(&e)
-                    .unwrap_or_else(|_| SseEvent::default().comment("unserialisable"));
-                return Some((Ok(ev), st));
-            }
-            // Only read what the projections have reached: visibility is decided with them.
-            let upto = *st.projected.borrow_and_update();
-            if upto > st.after {
-                match st.rec.store().read(st.after, 500).await {
-                    Ok(batch) => {
-                        let views = st.rec.views.read().await;
-                        for e in batch.into_iter().take_while(|e| e.position <= upto) {
-                            st.after = e.position;
-                            if may_see(&views, &st.c, &e) {
-                                st.buf.push_back(e);
-                            }
-                        }
-                        continue;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "event stream read failed");
-                        return None;
-                    }
-                }
-            }
-            tokio::select! {
-                r = st.projected.changed() => if r.is_err() { return None },
-                _ = st.closing.changed() => return None,
-            }
-        }
-    });
+        })
+        .flat_map(futures::stream::iter)
+        .take_until(closed);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

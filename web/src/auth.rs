@@ -45,7 +45,8 @@ impl Role {
 pub struct Claims {
     /// Participant id: `chair`, a house id, or an official's id.
     pub sub: String,
-    /// Display name.
+    /// Display name (left out when empty, as in a `feedback` token).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
     /// Role.
     pub role: Role,
@@ -61,7 +62,15 @@ pub struct Claims {
     /// The token's id (32 hex digits, random): what a revocation names, and what owns the
     /// WHIP/WHEP sessions made with it. Tokens without one are refused.
     pub jti: String,
+    /// A `feedback` token's parent: the first [`PARENT_HEX`] hex digits of the id of the house
+    /// token whose screen minted it (short, to keep the QR code small). Revoking the house's
+    /// token refuses the QR codes it showed too.
+    #[serde(default, rename = "par", skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
 }
+
+/// Hex digits of a parent token's id that a `feedback` token carries (48 bits).
+pub const PARENT_HEX: usize = 12;
 
 /// A fresh token id: 32 hex digits, random.
 fn new_jti() -> String {
@@ -156,12 +165,21 @@ impl Keys {
             exp: now + ttl.as_secs().max(1),
             meeting: None,
             jti: new_jti(),
+            parent: None,
         })
     }
 
     /// Mint a `feedback` token for the QR code of `house` in `meeting` of `room`, with a fresh
-    /// id; kept small (no name) so that the QR code stays easy to scan.
-    pub fn issue_feedback(&self, house: &str, room: &str, meeting: &str, ttl: Duration) -> String {
+    /// id, shown by the screen whose token has id `parent`; kept small (no name) so that the
+    /// QR code stays easy to scan.
+    pub fn issue_feedback(
+        &self,
+        house: &str,
+        room: &str,
+        meeting: &str,
+        parent: &str,
+        ttl: Duration,
+    ) -> String {
         let now = now_secs();
         self.sign(&Claims {
             sub: house.to_owned(),
@@ -172,6 +190,7 @@ impl Keys {
             exp: now + ttl.as_secs().max(1),
             meeting: Some(meeting.to_owned()),
             jti: new_jti(),
+            parent: Some(parent.chars().take(PARENT_HEX).collect()),
         })
     }
 
@@ -383,6 +402,7 @@ mod tests {
             exp: 2,
             meeting: None,
             jti: "00".into(),
+            parent: None,
         };
         let t = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &k.enc).unwrap();
         assert_eq!(k.verify(&t), Err(AuthError::Expired));
@@ -441,7 +461,7 @@ mod tests {
     #[test]
     fn a_feedback_token_is_good_only_for_the_phone_routes() {
         let k = Keys::from_secret(b"0123456789abcdef0123456789abcdef");
-        let t = k.issue_feedback("house-1", "demo", "m1", Duration::from_secs(60));
+        let t = k.issue_feedback("house-1", "demo", "m1", "p", Duration::from_secs(60));
         assert_eq!(
             k.verify(&t).unwrap_err().to_string(),
             "a feedback token cannot use this route (it only raises feedback from the phone page); it needs the house role"
@@ -452,7 +472,7 @@ mod tests {
             ("house-1", "demo", Some("m1"))
         );
         assert_eq!(c.jti.len(), 32);
-        let other = k.issue_feedback("house-1", "demo", "m1", Duration::from_secs(60));
+        let other = k.issue_feedback("house-1", "demo", "m1", "p", Duration::from_secs(60));
         assert_ne!(
             k.verify_feedback(&other).unwrap().jti,
             c.jti,

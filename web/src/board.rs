@@ -20,6 +20,7 @@ use crate::auth::{Caller, Role};
 use crate::error::AppError;
 use crate::AppState;
 use dinh_events::projections::{MinutesRow, NoticeRow};
+use dinh_events::visibility::Viewer;
 
 /// At most this many upcoming meetings and feedback items on a board.
 const MAX_ROWS: usize = 50;
@@ -140,12 +141,11 @@ async fn board(State(s): State<AppState>, Caller(c): Caller) -> Result<Response,
         .collect();
     notices.sort_by(|a, b| b.posted_at.cmp(&a.posted_at));
     let mut feedback: Vec<ItemView> = if c.role == Role::House {
-        views
-            .feedback
-            .rows()
-            .filter(|f| f.house == c.sub)
+        // Its own house's items of its room: the one rule of the record's visibility.
+        Viewer::house(&c.room, &c.sub)
+            .feedback(&views)
             .filter_map(|f| {
-                let m = views.minutes.get(&f.meeting).filter(|m| m.room == c.room)?;
+                let m = views.minutes.get(&f.meeting)?;
                 Some(ItemView {
                     id: f.id.clone(),
                     meeting: f.meeting.clone(),

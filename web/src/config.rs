@@ -31,6 +31,8 @@ pub struct Config {
     pub record: RecordConfig,
     /// The loudspeaker bridge.
     pub broadcast: BroadcastConfig,
+    /// Witnessing other communes' logs (`/witness` on `dinh serve`, or `dinh witness`).
+    pub witness: WitnessConfig,
     /// HTTPS on the listen address.
     pub tls: TlsConfig,
     /// Bounds on what an outsider can make the hub hold.
@@ -39,6 +41,45 @@ pub struct Config {
     /// on the same machine or a management network); when unset, `/metrics` on the main
     /// address needs an official's token.
     pub metrics_listen: Option<SocketAddr>,
+}
+
+/// A witness this hub sends its checkpoints to (c2sp.org/tlog-witness).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessEndpoint {
+    /// Its submission prefix: `add-checkpoint` is posted under it, e.g.
+    /// `https://huyen.example.vn/witness`.
+    pub url: String,
+    /// Its cosigning key, `name+id+key` (type 0x04), as `dinh witness --public-key` prints.
+    pub vkey: String,
+    /// A PEM file of the CA that signed its HTTPS certificate (another hub's own CA); the
+    /// public web's CAs otherwise.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+}
+
+/// This hub as a witness of other logs.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct WitnessConfig {
+    /// The name in its cosignatures, a schema-less URL (default `dinh-witness/` and 16 hex
+    /// digits of its key).
+    pub name: Option<String>,
+    /// Its cosigning key (default `DATA/witness.key`, created on first start).
+    pub key_path: Option<PathBuf>,
+    /// The logs it witnesses; with none, `/witness` answers 404.
+    pub logs: Vec<WitnessedLog>,
+}
+
+/// A log this hub witnesses.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessedLog {
+    /// The log's key, `origin+id+key` (type 0x01), as `dinh log public-key` prints.
+    pub vkey: String,
+    /// Its origin line, when it differs from the key's name.
+    #[serde(default)]
+    pub origin: Option<String>,
 }
 
 /// HTTPS settings. The listen address speaks both TLS and plain HTTP: plain HTTP is served
@@ -167,6 +208,16 @@ pub struct RecordConfig {
     pub holidays: Vec<String>,
     /// How often to look for feedback past its deadline, seconds.
     pub overdue_check_secs: u64,
+    /// The log's name, its checkpoints' origin line: a schema-less URL such as
+    /// `xa-an-phu.example.vn/record` (default `dinh.local/record-` and 16 hex digits of the
+    /// key). Witnesses know the log by it: do not change it once witnessed.
+    pub origin: Option<String>,
+    /// The checkpoint signing key (default `DATA/record.key`). Keep it off the data disk
+    /// (docs/record.md, "The key"); the hub refuses to start when it is missing and the
+    /// record is not empty, or when other users may read it.
+    pub key_path: Option<PathBuf>,
+    /// Witnesses that cosign each checkpoint (`[[record.witnesses]]`).
+    pub witnesses: Vec<WitnessEndpoint>,
 }
 
 impl Default for RecordConfig {
@@ -176,11 +227,30 @@ impl Default for RecordConfig {
             checkpoint_interval_secs: 300,
             holidays: Vec::new(),
             overdue_check_secs: 60,
+            origin: None,
+            key_path: None,
+            witnesses: Vec::new(),
         }
     }
 }
 
 impl Config {
+    /// The record's signing key file.
+    pub fn record_key_path(&self) -> PathBuf {
+        self.record
+            .key_path
+            .clone()
+            .unwrap_or_else(|| self.data.join("record.key"))
+    }
+
+    /// The witness's cosigning key file.
+    pub fn witness_key_path(&self) -> PathBuf {
+        self.witness
+            .key_path
+            .clone()
+            .unwrap_or_else(|| self.data.join("witness.key"))
+    }
+
     /// Where the record lives: the database URL, or the SQLite file in the data folder.
     pub fn record_target(&self) -> String {
         match &self.database_url {
@@ -236,6 +306,7 @@ impl Default for Config {
             database_url: None,
             record: RecordConfig::default(),
             broadcast: BroadcastConfig::default(),
+            witness: WitnessConfig::default(),
             tls: TlsConfig::default(),
             limits: LimitsConfig::default(),
             metrics_listen: None,
@@ -264,7 +335,7 @@ impl Config {
         }
         // Only variables that name a setting: other DINH_* variables (DINH_SKIP_BROWSER, the
         // tests' DINH_TEST_DATABASE_URL) are not the hub's settings and must not stop it.
-        const TOP: [&str; 10] = [
+        const TOP: [&str; 11] = [
             "listen",
             "data",
             "rtc",
@@ -272,6 +343,7 @@ impl Config {
             "database_url",
             "record",
             "broadcast",
+            "witness",
             "tls",
             "limits",
             "metrics_listen",

@@ -51,7 +51,8 @@ impl IntoResponse for AppError {
         if self.status.is_server_error() {
             tracing::error!(code = self.code, message = %self.message, "request failed");
         } else {
-            tracing::debug!(code = self.code, message = %self.message, "request refused");
+            // Only the code: a refusal's message can quote what the caller sent.
+            tracing::debug!(code = self.code, "request refused");
         }
         let body = Json(serde_json::json!({"error": self.code, "message": self.message}));
         let mut res = (self.status, body).into_response();

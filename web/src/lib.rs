@@ -16,6 +16,9 @@
 //!   (notices, the house's board) and the QR code's phone page (the `feedback` token);
 //! - [`loudspeakers`]: the loudspeaker bridge (dinh-broadcast) wired to the rooms, the record
 //!   and HTTP;
+//! - [`integrity`]: the record checked at start-up, signed and witnessed as it grows
+//!   (`/api/integrity`, `/healthz`); [`witness`]: this hub as a witness of other communes'
+//!   logs (`/witness`, and `dinh witness`);
 //! - [`error`]: [`error::AppError`], the one HTTP error type;
 //! - [`server`]: [`run`], the accept loop: HTTPS and plain HTTP on one port, connection caps,
 //!   header and body timeouts, security headers; [`tls`]: the certificate (the hub's own CA,
@@ -38,6 +41,7 @@ pub mod commune;
 pub mod config;
 pub mod error;
 mod extract;
+pub mod integrity;
 pub mod limits;
 pub mod loudspeakers;
 pub mod notices;
@@ -50,6 +54,7 @@ pub mod server;
 pub mod tls;
 pub mod tokens;
 pub mod whip;
+pub mod witness;
 pub mod ws;
 
 use std::sync::atomic::Ordering;
@@ -93,6 +98,8 @@ pub struct Inner {
     pub bridge: dinh_broadcast::bridge::Bridge,
     /// What the officials' routes keep between requests.
     pub official: official::OfficialState,
+    /// This hub as a witness of other logs, when `[[witness.logs]]` names any.
+    pub witness: Option<Arc<witness::WitnessService>>,
     /// The WHIP/WHEP sessions, their owners and caps.
     pub sessions: whip::Sessions,
     /// HTTPS, unless `tls.enabled` is off.
@@ -219,6 +226,7 @@ impl AppState {
             tls::spawn_renewal(t.clone(), config.clone(), closing.subscribe());
         }
         let rates = rate::Rates::new(config.limits.writes_per_minute, config.limits.write_burst);
+        let witness = witness::WitnessService::open(&config).await?;
         let state = Self(Arc::new(Inner {
             sfu,
             keys,
@@ -227,6 +235,7 @@ impl AppState {
             recording,
             bridge,
             official: official::OfficialState::default(),
+            witness,
             sessions,
             tls,
             conns,
@@ -393,7 +402,9 @@ pub fn app(state: AppState) -> Router {
         .merge(board::routes())
         .merge(phone::routes())
         .merge(tokens::routes())
-        .route("/healthz", get(|| async { "ok" }))
+        .merge(integrity::routes())
+        .merge(witness::routes(state.witness.clone()))
+        .route("/healthz", get(integrity::healthz))
         .route("/metrics", get(metrics_with_token))
         .route("/ca.pem", get(ca_pem))
         .layer(DefaultBodyLimit::max(dinh_sfu::sdp::MAX_SDP_BYTES))
@@ -541,6 +552,7 @@ dinh_http_connections_refused_total{{cap=\"total\"}} {}\n\
         s.sessions.len(),
         s.revoked.len(),
     ) + &latency
-        + &bridge;
+        + &bridge
+        + &integrity::metrics(&s);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

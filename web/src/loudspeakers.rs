@@ -28,9 +28,9 @@ use dinh_broadcast::bridge::{room_output, AnnounceRequest, Bridge, BridgeError, 
 use dinh_broadcast::clip::Clip;
 use dinh_broadcast::config::{valid_id, ClusterConfig};
 use dinh_broadcast::engine::{Priority, Source, Voice};
-use dinh_events::domain::loudspeakers::LoudspeakerAction;
+use dinh_events::domain::loudspeakers::{self, LoudspeakerAction};
 use dinh_events::domain::meeting::MeetingAction;
-use dinh_events::domain::Actor;
+use dinh_events::domain::{Actor, ClusterStatus};
 use dinh_sfu::room::{Room, Slot};
 
 use crate::auth::{Caller, Claims, Role};
@@ -631,10 +631,14 @@ pub fn record_events(bridge: &Bridge, rec: Arc<Recording>, mut closing: watch::R
                     status,
                     reason,
                 } => {
-                    let status = status.as_str().to_owned();
+                    let status = match status {
+                        dinh_broadcast::health::Status::Unknown => ClusterStatus::Unknown,
+                        dinh_broadcast::health::Status::Up => ClusterStatus::Up,
+                        dinh_broadcast::health::Status::Down => ClusterStatus::Down,
+                    };
                     let action = LoudspeakerAction::ReportClusterStatus {
                         cluster: cluster.clone(),
-                        status: status.clone(),
+                        status,
                         reason,
                     };
                     rec.log_loudspeakers(&room, action).await;
@@ -653,14 +657,15 @@ pub fn record_events(bridge: &Bridge, rec: Arc<Recording>, mut closing: watch::R
                     requested_by,
                     rooms,
                 } => {
-                    let priority = serde_json::to_value(priority)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default();
+                    let priority = match priority {
+                        Priority::Normal => loudspeakers::Priority::Normal,
+                        Priority::Priority => loudspeakers::Priority::Priority,
+                        Priority::Emergency => loudspeakers::Priority::Emergency,
+                    };
                     for room in rooms {
                         let action = LoudspeakerAction::StartAnnouncement {
                             announcement: id.clone(),
-                            priority: priority.clone(),
+                            priority,
                             source: source.clone(),
                             clusters: clusters.clone(),
                             requested_by: requested_by.clone(),
@@ -669,10 +674,15 @@ pub fn record_events(bridge: &Bridge, rec: Arc<Recording>, mut closing: watch::R
                     }
                 }
                 BridgeEvent::AnnouncementEnded { id, how, rooms } => {
+                    let how = if how == "played" {
+                        loudspeakers::Ending::Played
+                    } else {
+                        loudspeakers::Ending::Stopped
+                    };
                     for room in rooms {
                         let action = LoudspeakerAction::EndAnnouncement {
                             announcement: id.clone(),
-                            how: how.clone(),
+                            how,
                         };
                         rec.log_loudspeakers(&room, action).await;
                     }

@@ -84,6 +84,18 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ProjectionsCmd,
     },
+    /// Witness other communes' logs (c2sp.org/tlog-witness), without the rest of the hub:
+    /// serve `/witness` for the logs of `[[witness.logs]]`.
+    Witness {
+        /// HTTP address (default 127.0.0.1:8090).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        #[command(flatten)]
+        at: RecordArgs,
+        /// Print this witness's key (`name+id+key`, for the logs' `record.witnesses`) and exit.
+        #[arg(long)]
+        public_key: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -124,16 +136,23 @@ struct RecordArgs {
 
 #[derive(Subcommand)]
 enum LogCmd {
-    /// Check the hash chain and every signed checkpoint; exit 1 naming the first bad position.
+    /// Check the hash chain, every signed checkpoint, and that the log extends every
+    /// checkpoint held elsewhere (the settings' witnesses, --witness, --against); exit 1
+    /// naming the first bad position.
     Verify {
         #[command(flatten)]
         at: RecordArgs,
         /// Verify an export file instead of the live record.
         #[arg(long)]
         file: Option<PathBuf>,
-        /// Trusted public key (hex); default: the data folder's key, or the export's own.
-        #[arg(long)]
-        key: Option<String>,
+        #[command(flatten)]
+        check: CheckArgs,
+    },
+    /// Print the newest checkpoint with the witnesses' cosignatures (a C2SP note): keep it
+    /// elsewhere, and check the log against it later with `verify --against FILE`.
+    Checkpoint {
+        #[command(flatten)]
+        at: RecordArgs,
     },
     /// Write the log with its checkpoints, for verification offline.
     Export {
@@ -146,11 +165,41 @@ enum LogCmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Print the public key that signs the checkpoints.
+    /// Print the key that signs the checkpoints (`origin+id+key`, for witnesses and
+    /// `verify --key`).
     PublicKey {
         #[command(flatten)]
         at: RecordArgs,
+        /// Print the bare Ed25519 key in hex instead.
+        #[arg(long)]
+        hex: bool,
     },
+}
+
+/// What `log verify` checks the log against.
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// Trusted key (`dinh log public-key`, or 64 hex digits); default: the record's key,
+    /// or the export's own.
+    #[arg(long)]
+    key: Option<String>,
+    /// A checkpoint note or an earlier export kept elsewhere (repeatable): the log must
+    /// extend it. An export names the first changed position exactly.
+    #[arg(long)]
+    against: Vec<PathBuf>,
+    /// A witness's URL (repeatable): the log must extend the checkpoint it cosigned last.
+    #[arg(long)]
+    witness: Vec<String>,
+    /// The key (`name+id+key`) of each --witness URL that is not in the settings, in order.
+    #[arg(long)]
+    witness_key: Vec<String>,
+    /// Do not ask the witnesses named in the settings.
+    #[arg(long)]
+    offline: bool,
+    /// Accept a log with no checkpoint, or with more than `record.checkpoint_every` events
+    /// after its newest checkpoint (covered by the hash chain only).
+    #[arg(long)]
+    allow_unsigned: bool,
 }
 
 #[derive(Subcommand)]
@@ -184,43 +233,166 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// The record's key as the settings name it (never created here).
+fn record_signer(cfg: &Config) -> anyhow::Result<dinh_events::chain::Signer> {
+    let path = cfg.record_key_path();
+    let signer = dinh_events::chain::Signer::load(&path, false)
+        .with_context(|| format!("record key {} (or pass --key)", path.display()))?;
+    Ok(match &cfg.record.origin {
+        Some(o) => signer.with_origin(o),
+        None => signer,
+    })
+}
+
+/// What `verify` checks besides the chain: the trusted key, and the checkpoints held
+/// elsewhere (files, witnesses).
+async fn verify_policy(
+    cfg: &Config,
+    check: &CheckArgs,
+    export_key: Option<&str>,
+) -> anyhow::Result<dinh_events::verify::Policy> {
+    let CheckArgs {
+        key,
+        against,
+        witness,
+        witness_key,
+        offline,
+        allow_unsigned,
+    } = check;
+    let (offline, allow_unsigned) = (*offline, *allow_unsigned);
+    use dinh_events::note::{KeyType, VerifierKey};
+    use dinh_events::verify::{verify_export_with, EarlierCopy, HeldElsewhere, Policy, TrustedKey};
+    let trusted = match key {
+        Some(k) => TrustedKey::parse(k).map_err(|e| anyhow::anyhow!("--key: {e}"))?,
+        None => match export_key {
+            Some(k) => {
+                TrustedKey::parse(k).map_err(|e| anyhow::anyhow!("the export's key: {e}"))?
+            }
+            None => TrustedKey::parse(&record_signer(cfg)?.log_vkey().to_string())
+                .map_err(|e| anyhow::anyhow!(e))?,
+        },
+    };
+    // Notes from elsewhere are checked with the log's name and key.
+    let origin = match (&trusted.origin, &cfg.record.origin) {
+        (Some(o), _) | (None, Some(o)) => o.clone(),
+        (None, None) => {
+            let mut pk = [0u8; 32];
+            hex::decode_to_slice(&trusted.public_hex, &mut pk)?;
+            dinh_events::chain::default_origin(&pk)
+        }
+    };
+    let mut pk = [0u8; 32];
+    hex::decode_to_slice(&trusted.public_hex, &mut pk)?;
+    let log = VerifierKey::new(&origin, KeyType::Ed25519, pk);
+    let mut policy = Policy {
+        trusted_key: Some(TrustedKey {
+            public_hex: trusted.public_hex.clone(),
+            origin: None,
+        }),
+        max_unsigned: (!allow_unsigned).then_some(cfg.record.checkpoint_every.max(1)),
+        ..Policy::default()
+    };
+    for f in against {
+        let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+        let name = f.display().to_string();
+        if bytes.first() == Some(&b'{') {
+            let p = Policy {
+                trusted_key: policy.trusted_key.clone(),
+                ..Policy::default()
+            };
+            let (report, hashes) = verify_export_with(&bytes[..], p)?;
+            if let Some(problem) = report.problem {
+                anyhow::bail!("the earlier copy {name} does not verify itself: {problem}");
+            }
+            if policy.earlier.is_some() {
+                anyhow::bail!("give at most one earlier export with --against");
+            }
+            policy.earlier = Some(EarlierCopy {
+                source: name,
+                hashes,
+            });
+        } else {
+            let held = HeldElsewhere::from_note(&bytes, &log, &name).map_err(|e| {
+                anyhow::anyhow!("{name}: not a checkpoint of this log signed by its key: {e}")
+            })?;
+            policy.held_elsewhere.push(held);
+        }
+    }
+    let mut clients = Vec::new();
+    if !offline {
+        for (i, e) in cfg.record.witnesses.iter().enumerate() {
+            clients.push((dinh_web::integrity::WitnessClient::new(i, e)?, false));
+        }
+    }
+    for (i, url) in witness.iter().enumerate() {
+        let configured = cfg
+            .record
+            .witnesses
+            .iter()
+            .find(|w| w.url.trim_end_matches('/') == url.trim_end_matches('/'));
+        let c = match (witness_key.get(i), configured) {
+            (Some(k), _) => dinh_web::integrity::client_for(url, k, None)?,
+            (None, Some(w)) => dinh_web::integrity::client_for(url, &w.vkey, w.ca.as_deref())?,
+            (None, None) => anyhow::bail!("--witness {url}: give its key with --witness-key"),
+        };
+        clients.retain(|(k, _)| k.url != c.url);
+        clients.push((c, true));
+    }
+    for (c, required) in &clients {
+        match c.latest(&log).await {
+            Ok(Some((held, _))) => {
+                eprintln!(
+                    "witness {} holds a checkpoint of {} events",
+                    c.name, held.size
+                );
+                policy.held_elsewhere.push(held);
+            }
+            Ok(None) => eprintln!("witness {} holds no checkpoint of this log", c.name),
+            Err(dinh_web::integrity::WitnessTrouble::Inconsistent { message, .. }) => {
+                anyhow::bail!("witness {}: {message}", c.name)
+            }
+            Err(t) if *required => anyhow::bail!("witness {}: {t:?}", c.name),
+            Err(t) => eprintln!("warning: witness {} not checked: {t:?}", c.name),
+        }
+    }
+    Ok(policy)
+}
+
 fn log_cmd(cmd: LogCmd) -> anyhow::Result<()> {
-    use dinh_events::chain::Signer;
     use dinh_events::verify;
     match cmd {
-        LogCmd::Verify { at, file, key } => {
-            let report = match file {
-                Some(f) => {
-                    let input = std::io::BufReader::new(
-                        std::fs::File::open(&f)
-                            .with_context(|| format!("opening {}", f.display()))?,
-                    );
-                    verify::verify_export(input, key)?
-                }
-                None => {
-                    let cfg = record_config(&at)?;
-                    let key = match key {
-                        Some(k) => Some(k),
-                        None => {
-                            Some(Signer::load_or_create(&cfg.data.join("record.key"))?.public_hex())
-                        }
-                    };
-                    runtime()?.block_on(async {
+        LogCmd::Verify { at, file, check } => {
+            let cfg = record_config(&at)?;
+            let report = runtime()?.block_on(async {
+                match file {
+                    Some(f) => {
+                        let bytes = std::fs::read(&f)
+                            .with_context(|| format!("opening {}", f.display()))?;
+                        let header_key = bytes
+                            .split(|b| *b == b'\n')
+                            .next()
+                            .and_then(|l| serde_json::from_slice::<verify::ExportHeader>(l).ok())
+                            .map(|h| h.public_key);
+                        let policy = verify_policy(&cfg, &check, header_key.as_deref()).await?;
+                        anyhow::Ok(verify::verify_export_with(&bytes[..], policy)?.0)
+                    }
+                    None => {
+                        let policy = verify_policy(&cfg, &check, None).await?;
                         let store = open_store(&cfg).await?;
-                        anyhow::Ok(verify::verify_store(&store, key).await?)
-                    })?
+                        anyhow::Ok(verify::verify_store_with(&store, policy).await?.0)
+                    }
                 }
-            };
+            })?;
             match &report.problem {
                 None => {
                     println!(
-                        "OK: {} events, {} signed checkpoints; {} events after the last checkpoint are covered by the chain only",
-                        report.events, report.checkpoints, report.unsigned_tail
+                        "OK: {} events, {} signed checkpoints, {} checkpoints held elsewhere extended; {} events after the last checkpoint are covered by the chain only",
+                        report.events, report.checkpoints, report.held_elsewhere, report.unsigned_tail
                     );
                     Ok(())
                 }
                 Some(p) => {
-                    eprintln!("FAILED at position {}: {}", p.position, p.reason);
+                    eprintln!("FAILED {p}");
                     eprintln!(
                         "({} events and {} checkpoints checked before it)",
                         report.events, report.checkpoints
@@ -234,7 +406,7 @@ fn log_cmd(cmd: LogCmd) -> anyhow::Result<()> {
                 anyhow::bail!("unknown format '{format}': the only format is jsonl");
             }
             let cfg = record_config(&at)?;
-            let key = Signer::load_or_create(&cfg.data.join("record.key"))?.public_hex();
+            let key = record_signer(&cfg)?.public_hex();
             runtime()?.block_on(async {
                 let store = open_store(&cfg).await?;
                 let n = match &out {
@@ -251,15 +423,69 @@ fn log_cmd(cmd: LogCmd) -> anyhow::Result<()> {
                 anyhow::Ok(())
             })
         }
-        LogCmd::PublicKey { at } => {
+        LogCmd::Checkpoint { at } => {
             let cfg = record_config(&at)?;
-            println!(
-                "{}",
-                Signer::load_or_create(&cfg.data.join("record.key"))?.public_hex()
-            );
+            runtime()?.block_on(async {
+                let store = open_store(&cfg).await?;
+                let Some((cp, _)) = store.last_checkpoint().await? else {
+                    anyhow::bail!("no checkpoint yet");
+                };
+                let cosigned = store.cosignatures().await?;
+                match verify::with_cosignatures(cp, &cosigned).note {
+                    Some(note) => print!("{note}"),
+                    None => anyhow::bail!(
+                        "the newest checkpoint is in the dinh-checkpoint/v1 format; start the hub once to sign a C2SP checkpoint"
+                    ),
+                }
+                anyhow::Ok(())
+            })
+        }
+        LogCmd::PublicKey { at, hex } => {
+            let cfg = record_config(&at)?;
+            let signer = record_signer(&cfg)?;
+            if hex {
+                println!("{}", signer.public_hex());
+            } else {
+                println!("{}", signer.log_vkey());
+            }
             Ok(())
         }
     }
+}
+
+fn witness_cmd(listen: Option<SocketAddr>, at: RecordArgs, public_key: bool) -> anyhow::Result<()> {
+    let cfg = record_config(&at)?;
+    if public_key {
+        println!("{}", dinh_web::witness::WitnessService::vkey_of(&cfg)?);
+        return Ok(());
+    }
+    init_logs();
+    runtime()?.block_on(async {
+        let Some(service) = dinh_web::witness::WitnessService::open(&cfg).await? else {
+            anyhow::bail!(
+                "no log to witness: name each in the settings, [[witness.logs]] vkey = \"origin+id+key\" (the log's `dinh log public-key`)"
+            );
+        };
+        let addr = listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8090)));
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let addr = listener.local_addr()?;
+        println!("Đình witness at http://{addr}/witness");
+        println!("Its key (record.witnesses vkey): {}", service.vkey());
+        dinh_web::witness::serve_alone(listener, service, &cfg.limits, shutdown_signal()).await;
+        anyhow::Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
 }
 
 fn projections_cmd(cmd: ProjectionsCmd) -> anyhow::Result<()> {
@@ -361,6 +587,11 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Log { cmd } => log_cmd(cmd),
         Cmd::Projections { cmd } => projections_cmd(cmd),
+        Cmd::Witness {
+            listen,
+            at,
+            public_key,
+        } => witness_cmd(listen, at, public_key),
     }
 }
 

@@ -251,6 +251,9 @@ async fn upload(
     let name = format!("{hash}.{ext}");
     let dir = pictures_dir(&s, &c.room);
     let path = dir.join(&name);
+    // One picture stored at a time, so that two uploads cannot both pass the quota check.
+    static STORING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _storing = STORING.lock().await;
     let stored = tokio::fs::metadata(&path).await.is_ok();
     if !stored {
         let used = folder_bytes(&dir).await;
@@ -264,13 +267,15 @@ async fn upload(
                 ),
             ));
         }
+        let tmp = dir.join(format!(".{name}.part"));
         let write = async {
             tokio::fs::create_dir_all(&dir).await?;
-            let tmp = dir.join(format!(".{name}.part"));
             tokio::fs::write(&tmp, &bytes).await?;
             tokio::fs::rename(&tmp, &path).await
         };
         write.await.map_err(|e| {
+            // No half-written file is left to count against the quota.
+            let _ = std::fs::remove_file(&tmp);
             tracing::error!(error = %e, "notice picture not stored");
             AppError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,

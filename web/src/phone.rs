@@ -35,6 +35,7 @@ use crate::AppState;
 use dinh_events::domain::feedback::FeedbackAction;
 use dinh_events::domain::{Actor, ActorRole, Command};
 use dinh_events::projections::{FeedbackRow, MinutesRow};
+use dinh_events::visibility::Viewer;
 
 /// How long a QR code's token lives. The house screen renews its code every half of this, so
 /// a phone that scanned it has at least this half to write and send.
@@ -76,7 +77,16 @@ impl axum::extract::FromRequestParts<AppState> for Phone {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or(crate::auth::AuthError::Missing)?;
-        Ok(Self(state.keys.verify_feedback(token.trim())?))
+        let c = state.keys.verify_feedback(token.trim())?;
+        // Revoked itself, or shown by a screen whose token was revoked since.
+        let parent_revoked = c
+            .parent
+            .as_ref()
+            .is_some_and(|p| state.revoked.contains_prefix(p));
+        if state.revoked.contains(&c.jti) || parent_revoked {
+            return Err(crate::auth::AuthError::Revoked.into());
+        }
+        Ok(Self(c))
     }
 }
 
@@ -170,7 +180,9 @@ async fn feedback_link(
             "the meeting is not open",
         ));
     };
-    let token = s.keys.issue_feedback(&c.sub, &c.room, &meeting, TOKEN_TTL);
+    let token = s
+        .keys
+        .issue_feedback(&c.sub, &c.room, &meeting, &c.jti, TOKEN_TTL);
     // In the fragment: a phone sends no fragment to any server, so the token stays out of
     // logs and referrers; the page takes it out of the address at once.
     let url = format!("{base}/phone#token={token}");
@@ -205,10 +217,9 @@ async fn own_items(s: &AppState, c: &Claims) -> Result<Vec<Item>, AppError> {
     let jti = c.jti.as_str();
     let candidates: Vec<FeedbackRow> = {
         let views = s.recording.views.read().await;
-        views
-            .feedback
-            .rows()
-            .filter(|f| f.meeting == meeting && f.house == c.sub)
+        Viewer::house(&c.room, &c.sub)
+            .feedback(&views)
+            .filter(|f| f.meeting == meeting)
             .cloned()
             .collect()
     };
@@ -462,6 +473,7 @@ mod tests {
                 "house-1",
                 "demo",
                 &uuid::Uuid::new_v4().to_string(),
+                "00000000000000000000000000000000",
                 TOKEN_TTL
             )
         );

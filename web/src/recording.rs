@@ -3,7 +3,9 @@
 //!
 //! The SFU never imports the domain (STYLE.md): a task per room watches the room's state and
 //! sends `ConnectHouse`/`DisconnectHouse` for the meeting open in that room; the signalling
-//! handler sends the floor commands with the real actor after the SFU accepted them.
+//! handler turns each floor change the SFU decided into the record's commands with
+//! [`floor_commands`], sent with the real actor (docs/decisions/0006: the SFU decides, the
+//! record records what it decided).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,13 +17,15 @@ use dinh_events::domain::meeting::MeetingAction;
 use dinh_events::domain::workdays::Calendar;
 use dinh_events::domain::{Actor, ActorRole, Command};
 use dinh_events::projections::Views;
-use dinh_events::record::{checkpoint_if_due, Record, RecordError};
+use dinh_events::record::{Record, RecordError};
 use dinh_events::store::Store;
 use time::OffsetDateTime;
 use tokio::sync::{watch, RwLock};
 
 use crate::auth::{Claims, Role};
 use crate::config::Config;
+use crate::integrity::Integrity;
+use dinh_sfu::floor::FloorChange;
 use dinh_sfu::room::{Restored, Room};
 
 /// The record as the hub holds it.
@@ -34,19 +38,31 @@ pub struct Recording {
     /// Position the projections have reached; SSE readers wait on it.
     pub projected: watch::Sender<u64>,
     /// Checkpoint key.
-    pub signer: Signer,
-    /// Working days, as the record counts feedback deadlines.
-    pub calendar: Calendar,
+    pub signer: Arc<Signer>,
+    /// The record's integrity: verified at start-up, signed and witnessed as it grows.
+    pub integrity: Arc<Integrity>,
 }
 
 impl Recording {
-    /// Open the store named by the config, load the projections and catch them up.
+    /// Open the store named by the config, verify the whole log (against its checkpoints
+    /// and its witnesses'), and build the projections from it.
     pub async fn open(config: &Config) -> anyhow::Result<Arc<Self>> {
         let target = config.record_target();
         let store = Store::open(&target)
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the record ({}): {e}", redact(&target)))?;
-        let signer = Signer::load_or_create(&config.data.join("record.key"))?;
+        let integrity = Arc::new(Integrity::open(config, &store).await?);
+        // Like the projection rows below, the aggregates' snapshots are derived rows anyone
+        // who can write the database could edit: the aggregates load from the verified log.
+        let forgotten = store
+            .forget_snapshots()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot drop the record's snapshots: {e}"))?;
+        tracing::debug!(
+            forgotten,
+            "stored snapshots dropped; aggregates load from the log"
+        );
+        let signer = integrity.signer().clone();
         let mut holidays = Vec::new();
         let fmt = time::macros::format_description!("[year]-[month]-[day]");
         for h in &config.record.holidays {
@@ -56,26 +72,23 @@ impl Recording {
                 })?,
             );
         }
-        let mut views = Views::load(&store).await?;
-        views.catch_up(&store).await?;
+        // Projection rows are served data that anyone who can write the database could
+        // edit: build them from the log just verified, never load them.
+        let views = Views::rebuild(&store).await?;
         let (projected, _) = watch::channel(views.position());
-        let calendar = Calendar::new(holidays);
         Ok(Arc::new(Self {
-            record: Record::new(store, calendar.clone()),
-            calendar,
+            record: Record::new(store, Calendar::new(holidays)),
             views: RwLock::new(views),
             projected,
             signer,
+            integrity,
         }))
     }
 
-    /// Sign a checkpoint over everything not yet covered (at shutdown).
+    /// Sign a checkpoint over everything not yet covered and send it to the witnesses (at
+    /// shutdown).
     pub async fn checkpoint_now(&self) {
-        match checkpoint_if_due(self.store(), &self.signer, 1, Duration::ZERO, true).await {
-            Ok(Some(n)) => tracing::info!(tree_size = n, "record checkpoint signed"),
-            Ok(None) => {}
-            Err(e) => tracing::error!(error = %e, "final checkpoint failed"),
-        }
+        self.integrity.tick(self.store(), true).await;
     }
 
     /// The store.
@@ -92,6 +105,20 @@ impl Recording {
             .filter(|m| m.room == room && m.status == "open")
             .max_by(|a, b| a.opened_at.cmp(&b.opened_at))
             .map(|m| m.meeting.clone())
+    }
+
+    /// Record a floor change the SFU decided for `ask`, asked by `actor`, in the meeting open
+    /// in `room` (if any).
+    pub async fn follow_floor(
+        &self,
+        room: &str,
+        actor: &Actor,
+        ask: &FloorAsk,
+        change: &FloorChange,
+    ) {
+        for action in floor_commands(ask, change) {
+            self.observe(room, actor.clone(), action).await;
+        }
     }
 
     /// The house holding the floor in the meeting open in `room`, as the record has it.
@@ -114,28 +141,20 @@ impl Recording {
     }
 
     /// Send a meeting command for a fact the hub observed; refusals are expected (no meeting
-    /// open) and only logged at debug.
+    /// open) and only logged.
     pub async fn observe(&self, room: &str, actor: Actor, action: MeetingAction) {
         let Some(meeting) = self.open_meeting(room).await else {
             return;
         };
         let name = action.name();
-        // An observed fact must not be lost to a race with another command on the same
-        // meeting (the room watcher and the chair act at once): retry a conflict.
-        for attempt in 0..5 {
-            let cmd = Command::new(OffsetDateTime::now_utc(), actor.clone(), action.clone());
-            match self.record.meeting(&meeting, cmd, None).await {
-                Ok(_) => return,
-                Err(RecordError::Conflict(_)) if attempt < 4 => continue,
-                Err(RecordError::Refused { message, .. }) => {
-                    tracing::info!(command = name, %message, "observation not recorded");
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(command = name, error = %e, "observation not recorded");
-                    return;
-                }
+        // A conflict with another command on the same meeting is retried by the record.
+        let cmd = Command::new(OffsetDateTime::now_utc(), actor, action);
+        match self.record.meeting(&meeting, cmd, None).await {
+            Ok(_) => {}
+            Err(RecordError::Refused { message, .. }) => {
+                tracing::info!(command = %name, %message, "observation not recorded");
             }
+            Err(e) => tracing::warn!(command = %name, error = %e, "observation not recorded"),
         }
     }
 
@@ -146,32 +165,16 @@ impl Recording {
         room: &str,
         action: dinh_events::domain::loudspeakers::LoudspeakerAction,
     ) {
-        for attempt in 0..5 {
-            let cmd = Command::new(
-                OffsetDateTime::now_utc(),
-                Actor::system("bridge"),
-                action.clone(),
-            );
-            match self.record.loudspeakers(room, cmd, None).await {
-                Ok(_) => return,
-                Err(RecordError::Conflict(_)) if attempt < 4 => continue,
-                Err(e) => {
-                    tracing::info!(error = %e, "loudspeaker fact not recorded");
-                    return;
-                }
-            }
+        let cmd = Command::new(OffsetDateTime::now_utc(), Actor::system("bridge"), action);
+        if let Err(e) = self.record.loudspeakers(room, cmd, None).await {
+            tracing::info!(error = %e, "loudspeaker fact not recorded");
         }
     }
 
     /// Start the background work; it ends when `closing` turns true.
     pub fn spawn_tasks(self: &Arc<Self>, config: &Config, closing: watch::Receiver<bool>) {
         tokio::spawn(projector(self.clone(), closing.clone()));
-        tokio::spawn(checkpointer(
-            self.clone(),
-            config.record.checkpoint_every.max(1),
-            Duration::from_secs(config.record.checkpoint_interval_secs.max(1)),
-            closing.clone(),
-        ));
+        tokio::spawn(checkpointer(self.clone(), closing.clone()));
         tokio::spawn(overdue_timer(
             self.clone(),
             Duration::from_secs(config.record.overdue_check_secs.max(1)),
@@ -190,6 +193,66 @@ fn redact(target: &str) -> String {
     match (target.find("://"), target.rfind('@')) {
         (Some(s), Some(at)) if at > s => format!("{}://…{}", &target[..s], &target[at..]),
         _ => target.to_owned(),
+    }
+}
+
+/// What a participant asked of the floor through signalling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FloorAsk {
+    /// A house raised its hand.
+    RaiseHand(String),
+    /// A house lowered its hand (yielding the floor if it held it).
+    LowerHand(String),
+    /// The chair gave a house the floor.
+    Grant(String),
+    /// The chair took the floor back.
+    Revoke,
+}
+
+/// The record's commands for what the SFU decided when `ask` reached it: the record follows
+/// the SFU's outcome, not the request (a request the SFU turned into nothing records nothing).
+/// The meeting's rules derive the rest from each command as the SFU's `Floor` does: a grant
+/// revokes the previous holder and lowers the new one's hand, a holder lowering its hand
+/// yields. A house leaving is recorded by the room watcher's `DisconnectHouse`, which takes
+/// the floor and the hand with it as `Floor::leave` does.
+pub fn floor_commands(ask: &FloorAsk, change: &FloorChange) -> Vec<MeetingAction> {
+    match (change, ask) {
+        (FloorChange::None | FloorChange::Muted(..), _) => vec![],
+        (
+            FloorChange::Holder {
+                to: Some(house), ..
+            },
+            _,
+        ) => vec![MeetingAction::GrantFloor {
+            house: house.clone(),
+        }],
+        (
+            FloorChange::Holder {
+                from: None,
+                to: None,
+            },
+            _,
+        ) => vec![],
+        (
+            FloorChange::Holder {
+                from: Some(house),
+                to: None,
+            },
+            FloorAsk::LowerHand(_),
+        ) => {
+            vec![MeetingAction::LowerHand {
+                house: house.clone(),
+            }]
+        }
+        (FloorChange::Holder { to: None, .. }, _) => vec![MeetingAction::RevokeFloor],
+        (FloorChange::Queue, FloorAsk::RaiseHand(house)) => vec![MeetingAction::RaiseHand {
+            house: house.clone(),
+        }],
+        (FloorChange::Queue, FloorAsk::LowerHand(house)) => vec![MeetingAction::LowerHand {
+            house: house.clone(),
+        }],
+        // A grant or a revoke always moves the holder; the queue alone never changes by them.
+        (FloorChange::Queue, FloorAsk::Grant(_) | FloorAsk::Revoke) => vec![],
     }
 }
 
@@ -233,16 +296,11 @@ async fn projector(rec: Arc<Recording>, mut closing: watch::Receiver<bool>) {
     }
 }
 
-async fn checkpointer(
-    rec: Arc<Recording>,
-    every: u64,
-    interval: Duration,
-    mut closing: watch::Receiver<bool>,
-) {
+/// Every 5 s: sign when `record.checkpoint_every` events or `checkpoint_interval_secs` have
+/// passed, and retry witnesses that have not cosigned the newest checkpoint.
+async fn checkpointer(rec: Arc<Recording>, mut closing: watch::Receiver<bool>) {
     loop {
-        if let Err(e) = checkpoint_if_due(rec.store(), &rec.signer, every, interval, false).await {
-            tracing::error!(error = %e, "checkpoint failed");
-        }
+        rec.integrity.tick(rec.store(), false).await;
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
             _ = closing.changed() => return,
@@ -327,5 +385,79 @@ async fn room_watcher(rec: Arc<Recording>, room: Arc<Room>, mut closing: watch::
             _ = projected.changed() => {}
             _ = closing.changed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holder(from: Option<&str>, to: Option<&str>) -> FloorChange {
+        FloorChange::Holder {
+            from: from.map(str::to_owned),
+            to: to.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn the_record_follows_what_the_sfu_decided() {
+        let h = |s: &str| s.to_owned();
+        let grant = |s: &str| MeetingAction::GrantFloor { house: h(s) };
+        // The holder lowering its hand: the SFU gave the floor up; the record yields it.
+        assert_eq!(
+            floor_commands(
+                &FloorAsk::LowerHand(h("house-1")),
+                &holder(Some("house-1"), None)
+            ),
+            vec![MeetingAction::LowerHand {
+                house: h("house-1")
+            }]
+        );
+        // Granted to another: one grant, whose rule revokes the first holder.
+        assert_eq!(
+            floor_commands(
+                &FloorAsk::Grant(h("house-2")),
+                &holder(Some("house-1"), Some("house-2"))
+            ),
+            vec![grant("house-2")]
+        );
+        assert_eq!(
+            floor_commands(
+                &FloorAsk::Grant(h("house-1")),
+                &holder(None, Some("house-1"))
+            ),
+            vec![grant("house-1")]
+        );
+        assert_eq!(
+            floor_commands(&FloorAsk::Revoke, &holder(Some("house-1"), None)),
+            vec![MeetingAction::RevokeFloor]
+        );
+        assert_eq!(
+            floor_commands(&FloorAsk::RaiseHand(h("house-3")), &FloorChange::Queue),
+            vec![MeetingAction::RaiseHand {
+                house: h("house-3")
+            }]
+        );
+        assert_eq!(
+            floor_commands(&FloorAsk::LowerHand(h("house-3")), &FloorChange::Queue),
+            vec![MeetingAction::LowerHand {
+                house: h("house-3")
+            }]
+        );
+        // What the SFU turned into nothing records nothing.
+        for ask in [
+            FloorAsk::RaiseHand(h("house-1")),
+            FloorAsk::LowerHand(h("house-1")),
+            FloorAsk::Grant(h("house-1")),
+        ] {
+            assert_eq!(floor_commands(&ask, &FloorChange::None), vec![]);
+        }
+        assert_eq!(
+            floor_commands(
+                &FloorAsk::Grant(h("house-1")),
+                &FloorChange::Muted(h("house-1"), true)
+            ),
+            vec![]
+        );
     }
 }

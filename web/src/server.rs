@@ -143,6 +143,41 @@ pub async fn run_metrics(listener: tokio::net::TcpListener, state: AppState) {
     .await;
 }
 
+/// Serve `router` alone, with no hub behind it (`dinh witness`), through the same accept loop:
+/// the caps and timeouts of `limits`, the security headers, HTTPS when `tls` is given.
+/// Returns when `shutdown` completes and the open connections have finished (10 s at most).
+pub async fn run_router(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    tls: Option<Arc<Tls>>,
+    limits: &crate::config::LimitsConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    // Room for the process's own files besides the connections.
+    let total = connections_cap(limits.connections, 64);
+    let conns = Conns::new(crate::limits::ConnLimits {
+        total,
+        per_source: limits.connections_per_source.min(total),
+    });
+    let (stop_tx, stopping) = watch::channel(false);
+    let ctx = Arc::new(Ctx {
+        router: router.layer(axum::middleware::from_fn(security_layer)),
+        tls,
+        conns: conns.clone(),
+        header_timeout: Duration::from_secs(limits.header_timeout_secs.max(1)),
+        body_timeout: Duration::from_secs(limits.body_timeout_secs.max(1)),
+        stopping,
+    });
+    accept_loop(listener, &ctx, shutdown).await;
+    let _ = stop_tx.send(true);
+    if !conns.wait_empty(Duration::from_secs(10)).await {
+        tracing::warn!(
+            open = conns.open(),
+            "connections still open after 10 s; stopping anyway"
+        );
+    }
+}
+
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     ctx: &Arc<Ctx>,

@@ -48,6 +48,18 @@ impl DenyList {
             .contains(jti)
     }
 
+    /// Whether a revoked id starts with `prefix` (a `feedback` token's parent). Revocations
+    /// are few: a scan.
+    pub fn contains_prefix(&self, prefix: &str) -> bool {
+        !prefix.is_empty()
+            && self
+                .ids
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .any(|j| j.starts_with(prefix))
+    }
+
     /// Add `jti` (once the record holds its revocation).
     pub fn insert(&self, jti: &str) {
         self.ids

@@ -369,6 +369,11 @@ async fn create(
     body: Bytes,
 ) -> Result<Response, AppError> {
     let claims = state.authorize(&headers, q.token.as_deref(), &room_id)?;
+    // A new session or its end counts against the token's write rate.
+    state
+        .rates
+        .write(&claims.jti)
+        .map_err(AppError::rate_limited)?;
     let room = state.room(&room_id)?;
     if let Kind::Whip = kind {
         claims.require(&[Role::Chair], "publish the meeting")?;
@@ -516,6 +521,11 @@ async fn remove(
     headers: HeaderMap,
 ) -> Result<StatusCode, AppError> {
     let claims = state.authorize(&headers, q.token.as_deref(), &room_id)?;
+    // A new session or its end counts against the token's write rate.
+    state
+        .rates
+        .write(&claims.jti)
+        .map_err(AppError::rate_limited)?;
     state.sessions.find(kind, &room_id, &id, &claims)?;
     if let Some(s) = state.sessions.take(&id) {
         s.close().await;
@@ -587,6 +597,11 @@ async fn patch(
                 "an ICE restart needs new ice-ufrag and ice-pwd lines",
             ));
         }
+        // A restart renegotiates the whole session: it counts against the token's rate.
+        state
+            .rates
+            .write(&claims.jti)
+            .map_err(AppError::rate_limited)?;
         let offer = parse_offer(&apply_ice_fragment(&remote, &frag))?;
         // On failure the old ICE session goes on (RFC 9725 §4.3.2).
         let answer = session.renegotiate(offer).await?;

@@ -12,8 +12,8 @@ use serde::Deserialize;
 
 use crate::auth::{Claims, Role};
 use crate::error::AppError;
+use crate::recording::FloorAsk;
 use crate::AppState;
-use dinh_events::domain::meeting::MeetingAction;
 use dinh_sfu::room::{JoinRequest, Role as SfuRole, Room, Session, Slot};
 use dinh_sfu::sdp::{check_candidate, filter_offer_candidates, parse_offer, CandidatePolicy};
 use dinh_sfu::signal::{parse_client, ClientMessage, ServerMessage, SignalError, MAX_FRAME_BYTES};
@@ -67,7 +67,8 @@ pub async fn serve<Tx, Rx, E>(
         claims,
         session: None,
         policy: state.candidate_policy(),
-        trickled: 0,
+        candidates: std::collections::HashSet::new(),
+        remote_ufrag: None,
         max_trickled: state.config.limits.trickled_candidates,
     };
     // The connection lives no longer than its token: closed at its expiry, or as soon as it
@@ -164,8 +165,11 @@ struct Conn {
     session: Option<Session>,
     /// Which remote candidates the hub will check.
     policy: CandidatePolicy,
-    /// Candidates trickled into the current session, and the cap.
-    trickled: usize,
+    /// The distinct remote candidates of the current ICE session (offered or trickled), its
+    /// remote ufrag, and the cap. Only an ICE restart (a new ufrag) or a new session starts
+    /// the count again: renegotiating with the same ufrag does not.
+    candidates: std::collections::HashSet<String>,
+    remote_ufrag: Option<String>,
     max_trickled: usize,
 }
 
@@ -199,12 +203,48 @@ impl Conn {
         }
     }
 
-    /// Record a floor change the SFU accepted, in the meeting open in this room (if any).
-    async fn record(&self, action: MeetingAction) {
+    /// Count a remote candidate of the current ICE session (`candidate:…`); a repeat is free,
+    /// a new one past the cap is refused.
+    fn count_candidate(&mut self, candidate: &str) -> Result<(), AppError> {
+        if self.candidates.contains(candidate) {
+            return Ok(());
+        }
+        if self.candidates.len() >= self.max_trickled {
+            return Err(AppError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "too_many_candidates",
+                format!(
+                    "one ICE session may use at most {} remote candidates, offered or trickled",
+                    self.max_trickled
+                ),
+            ));
+        }
+        self.candidates.insert(candidate.to_owned());
+        Ok(())
+    }
+
+    /// Ask the SFU, which decides the floor, then record what it decided in the meeting open
+    /// in this room (if any); `role` and `what` are who may ask and what they ask, for a
+    /// refusal.
+    async fn ask_floor(
+        &self,
+        role: Role,
+        what: &'static str,
+        ask: FloorAsk,
+    ) -> Result<Option<ServerMessage>, AppError> {
+        self.claims.require(&[role], what)?;
+        let change = match &ask {
+            FloorAsk::RaiseHand(house) => self.room.raise_hand(house),
+            FloorAsk::LowerHand(house) => self.room.lower_hand(house),
+            FloorAsk::Grant(house) => self.room.grant_floor(house),
+            FloorAsk::Revoke => self.room.revoke_floor(),
+        }
+        .map_err(floor)?;
         let actor = crate::recording::actor(&self.claims);
         self.recording
-            .observe(self.room.name(), actor, action)
+            .follow_floor(self.room.name(), &actor, &ask, &change)
             .await;
+        Ok(None)
     }
 
     async fn dispatch(&mut self, msg: ClientMessage) -> Result<Option<ServerMessage>, AppError> {
@@ -213,7 +253,17 @@ impl Conn {
             ClientMessage::Offer { sdp } => {
                 let (sdp, _) = filter_offer_candidates(&sdp, self.policy)?;
                 let offer = parse_offer(&sdp)?;
-                self.trickled = 0;
+                let live = self.session.as_ref().is_some_and(|s| !s.is_closed());
+                let ufrag = dinh_sfu::sdp::ice_ufrag(&sdp).map(str::to_owned);
+                if !live || ufrag != self.remote_ufrag {
+                    self.candidates.clear();
+                    self.remote_ufrag = ufrag;
+                }
+                for c in sdp.lines().filter_map(|l| l.trim_end().strip_prefix("a=")) {
+                    if c.starts_with("candidate:") {
+                        self.count_candidate(c)?;
+                    }
+                }
                 if let Some(s) = self.session.as_ref().filter(|s| !s.is_closed()) {
                     let answer = s.renegotiate(offer).await?;
                     return Ok(Some(ServerMessage::Answer { sdp: answer }));
@@ -228,24 +278,18 @@ impl Conn {
                 sdp_mid,
                 sdp_mline_index,
             } => {
-                let Some(s) = &self.session else {
+                if self.session.is_none() {
                     return Err(no_session());
-                };
+                }
                 if candidate.trim().is_empty() {
                     // End of candidates, as browsers signal it.
                     return Ok(None);
                 }
-                if self.trickled >= self.max_trickled {
-                    return Err(AppError::new(
-                        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                        "too_many_candidates",
-                        format!(
-                            "a session may trickle at most {} candidates",
-                            self.max_trickled
-                        ),
-                    ));
-                }
-                self.trickled += 1;
+                let line = candidate.trim();
+                self.count_candidate(line.strip_prefix("a=").unwrap_or(line))?;
+                let Some(s) = &self.session else {
+                    return Err(no_session());
+                };
                 if let Err(why) = check_candidate(&candidate, self.policy) {
                     tracing::debug!(%why, "trickled candidate dropped");
                     return Ok(None);
@@ -254,28 +298,20 @@ impl Conn {
                 Ok(None)
             }
             ClientMessage::RaiseHand => {
-                self.claims.require(&[Role::House], "raise a hand")?;
-                self.room.raise_hand(&me).map_err(floor)?;
-                self.record(MeetingAction::RaiseHand { house: me }).await;
-                Ok(None)
+                self.ask_floor(Role::House, "raise a hand", FloorAsk::RaiseHand(me))
+                    .await
             }
             ClientMessage::LowerHand => {
-                self.claims.require(&[Role::House], "lower a hand")?;
-                self.room.lower_hand(&me).map_err(floor)?;
-                self.record(MeetingAction::LowerHand { house: me }).await;
-                Ok(None)
+                self.ask_floor(Role::House, "lower a hand", FloorAsk::LowerHand(me))
+                    .await
             }
             ClientMessage::GrantFloor { house } => {
-                self.claims.require(&[Role::Chair], "grant the floor")?;
-                self.room.grant_floor(&house).map_err(floor)?;
-                self.record(MeetingAction::GrantFloor { house }).await;
-                Ok(None)
+                self.ask_floor(Role::Chair, "grant the floor", FloorAsk::Grant(house))
+                    .await
             }
             ClientMessage::RevokeFloor => {
-                self.claims.require(&[Role::Chair], "revoke the floor")?;
-                self.room.revoke_floor().map_err(floor)?;
-                self.record(MeetingAction::RevokeFloor).await;
-                Ok(None)
+                self.ask_floor(Role::Chair, "revoke the floor", FloorAsk::Revoke)
+                    .await
             }
             ClientMessage::Mute { house, muted } => {
                 self.claims.require(&[Role::Chair], "mute a house")?;

@@ -326,6 +326,17 @@ async fn bad_input_is_named_and_appends_nothing() {
         )
         .await;
     assert_eq!(st, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (st, v) = chair
+        .post(
+            "/api/feedback",
+            json!({"meeting": "m1", "house": "house-1", "agenda_item": 999_999, "content": "x"}),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("bad_body")),
+        "an agenda item the meeting does not have"
+    );
     let huge = json!({"meeting": "m1", "house": "house-1", "content": "x".repeat(200_000)});
     let (st, _) = chair.post("/api/feedback", huge).await;
     assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE);

@@ -292,20 +292,7 @@ async fn loudspeaker_log(hub: &Hub) -> Vec<serde_json::Value> {
 }
 
 async fn open_meeting(hub: &Hub) {
-    let chair = hub.token(Role::Chair, "chair");
-    let (st, v) = hub
-        .json("POST", "/api/meetings", &chair, json!({"id": "m1", "title": "Họp dân", "starts_at": "2026-11-23T08:00:00+07:00", "agenda": []}))
-        .await;
-    assert_eq!(st, 201, "{v}");
-    let (st, v) = hub
-        .json(
-            "POST",
-            "/api/meetings/m1/commands",
-            &chair,
-            json!({"type": "open"}),
-        )
-        .await;
-    assert_eq!(st, 200, "{v}");
+    hub.open_meeting("m1").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

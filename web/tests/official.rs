@@ -443,11 +443,6 @@ async fn every_route_checks_role_and_room() {
             demo_only: "Họp m1",
         },
         Route {
-            path: "/api/log/status",
-            allowed: staff,
-            demo_only: "",
-        },
-        Route {
             path: "/api/log/export.jsonl",
             allowed: &[Role::Official],
             demo_only: "",
@@ -841,16 +836,21 @@ async fn a_verification_runs_on_request_at_most_once_a_minute() {
     s.recording.checkpoint_now().await;
     let o = token(&s, Role::Official, "can-bo-1", "demo");
     let head = s.recording.store().head();
-    let st = call(&s, "GET", "/api/log/status", &o).await.json();
-    assert!(st["verification"].is_null());
-    assert_eq!(st["checkpoint"]["tree_size"], head);
-    assert_eq!(st["public_key"], s.recording.signer.public_hex());
+    // The page reads what the hub checked at start-up (an empty log) from /api/integrity.
+    let st = call(&s, "GET", "/api/integrity", &o).await.json();
+    assert_eq!(st["last_verification"]["events"], 0, "{st}");
+    assert_eq!(st["last_checkpoint"]["size"], head);
+    assert_eq!(st["head"], head);
     let r = call(&s, "POST", "/api/log/verify", &o).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let run = r.json();
+    // The start-up check made again, answered as /api/integrity.
     assert_eq!(run["ok"], true);
-    assert_eq!(run["events"], head);
-    assert_eq!(run["checkpoints"], 1);
+    assert_eq!(run["signing"], true);
+    assert_eq!(run["last_verification"]["ok"], true);
+    assert_eq!(run["last_verification"]["events"], head);
+    assert_eq!(run["last_verification"]["checkpoints"], 1);
+    assert_eq!(run["public_key"], st["public_key"]);
     let again = call(
         &s,
         "POST",
@@ -866,9 +866,43 @@ async fn a_verification_runs_on_request_at_most_once_a_minute() {
         .parse()
         .unwrap();
     assert!((1..=60).contains(&retry), "{retry}");
-    let st = call(&s, "GET", "/api/log/status", &o).await.json();
-    assert_eq!(st["verification"]["ok"], true);
+    let st = call(&s, "GET", "/api/integrity", &o).await.json();
+    assert_eq!(st["last_verification"]["events"], head);
     assert_eq!(s.recording.store().head(), head, "nothing appended");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verification_on_request_finds_an_edited_log_and_stops_the_signing() {
+    let s = hub(false).await;
+    seed(&s).await;
+    s.recording.checkpoint_now().await;
+    let o = token(&s, Role::Official, "can-bo-1", "demo");
+    // Someone with the database edits an event under the running hub.
+    {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(&format!(
+            "sqlite://{}",
+            s.config.data.join("record.sqlite").display()
+        ))
+        .await
+        .unwrap();
+        sqlx::query(
+            "UPDATE events SET payload = replace(payload, 'Họp', 'Hop') WHERE position = 1",
+        )
+        .execute(&mut c)
+        .await
+        .unwrap();
+    }
+    let r = call(&s, "POST", "/api/log/verify", &o).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let st = r.json();
+    assert_eq!(st["ok"], false, "{st}");
+    assert_eq!(st["signing"], false);
+    assert_eq!(st["last_verification"]["ok"], false);
+    assert_eq!(st["problem"]["position"], 1, "{st}");
+    // The hub says so everywhere the start-up check would.
+    let h = call(&s, "GET", "/healthz", &o).await;
+    assert_eq!(h.status, StatusCode::SERVICE_UNAVAILABLE, "{}", h.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

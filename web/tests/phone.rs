@@ -40,7 +40,11 @@ async fn hub_with_meeting() -> Hub {
 
 /// The house screen asks for its QR link; the token is in the address's fragment.
 async fn qr_token(hub: &Hub, house: &str) -> (String, Value) {
-    let t = hub.token(Role::House, house);
+    qr_token_of(hub, &hub.token(Role::House, house)).await
+}
+
+/// The QR link shown by the screen whose token is `t`.
+async fn qr_token_of(hub: &Hub, t: &str) -> (String, Value) {
     let base = hub.base.clone();
     let r = hub
         .request(
@@ -390,7 +394,7 @@ async fn an_expired_qr_token_is_refused() {
     let t = hub
         .state
         .keys
-        .issue_feedback("house-1", "demo", "m1", Duration::from_secs(1));
+        .issue_feedback("house-1", "demo", "m1", "p", Duration::from_secs(1));
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let (st, v, _) = raise(&hub, &t, "x").await;
     assert_eq!((st, v["error"].as_str()), (401, Some("token_expired")));
@@ -398,9 +402,44 @@ async fn an_expired_qr_token_is_refused() {
     let t = hub
         .state
         .keys
-        .issue_feedback("house-1", "other", "m1", Duration::from_secs(60));
+        .issue_feedback("house-1", "other", "m1", "p", Duration::from_secs(60));
     let (st, _, _) = raise(&hub, &t, "x").await;
     assert_eq!(st, 404);
+}
+
+/// Revoking a QR token stops it at once; revoking the house screen's token stops the codes
+/// that screen showed as well. Nothing is appended for a refused code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_qr_token_and_the_codes_of_a_revoked_screen_are_refused() {
+    let hub = hub_with_meeting().await;
+    let chair = hub.token(Role::Chair, "chair");
+    let (qr, _) = qr_token(&hub, "house-1").await;
+    let (st, v, _) = raise(&hub, &qr, "Một").await;
+    assert!((200..300).contains(&st), "{v}");
+    let (st, v) = hub
+        .json("POST", "/api/tokens/revoke", &chair, json!({ "token": qr }))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let before = head(&hub);
+    let (st, v, _) = raise(&hub, &qr, "Hai").await;
+    assert_eq!((st, v["error"].as_str()), (401, Some("token_revoked")));
+    let screen = hub.token(Role::House, "house-1");
+    let (qr2, _) = qr_token_of(&hub, &screen).await;
+    let (st, v) = hub
+        .json(
+            "POST",
+            "/api/tokens/revoke",
+            &chair,
+            json!({ "token": screen }),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let before = before.max(head(&hub));
+    let (st, v, _) = raise(&hub, &qr2, "Ba").await;
+    assert_eq!((st, v["error"].as_str()), (401, Some("token_revoked")));
+    let (st, _) = hub.json("GET", "/api/phone", &qr2, Value::Null).await;
+    assert_eq!(st, 401);
+    assert_eq!(head(&hub), before, "a refused code appends nothing");
 }
 
 /// A 1×1 PNG.

@@ -321,3 +321,67 @@ async fn candidates_on_the_hubs_own_machine_are_not_probed() {
     assert_eq!(probes(&lan).await, 0, "no probe to the hub's own machine");
     lan.stop().await;
 }
+
+/// Over signalling, one ICE session may use `limits.trickled_candidates` distinct remote
+/// candidates, offered or trickled; renegotiating with the same ufrag does not start the
+/// count again (it did: each offer reset it, so a loop of offers and trickles made the hub
+/// probe any number of addresses), while a repeat of a known candidate costs nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signalling_candidates_are_capped_per_ice_session_across_renegotiations() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let hub = Hub::start(|c| c.limits.trickled_candidates = 6).await;
+    let (_peer, sdp) = offer(false).await;
+    let offered = sdp
+        .lines()
+        .filter(|l| l.starts_with("a=candidate:"))
+        .count();
+    assert!(offered < 6, "the test peer offers {offered} candidates");
+    let token = hub.token(Role::House, "house-1");
+    let url = format!("ws://{}/ws/demo?token={token}", hub.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    // Send `frame`, then a ping; the frames answered before the pong.
+    let mut ask = async |frame: serde_json::Value| -> Vec<String> {
+        ws.send(Message::text(frame.to_string())).await.unwrap();
+        ws.send(Message::text(r#"{"type":"ping"}"#)).await.unwrap();
+        let mut got = Vec::new();
+        loop {
+            let m = tokio::time::timeout(Duration::from_secs(20), ws.next())
+                .await
+                .expect("an answer")
+                .expect("open")
+                .unwrap();
+            let text = m.to_text().unwrap_or("").to_owned();
+            if text.contains("\"pong\"") {
+                return got;
+            }
+            got.push(text);
+        }
+    };
+    let candidate = |p: u16| {
+        serde_json::json!({"type": "candidate", "sdpMid": "0", "sdpMLineIndex": 0,
+            "candidate": format!("candidate:{p} 1 udp 2130706431 127.0.0.1 {p} typ host")})
+    };
+    let got = ask(serde_json::json!({"type": "offer", "sdp": sdp})).await;
+    assert!(got.iter().any(|f| f.contains("\"answer\"")), "{got:?}");
+    let room = 6 - offered as u16;
+    for p in 0..room {
+        let got = ask(candidate(40_000 + p)).await;
+        assert!(got.is_empty(), "{got:?}");
+    }
+    let got = ask(candidate(41_000)).await;
+    assert!(
+        got.iter().any(|f| f.contains("too_many_candidates")),
+        "{got:?}"
+    );
+    // The same offer again (same ufrag): still full, but a known candidate is free.
+    let got = ask(serde_json::json!({"type": "offer", "sdp": sdp})).await;
+    assert!(got.iter().any(|f| f.contains("\"answer\"")), "{got:?}");
+    let got = ask(candidate(41_001)).await;
+    assert!(
+        got.iter().any(|f| f.contains("too_many_candidates")),
+        "{got:?}"
+    );
+    assert!(ask(candidate(40_000)).await.is_empty());
+    hub.stop().await;
+}

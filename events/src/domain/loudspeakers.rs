@@ -8,7 +8,33 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Actor, ActorRole, Command, EVENT_VERSION};
+use super::rules::{id, require_role, text};
+use super::{
+    ActorRole, ClusterStatus, Command, Decide, Forbidden, Invalid, Refusal, Refuse, Services,
+};
+
+/// How urgent an announcement is (Circular 39/2020/TT-BTTTT): an emergency interrupts
+/// everything on every cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    /// Ordinary bulletins.
+    Normal,
+    /// Urgent notices.
+    Priority,
+    /// Disaster, fire, epidemic.
+    Emergency,
+}
+
+/// How an announcement ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ending {
+    /// It played to its end.
+    Played,
+    /// Someone stopped it, or a more urgent one took its place.
+    Stopped,
+}
 
 /// What can be asked of a room's loudspeaker log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,8 +49,8 @@ pub enum LoudspeakerAction {
     ReportClusterStatus {
         /// Cluster id.
         cluster: String,
-        /// `up`, `down` or `unknown`.
-        status: String,
+        /// What the bridge sees now.
+        status: ClusterStatus,
         /// Why, as the bridge saw it.
         reason: String,
     },
@@ -32,8 +58,8 @@ pub enum LoudspeakerAction {
     StartAnnouncement {
         /// Announcement id.
         announcement: String,
-        /// `normal`, `priority` or `emergency`.
-        priority: String,
+        /// How urgent it is.
+        priority: Priority,
         /// A file name, or `live:ROOM`.
         source: String,
         /// Cluster ids; empty for every output.
@@ -45,8 +71,8 @@ pub enum LoudspeakerAction {
     EndAnnouncement {
         /// Announcement id.
         announcement: String,
-        /// `played` (to its end) or `stopped`.
-        how: String,
+        /// How it ended.
+        how: Ending,
     },
 }
 
@@ -61,62 +87,44 @@ pub enum LoudspeakerEvent {
     },
     /// A cluster changed status.
     ClusterStatusReported {
-        /// Cluster.
+        /// Cluster id.
         cluster: String,
-        /// New status.
-        status: String,
-        /// Why.
+        /// What the bridge sees now.
+        status: ClusterStatus,
+        /// Why, as the bridge saw it (may be empty).
         reason: String,
     },
     /// An announcement started.
     AnnouncementStarted {
-        /// Id.
+        /// Announcement id, unique while it plays.
         announcement: String,
-        /// Priority.
-        priority: String,
-        /// What it played.
+        /// How urgent it is.
+        priority: Priority,
+        /// A file name, or `live:ROOM`.
         source: String,
-        /// Clusters (empty: all).
+        /// Cluster ids (empty: every output).
         clusters: Vec<String>,
-        /// Who asked.
+        /// `role:id` of who asked for it.
         requested_by: String,
     },
     /// An announcement ended.
     AnnouncementEnded {
-        /// Id.
+        /// Announcement id.
         announcement: String,
-        /// How.
-        how: String,
+        /// How it ended.
+        how: Ending,
     },
 }
 
-impl cqrs_es::DomainEvent for LoudspeakerEvent {
-    fn event_type(&self) -> String {
-        match self {
-            Self::RelaySwitched { .. } => "RelaySwitched",
-            Self::ClusterStatusReported { .. } => "ClusterStatusReported",
-            Self::AnnouncementStarted { .. } => "AnnouncementStarted",
-            Self::AnnouncementEnded { .. } => "AnnouncementEnded",
-        }
-        .to_owned()
-    }
-    fn event_version(&self) -> String {
-        EVENT_VERSION.to_owned()
-    }
-}
+crate::event!(LoudspeakerEvent);
 
 /// Why a command was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum LoudspeakerError {
     /// Fix the field named.
-    #[error("invalid {field}: {reason}")]
-    Invalid {
-        /// Field.
-        field: &'static str,
-        /// What is wrong.
-        reason: String,
-    },
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
     /// Nothing changes: the log has it already.
     #[error("{0}")]
     Already(String),
@@ -124,77 +132,46 @@ pub enum LoudspeakerError {
     #[error("announcement {0} is not playing")]
     NotPlaying(String),
     /// The token's role may not do this.
-    #[error("{} {role} may not {action}", super::meeting::article(role))]
-    Forbidden {
-        /// Role.
-        role: &'static str,
-        /// Action.
-        action: &'static str,
-    },
+    #[error(transparent)]
+    Forbidden(#[from] Forbidden),
+}
+
+impl Refuse for LoudspeakerError {
+    fn refusal(&self) -> Refusal {
+        match self {
+            Self::Forbidden(_) => Refusal::Forbidden,
+            Self::Invalid(_) => Refusal::Invalid,
+            Self::NotPlaying(_) => Refusal::NotFound,
+            _ => Refusal::State,
+        }
+    }
 }
 
 /// A room's loudspeaker log.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Loudspeakers {
     relay: bool,
-    clusters: BTreeMap<String, String>,
+    clusters: BTreeMap<String, ClusterStatus>,
     playing: BTreeSet<String>,
 }
 
-fn require(
-    actor: &Actor,
-    roles: &[ActorRole],
-    action: &'static str,
-) -> Result<(), LoudspeakerError> {
-    if roles.contains(&actor.role) {
-        return Ok(());
-    }
-    let role = match actor.role {
-        ActorRole::Chair => "chair",
-        ActorRole::House => "house",
-        ActorRole::Official => "official",
-        ActorRole::System => "system",
-    };
-    Err(LoudspeakerError::Forbidden { role, action })
-}
+impl Decide for Loudspeakers {
+    const TYPE: &'static str = "loudspeakers";
+    type Action = LoudspeakerAction;
+    type Event = LoudspeakerEvent;
+    type Error = LoudspeakerError;
 
-fn id_field(field: &'static str, v: &str) -> Result<(), LoudspeakerError> {
-    let ok = !v.is_empty()
-        && v.len() <= 64
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(LoudspeakerError::Invalid {
-            field,
-            reason: "1 to 64 letters, digits, '-' or '_'".into(),
-        })
-    }
-}
-
-fn text_field(field: &'static str, v: &str, max: usize) -> Result<(), LoudspeakerError> {
-    if v.chars().count() > max {
-        return Err(LoudspeakerError::Invalid {
-            field,
-            reason: format!("longer than {max} characters"),
-        });
-    }
-    Ok(())
-}
-
-impl Loudspeakers {
-    /// Check a command; the events it causes.
-    pub fn decide(
+    fn decide(
         &self,
         cmd: &Command<LoudspeakerAction>,
+        _: &Services,
     ) -> Result<Vec<LoudspeakerEvent>, LoudspeakerError> {
         use LoudspeakerAction as A;
         use LoudspeakerEvent as E;
         let chair_or_system = [ActorRole::Chair, ActorRole::System];
         match &cmd.action {
             A::SwitchRelay { on } => {
-                require(&cmd.actor, &chair_or_system, "switch the relay")?;
+                require_role(&cmd.actor, &chair_or_system, "switch the relay")?;
                 if self.relay == *on {
                     let state = if *on { "running" } else { "stopped" };
                     return Err(LoudspeakerError::Already(format!(
@@ -208,23 +185,18 @@ impl Loudspeakers {
                 status,
                 reason,
             } => {
-                require(&cmd.actor, &[ActorRole::System], "report a cluster status")?;
-                id_field("cluster", cluster)?;
-                if !matches!(status.as_str(), "up" | "down" | "unknown") {
-                    return Err(LoudspeakerError::Invalid {
-                        field: "status",
-                        reason: "up, down or unknown".into(),
-                    });
-                }
-                text_field("reason", reason, 300)?;
+                require_role(&cmd.actor, &[ActorRole::System], "report a cluster status")?;
+                id("cluster", cluster)?;
+                text("reason", reason, 0..=300)?;
                 if self.clusters.get(cluster) == Some(status) {
                     return Err(LoudspeakerError::Already(format!(
-                        "cluster {cluster} is already {status}"
+                        "cluster {cluster} is already {}",
+                        status.as_str()
                     )));
                 }
                 Ok(vec![E::ClusterStatusReported {
                     cluster: cluster.clone(),
-                    status: status.clone(),
+                    status: *status,
                     reason: reason.clone(),
                 }])
             }
@@ -235,18 +207,12 @@ impl Loudspeakers {
                 clusters,
                 requested_by,
             } => {
-                require(&cmd.actor, &chair_or_system, "start an announcement")?;
-                id_field("announcement", announcement)?;
-                if !matches!(priority.as_str(), "normal" | "priority" | "emergency") {
-                    return Err(LoudspeakerError::Invalid {
-                        field: "priority",
-                        reason: "normal, priority or emergency".into(),
-                    });
-                }
-                text_field("source", source, 200)?;
-                text_field("requested_by", requested_by, 200)?;
+                require_role(&cmd.actor, &chair_or_system, "start an announcement")?;
+                id("announcement", announcement)?;
+                text("source", source, 0..=200)?;
+                text("requested_by", requested_by, 0..=200)?;
                 for c in clusters {
-                    id_field("clusters", c)?;
+                    id("clusters", c)?;
                 }
                 if self.playing.contains(announcement) {
                     return Err(LoudspeakerError::Already(format!(
@@ -255,40 +221,33 @@ impl Loudspeakers {
                 }
                 Ok(vec![E::AnnouncementStarted {
                     announcement: announcement.clone(),
-                    priority: priority.clone(),
+                    priority: *priority,
                     source: source.clone(),
                     clusters: clusters.clone(),
                     requested_by: requested_by.clone(),
                 }])
             }
             A::EndAnnouncement { announcement, how } => {
-                require(&cmd.actor, &chair_or_system, "end an announcement")?;
-                if !matches!(how.as_str(), "played" | "stopped") {
-                    return Err(LoudspeakerError::Invalid {
-                        field: "how",
-                        reason: "played or stopped".into(),
-                    });
-                }
+                require_role(&cmd.actor, &chair_or_system, "end an announcement")?;
                 if !self.playing.contains(announcement) {
                     return Err(LoudspeakerError::NotPlaying(announcement.clone()));
                 }
                 Ok(vec![E::AnnouncementEnded {
                     announcement: announcement.clone(),
-                    how: how.clone(),
+                    how: *how,
                 }])
             }
         }
     }
 
-    /// Change state by one event.
-    pub fn apply_event(&mut self, e: &LoudspeakerEvent) {
+    fn apply_event(&mut self, e: &LoudspeakerEvent) {
         use LoudspeakerEvent as E;
         match e {
             E::RelaySwitched { on } => self.relay = *on,
             E::ClusterStatusReported {
                 cluster, status, ..
             } => {
-                self.clusters.insert(cluster.clone(), status.clone());
+                self.clusters.insert(cluster.clone(), *status);
             }
             E::AnnouncementStarted { announcement, .. } => {
                 self.playing.insert(announcement.clone());
@@ -300,29 +259,7 @@ impl Loudspeakers {
     }
 }
 
-impl cqrs_es::Aggregate for Loudspeakers {
-    const TYPE: &'static str = "loudspeakers";
-    type Command = Command<LoudspeakerAction>;
-    type Event = LoudspeakerEvent;
-    type Error = LoudspeakerError;
-    type Services = ();
-
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        _: &(),
-        sink: &cqrs_es::event_sink::EventSink<Self>,
-    ) -> Result<(), LoudspeakerError> {
-        for event in self.decide(&command)? {
-            sink.write(event, self).await;
-        }
-        Ok(())
-    }
-
-    fn apply(&mut self, event: LoudspeakerEvent) {
-        self.apply_event(&event);
-    }
-}
+crate::aggregate!(Loudspeakers);
 
 #[cfg(test)]
 mod tests {
@@ -330,6 +267,7 @@ mod tests {
     use super::LoudspeakerEvent as E;
     use super::*;
     use crate::domain::testing::{chair, house, Given};
+    use crate::domain::Actor;
 
     fn bridge() -> Actor {
         Actor::system("bridge")
@@ -338,7 +276,7 @@ mod tests {
     fn started(id: &str) -> E {
         E::AnnouncementStarted {
             announcement: id.into(),
-            priority: "emergency".into(),
+            priority: Priority::Emergency,
             source: "lu-lut.wav".into(),
             clusters: vec![],
             requested_by: "chair:chair".into(),
@@ -348,7 +286,7 @@ mod tests {
     fn start(id: &str) -> A {
         A::StartAnnouncement {
             announcement: id.into(),
-            priority: "emergency".into(),
+            priority: Priority::Emergency,
             source: "lu-lut.wav".into(),
             clusters: vec![],
             requested_by: "chair:chair".into(),
@@ -370,31 +308,28 @@ mod tests {
 
     #[test]
     fn only_the_bridge_reports_cluster_status_and_only_changes() {
-        let report = |s: &str| A::ReportClusterStatus {
+        let report = |status| A::ReportClusterStatus {
             cluster: "thon-3".into(),
-            status: s.into(),
+            status,
             reason: "unreachable".into(),
         };
         Given::<Loudspeakers>::events(vec![])
-            .when(bridge(), report("down"))
+            .when(bridge(), report(ClusterStatus::Down))
             .then(vec![E::ClusterStatusReported {
                 cluster: "thon-3".into(),
-                status: "down".into(),
+                status: ClusterStatus::Down,
                 reason: "unreachable".into(),
             }]);
         Given::<Loudspeakers>::events(vec![E::ClusterStatusReported {
             cluster: "thon-3".into(),
-            status: "down".into(),
+            status: ClusterStatus::Down,
             reason: "x".into(),
         }])
-        .when(bridge(), report("down"))
+        .when(bridge(), report(ClusterStatus::Down))
         .then_error("cluster thon-3 is already down");
         Given::<Loudspeakers>::events(vec![])
-            .when(chair(), report("up"))
+            .when(chair(), report(ClusterStatus::Up))
             .then_error("a chair may not report a cluster status");
-        Given::<Loudspeakers>::events(vec![])
-            .when(bridge(), report("sideways"))
-            .then_error("invalid status: up, down or unknown");
     }
 
     #[test]
@@ -410,19 +345,19 @@ mod tests {
                 bridge(),
                 A::EndAnnouncement {
                     announcement: "flood-1".into(),
-                    how: "played".into(),
+                    how: Ending::Played,
                 },
             )
             .then(vec![E::AnnouncementEnded {
                 announcement: "flood-1".into(),
-                how: "played".into(),
+                how: Ending::Played,
             }]);
         Given::<Loudspeakers>::events(vec![])
             .when(
                 bridge(),
                 A::EndAnnouncement {
                     announcement: "flood-1".into(),
-                    how: "played".into(),
+                    how: Ending::Played,
                 },
             )
             .then_error("announcement flood-1 is not playing");
@@ -430,13 +365,38 @@ mod tests {
             .when(
                 bridge(),
                 A::StartAnnouncement {
-                    announcement: "x".into(),
-                    priority: "loud".into(),
+                    announcement: "x/../y".into(),
+                    priority: Priority::Normal,
                     source: "a.wav".into(),
                     clusters: vec![],
                     requested_by: "chair:chair".into(),
                 },
             )
-            .then_error("invalid priority: normal, priority or emergency");
+            .then_error("invalid announcement: 1 to 64 letters, digits, '-' or '_'");
+    }
+
+    #[test]
+    fn priorities_statuses_and_endings_outside_the_lists_do_not_parse() {
+        let cases = [
+            (
+                serde_json::json!({"type": "start_announcement", "announcement": "x",
+                    "priority": "loud", "source": "a.wav", "clusters": [], "requested_by": "c"}),
+                "unknown variant `loud`, expected one of `normal`, `priority`, `emergency`",
+            ),
+            (
+                serde_json::json!({"type": "report_cluster_status", "cluster": "thon-3",
+                    "status": "sideways", "reason": ""}),
+                "unknown variant `sideways`, expected one of `unknown`, `up`, `down`",
+            ),
+            (
+                serde_json::json!({"type": "end_announcement", "announcement": "x",
+                    "how": "faded"}),
+                "unknown variant `faded`, expected `played` or `stopped`",
+            ),
+        ];
+        for (json, message) in cases {
+            let err = serde_json::from_value::<LoudspeakerAction>(json).unwrap_err();
+            assert_eq!(err.to_string(), message);
+        }
     }
 }

@@ -10,14 +10,18 @@ pub mod feedback;
 pub mod loudspeakers;
 pub mod meeting;
 pub mod notices;
+pub mod rules;
 pub mod tokens;
 pub mod workdays;
 
 #[cfg(test)]
 pub(crate) mod testing;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+
+pub use rules::{Forbidden, Invalid};
 
 /// Who issued a command, from the token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +46,18 @@ pub enum ActorRole {
     System,
 }
 
+impl ActorRole {
+    /// The role's name, as in tokens and in the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Chair => "chair",
+            Self::House => "house",
+            Self::Official => "official",
+            Self::System => "system",
+        }
+    }
+}
+
 impl Actor {
     /// An actor of the given role and id.
     pub fn new(role: ActorRole, id: impl Into<String>) -> Self {
@@ -58,13 +74,7 @@ impl Actor {
 
     /// `role:id`, as stored in the log.
     pub fn label(&self) -> String {
-        let role = match self.role {
-            ActorRole::Chair => "chair",
-            ActorRole::House => "house",
-            ActorRole::Official => "official",
-            ActorRole::System => "system",
-        };
-        format!("{role}:{}", self.id)
+        format!("{}:{}", self.role.as_str(), self.id)
     }
 }
 
@@ -91,92 +101,151 @@ impl<A> Command<A> {
 /// upcaster.
 pub const EVENT_VERSION: &str = "1";
 
-/// The pure half of an aggregate: [`Decide::decide`] checks a command and returns events,
-/// [`Decide::apply_event`] changes state. Given/when/then tests drive this with no store.
-pub trait Decide: Default {
+/// The serde tag of a value of an internally tagged enum (`grant_floor`): an action's name in
+/// the API and, in PascalCase ([`event_type`]), an event's stored type. Both come from the
+/// serde attributes, so they cannot drift from what is sent and stored.
+pub fn tag<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::Object(m)) => m
+            .get("type")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        _ => String::new(),
+    }
+}
+
+/// The stored event type of a serde tag: `meeting_scheduled` is `MeetingScheduled`.
+pub fn event_type(tag: &str) -> String {
+    tag.split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// `cqrs_es::DomainEvent` for an event enum tagged by serde: its type is [`event_type`] of
+/// its tag, its version [`EVENT_VERSION`].
+#[macro_export]
+macro_rules! event {
+    ($event:ty) => {
+        impl cqrs_es::DomainEvent for $event {
+            fn event_type(&self) -> String {
+                $crate::domain::event_type(&$crate::domain::tag(self))
+            }
+            fn event_version(&self) -> String {
+                $crate::domain::EVENT_VERSION.to_owned()
+            }
+        }
+    };
+}
+
+/// A loudspeaker cluster's health, as the bridge sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterStatus {
+    /// Not heard from yet.
+    Unknown,
+    /// Packets leave without error and the receivers answer.
+    Up,
+    /// Unreachable or failing.
+    Down,
+}
+
+impl ClusterStatus {
+    /// The status's name, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Up => "up",
+            Self::Down => "down",
+        }
+    }
+}
+
+/// Everything the rules consult besides the state and the command.
+#[derive(Debug, Clone, Default)]
+pub struct Services {
+    /// Working days, for feedback deadlines.
+    pub calendar: workdays::Calendar,
+}
+
+/// How a refusal should reach the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The token's role may not (403).
+    Forbidden,
+    /// No such meeting or item (404).
+    NotFound,
+    /// A field is wrong (422).
+    Invalid,
+    /// The step does not fit the current state (409).
+    State,
+}
+
+/// An aggregate's error says which kind of refusal it is.
+pub trait Refuse {
+    /// The kind of refusal, for the HTTP status.
+    fn refusal(&self) -> Refusal;
+}
+
+/// An aggregate, pure: [`Decide::decide`] checks a command against the state and returns the
+/// events it causes, [`Decide::apply_event`] changes the state by one event with no checks.
+/// Given/when/then tests drive this with no store; [`aggregate!`] makes it a
+/// `cqrs_es::Aggregate` for the record.
+///
+/// Adding an aggregate: its state, action, event and error types, `impl Decide` and
+/// `impl Refuse` for the error, and `aggregate!(State);`. [`crate::record::Record::execute`]
+/// then runs its commands.
+pub trait Decide: Default + Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The aggregate type as stored in the log (`meeting`): never change it.
+    const TYPE: &'static str;
     /// What can be asked.
-    type Action;
-    /// What can happen.
-    type Event;
+    type Action: Clone + Send + Sync + std::fmt::Debug + 'static;
+    /// What can happen, as stored in the log.
+    type Event: cqrs_es::DomainEvent;
     /// Why a command is refused.
-    type Error: std::fmt::Display;
-    /// What the rules consult besides the state (the calendar of working days).
-    type Services: Default;
+    type Error: std::error::Error + Refuse + Send + Sync + 'static;
     /// Check `cmd` against the state; return the events it causes.
     fn decide(
         &self,
         cmd: &Command<Self::Action>,
-        services: &Self::Services,
+        services: &Services,
     ) -> Result<Vec<Self::Event>, Self::Error>;
-    /// Change the state by one event, with no checks.
+    /// Change the state by one event, with no checks: events are facts.
     fn apply_event(&mut self, event: &Self::Event);
 }
 
-impl Decide for meeting::Meeting {
-    type Action = meeting::MeetingAction;
-    type Event = meeting::MeetingEvent;
-    type Error = meeting::MeetingError;
-    type Services = ();
-    fn decide(&self, cmd: &Command<Self::Action>, _: &()) -> Result<Vec<Self::Event>, Self::Error> {
-        meeting::Meeting::decide(self, cmd)
-    }
-    fn apply_event(&mut self, event: &Self::Event) {
-        meeting::Meeting::apply_event(self, event)
-    }
-}
+/// `cqrs_es::Aggregate` for a [`Decide`]: `handle` runs `decide` and writes each event to
+/// the sink (which applies it), `apply` is `apply_event`.
+#[macro_export]
+macro_rules! aggregate {
+    ($state:ty) => {
+        impl cqrs_es::Aggregate for $state {
+            const TYPE: &'static str = <$state as $crate::domain::Decide>::TYPE;
+            type Command = $crate::domain::Command<<$state as $crate::domain::Decide>::Action>;
+            type Event = <$state as $crate::domain::Decide>::Event;
+            type Error = <$state as $crate::domain::Decide>::Error;
+            type Services = $crate::domain::Services;
 
-impl Decide for feedback::Feedback {
-    type Action = feedback::FeedbackAction;
-    type Event = feedback::FeedbackEvent;
-    type Error = feedback::FeedbackError;
-    type Services = workdays::Calendar;
-    fn decide(
-        &self,
-        cmd: &Command<Self::Action>,
-        calendar: &workdays::Calendar,
-    ) -> Result<Vec<Self::Event>, Self::Error> {
-        feedback::Feedback::decide(self, cmd, calendar)
-    }
-    fn apply_event(&mut self, event: &Self::Event) {
-        feedback::Feedback::apply_event(self, event)
-    }
-}
+            async fn handle(
+                &mut self,
+                command: Self::Command,
+                services: &Self::Services,
+                sink: &cqrs_es::event_sink::EventSink<Self>,
+            ) -> Result<(), Self::Error> {
+                for event in $crate::domain::Decide::decide(self, &command, services)? {
+                    sink.write(event, self).await;
+                }
+                Ok(())
+            }
 
-impl Decide for loudspeakers::Loudspeakers {
-    type Action = loudspeakers::LoudspeakerAction;
-    type Event = loudspeakers::LoudspeakerEvent;
-    type Error = loudspeakers::LoudspeakerError;
-    type Services = ();
-    fn decide(&self, cmd: &Command<Self::Action>, _: &()) -> Result<Vec<Self::Event>, Self::Error> {
-        loudspeakers::Loudspeakers::decide(self, cmd)
-    }
-    fn apply_event(&mut self, event: &Self::Event) {
-        loudspeakers::Loudspeakers::apply_event(self, event)
-    }
-}
-
-impl Decide for notices::Notice {
-    type Action = notices::NoticeAction;
-    type Event = notices::NoticeEvent;
-    type Error = notices::NoticeError;
-    type Services = ();
-    fn decide(&self, cmd: &Command<Self::Action>, _: &()) -> Result<Vec<Self::Event>, Self::Error> {
-        notices::Notice::decide(self, cmd)
-    }
-    fn apply_event(&mut self, event: &Self::Event) {
-        notices::Notice::apply_event(self, event)
-    }
-}
-
-impl Decide for tokens::TokenDenyList {
-    type Action = tokens::TokenAction;
-    type Event = tokens::TokenEvent;
-    type Error = tokens::TokenError;
-    type Services = ();
-    fn decide(&self, cmd: &Command<Self::Action>, _: &()) -> Result<Vec<Self::Event>, Self::Error> {
-        tokens::TokenDenyList::decide(self, cmd)
-    }
-    fn apply_event(&mut self, event: &Self::Event) {
-        tokens::TokenDenyList::apply_event(self, event)
-    }
+            fn apply(&mut self, event: Self::Event) {
+                $crate::domain::Decide::apply_event(self, &event);
+            }
+        }
+    };
 }

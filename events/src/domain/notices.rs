@@ -14,8 +14,8 @@
 use serde::{Deserialize, Serialize};
 use time::Date;
 
-use super::meeting::{article, role_name};
-use super::{Actor, ActorRole, Command, EVENT_VERSION};
+use super::rules::{require_role, text};
+use super::{ActorRole, Command, Decide, Forbidden, Invalid, Refusal, Refuse, Services};
 
 /// Longest title, characters.
 pub const MAX_TITLE: usize = 200;
@@ -64,16 +64,6 @@ pub enum NoticeAction {
     },
 }
 
-impl NoticeAction {
-    /// The action's name, as in the API.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Post { .. } => "post",
-            Self::Withdraw { .. } => "withdraw",
-        }
-    }
-}
-
 /// What happened to a notice.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -100,18 +90,7 @@ pub enum NoticeEvent {
     },
 }
 
-impl cqrs_es::DomainEvent for NoticeEvent {
-    fn event_type(&self) -> String {
-        match self {
-            Self::NoticePosted { .. } => "NoticePosted",
-            Self::NoticeWithdrawn { .. } => "NoticeWithdrawn",
-        }
-        .to_owned()
-    }
-    fn event_version(&self) -> String {
-        EVENT_VERSION.to_owned()
-    }
-}
+crate::event!(NoticeEvent);
 
 /// Why a notice command was refused: show the message; nothing was recorded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -127,21 +106,22 @@ pub enum NoticeError {
     #[error("the notice is already withdrawn")]
     AlreadyWithdrawn,
     /// Fix the field named.
-    #[error("invalid {field}: {reason}")]
-    Invalid {
-        /// Field.
-        field: &'static str,
-        /// What is wrong.
-        reason: String,
-    },
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
     /// Only the chair or an official may do this.
-    #[error("{} {role} may not {action}", article(role))]
-    Forbidden {
-        /// The actor's role.
-        role: &'static str,
-        /// What was attempted.
-        action: &'static str,
-    },
+    #[error(transparent)]
+    Forbidden(#[from] Forbidden),
+}
+
+impl Refuse for NoticeError {
+    fn refusal(&self) -> Refusal {
+        match self {
+            Self::Forbidden(_) => Refusal::Forbidden,
+            Self::NotFound => Refusal::NotFound,
+            Self::Invalid(_) => Refusal::Invalid,
+            _ => Refusal::State,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -159,25 +139,8 @@ pub struct Notice {
     room: String,
 }
 
-fn text(field: &'static str, v: &str, max: usize) -> Result<(), NoticeError> {
-    let n = v.trim().chars().count();
-    if n == 0 {
-        return Err(NoticeError::Invalid {
-            field,
-            reason: "must not be empty".into(),
-        });
-    }
-    if n > max {
-        return Err(NoticeError::Invalid {
-            field,
-            reason: format!("longer than {max} characters"),
-        });
-    }
-    Ok(())
-}
-
-fn picture(p: &Picture) -> Result<(), NoticeError> {
-    let bad = |reason: &str| NoticeError::Invalid {
+fn picture(p: &Picture) -> Result<(), Invalid> {
+    let bad = |reason: &str| Invalid {
         field: "picture",
         reason: reason.into(),
     };
@@ -212,10 +175,20 @@ impl Notice {
     pub fn room(&self) -> &str {
         &self.room
     }
+}
 
-    /// Check a command against the state; the events it causes.
-    pub fn decide(&self, cmd: &Command<NoticeAction>) -> Result<Vec<NoticeEvent>, NoticeError> {
-        require(&cmd.actor, cmd.action.name())?;
+impl Decide for Notice {
+    const TYPE: &'static str = "notice";
+    type Action = NoticeAction;
+    type Event = NoticeEvent;
+    type Error = NoticeError;
+
+    fn decide(
+        &self,
+        cmd: &Command<NoticeAction>,
+        _: &Services,
+    ) -> Result<Vec<NoticeEvent>, NoticeError> {
+        let staff = [ActorRole::Chair, ActorRole::Official];
         match &cmd.action {
             NoticeAction::Post {
                 room,
@@ -225,33 +198,32 @@ impl Notice {
                 valid_from,
                 valid_until,
             } => {
+                require_role(&cmd.actor, &staff, "post a notice")?;
                 if self.phase != Phase::New {
                     return Err(NoticeError::AlreadyPosted);
                 }
-                text("room", room, 64)?;
-                text("title", title, MAX_TITLE)?;
-                text("text", body, MAX_TEXT)?;
+                text("room", room, 1..=64)?;
+                text("title", title, 1..=MAX_TITLE)?;
+                text("text", body, 1..=MAX_TEXT)?;
                 if let Some(p) = pic {
                     picture(p)?;
                 }
+                let until = |reason: String| Invalid {
+                    field: "valid_until",
+                    reason,
+                };
                 if valid_until < valid_from {
-                    return Err(NoticeError::Invalid {
-                        field: "valid_until",
-                        reason: "before valid_from".into(),
-                    });
+                    return Err(until("before valid_from".into()).into());
                 }
                 if (*valid_until - *valid_from).whole_days() >= MAX_DAYS {
-                    return Err(NoticeError::Invalid {
-                        field: "valid_until",
-                        reason: format!("more than {MAX_DAYS} days after valid_from"),
-                    });
+                    return Err(until(format!("more than {MAX_DAYS} days after valid_from")).into());
                 }
                 let today = cmd.at.to_offset(super::workdays::VIETNAM).date();
                 if *valid_until < today {
-                    return Err(NoticeError::Invalid {
-                        field: "valid_until",
-                        reason: "the notice would be over before it is shown (before today)".into(),
-                    });
+                    return Err(until(
+                        "the notice would be over before it is shown (before today)".into(),
+                    )
+                    .into());
                 }
                 Ok(vec![NoticeEvent::NoticePosted {
                     room: room.trim().to_owned(),
@@ -263,6 +235,7 @@ impl Notice {
                 }])
             }
             NoticeAction::Withdraw { reason } => {
+                require_role(&cmd.actor, &staff, "withdraw a notice")?;
                 match self.phase {
                     Phase::New => return Err(NoticeError::NotFound),
                     Phase::Withdrawn => return Err(NoticeError::AlreadyWithdrawn),
@@ -271,7 +244,7 @@ impl Notice {
                 let reason = match reason.as_deref().map(str::trim) {
                     None | Some("") => None,
                     Some(r) => {
-                        text("reason", r, 500)?;
+                        text("reason", r, 1..=500)?;
                         Some(r.to_owned())
                     }
                 };
@@ -280,8 +253,7 @@ impl Notice {
         }
     }
 
-    /// Change the state by one event, with no checks.
-    pub fn apply_event(&mut self, e: &NoticeEvent) {
+    fn apply_event(&mut self, e: &NoticeEvent) {
         match e {
             NoticeEvent::NoticePosted { room, .. } => {
                 self.phase = Phase::Posted;
@@ -292,42 +264,7 @@ impl Notice {
     }
 }
 
-fn require(actor: &Actor, action: &'static str) -> Result<(), NoticeError> {
-    match actor.role {
-        ActorRole::Chair | ActorRole::Official => Ok(()),
-        r => Err(NoticeError::Forbidden {
-            role: role_name(r),
-            action: match action {
-                "post" => "post a notice",
-                _ => "withdraw a notice",
-            },
-        }),
-    }
-}
-
-impl cqrs_es::Aggregate for Notice {
-    const TYPE: &'static str = "notice";
-    type Command = Command<NoticeAction>;
-    type Event = NoticeEvent;
-    type Error = NoticeError;
-    type Services = ();
-
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        _: &(),
-        sink: &cqrs_es::event_sink::EventSink<Self>,
-    ) -> Result<(), NoticeError> {
-        for event in self.decide(&command)? {
-            sink.write(event, self).await;
-        }
-        Ok(())
-    }
-
-    fn apply(&mut self, event: NoticeEvent) {
-        self.apply_event(&event);
-    }
-}
+crate::aggregate!(Notice);
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,7 @@ use std::fmt::Debug;
 
 use time::OffsetDateTime;
 
-use super::{Actor, ActorRole, Command, Decide};
+use super::{Actor, ActorRole, Command, Decide, Services};
 
 /// The time a test command arrives at unless it says otherwise.
 pub const NOW: OffsetDateTime = time::macros::datetime!(2026-11-23 09:00 +07);
@@ -24,7 +24,7 @@ pub fn system() -> Actor {
 }
 
 /// An aggregate rebuilt from past events.
-pub struct Given<T: Decide>(T, T::Services);
+pub struct Given<T: Decide>(T, Services);
 
 /// The outcome of one command.
 pub struct Then<T: Decide>(Result<Vec<T::Event>, T::Error>);
@@ -35,10 +35,10 @@ impl<T: Decide> Given<T> {
         for e in &events {
             state.apply_event(e);
         }
-        Self(state, T::Services::default())
+        Self(state, Services::default())
     }
 
-    pub fn with(self, services: T::Services) -> Self {
+    pub fn with(self, services: Services) -> Self {
         Self(self.0, services)
     }
 

@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Actor, ActorRole, Command, EVENT_VERSION};
+use super::rules::{id, require_role, text};
+use super::{ActorRole, Command, Decide, Forbidden, Invalid, Refusal, Refuse, Services};
 
 /// The id of the one deny-list aggregate.
 pub const DENY_LIST: &str = "deny-list";
@@ -51,39 +52,31 @@ pub enum TokenEvent {
     },
 }
 
-impl cqrs_es::DomainEvent for TokenEvent {
-    fn event_type(&self) -> String {
-        match self {
-            Self::TokenRevoked { .. } => "TokenRevoked",
-        }
-        .to_owned()
-    }
-    fn event_version(&self) -> String {
-        EVENT_VERSION.to_owned()
-    }
-}
+crate::event!(TokenEvent);
 
 /// Why a command was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TokenError {
     /// Fix the field named.
-    #[error("invalid {field}: {reason}")]
-    Invalid {
-        /// Field.
-        field: &'static str,
-        /// What is wrong.
-        reason: String,
-    },
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
     /// Nothing changes: the token is revoked already.
     #[error("token {0} is already revoked")]
     Already(String),
     /// The role may not revoke tokens: only a chair, an official or the hub's operator.
-    #[error("{} {role} may not revoke tokens", super::meeting::article(role))]
-    Forbidden {
-        /// Role.
-        role: &'static str,
-    },
+    #[error(transparent)]
+    Forbidden(#[from] Forbidden),
+}
+
+impl Refuse for TokenError {
+    fn refusal(&self) -> Refusal {
+        match self {
+            Self::Forbidden(_) => Refusal::Forbidden,
+            Self::Invalid(_) => Refusal::Invalid,
+            _ => Refusal::State,
+        }
+    }
 }
 
 /// The revoked token ids.
@@ -92,24 +85,29 @@ pub struct TokenDenyList {
     revoked: BTreeSet<String>,
 }
 
-fn id_field(field: &'static str, v: &str) -> Result<(), TokenError> {
-    let ok = !v.is_empty()
-        && v.len() <= 64
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(TokenError::Invalid {
-            field,
-            reason: "1 to 64 letters, digits, '-' or '_'".into(),
-        })
+impl TokenDenyList {
+    /// Whether `jti` is revoked.
+    pub fn is_revoked(&self, jti: &str) -> bool {
+        self.revoked.contains(jti)
+    }
+
+    /// Every revoked id.
+    pub fn revoked(&self) -> impl Iterator<Item = &str> {
+        self.revoked.iter().map(String::as_str)
     }
 }
 
-impl TokenDenyList {
-    /// Check a command; the events it causes.
-    pub fn decide(&self, cmd: &Command<TokenAction>) -> Result<Vec<TokenEvent>, TokenError> {
+impl Decide for TokenDenyList {
+    const TYPE: &'static str = "tokens";
+    type Action = TokenAction;
+    type Event = TokenEvent;
+    type Error = TokenError;
+
+    fn decide(
+        &self,
+        cmd: &Command<TokenAction>,
+        _: &Services,
+    ) -> Result<Vec<TokenEvent>, TokenError> {
         match &cmd.action {
             TokenAction::Revoke {
                 jti,
@@ -118,25 +116,19 @@ impl TokenDenyList {
                 expires_at,
                 reason,
             } => {
-                require(&cmd.actor)?;
-                id_field("jti", jti)?;
+                require_role(
+                    &cmd.actor,
+                    &[ActorRole::Chair, ActorRole::Official, ActorRole::System],
+                    "revoke tokens",
+                )?;
+                id("jti", jti)?;
                 if let Some(r) = room {
-                    id_field("room", r)?;
+                    id("room", r)?;
                 }
                 if let Some(s) = subject {
-                    if s.is_empty() || s.chars().count() > 100 {
-                        return Err(TokenError::Invalid {
-                            field: "subject",
-                            reason: "1 to 100 characters".into(),
-                        });
-                    }
+                    text("subject", s, 1..=100)?;
                 }
-                if reason.chars().count() > 200 {
-                    return Err(TokenError::Invalid {
-                        field: "reason",
-                        reason: "longer than 200 characters".into(),
-                    });
-                }
+                text("reason", reason, 0..=200)?;
                 if self.revoked.contains(jti) {
                     return Err(TokenError::Already(jti.clone()));
                 }
@@ -151,56 +143,16 @@ impl TokenDenyList {
         }
     }
 
-    /// Change state by one event.
-    pub fn apply_event(&mut self, e: &TokenEvent) {
+    fn apply_event(&mut self, e: &TokenEvent) {
         match e {
             TokenEvent::TokenRevoked { jti, .. } => {
                 self.revoked.insert(jti.clone());
             }
         }
     }
-
-    /// Whether `jti` is revoked.
-    pub fn is_revoked(&self, jti: &str) -> bool {
-        self.revoked.contains(jti)
-    }
-
-    /// Every revoked id.
-    pub fn revoked(&self) -> impl Iterator<Item = &str> {
-        self.revoked.iter().map(String::as_str)
-    }
 }
 
-fn require(actor: &Actor) -> Result<(), TokenError> {
-    match actor.role {
-        ActorRole::Chair | ActorRole::Official | ActorRole::System => Ok(()),
-        ActorRole::House => Err(TokenError::Forbidden { role: "house" }),
-    }
-}
-
-impl cqrs_es::Aggregate for TokenDenyList {
-    const TYPE: &'static str = "tokens";
-    type Command = Command<TokenAction>;
-    type Event = TokenEvent;
-    type Error = TokenError;
-    type Services = ();
-
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        _: &(),
-        sink: &cqrs_es::event_sink::EventSink<Self>,
-    ) -> Result<(), TokenError> {
-        for event in self.decide(&command)? {
-            sink.write(event, self).await;
-        }
-        Ok(())
-    }
-
-    fn apply(&mut self, event: TokenEvent) {
-        self.apply_event(&event);
-    }
-}
+crate::aggregate!(TokenDenyList);
 
 #[cfg(test)]
 mod tests {
@@ -208,6 +160,7 @@ mod tests {
     use super::TokenEvent as E;
     use super::*;
     use crate::domain::testing::{chair, house, official, Given};
+    use crate::domain::Actor;
 
     fn revoke(jti: &str) -> A {
         A::Revoke {

@@ -71,45 +71,54 @@ mod tests {
     use super::*;
     use time::macros::{date, datetime};
 
-    #[test]
-    fn skips_weekends() {
-        let c = Calendar::default();
-        // Friday 20 Nov 2026 + 1 working day = Monday 23 Nov.
-        assert_eq!(
-            c.add_working_days(datetime!(2026-11-20 10:00 +07), 1),
-            date!(2026 - 11 - 23)
-        );
-        // + 10 working days from Monday 23 Nov = Monday 7 Dec.
-        assert_eq!(
-            c.add_working_days(datetime!(2026-11-23 10:00 +07), 10),
-            date!(2026 - 12 - 07)
-        );
+    /// (calendar, from, working days, expected last day, why)
+    fn cases() -> Vec<(Calendar, OffsetDateTime, u32, Date, &'static str)> {
+        let tet = Calendar::new([date!(2027 - 02 - 08)]);
+        vec![
+            (
+                Calendar::default(),
+                datetime!(2026-11-20 10:00 +07),
+                1,
+                date!(2026 - 11 - 23),
+                "Friday + 1 is Monday",
+            ),
+            (
+                Calendar::default(),
+                datetime!(2026-11-23 10:00 +07),
+                10,
+                date!(2026 - 12 - 07),
+                "two weekends skipped",
+            ),
+            (
+                Calendar::default(),
+                datetime!(2026-11-19 20:00 UTC),
+                1,
+                date!(2026 - 11 - 23),
+                "20:00 UTC on Thursday is Friday in Hà Nội",
+            ),
+            (
+                tet.clone(),
+                datetime!(2028-08-31 09:00 +07),
+                1,
+                date!(2028 - 09 - 04),
+                "National Day (1 Sep) and the weekend skipped",
+            ),
+            (
+                tet,
+                datetime!(2027-02-05 09:00 +07),
+                1,
+                date!(2027 - 02 - 09),
+                "a configured holiday (Tết) skipped",
+            ),
+        ]
     }
 
     #[test]
-    fn counts_in_vietnam_time() {
-        let c = Calendar::default();
-        // 20:00 UTC on Thursday is already Friday in Hà Nội: +1 is Monday.
-        assert_eq!(
-            c.add_working_days(datetime!(2026-11-19 20:00 UTC), 1),
-            date!(2026 - 11 - 23)
-        );
-    }
-
-    #[test]
-    fn skips_fixed_and_configured_holidays() {
-        let c = Calendar::new([date!(2027 - 02 - 08)]);
-        // Thu 31 Aug 2028 + 1: Fri 1 Sep (holiday) skipped, weekend skipped → Mon 4 Sep.
-        assert_eq!(
-            c.add_working_days(datetime!(2028-08-31 09:00 +07), 1),
-            date!(2028 - 09 - 04)
-        );
-        // Fri 5 Feb 2027 + 1: Mon 8 Feb configured (Tết) → Tue 9 Feb.
-        assert_eq!(
-            c.add_working_days(datetime!(2027-02-05 09:00 +07), 1),
-            date!(2027 - 02 - 09)
-        );
-        assert!(!c.is_working_day(date!(2027 - 01 - 01)));
+    fn counts_working_days_in_vietnam_time_past_weekends_and_holidays() {
+        for (c, from, n, expected, why) in cases() {
+            assert_eq!(c.add_working_days(from, n), expected, "{why}");
+        }
+        assert!(!Calendar::default().is_working_day(date!(2027 - 01 - 01)));
     }
 
     #[test]

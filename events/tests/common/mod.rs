@@ -55,24 +55,19 @@ pub async fn postgres() -> Option<(Store, String)> {
 /// (as someone with access to the database file or server could).
 pub async fn raw_exec(target: &str, sql: &str) -> Result<u64, String> {
     use sqlx::Connection;
+    macro_rules! exec {
+        ($connect:expr) => {{
+            let mut c = $connect.await.map_err(|e| e.to_string())?;
+            let done = sqlx::query(sql).execute(&mut c).await;
+            done.map(|r| r.rows_affected()).map_err(|e| e.to_string())
+        }};
+    }
     if target.starts_with("postgres") {
-        let mut c = sqlx::PgConnection::connect(target)
-            .await
-            .map_err(|e| e.to_string())?;
-        sqlx::query(sql)
-            .execute(&mut c)
-            .await
-            .map(|r| r.rows_affected())
-            .map_err(|e| e.to_string())
+        exec!(sqlx::PgConnection::connect(target))
     } else {
-        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{target}"))
-            .await
-            .map_err(|e| e.to_string())?;
-        sqlx::query(sql)
-            .execute(&mut c)
-            .await
-            .map(|r| r.rows_affected())
-            .map_err(|e| e.to_string())
+        exec!(sqlx::SqliteConnection::connect(&format!(
+            "sqlite://{target}"
+        )))
     }
 }
 
@@ -112,6 +107,16 @@ pub fn house_fb(at_: &str, house: &str, action: FeedbackAction) -> Command<Feedb
 
 pub fn official_fb(at_: &str, id: &str, action: FeedbackAction) -> Command<FeedbackAction> {
     Command::new(at(at_), Actor::new(ActorRole::Official, id), action)
+}
+
+/// Schedule meeting `id` in room `demo` and open it, as the chair.
+pub async fn open_meeting(r: &dinh_events::record::Record, id: &str) {
+    for (at_, action) in [
+        ("2026-11-23T01:00:00Z", schedule("demo")),
+        ("2026-11-23T01:01:00Z", MeetingAction::Open),
+    ] {
+        r.meeting(id, chair_cmd(at_, action), None).await.unwrap();
+    }
 }
 
 pub fn schedule(room: &str) -> MeetingAction {

@@ -1,8 +1,7 @@
-//! The log's integrity as officials see it: the signed checkpoints (for the page and the printed
-//! minutes), a verification run by the hub on request, and the log export.
-//!
-//! [`checkpoint`] is the one place the page reads checkpoints through: when checkpoints become
-//! signed notes with witnesses' cosignatures, repoint it and nothing else changes.
+//! The log's integrity as officials use it beyond `GET /api/integrity` ([`crate::integrity`],
+//! which the page shows as it is): the checkpoint that covers printed minutes, the spacing of
+//! verification runs on request (the run itself is [`crate::integrity::Integrity::verify_again`],
+//! the start-up check), and the log export.
 //!
 //! What must stay true:
 //! - a verification runs at most once at a time, and at most once per [`VERIFY_EVERY`] (it reads
@@ -23,7 +22,6 @@ use serde::Serialize;
 use dinh_events::chain::Checkpoint;
 use dinh_events::projections::Views;
 use dinh_events::store::{Store, StoreError};
-use dinh_events::verify::Problem;
 
 /// The shortest time between two verification runs.
 pub const VERIFY_EVERY: Duration = Duration::from_secs(60);
@@ -49,6 +47,10 @@ pub struct CheckpointView {
     pub signature: String,
     /// Whether the signature checks out against `key`.
     pub signature_ok: bool,
+    /// The signed C2SP checkpoint note with the witnesses' cosignatures it had when stored
+    /// (absent for an older `dinh-checkpoint/v1` checkpoint).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl From<Checkpoint> for CheckpointView {
@@ -62,6 +64,7 @@ impl From<Checkpoint> for CheckpointView {
             key: c.key,
             signature: c.signature,
             signature_ok,
+            note: c.note,
         }
     }
 }
@@ -80,31 +83,13 @@ pub async fn checkpoint(
     Ok(found.map(CheckpointView::from))
 }
 
-/// What a verification run found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Run {
-    /// Whether the whole log is intact.
-    pub ok: bool,
-    /// Events checked.
-    pub events: u64,
-    /// Checkpoints checked.
-    pub checkpoints: u64,
-    /// Events after the last checkpoint, covered by the hash chain only.
-    pub unsigned_tail: u64,
-    /// The first problem, if any.
-    pub problem: Option<Problem>,
-    /// When the run finished (RFC 3339, UTC).
-    pub finished_at: String,
-    /// How long it took, milliseconds.
-    pub millis: u64,
-}
-
-/// Verification runs: one at a time, spaced [`VERIFY_EVERY`] apart. std `Mutex`: held for a
-/// copy, never across `.await`.
+/// Verification runs (each [`crate::integrity::Integrity::verify_again`], the check made at
+/// start-up): one at a time, spaced [`VERIFY_EVERY`] apart. std `Mutex`: held for a copy,
+/// never across `.await`.
 #[derive(Default)]
 pub struct Runs {
     running: AtomicBool,
-    last: Mutex<Option<(Instant, Run)>>,
+    last: Mutex<Option<Instant>>,
 }
 
 /// Why a run did not start: come back after this long.
@@ -126,18 +111,9 @@ impl Drop for RunGuard<'_> {
 }
 
 impl Runs {
-    /// The last run, if any.
-    pub fn last(&self) -> Option<Run> {
-        self.last
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|(_, r)| r.clone())
-    }
-
     /// Claim the right to run now.
     pub fn start(&self, now: Instant) -> Result<RunGuard<'_>, NotNow> {
-        if let Some((at, _)) = &*self.last.lock().unwrap_or_else(|p| p.into_inner()) {
+        if let Some(at) = &*self.last.lock().unwrap_or_else(|p| p.into_inner()) {
             let since = now.saturating_duration_since(*at);
             if since < VERIFY_EVERY {
                 return Err(NotNow::TooSoon(VERIFY_EVERY - since));
@@ -153,9 +129,9 @@ impl Runs {
         Ok(RunGuard(self))
     }
 
-    /// Keep a finished run.
-    pub fn finish(&self, at: Instant, run: Run) {
-        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((at, run));
+    /// Note when a run finished.
+    pub fn finish(&self, at: Instant) {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(at);
     }
 }
 
@@ -195,22 +171,12 @@ mod tests {
         let t0 = Instant::now();
         let guard = runs.start(t0).expect("the first run starts");
         assert_eq!(runs.start(t0).err(), Some(NotNow::Running));
-        let run = Run {
-            ok: true,
-            events: 3,
-            checkpoints: 1,
-            unsigned_tail: 0,
-            problem: None,
-            finished_at: "2026-11-23T01:00:00Z".into(),
-            millis: 1,
-        };
-        runs.finish(t0, run.clone());
+        runs.finish(t0);
         drop(guard);
         assert_eq!(
             runs.start(t0 + Duration::from_secs(20)).err(),
             Some(NotNow::TooSoon(Duration::from_secs(40)))
         );
-        assert_eq!(runs.last(), Some(run));
         assert!(runs.start(t0 + VERIFY_EVERY).is_ok());
     }
 

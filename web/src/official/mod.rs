@@ -8,7 +8,7 @@
 //! | `GET /api/attendance`, `/api/attendance.csv` | chair, official | attendance across meetings ([`attendance`]) |
 //! | `GET /api/stats/overdue` | chair, official | overdue items at the end of each day ([`timeline`]) |
 //! | `GET /api/meetings/{id}/minutes` | chair, official | the minutes with the log position and checkpoint that cover them |
-//! | `GET /api/log/status`, `POST /api/log/verify` | chair, official | checkpoint, key, a verification run ([`integrity`]) |
+//! | `POST /api/log/verify` | chair, official | the start-up verification made again, answered as `GET /api/integrity` ([`crate::integrity`]) |
 //! | `GET /api/log/export.jsonl` | official | `dinh log export`, when the log holds only the caller's room |
 //!
 //! Every route takes the room from the token and shows nothing of another room; roles are
@@ -71,7 +71,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/attendance.csv", get(attendance_csv))
         .route("/api/stats/overdue", get(overdue_series))
         .route("/api/meetings/{id}/minutes", get(minutes))
-        .route("/api/log/status", get(log_status))
         .route("/api/log/verify", post(verify_now))
         .route("/api/log/export.jsonl", get(export))
 }
@@ -143,9 +142,9 @@ pub async fn register_page(s: &AppState, c: &Claims, uri: &Uri) -> Result<Respon
     let filter = register::Filter::parse(&pairs).map_err(bad_param)?;
     let views = s.recording.views.read().await;
     let mut page = register::query(
-        crate::api::visible(&views, c),
+        crate::api::viewer(c).feedback(&views),
         &filter,
-        &s.recording.calendar,
+        s.recording.record.calendar(),
         OffsetDateTime::now_utc(),
     );
     page.position = views.position();
@@ -432,22 +431,6 @@ async fn minutes(
     .into_response())
 }
 
-async fn log_status(State(s): State<AppState>, Caller(c): Caller) -> Result<Response, AppError> {
-    c.require(STAFF, "read the log's integrity")?;
-    let store = s.recording.store();
-    let checkpoint = integrity::checkpoint(store, None)
-        .await
-        .map_err(store_error)?;
-    Ok(Json(json!({
-        "head": store.head(),
-        "public_key": s.recording.signer.public_hex(),
-        "checkpoint": checkpoint,
-        "verification": s.official.runs.last(),
-        "verify_every_secs": integrity::VERIFY_EVERY.as_secs(),
-    }))
-    .into_response())
-}
-
 fn rate_limited(retry: Duration, message: String) -> Response {
     let secs = retry.as_secs().max(1);
     let mut r =
@@ -480,34 +463,20 @@ async fn verify_now(State(s): State<AppState>, Caller(c): Caller) -> Result<Resp
             ))
         }
     };
-    // The run goes on in its own task, so that a client leaving does not waste it.
+    // The run goes on in its own task, so that a client leaving does not waste it. It is the
+    // check the hub made at start-up ([`crate::integrity`]), against the witnesses too.
     let state = s.clone();
     let run = tokio::spawn(async move {
-        let t = Instant::now();
-        let key = state.recording.signer.public_hex();
-        let report = dinh_events::verify::verify_store(state.recording.store(), Some(key)).await;
-        report.map(|r| integrity::Run {
-            ok: r.ok(),
-            events: r.events,
-            checkpoints: r.checkpoints,
-            unsigned_tail: r.unsigned_tail,
-            problem: r.problem,
-            finished_at: format_time(OffsetDateTime::now_utc()),
-            millis: t.elapsed().as_millis() as u64,
-        })
+        let rec = &state.recording;
+        rec.integrity.verify_again(rec.store()).await
     })
     .await;
-    let result = match run {
-        Ok(Ok(run)) => {
-            tracing::info!(
-                ok = run.ok,
-                events = run.events,
-                millis = run.millis,
-                "log verified on request"
-            );
-            s.official.runs.finish(Instant::now(), run.clone());
-            Ok(Json(run).into_response())
-        }
+    if matches!(run, Ok(Ok(_))) {
+        s.official.runs.finish(Instant::now());
+    }
+    drop(guard);
+    match run {
+        Ok(Ok(status)) => Ok(Json(status).into_response()),
         Ok(Err(e)) => Err(store_error(e)),
         Err(e) => {
             tracing::error!(error = %e, "verification task failed");
@@ -517,9 +486,7 @@ async fn verify_now(State(s): State<AppState>, Caller(c): Caller) -> Result<Resp
                 "internal error",
             ))
         }
-    };
-    drop(guard);
-    result
+    }
 }
 
 async fn export(State(s): State<AppState>, Caller(c): Caller) -> Result<Response, AppError> {

@@ -510,6 +510,7 @@
       add("official.cp_root", d.checkpoint.root_hash, "hex");
       add("official.cp_time", vnTime(d.checkpoint.signed_at));
       add("official.cp_key", d.checkpoint.key, "hex");
+      add("official.cp_signature", d.checkpoint.signature_ok ? t("official.sig_ok") : t("official.sig_bad"));
     } else {
       add("official.cp_size", t("official.m_not_yet"));
       add("official.cp_key", d.public_key, "hex");
@@ -546,31 +547,47 @@
     }
   }
 
-  async function loadIntegrity() {
-    try {
-      const st = await api("GET", "/api/log/status");
-      const dl = $("integrity");
-      const add = (k, v, cls) => dl.append(el("dt", t(k)), el("dd", v, cls ? { class: cls } : undefined));
-      dl.replaceChildren();
-      add("official.log_head", Dinh.num(st.head));
-      if (st.checkpoint) {
-        add("official.cp_size", Dinh.num(st.checkpoint.tree_size));
-        add("official.cp_time", vnTime(st.checkpoint.signed_at));
-        add("official.cp_root", st.checkpoint.root_hash, "hex");
-        add("official.cp_signature", st.checkpoint.signature_ok ? t("official.sig_ok") : t("official.sig_bad"));
-      } else add("official.cp_size", t("official.m_not_yet"));
-      add("official.cp_key", st.public_key, "hex");
-      $("verifyCommand").textContent = `dinh log verify --file dinh-log.jsonl --key ${st.public_key}`;
-      if (st.verification) showRun(st.verification);
-    } catch (e) { fail(e); }
+  const WITNESS_STATE = {
+    ok: "official.witness_ok", behind: "official.witness_behind", unreachable: "official.witness_unreachable",
+    refused: "official.witness_refused", inconsistent: "official.witness_inconsistent",
+  };
+
+  // The record's integrity as the hub keeps it (GET /api/integrity, the same answer as
+  // /healthz and the start-up check): its checkpoints, its witnesses, the last verification.
+  function showIntegrity(st) {
+    const dl = $("integrity");
+    const add = (k, v, cls) => dl.append(el("dt", t(k)), el("dd", v, cls ? { class: cls } : undefined));
+    dl.replaceChildren();
+    add("official.integrity_state", st.message[Dinh.lang] || st.message.vi, st.ok ? "ok-text" : "error");
+    add("official.log_head", Dinh.num(st.head));
+    if (st.last_checkpoint) {
+      add("official.cp_size", Dinh.num(st.last_checkpoint.size));
+      add("official.cp_time", vnTime(st.last_checkpoint.signed_at));
+      add("official.cp_root", st.last_checkpoint.root_hash, "hex");
+    } else add("official.cp_size", t("official.m_not_yet"));
+    add("official.cp_key", st.public_key, "hex");
+    for (const w of st.witnesses) {
+      const held = w.cosigned_size == null ? "" : " · " + t("official.witness_held", { n: Dinh.num(w.cosigned_size) });
+      const state = WITNESS_STATE[w.state] ? t(WITNESS_STATE[w.state]) : w.state;
+      add("official.witness", `${w.name}: ${state}${held}`, w.state === "inconsistent" ? "error" : undefined);
+    }
+    $("verifyCommand").textContent = `dinh log verify --file dinh-log.jsonl --key ${st.public_key}`;
+    showRun(st);
   }
 
-  function showRun(run) {
+  async function loadIntegrity() {
+    try { showIntegrity(await api("GET", "/api/integrity")); } catch (e) { fail(e); }
+  }
+
+  function showRun(st) {
     const box = $("verifyResult");
-    box.className = run.ok ? "ok-text" : "error";
-    box.textContent = run.ok
-      ? t("official.verify_ok", { n: run.events, cps: run.checkpoints, tail: run.unsigned_tail, time: vnTime(run.finished_at) })
-      : t("official.verify_bad", { position: run.problem.position, reason: run.problem.reason, time: vnTime(run.finished_at) });
+    const run = st.last_verification;
+    if (!run) { box.className = ""; box.textContent = ""; return; }
+    const ok = run.ok && !st.problem;
+    box.className = ok ? "ok-text" : "error";
+    box.textContent = ok
+      ? t("official.verify_ok", { n: run.events, cps: run.checkpoints, w: run.witnessed, time: vnTime(run.at) })
+      : t("official.verify_bad", { position: st.problem ? st.problem.position : "?", reason: st.problem ? st.problem.reason : "", time: vnTime(run.at) });
   }
 
   async function verifyNow() {
@@ -579,11 +596,11 @@
     $("verifyResult").className = "";
     $("verifyResult").textContent = t("official.verifying");
     $("verifyNote").textContent = "";
-    try { showRun(await api("POST", "/api/log/verify")); loadIntegrity(); } catch (e) {
+    try { showIntegrity(await api("POST", "/api/log/verify")); } catch (e) {
       // Refused (a run a moment ago, or one going on): the last result stays on screen.
       $("verifyNote").textContent = e.code === "rate_limited" ? t("official.verify_wait", { n: Math.max(1, e.retryAfter) }) : explain(e);
-      const last = await api("GET", "/api/log/status").catch(() => null);
-      if (last && last.verification) showRun(last.verification); else $("verifyResult").textContent = "";
+      const last = await api("GET", "/api/integrity").catch(() => null);
+      if (last) showRun(last); else $("verifyResult").textContent = "";
     } finally { b.disabled = false; }
   }
 

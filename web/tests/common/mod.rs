@@ -214,6 +214,19 @@ impl Hub {
         assert_eq!(st, 201, "{body}");
     }
 
+    /// Schedule meeting `id` in room `demo` and open it, as the chair.
+    pub async fn open_meeting(&self, id: &str) {
+        let chair = self.token(Role::Chair, "chair");
+        let meeting = serde_json::json!({"id": id, "title": "Họp dân",
+            "starts_at": "2026-11-23T08:00:00+07:00", "agenda": []});
+        let (st, v) = self.json("POST", "/api/meetings", &chair, meeting).await;
+        assert_eq!(st, 201, "{v}");
+        let path = format!("/api/meetings/{id}/commands");
+        let open = serde_json::json!({"type": "open"});
+        let (st, v) = self.json("POST", &path, &chair, open).await;
+        assert_eq!(st, 200, "{v}");
+    }
+
     pub async fn relay(&self, on: bool) {
         let chair = self.token(Role::Chair, "chair");
         let (s, v) = self
