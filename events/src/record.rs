@@ -170,6 +170,12 @@ impl Record {
         &self.store
     }
 
+    /// The working days the record counts feedback deadlines with (the officials' register
+    /// counts what is left with the same calendar).
+    pub fn calendar(&self) -> &Calendar {
+        &self.services.calendar
+    }
+
     /// Run a meeting command.
     pub async fn meeting(
         &self,

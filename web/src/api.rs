@@ -168,7 +168,7 @@ async fn meeting_room(rec: &Recording, id: &str) -> Result<String, AppError> {
 /// A meeting visible to the token: in its room.
 /// The caller's room holds meeting `id`, or 404: another room's meeting answers as a missing
 /// one does, so that ids cannot be probed across rooms.
-async fn check_meeting(rec: &Recording, c: &Claims, id: &str) -> Result<(), AppError> {
+pub(crate) async fn check_meeting(rec: &Recording, c: &Claims, id: &str) -> Result<(), AppError> {
     let room = meeting_room(rec, id).await?;
     if c.for_room(&room).is_err() {
         return Err(AppError::new(
@@ -328,7 +328,7 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-fn csv_response(name: &str, rows: Vec<Vec<String>>) -> Response {
+pub(crate) fn csv_response(name: &str, rows: Vec<Vec<String>>) -> Response {
     let mut out = String::from("\u{feff}"); // BOM: Excel then reads UTF-8 Vietnamese correctly
     for r in rows {
         out.push_str(&r.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
@@ -447,7 +447,7 @@ async fn raise(
 }
 
 /// Who the token is, for the record's visibility rule (a house sees only its own feedback).
-fn viewer(c: &Claims) -> Viewer<'_> {
+pub(crate) fn viewer(c: &Claims) -> Viewer<'_> {
     match c.role {
         // A QR feedback token speaks for its house (the record API refuses it today; should
         // it ever reach here, it sees no more than its house).
@@ -456,7 +456,11 @@ fn viewer(c: &Claims) -> Viewer<'_> {
     }
 }
 
-async fn feedback_row(s: &AppState, c: &Claims, id: &str) -> Result<FeedbackRow, AppError> {
+pub(crate) async fn feedback_row(
+    s: &AppState,
+    c: &Claims,
+    id: &str,
+) -> Result<FeedbackRow, AppError> {
     let views = rec(s).views.read().await;
     let row = viewer(c).feedback(&views).find(|f| f.id == id).cloned();
     row.ok_or_else(|| {
@@ -500,27 +504,14 @@ async fn feedback_command(
     Ok(outcome(StatusCode::OK, o))
 }
 
-#[derive(Debug, Deserialize)]
-struct FeedbackQuery {
-    status: Option<String>,
-    meeting: Option<String>,
-    overdue: Option<bool>,
-}
-
+/// `GET /api/feedback`: the register with filters, facet counts and paging
+/// ([`crate::official::register`]).
 async fn list_feedback(
     State(s): State<AppState>,
-    Query(q): Query<FeedbackQuery>,
     RecordUser(c): RecordUser,
+    uri: axum::http::Uri,
 ) -> Result<Response, AppError> {
-    let views = rec(&s).views.read().await;
-    let list: Vec<FeedbackRow> = viewer(&c)
-        .feedback(&views)
-        .filter(|f| q.status.as_deref().is_none_or(|st| f.status == st))
-        .filter(|f| q.meeting.as_deref().is_none_or(|m| f.meeting == m))
-        .filter(|f| q.overdue.is_none_or(|o| f.overdue == o))
-        .cloned()
-        .collect();
-    Ok(Json(list).into_response())
+    crate::official::register_page(&s, &c, &uri).await
 }
 
 async fn get_feedback(
@@ -528,7 +519,13 @@ async fn get_feedback(
     Path(id): Path<String>,
     RecordUser(c): RecordUser,
 ) -> Result<Response, AppError> {
-    Ok(Json(feedback_row(&s, &c, &id).await?).into_response())
+    let row = feedback_row(&s, &c, &id).await?;
+    let item = crate::official::register::item(
+        &row,
+        s.recording.record.calendar(),
+        OffsetDateTime::now_utc(),
+    );
+    Ok(Json(item).into_response())
 }
 
 async fn feedback_csv(
@@ -650,6 +647,7 @@ mod tests {
         let src = [
             include_str!("api.rs"),
             include_str!("loudspeakers.rs"),
+            include_str!("official/mod.rs"),
             include_str!("notices.rs"),
             include_str!("board.rs"),
             include_str!("phone.rs"),

@@ -6,6 +6,8 @@
 //! - at start-up the hub asks each witness (`[[record.witnesses]]`) for the checkpoint it
 //!   cosigned last, then reads the whole log once, checking every hash, every checkpoint of
 //!   its own, and that the log extends each witness's checkpoint;
+//! - an official may have the same check made again while the hub runs (`POST /api/log/verify`,
+//!   [`Integrity::verify_again`], rate-limited in [`crate::official::integrity`]);
 //! - when any of that fails, it signs nothing more, and says so: an error in the log,
 //!   `/healthz` 503 with the reason, `dinh_record_integrity_ok 0`, and `problem` in
 //!   `/api/integrity` (officials and chairs);
@@ -425,11 +427,77 @@ impl Integrity {
         });
     }
 
+    /// Ask every witness for the checkpoint it cosigned last: what each holds, by witness.
+    async fn ask_witnesses(&self) -> Vec<Result<Option<(HeldElsewhere, u64)>, WitnessTrouble>> {
+        let log = self.signer.log_vkey();
+        futures::future::join_all(self.witnesses.iter().map(|w| w.latest(&log))).await
+    }
+
+    /// What a verification checks: checkpoints signed by this hub's key only, and that the log
+    /// extends every tree head in `held`.
+    fn policy(&self, held: Vec<HeldElsewhere>, keep: std::collections::BTreeSet<u64>) -> Policy {
+        Policy {
+            trusted_key: Some(TrustedKey {
+                public_hex: self.signer.public_hex(),
+                origin: None,
+            }),
+            held_elsewhere: held,
+            keep_trees_at: keep,
+            ..Policy::default()
+        }
+    }
+
+    /// Keep a finished verification for `/api/integrity`; stop signing when it found a problem.
+    fn verified(&self, report: &dinh_events::verify::Report, seconds: f64, when: &str) {
+        tracing::info!(
+            events = report.events,
+            checkpoints = report.checkpoints,
+            witnessed = report.held_elsewhere,
+            seconds,
+            ok = report.ok(),
+            "record verified {when}"
+        );
+        self.with_status(|s| {
+            s.last_verification = Some(Verification {
+                at: format_time(OffsetDateTime::now_utc()),
+                ok: report.ok(),
+                events: report.events,
+                checkpoints: report.checkpoints,
+                witnessed: report.held_elsewhere,
+                seconds,
+            });
+        });
+        if let Some(p) = &report.problem {
+            self.fail(p.clone());
+        }
+    }
+
+    /// The start-up check made again while the hub runs (an official's `POST /api/log/verify`):
+    /// the witnesses are asked what they hold, the whole log is read and checked against its
+    /// own checkpoints and theirs, and the result replaces `last_verification`. A problem stops
+    /// the signing exactly as at start-up. The checkpointer's tree is not touched: it was
+    /// verified at start-up and only ever extended by events that chain onto it.
+    pub async fn verify_again(&self, store: &Store) -> Result<Status, StoreError> {
+        let started = Instant::now();
+        let mut held = Vec::new();
+        for (i, r) in self.ask_witnesses().await.into_iter().enumerate() {
+            match r {
+                Ok(Some((h, _))) => held.push(h),
+                Ok(None) => {}
+                Err(t) => self.witness_trouble(i, &t),
+            }
+        }
+        let policy = self.policy(held, Default::default());
+        let (report, _, _) = verify_store_with(store, policy).await?;
+        self.verified(&report, started.elapsed().as_secs_f64(), "on request");
+        let mut st = self.status();
+        st.head = store.head();
+        Ok(st)
+    }
+
     async fn verify_at_start(&self, store: &Store) -> anyhow::Result<()> {
         let started = Instant::now();
-        let log = self.signer.log_vkey();
-        let fetched =
-            futures::future::join_all(self.witnesses.iter().map(|w| w.latest(&log))).await;
+        let fetched = self.ask_witnesses().await;
         let mut held = Vec::new();
         let mut tree = self.tree.lock().await;
         for (i, r) in fetched.into_iter().enumerate() {
@@ -462,38 +530,13 @@ impl Integrity {
                 }
             }
         }
-        let policy = Policy {
-            trusted_key: Some(TrustedKey {
-                public_hex: self.signer.public_hex(),
-                origin: None,
-            }),
-            held_elsewhere: held,
-            keep_trees_at: keep,
-            ..Policy::default()
-        };
+        let policy = self.policy(held, keep);
         let (report, marks, end) = verify_store_with(store, policy).await?;
-        let seconds = started.elapsed().as_secs_f64();
-        tracing::info!(
-            events = report.events,
-            checkpoints = report.checkpoints,
-            witnessed = report.held_elsewhere,
-            seconds,
-            ok = report.ok(),
-            "record verified at start-up"
-        );
         self.with_status(|s| {
-            s.last_verification = Some(Verification {
-                at: format_time(OffsetDateTime::now_utc()),
-                ok: report.ok(),
-                events: report.events,
-                checkpoints: report.checkpoints,
-                witnessed: report.held_elsewhere,
-                seconds,
-            });
             s.last_checkpoint = local_last.as_ref().map(|(cp, _)| view(cp));
         });
-        if let Some(p) = report.problem {
-            self.fail(p);
+        self.verified(&report, started.elapsed().as_secs_f64(), "at start-up");
+        if report.problem.is_some() {
             return Ok(());
         }
         tree.size = report.events;

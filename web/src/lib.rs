@@ -45,6 +45,7 @@ pub mod integrity;
 pub mod limits;
 pub mod loudspeakers;
 pub mod notices;
+pub mod official;
 mod pages;
 pub mod phone;
 pub mod rate;
@@ -95,6 +96,8 @@ pub struct Inner {
     pub recording: Arc<recording::Recording>,
     /// The loudspeaker bridge.
     pub bridge: dinh_broadcast::bridge::Bridge,
+    /// What the officials' routes keep between requests.
+    pub official: official::OfficialState,
     /// This hub as a witness of other logs, when `[[witness.logs]]` names any.
     pub witness: Option<Arc<witness::WitnessService>>,
     /// The WHIP/WHEP sessions, their owners and caps.
@@ -236,6 +239,7 @@ impl AppState {
             commune,
             recording,
             bridge,
+            official: official::OfficialState::default(),
             witness,
             sessions,
             tls,
@@ -419,6 +423,7 @@ pub fn app(state: AppState) -> Router {
         .route("/ws/{room}", get(ws::upgrade))
         .merge(whip::routes())
         .merge(api::routes())
+        .merge(official::routes())
         .merge(loudspeakers::routes())
         .merge(notices::routes())
         .merge(board::routes())

@@ -23,6 +23,7 @@ const PAGES: &[(&str, &str)] = &[
     ("/", include_str!("pages/index.html")),
     ("/chair", include_str!("pages/chair.html")),
     ("/house", include_str!("pages/house.html")),
+    ("/official", include_str!("pages/official.html")),
     ("/phone", include_str!("pages/phone.html")),
 ];
 
@@ -32,6 +33,12 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("client.js", JS, include_str!("pages/client.js")),
     ("chair.js", JS, include_str!("pages/chair.js")),
     ("house.js", JS, include_str!("pages/house.js")),
+    ("official.js", JS, include_str!("pages/official.js")),
+    (
+        "official.css",
+        "text/css; charset=utf-8",
+        include_str!("pages/official.css"),
+    ),
     ("phone.js", JS, include_str!("pages/phone.js")),
     (
         "style.css",
@@ -44,6 +51,52 @@ const ASSETS: &[(&str, &str, &str)] = &[
 
 const JS: &str = "text/javascript; charset=utf-8";
 const JSON: &str = "application/json; charset=utf-8";
+
+/// The namespaces of strings that belong to one page (`chair.*` on `/chair`, `index.*` on
+/// `/`). A page loads its table, `/assets/i18n/PAGE/LANG.json`: the language's table without
+/// the other pages' namespaces, so that a page weighs its own strings and the shared ones
+/// (`common.*`, `client.*`, `error.*`, `field.*`, `feedback.*`, …), not every page's.
+const PAGE_NAMESPACES: &[&str] = &["index", "chair", "house", "official", "phone"];
+
+/// The namespace of a page's own strings: `/chair` → `chair`, `/` → `index`.
+fn page_namespace(path: &str) -> &str {
+    match path.trim_start_matches('/') {
+        "" => "index",
+        p => p,
+    }
+}
+
+/// Every page's table in every language: (asset name, body, ETag), made once from the
+/// language tables above (which the tests check are JSON objects of strings and plural sets).
+fn page_tables() -> &'static [(String, String, String)] {
+    static TABLES: OnceLock<Vec<(String, String, String)>> = OnceLock::new();
+    TABLES.get_or_init(|| {
+        let mut out = Vec::new();
+        for (lang, src) in ASSETS.iter().filter_map(|(n, _, b)| {
+            let lang = n.strip_prefix("i18n/")?.strip_suffix(".json")?;
+            Some((lang, *b))
+        }) {
+            let full: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(src).unwrap_or_default();
+            for (path, _) in PAGES {
+                let own = page_namespace(path);
+                let kept: serde_json::Map<String, serde_json::Value> = full
+                    .iter()
+                    .filter(|(k, _)| {
+                        let ns = k.split('.').next().unwrap_or_default();
+                        ns == own || !PAGE_NAMESPACES.contains(&ns)
+                    })
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                let body = serde_json::Value::Object(kept).to_string();
+                let d = ring::digest::digest(&ring::digest::SHA256, body.as_bytes());
+                let etag = format!("\"{}\"", hex::encode(&d.as_ref()[..12]));
+                out.push((format!("i18n/{own}/{lang}.json"), body, etag));
+            }
+        }
+        out
+    })
+}
 
 /// Routes of the pages and their assets.
 pub fn routes() -> Router<AppState> {
@@ -108,13 +161,20 @@ async fn asset(Path(name): Path<String>, h: HeaderMap) -> Response {
             let (_, ctype, body) = ASSETS[i];
             respond(&etags()[PAGES.len() + i], ctype, body, &h)
         }
-        None => crate::error::AppError::new(
-            StatusCode::NOT_FOUND,
-            "no_such_asset",
-            format!("there is no asset '{name}'"),
-        )
-        .into_response(),
+        None => match page_tables().iter().find(|(n, _, _)| *n == name) {
+            Some((_, body, etag)) => respond(etag, JSON, body, &h),
+            None => not_found(&name),
+        },
     }
+}
+
+fn not_found(name: &str) -> Response {
+    crate::error::AppError::new(
+        StatusCode::NOT_FOUND,
+        "no_such_asset",
+        format!("there is no asset '{name}'"),
+    )
+    .into_response()
 }
 
 /// The weight of every page: its HTML, the scripts and stylesheet it loads and its strings
@@ -131,13 +191,19 @@ fn weights() -> Vec<(&'static str, usize, Vec<&'static str>)> {
             for part in html.split("href=\"/assets/").skip(1) {
                 files.push(&part[..part.find('"').unwrap_or(0)]);
             }
-            files.push("i18n/vi.json");
+            let table = format!("i18n/{}/vi.json", page_namespace(path));
+            let table = page_tables()
+                .iter()
+                .find(|(n, _, _)| *n == table)
+                .map(|(n, b, _)| (n.as_str(), b.len()));
             let bytes = html.len()
                 + files
                     .iter()
                     .filter_map(|f| ASSETS.iter().find(|(n, _, _)| n == f))
                     .map(|(_, _, b)| b.len())
-                    .sum::<usize>();
+                    .sum::<usize>()
+                + table.map_or(0, |t| t.1);
+            files.extend(table.map(|t| t.0));
             (*path, bytes, files)
         })
         .collect()
@@ -388,6 +454,8 @@ mod tests {
             }
         }
         for (name, _, body) in ASSETS {
+            // The SVG namespace is a name, not an address: nothing is fetched from it.
+            let body = body.replace("http://www.w3.org/2000/svg", "");
             for ext in ["http://", "https://", "fonts.googleapis", "cdn."] {
                 assert!(
                     !body.contains(ext),
@@ -410,11 +478,46 @@ mod tests {
     #[test]
     fn every_asset_a_page_loads_is_served() {
         for (path, _, files) in weights() {
+            assert!(
+                files.iter().any(|f| f.starts_with("i18n/")),
+                "{path}: no table of strings"
+            );
             for f in files {
                 assert!(
-                    ASSETS.iter().any(|(n, _, _)| *n == f),
+                    ASSETS.iter().any(|(n, _, _)| *n == f)
+                        || page_tables().iter().any(|(n, _, _)| n == f),
                     "{path} loads /assets/{f}, which is not served"
                 );
+            }
+        }
+    }
+
+    /// A page's table holds every key its HTML and its scripts use, in both languages, and
+    /// none of another page's namespace.
+    #[test]
+    fn a_pages_table_holds_its_keys_and_no_other_pages() {
+        let used = used_keys();
+        for (path, _, files) in weights() {
+            let own = page_namespace(path);
+            for lang in ["vi", "en"] {
+                let name = format!("i18n/{own}/{lang}.json");
+                let (_, body, _) = page_tables()
+                    .iter()
+                    .find(|(n, _, _)| *n == name)
+                    .unwrap_or_else(|| panic!("{path}: no {name}"));
+                let keys = base_keys(&table(body));
+                for (file, key) in &used {
+                    if *file == path || files.contains(file) {
+                        assert!(keys.contains(key), "{name} lacks {key}, used by {file}");
+                    }
+                }
+                for k in &keys {
+                    let ns = k.split('.').next().unwrap_or_default();
+                    assert!(
+                        ns == own || !PAGE_NAMESPACES.contains(&ns),
+                        "{name} holds another page's {k}"
+                    );
+                }
             }
         }
     }

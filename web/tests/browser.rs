@@ -14,6 +14,7 @@ mod common;
 use std::time::Duration;
 
 use common::browser::*;
+use common::official_page;
 use serde_json::json;
 
 async fn open_meeting(rec: &dinh_web::recording::Recording) {
@@ -326,8 +327,8 @@ fn decode_qr(png_bytes: &[u8]) -> String {
 /// and goes live, which opens it; two houses join; a phone opened from house-1's QR code
 /// raises feedback; the chair sees it come; an official assigns and answers it; the chair
 /// closes the meeting and sees the minutes; house-1's screen, back to its bulletin board,
-/// shows the answer. The test reads results from the record and calls the API for the
-/// official's step only. Screenshots of every page in target/e2e/.
+/// shows the answer. Every step is done on a page; the test reads results from the record and
+/// the API. Screenshots of every page in target/e2e/.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_meeting_from_schedule_to_answer_through_the_pages() {
     use dinh_web::auth::Role;
@@ -596,21 +597,28 @@ async fn a_meeting_from_schedule_to_answer_through_the_pages() {
         f.id
     };
 
-    // TODO(official page): the official classifies, assigns and answers through /official.
-    let official = hub.token(Role::Official, "can-bo-1");
-    for (who, cmd) in [
-        (&official, json!({"type": "classify", "kind": "feedback"})),
-        (&official, json!({"type": "assign", "official": "can-bo-1"})),
-        (
-            &official,
-            json!({"type": "answer", "answer": "Xã sẽ khảo sát và nâng cốt đường trong tháng 12."}),
-        ),
-    ] {
-        let (st, v) = hub
-            .json("POST", &format!("/api/feedback/{item}/commands"), who, cmd)
-            .await;
-        assert_eq!(st, 200, "{v}");
-    }
+    // An official, at a desk, finds the item on the officials' page, classifies it, assigns
+    // it to themself and answers it, all through the page's forms.
+    let answer = "Xã sẽ khảo sát và nâng cốt đường trong tháng 12.";
+    let official_t = keys.issue("can-bo-1", "Cán bộ xã", Role::Official, "demo", ttl);
+    let desk = browser(port, 14).await;
+    official_page::open(&desk, &base, &official_t).await;
+    clean_page(&desk, "official").await;
+    let answered = official_page::assigns_and_answers(&desk, content, answer).await;
+    assert_eq!(answered, item, "the page answered the phone's item");
+    screenshot(&desk, "official-answered").await;
+    let _ = desk.close().await;
+    // What the page did is in the record: assigned to the official, answered with the text.
+    let (st, v) = hub
+        .call("GET", &format!("/api/feedback/{item}"), &official_t, None)
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let v: serde_json::Value = serde_json::from_str(&v).unwrap();
+    assert_eq!(
+        (&v["status"], &v["assignee"], &v["answer"]),
+        (&json!("answered"), &json!("can-bo-1"), &json!(answer)),
+        "{v}"
+    );
 
     // The chair closes the meeting: the broadcast ends and the minutes show.
     click(&chair, "closeMeeting").await;

@@ -46,7 +46,7 @@ async fn get(
 #[tokio::test]
 async fn pages_carry_the_strict_policy_and_no_inline_script() {
     let s = state().await;
-    for path in ["/", "/chair", "/house"] {
+    for path in ["/", "/chair", "/house", "/official"] {
         let (st, h, body) = get(&s, path, None).await;
         assert_eq!(st, StatusCode::OK, "{path}");
         let csp = h["content-security-policy"].to_str().unwrap();
@@ -84,6 +84,8 @@ async fn assets_are_revalidated_with_an_etag() {
     for (path, ctype) in [
         ("/assets/i18n/vi.json", "application/json"),
         ("/assets/i18n/en.json", "application/json"),
+        ("/assets/i18n/official/vi.json", "application/json"),
+        ("/assets/i18n/house/en.json", "application/json"),
         ("/assets/style.css", "text/css"),
     ] {
         let (st, h, _) = get(&s, path, None).await;
@@ -103,6 +105,8 @@ async fn unknown_assets_and_traversal_are_not_found() {
         "/assets/nope.js",
         "/assets/../Cargo.toml",
         "/assets/i18n/fr.json",
+        "/assets/i18n/official/fr.json",
+        "/assets/i18n/nope/vi.json",
         "/assets/%2e%2e/signing.key",
     ] {
         let (st, _, body) = get(&s, path, None).await;

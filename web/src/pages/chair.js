@@ -54,7 +54,14 @@
 
   async function loadFeedback() {
     if (!open) { items = []; return; }
-    items = await api("GET", `/api/feedback?meeting=${enc(open.meeting)}`);
+    // The register answers in pages (at most 500 items each), oldest first.
+    const all = [];
+    for (;;) {
+      const page = await api("GET", `/api/feedback?meeting=${enc(open.meeting)}&sort=oldest&limit=500&offset=${all.length}`);
+      all.push(...page.items);
+      if (!page.items.length || all.length >= page.total) break;
+    }
+    items = all;
     items.sort((a, b) => a.raised_at.localeCompare(b.raised_at));
   }
 

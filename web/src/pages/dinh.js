@@ -3,7 +3,7 @@
 //
 // - Language: Vietnamese first, English on ?lang=en or when the browser prefers English
 //   (Accept-Language, as navigator.languages); the choice is kept for the tab
-//   (sessionStorage). Strings come from /assets/i18n/{vi,en}.json; templates have named
+//   (sessionStorage). Strings come from /assets/i18n/PAGE/{vi,en}.json; templates have named
 //   placeholders ("{house} đã giơ tay"), numbers, dates and plurals go through Intl.
 // - Token: read from ?token= or #token=, removed from the address bar at once
 //   (history.replaceState), kept in sessionStorage for the tab only.
@@ -34,8 +34,11 @@
   let lang = chooseLang();
   let table = {};
 
+  // The page's own table: the language's strings without the other pages' (pages.rs).
+  const PAGE = location.pathname.replace(/^\/+|\/+$/g, "") || "index";
+
   async function loadTable(l) {
-    const r = await fetch(`/assets/i18n/${l}.json`, { cache: "no-cache" });
+    const r = await fetch(`/assets/i18n/${encodeURIComponent(PAGE)}/${l}.json`, { cache: "no-cache" });
     if (!r.ok) throw new Error(`i18n ${l}: ${r.status}`);
     return r.json();
   }
@@ -294,10 +297,11 @@
   }
 
   /** The record's live events (/api/events, server-sent events read with fetch so the token
-   *  stays in a header). Calls `onEvent(event)` for each, `onState(up)` when the stream comes
-   *  and goes; resumes after the last position seen, forever, once the hub answers again. */
-  function events(onEvent, onState) {
-    let after = 0;
+   *  stays in a header), after position `from` (default 0: the whole visible log). Calls
+   *  `onEvent(event)` for each, `onState(up)` when the stream comes and goes; resumes after the
+   *  last position seen, forever, once the hub answers again. */
+  function events(onEvent, onState, from) {
+    let after = from || 0;
     let stopped = false;
     const run = async () => {
       while (!stopped) {

@@ -175,7 +175,7 @@ pub async fn chromedriver() -> (Driver, u16) {
 }
 
 /// Run `js` (a function body returning a value) until it returns something truthy, or panic
-/// after `secs`; the last value.
+/// after `secs` (with a screenshot, and the page's error line if it has one); the last value.
 pub async fn wait_js(c: &Client, what: &str, secs: u64, js: &str) -> Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(secs);
     loop {
@@ -194,8 +194,16 @@ pub async fn wait_js(c: &Client, what: &str, secs: u64, js: &str) -> Value {
             let shot = c.screenshot().await.unwrap_or_default();
             let path = e2e_dir().join(format!("timeout-{}.png", what.replace(' ', "-")));
             let _ = std::fs::write(&path, shot);
+            // The officials' page says what went wrong in its #error line.
+            let error = c
+                .execute(
+                    "const e = document.getElementById('error'); return e && e.textContent",
+                    vec![],
+                )
+                .await
+                .unwrap_or(Value::Null);
             panic!(
-                "timed out waiting for {what} (screenshot {})",
+                "timed out waiting for {what} (last value {v}; the page's error line: {error}; screenshot {})",
                 path.display()
             );
         }
@@ -259,4 +267,46 @@ pub async fn clean_page(c: &Client, name: &str) {
         "{name}: the token is still in the address: {}",
         v[1]
     );
+}
+
+/// A Chrome DevTools command through chromedriver (`goog/cdp/execute`).
+#[derive(Debug)]
+struct Cdp(Value);
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(self.0.to_string()))
+    }
+}
+
+/// Lay the page out as for printing (`@media print`), or back for the screen.
+pub async fn emulate_print(c: &Client, on: bool) {
+    c.issue_cmd(Cdp(json!({
+        "cmd": "Emulation.setEmulatedMedia",
+        "params": {"media": if on { "print" } else { "" }},
+    })))
+    .await
+    .expect("Emulation.setEmulatedMedia");
+}
+
+/// Lay pages out as a phone `width` × `height` CSS pixels would (touch, the viewport meta, a
+/// layout that widens when content is wider than the screen).
+pub async fn emulate_phone(c: &Client, width: u32, height: u32) {
+    c.issue_cmd(Cdp(json!({
+        "cmd": "Emulation.setDeviceMetricsOverride",
+        "params": {"width": width, "height": height, "deviceScaleFactor": 2, "mobile": true},
+    })))
+    .await
+    .expect("Emulation.setDeviceMetricsOverride");
 }

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
+pub mod official_page;
+
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -569,4 +572,3 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
-pub mod browser;
