@@ -146,6 +146,8 @@ pub fn aggregate_room<'a>(views: &'a Views, kind: &str, id: &'a str) -> Option<&
         }
         // The loudspeaker log of a room has the room as its id.
         "loudspeakers" => Some(id),
+        "notice" => views.notices.get(id).map(|n| n.room.as_str()),
+        // The token deny list is the hub's, across rooms.
         _ => None,
     }
 }
