@@ -18,13 +18,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::{Stream, StreamExt};
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use crate::auth::{AuthError, Caller, Claims, Role};
+use crate::auth::{AuthError, Claims, Role};
 use crate::error::AppError;
-use crate::extract::command_key;
+use crate::extract::Caller;
+use crate::extract::{command_key, json};
 use crate::recording::{actor, Recording};
 use crate::AppState;
 use dinh_events::domain::feedback::FeedbackAction;
@@ -82,31 +82,6 @@ impl axum::extract::FromRequestParts<AppState> for RecordUser {
 
 fn rec(state: &AppState) -> &Arc<Recording> {
     &state.recording
-}
-
-/// Parse a JSON body with an error that names the problem (unknown command, wrong type,
-/// missing field).
-fn body<T: DeserializeOwned>(headers: &HeaderMap, bytes: &Bytes) -> Result<T, AppError> {
-    if let Some(ct) = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    {
-        if !ct.starts_with("application/json") {
-            return Err(AppError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                format!("send application/json, not {ct}"),
-            ));
-        }
-    }
-    serde_json::from_slice(bytes).map_err(|e| {
-        let status = if e.is_data() {
-            StatusCode::UNPROCESSABLE_ENTITY
-        } else {
-            StatusCode::BAD_REQUEST
-        };
-        AppError::new(status, "bad_body", format!("request body: {e}"))
-    })
 }
 
 impl From<RecordError> for AppError {
@@ -216,7 +191,7 @@ async fn schedule(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, AppError> {
-    let b: ScheduleBody = body(&headers, &bytes)?;
+    let b: ScheduleBody = json(&headers, &bytes)?;
     let room = b.room.unwrap_or_else(|| c.room.clone());
     c.for_room(&room)?;
     s.room(&room)?;
@@ -244,7 +219,7 @@ async fn meeting_command(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, AppError> {
-    let action: MeetingAction = body(&headers, &bytes)?;
+    let action: MeetingAction = json(&headers, &bytes)?;
     if matches!(action, MeetingAction::Schedule { .. }) {
         return Err(AppError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -401,7 +376,7 @@ async fn raise(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, AppError> {
-    let b: RaiseBody = body(&headers, &bytes)?;
+    let b: RaiseBody = json(&headers, &bytes)?;
     check_meeting(rec(&s), &c, &b.meeting).await?;
     if let Some(i) = b.agenda_item {
         let items = rec(&s)
@@ -479,7 +454,7 @@ async fn feedback_command(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, AppError> {
-    let action: FeedbackAction = body(&headers, &bytes)?;
+    let action: FeedbackAction = json(&headers, &bytes)?;
     if matches!(
         action,
         FeedbackAction::Raise { .. } | FeedbackAction::MarkOverdue

@@ -506,38 +506,3 @@ mod tests {
         assert_eq!(pass.len(), 28);
     }
 }
-
-/// The caller of a request, from its bearer token (`Authorization: Bearer …`, or `?token=`
-/// where a header cannot be set): an extractor, so handlers start from the claims.
-#[derive(Debug, Clone)]
-pub struct Caller(pub Claims);
-
-impl axum::extract::FromRequestParts<crate::AppState> for Caller {
-    type Rejection = crate::error::AppError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &crate::AppState,
-    ) -> Result<Self, Self::Rejection> {
-        #[derive(Deserialize)]
-        struct TokenQuery {
-            token: Option<String>,
-        }
-        let q = axum::extract::Query::<TokenQuery>::try_from_uri(&parts.uri)
-            .map(|q| q.0.token)
-            .unwrap_or(None);
-        let claims = state.claims(&parts.headers, q.as_deref())?;
-        // What a token makes the hub write is paced per token; reads are not counted.
-        let writes = !matches!(
-            parts.method,
-            axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
-        );
-        if writes {
-            state
-                .rates
-                .write(&claims.jti)
-                .map_err(crate::error::AppError::rate_limited)?;
-        }
-        Ok(Self(claims))
-    }
-}

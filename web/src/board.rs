@@ -16,8 +16,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
-use crate::auth::{Caller, Role};
+use crate::auth::Role;
 use crate::error::AppError;
+use crate::extract::Caller;
 use crate::AppState;
 use dinh_events::projections::{MinutesRow, NoticeRow};
 use dinh_events::visibility::Viewer;

@@ -32,9 +32,10 @@ use axum::{Json, Router};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::auth::{Caller, Role};
+use crate::auth::Role;
 use crate::config::{Config, WitnessEndpoint};
 use crate::error::AppError;
+use crate::extract::Caller;
 use crate::AppState;
 use dinh_events::chain::{leaf_hash, Checkpoint, Signer};
 use dinh_events::checkpoint::SignedCheckpoint;

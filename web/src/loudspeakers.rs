@@ -54,9 +54,10 @@ use dinh_events::domain::{Actor, ClusterStatus, Command};
 use dinh_events::record::{Outcome, RecordError, Refusal};
 use dinh_sfu::room::{Room, Slot};
 
-use crate::auth::{Caller, Claims, Role};
+use crate::auth::{Claims, Role};
 use crate::config::Config;
 use crate::error::AppError;
+use crate::extract::Caller;
 use crate::recording::Recording;
 use crate::AppState;
 
@@ -135,25 +136,6 @@ fn file_refusal(e: FileError) -> Response {
         r.headers_mut().insert(header::RETRY_AFTER, secs.into());
     }
     r
-}
-
-fn json_body<T: serde::de::DeserializeOwned>(
-    headers: &HeaderMap,
-    bytes: &Bytes,
-) -> Result<T, AppError> {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !ct.starts_with("application/json") {
-        return Err(AppError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "content_type",
-            "send application/json",
-        ));
-    }
-    serde_json::from_slice(bytes)
-        .map_err(|e| AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_body", e.to_string()))
 }
 
 fn bad(message: impl Into<String>) -> AppError {
@@ -347,7 +329,7 @@ async fn add_cluster(
     bytes: Bytes,
 ) -> Result<Response, AppError> {
     c.require(&[Role::Chair], "add a loudspeaker cluster")?;
-    let cfg: ClusterConfig = json_body(&headers, &bytes)?;
+    let cfg: ClusterConfig = crate::extract::json(&headers, &bytes)?;
     let room = cfg.room.clone().unwrap_or_else(|| c.room.clone());
     c.for_room(&room)?;
     // The bridge decides whether it can run the cluster (its socket opens); the record then
@@ -441,7 +423,7 @@ async fn heartbeat(
     bytes: Bytes,
 ) -> Result<Response, AppError> {
     cluster_access(&s, &c, &id).await?;
-    let hb: Heartbeat = json_body(&headers, &bytes)?;
+    let hb: Heartbeat = crate::extract::json(&headers, &bytes)?;
     let ok = match hb.status.as_str() {
         "ok" => true,
         "fault" => false,
@@ -475,7 +457,7 @@ async fn relay(
     s.room(&room)?;
     c.for_room(&room)?;
     c.require(&[Role::Chair], "start or stop the loudspeaker relay")?;
-    let b: RelayBody = json_body(&headers, &bytes)?;
+    let b: RelayBody = crate::extract::json(&headers, &bytes)?;
     let action = LoudspeakerAction::SwitchRelay { on: b.on };
     match append(&s.recording, &room, crate::recording::actor(&c), action).await {
         Ok(outcome) => followed(&s.bridge, &outcome).await,
@@ -537,7 +519,7 @@ async fn announce(
 ) -> Result<Response, AppError> {
     c.require(&[Role::Chair], "make an announcement")?;
     let room = c.room.clone();
-    let b: AnnounceBody = json_body(&headers, &bytes)?;
+    let b: AnnounceBody = crate::extract::json(&headers, &bytes)?;
     if let Some(id) = &b.id {
         if !valid_id(id) {
             return Err(bad("id: 1 to 64 letters, digits, '-' or '_'"));

@@ -24,9 +24,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use time::{Date, OffsetDateTime};
 
-use crate::auth::{Caller, Claims, Role};
+use crate::auth::{Claims, Role};
 use crate::error::AppError;
-use crate::extract::command_key;
+use crate::extract::Caller;
+use crate::extract::{command_key, json};
 use crate::recording::actor;
 use crate::AppState;
 use dinh_events::domain::notices::{NoticeAction, Picture};
@@ -342,31 +343,6 @@ async fn picture(
         bytes,
     )
         .into_response())
-}
-
-/// A JSON body, refused with a message that names the problem.
-pub(crate) fn json<T: serde::de::DeserializeOwned>(
-    headers: &HeaderMap,
-    bytes: &Bytes,
-) -> Result<T, AppError> {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !ct.starts_with("application/json") {
-        return Err(AppError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send application/json",
-        ));
-    }
-    serde_json::from_slice(bytes).map_err(|e| {
-        AppError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "bad_body",
-            format!("request body: {e}"),
-        )
-    })
 }
 
 #[cfg(test)]

@@ -28,9 +28,10 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::auth::{Caller, Claims, Role};
+use crate::auth::{Claims, Role};
 use crate::error::AppError;
-use crate::notices::json;
+use crate::extract::json;
+use crate::extract::Caller;
 use crate::AppState;
 use dinh_events::domain::feedback::FeedbackAction;
 use dinh_events::domain::{Actor, ActorRole, Command};

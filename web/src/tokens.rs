@@ -17,8 +17,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::auth::{Caller, Role};
+use crate::auth::Role;
 use crate::error::AppError;
+use crate::extract::{Caller, JsonBody};
 use crate::AppState;
 use dinh_events::domain::tokens::TokenAction;
 use dinh_events::domain::Command;
@@ -107,11 +108,9 @@ pub struct RevokeRequest {
 async fn revoke(
     State(s): State<AppState>,
     Caller(caller): Caller,
-    body: Result<Json<RevokeRequest>, axum::extract::rejection::JsonRejection>,
+    JsonBody(body): JsonBody<RevokeRequest>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     caller.require(&[Role::Chair, Role::Official], "revoke tokens")?;
-    let Json(body) = body
-        .map_err(|e| AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_body", e.body_text()))?;
     let (jti, room, subject, expires_at) = match (body.token, body.jti) {
         (Some(t), None) => {
             let c = s.keys.verify_signature(t.trim())?;

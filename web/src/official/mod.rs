@@ -33,8 +33,9 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use crate::auth::{Caller, Claims, Role};
+use crate::auth::{Claims, Role};
 use crate::error::AppError;
+use crate::extract::Caller;
 use crate::AppState;
 use dinh_events::record::{format_time, RecordError};
 use dinh_events::store::StoreError;
