@@ -41,6 +41,9 @@ const MEETINGS: usize = 20;
 
 /// The record the page will read: `items` items over 20 meetings, written by 16 clients at once.
 async fn seed(data: &std::path::Path, items: usize) {
+    // The record's key first, as the hub makes it: a hub refuses a non-empty record whose key
+    // is missing.
+    dinh_events::chain::Signer::load_or_create(&data.join("record.key")).unwrap();
     let store = Store::open(&data.join("record.sqlite").to_string_lossy())
         .await
         .unwrap();
