@@ -106,7 +106,8 @@ enum TokenCmd {
     Revoke {
         /// The token, or its id.
         token: String,
-        /// The token's room (needed with an id; checked with a token).
+        /// The token's room: needed with an id through the hub, checked with a token. An id
+        /// with --offline and no room is revoked in every room.
         #[arg(long)]
         room: Option<String>,
         /// Why, for the record.
@@ -762,13 +763,16 @@ fn revoke(
         }
         (
             serde_json::json!({ "token": target, "reason": reason }),
-            c.room.clone(),
+            Some(c.room.clone()),
             c.jti,
         )
     } else {
-        let Some(room) = room else {
-            anyhow::bail!("with a token id, say its room: --room ROOM");
-        };
+        if room.is_none() && !offline {
+            anyhow::bail!(
+                "with a token id, say its room (--room ROOM); to revoke it in every room, \
+                 stop the hub and add --offline"
+            );
+        }
         (
             serde_json::json!({ "jti": target, "reason": reason }),
             room,
@@ -786,7 +790,7 @@ fn revoke(
                 Actor::system("cli"),
                 TokenAction::Revoke {
                     jti: jti.clone(),
-                    room: Some(room),
+                    room,
                     subject: None,
                     expires_at: None,
                     reason,
@@ -800,6 +804,7 @@ fn revoke(
             anyhow::Ok(())
         });
     }
+    let room = room.unwrap_or_default();
     let addr = hub.unwrap_or_else(|| {
         let l = cfg.listen;
         match l.ip() {

@@ -83,8 +83,8 @@ impl axum::extract::FromRequestParts<AppState> for Phone {
         let parent_revoked = c
             .parent
             .as_ref()
-            .is_some_and(|p| state.revoked.contains_prefix(p));
-        if state.revoked.contains(&c.jti) || parent_revoked {
+            .is_some_and(|p| state.revoked.contains_prefix(p, &c.room));
+        if state.revoked.contains(&c.jti, &c.room) || parent_revoked {
             return Err(crate::auth::AuthError::Revoked.into());
         }
         Ok(Self(c))

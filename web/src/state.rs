@@ -167,7 +167,7 @@ impl AppState {
             .load_deny_list()
             .await
             .map_err(|e| anyhow::anyhow!("cannot read the token deny list: {e}"))?;
-        let revoked = tokens::DenyList::new(deny.revoked().map(str::to_owned));
+        let revoked = tokens::DenyList::new(deny.revoked());
         if let Some(t) = &tls {
             tls::spawn_renewal(t.clone(), config.clone(), &tasks, closing.subscribe());
         }
@@ -225,7 +225,7 @@ impl AppState {
             .or(query_token)
             .ok_or(AuthError::Missing)?;
         let claims = self.keys.verify(token.trim())?;
-        if self.revoked.contains(&claims.jti) {
+        if self.revoked.contains(&claims.jti, &claims.room) {
             return Err(AuthError::Revoked);
         }
         Ok(claims)

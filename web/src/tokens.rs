@@ -7,7 +7,7 @@
 //! `TokenRevoked` (the record is the truth; a restart reloads it), and from then on no request
 //! with that token is served.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::RwLock;
 
 use axum::extract::State;
@@ -24,49 +24,64 @@ use crate::AppState;
 use dinh_events::domain::tokens::TokenAction;
 use dinh_events::domain::Command;
 
-/// The revoked token ids.
+/// The revoked token ids, each with the rooms it is revoked in (`None`: every room).
 pub struct DenyList {
     // std RwLock: read on every request, written on a revocation; never held across `.await`.
-    ids: RwLock<HashSet<String>>,
+    ids: RwLock<HashMap<String, Vec<Option<String>>>>,
     /// Bumped on every revocation: WebSockets wake and check their own token.
     changed: watch::Sender<u64>,
 }
 
+fn covers(rooms: &[Option<String>], room: &str) -> bool {
+    rooms.iter().any(|r| r.as_deref().is_none_or(|r| r == room))
+}
+
 impl DenyList {
-    /// A list holding `ids`.
-    pub fn new(ids: impl IntoIterator<Item = String>) -> Self {
-        Self {
-            ids: RwLock::new(ids.into_iter().collect()),
+    /// A list holding `revoked`: ids and the room each is revoked in.
+    pub fn new<'a>(revoked: impl IntoIterator<Item = (&'a str, Option<&'a str>)>) -> Self {
+        let list = Self {
+            ids: RwLock::new(HashMap::new()),
             changed: watch::channel(0).0,
+        };
+        for (jti, room) in revoked {
+            list.add(jti, room);
         }
+        list
     }
 
-    /// Whether `jti` is revoked.
-    pub fn contains(&self, jti: &str) -> bool {
+    fn add(&self, jti: &str, room: Option<&str>) {
+        self.ids
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(jti.to_owned())
+            .or_default()
+            .push(room.map(str::to_owned));
+    }
+
+    /// Whether the token `jti` of `room` is revoked.
+    pub fn contains(&self, jti: &str, room: &str) -> bool {
         self.ids
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .contains(jti)
+            .get(jti)
+            .is_some_and(|rooms| covers(rooms, room))
     }
 
-    /// Whether a revoked id starts with `prefix` (a `feedback` token's parent). Revocations
-    /// are few: a scan.
-    pub fn contains_prefix(&self, prefix: &str) -> bool {
+    /// Whether an id revoked for `room` starts with `prefix` (a `feedback` token's parent).
+    /// Revocations are few: a scan.
+    pub fn contains_prefix(&self, prefix: &str, room: &str) -> bool {
         !prefix.is_empty()
             && self
                 .ids
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
                 .iter()
-                .any(|j| j.starts_with(prefix))
+                .any(|(j, rooms)| j.starts_with(prefix) && covers(rooms, room))
     }
 
-    /// Add `jti` (once the record holds its revocation).
-    pub fn insert(&self, jti: &str) {
-        self.ids
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(jti.to_owned());
+    /// Add `jti` for `room` (once the record holds its revocation).
+    pub fn insert(&self, jti: &str, room: Option<&str>) {
+        self.add(jti, room);
         self.changed.send_modify(|n| *n += 1);
     }
 
@@ -92,7 +107,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// `POST /api/tokens/revoke` body: the token itself (its room must be the caller's), or its
-/// id alone (recorded with the caller's room).
+/// id alone, revoked in the caller's room only.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeRequest {
@@ -131,14 +146,14 @@ async fn revoke(
         crate::recording::actor(&caller),
         TokenAction::Revoke {
             jti: jti.clone(),
-            room,
+            room: room.clone(),
             subject,
             expires_at,
             reason: body.reason,
         },
     );
     let outcome = s.recording.record.revoke_token(cmd, None).await?;
-    s.revoked.insert(&jti);
+    s.revoked.insert(&jti, room.as_deref());
     tracing::info!("token revoked");
     Ok(Json(serde_json::json!({
         "revoked": jti,

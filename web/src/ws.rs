@@ -136,7 +136,7 @@ pub async fn serve<Tx, Rx, E>(
             }
             changed = revocations.changed() => {
                 if changed.is_err() { break; }
-                if state.revoked.contains(&conn.claims.jti) {
+                if state.revoked.contains(&conn.claims.jti, &conn.claims.room) {
                     let m = ServerMessage::error("token_revoked", "the token has been revoked; ask for a new link");
                     let _ = send(&mut tx, &m).await;
                     break;

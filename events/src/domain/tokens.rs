@@ -2,6 +2,11 @@
 //! is on this list is refused on every request and closes its WebSockets, even before it
 //! expires (a house's tablet was stolen; a link leaked into a chat group). One aggregate,
 //! [`DENY_LIST`], for the whole hub; a revocation is for good.
+//!
+//! A revocation names the token's room, and holds for that room's tokens only: a chair who
+//! revokes an id by itself revokes it in the chair's own room, so no room can shut out
+//! another's token by guessing or copying its id. Only the hub's operator (`system`, from
+//! `dinh token revoke`) may leave the room out, which revokes the id in every room.
 
 use std::collections::BTreeSet;
 
@@ -21,7 +26,7 @@ pub enum TokenAction {
     Revoke {
         /// The token's `jti`.
         jti: String,
-        /// The token's room, when known.
+        /// The room whose token it is; `None` (the operator only) for every room.
         room: Option<String>,
         /// The token's subject (a house id, `chair`, an official's id), when known.
         subject: Option<String>,
@@ -41,7 +46,7 @@ pub enum TokenEvent {
     TokenRevoked {
         /// Its `jti`.
         jti: String,
-        /// Its room, when known.
+        /// The room it is revoked in; `None` for every room.
         room: Option<String>,
         /// Its subject, when known.
         subject: Option<String>,
@@ -64,6 +69,9 @@ pub enum TokenError {
     /// Nothing changes: the token is revoked already.
     #[error("token {0} is already revoked")]
     Already(String),
+    /// A chair or an official revokes the tokens of its own room, and must name it.
+    #[error("name the token's room: only the hub's operator revokes an id in every room")]
+    NoRoom,
     /// The role may not revoke tokens: only a chair, an official or the hub's operator.
     #[error(transparent)]
     Forbidden(#[from] Forbidden),
@@ -79,21 +87,23 @@ impl Refuse for TokenError {
     }
 }
 
-/// The revoked token ids.
+/// The revoked token ids, each with the room it is revoked in (`None`: every room).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TokenDenyList {
-    revoked: BTreeSet<String>,
+    revoked: BTreeSet<(String, Option<String>)>,
 }
 
 impl TokenDenyList {
-    /// Whether `jti` is revoked.
-    pub fn is_revoked(&self, jti: &str) -> bool {
-        self.revoked.contains(jti)
+    /// Whether the token `jti` of `room` is revoked.
+    pub fn is_revoked(&self, jti: &str, room: &str) -> bool {
+        self.revoked
+            .iter()
+            .any(|(j, r)| j == jti && r.as_deref().is_none_or(|r| r == room))
     }
 
-    /// Every revoked id.
-    pub fn revoked(&self) -> impl Iterator<Item = &str> {
-        self.revoked.iter().map(String::as_str)
+    /// Every revocation: the id and the room it holds in (`None`: every room).
+    pub fn revoked(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+        self.revoked.iter().map(|(j, r)| (j.as_str(), r.as_deref()))
     }
 }
 
@@ -122,14 +132,20 @@ impl Decide for TokenDenyList {
                     "revoke tokens",
                 )?;
                 id("jti", jti)?;
-                if let Some(r) = room {
-                    id("room", r)?;
+                match room {
+                    Some(r) => id("room", r)?,
+                    None if cmd.actor.role != ActorRole::System => return Err(TokenError::NoRoom),
+                    None => {}
                 }
                 if let Some(s) = subject {
                     text("subject", s, 1..=100)?;
                 }
                 text("reason", reason, 0..=200)?;
-                if self.revoked.contains(jti) {
+                let covered = match room {
+                    Some(r) => self.is_revoked(jti, r),
+                    None => self.revoked.contains(&(jti.clone(), None)),
+                };
+                if covered {
                     return Err(TokenError::Already(jti.clone()));
                 }
                 Ok(vec![TokenEvent::TokenRevoked {
@@ -145,8 +161,8 @@ impl Decide for TokenDenyList {
 
     fn apply_event(&mut self, e: &TokenEvent) {
         match e {
-            TokenEvent::TokenRevoked { jti, .. } => {
-                self.revoked.insert(jti.clone());
+            TokenEvent::TokenRevoked { jti, room, .. } => {
+                self.revoked.insert((jti.clone(), room.clone()));
             }
         }
     }
@@ -201,6 +217,50 @@ mod tests {
             .then(vec![revoked("c3d4")]);
     }
 
+    fn in_room(jti: &str, room: Option<&str>) -> (A, E) {
+        let room = room.map(str::to_owned);
+        let a = A::Revoke {
+            jti: jti.into(),
+            room: room.clone(),
+            subject: None,
+            expires_at: None,
+            reason: String::new(),
+        };
+        let e = E::TokenRevoked {
+            jti: jti.into(),
+            room,
+            subject: None,
+            expires_at: None,
+            reason: String::new(),
+        };
+        (a, e)
+    }
+
+    #[test]
+    fn a_revocation_holds_in_its_room_and_only_the_operator_revokes_everywhere() {
+        let (_, in_other_e) = in_room("a1b2", Some("other"));
+        let (in_demo, in_demo_e) = in_room("a1b2", Some("demo"));
+        let (everywhere, everywhere_e) = in_room("a1b2", None);
+        // Another room's revocation of the same id does not stop this room's.
+        Given::<TokenDenyList>::events(vec![in_other_e.clone()])
+            .when(chair(), in_demo)
+            .then(vec![in_demo_e.clone()]);
+        Given::<TokenDenyList>::events(vec![])
+            .when(chair(), everywhere.clone())
+            .then_error(
+                "name the token's room: only the hub's operator revokes an id in every room",
+            );
+        Given::<TokenDenyList>::events(vec![in_demo_e.clone()])
+            .when(Actor::system("cli"), everywhere)
+            .then(vec![everywhere_e.clone()]);
+        let mut list = TokenDenyList::default();
+        list.apply_event(&in_other_e);
+        assert!(list.is_revoked("a1b2", "other"));
+        assert!(!list.is_revoked("a1b2", "demo"));
+        list.apply_event(&everywhere_e);
+        assert!(list.is_revoked("a1b2", "demo"));
+    }
+
     #[test]
     fn a_house_may_not_revoke_tokens() {
         Given::<TokenDenyList>::events(vec![])
@@ -218,7 +278,7 @@ mod tests {
                 chair(),
                 A::Revoke {
                     jti: "a1b2".into(),
-                    room: None,
+                    room: Some("demo".into()),
                     subject: None,
                     expires_at: None,
                     reason: "x".repeat(201),
@@ -243,8 +303,12 @@ mod tests {
     fn the_state_answers_whether_a_token_is_revoked() {
         let mut list = TokenDenyList::default();
         list.apply_event(&revoked("a1b2"));
-        assert!(list.is_revoked("a1b2"));
-        assert!(!list.is_revoked("c3d4"));
-        assert_eq!(list.revoked().collect::<Vec<_>>(), vec!["a1b2"]);
+        assert!(list.is_revoked("a1b2", "demo"));
+        assert!(!list.is_revoked("a1b2", "other"));
+        assert!(!list.is_revoked("c3d4", "demo"));
+        assert_eq!(
+            list.revoked().collect::<Vec<_>>(),
+            vec![("a1b2", Some("demo"))]
+        );
     }
 }
