@@ -53,6 +53,7 @@ pub mod notices;
 pub mod official;
 mod pages;
 pub mod phone;
+pub mod picture;
 pub mod rate;
 pub mod recording;
 pub mod server;

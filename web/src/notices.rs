@@ -11,7 +11,8 @@
 //! Pictures are stored in `DATA/notices/ROOM/<sha256>.<ext>`, named by their content: the same
 //! picture twice is stored once, and the log's name proves which bytes were shown. A room holds
 //! at most [`ROOM_QUOTA_BYTES`] of them. They are served with the type their bytes prove
-//! (never what the uploader said), `nosniff` and a sandboxing policy.
+//! (never what the uploader said), `nosniff` and a sandboxing policy, and stored without their
+//! metadata (EXIF, XMP, text chunks: see [`crate::picture`]).
 
 use std::path::PathBuf;
 
@@ -248,6 +249,15 @@ async fn upload(
             "invalid picture: a PNG, JPEG or WebP file",
         ));
     };
+    // What the screens serve is the picture without its camera's metadata (where and when it
+    // was taken, the phone's serial number): stripped before it is named and stored.
+    let bytes = crate::picture::strip(ext, &bytes).map_err(|e| {
+        AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_picture",
+            e.to_string(),
+        )
+    })?;
     let hash = hex::encode(ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref());
     let name = format!("{hash}.{ext}");
     let dir = pictures_dir(&s, &c.room);

@@ -702,3 +702,96 @@ async fn the_board_shows_this_house_s_items_and_their_answers() {
     let (st, _) = hub.json("GET", "/api/board", &rx, Value::Null).await;
     assert_eq!(st, 403);
 }
+
+/// A phone's photo: a real JPEG (ffmpeg's encoder) with an EXIF block in front, as phones
+/// write it, saying where it was taken and that it is turned a quarter.
+fn phone_photo(dir: &std::path::Path) -> Vec<u8> {
+    let jpg = dir.join("photo.jpg");
+    let ok = std::process::Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=64x48",
+        ])
+        .args(["-frames:v", "1"])
+        .arg(&jpg)
+        .status()
+        .expect("ffmpeg (ops/test installs it)");
+    assert!(ok.success());
+    let plain = std::fs::read(&jpg).unwrap();
+    let place = b"GPS 21.0285N 105.8542E\0";
+    let mut tiff = b"II\x2a\x00\x08\x00\x00\x00\x02\x00".to_vec();
+    // ImageDescription (ASCII), its text after the directory (8 + 2 + 2 * 12 + 4 = 38).
+    tiff.extend_from_slice(&[0x0E, 0x01, 2, 0]);
+    tiff.extend_from_slice(&(place.len() as u32).to_le_bytes());
+    tiff.extend_from_slice(&38u32.to_le_bytes());
+    // Orientation 6: turned a quarter clockwise.
+    tiff.extend_from_slice(&[0x12, 0x01, 3, 0, 1, 0, 0, 0, 6, 0, 0, 0]);
+    tiff.extend_from_slice(&[0, 0, 0, 0]);
+    tiff.extend_from_slice(place);
+    let mut app1 = vec![0xFF, 0xE1];
+    app1.extend_from_slice(&((2 + 6 + tiff.len()) as u16).to_be_bytes());
+    app1.extend_from_slice(b"Exif\0\0");
+    app1.extend_from_slice(&tiff);
+    [&plain[..2], &app1, &plain[2..]].concat()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_picture_is_stored_without_where_it_was_taken() {
+    let hub = Hub::start(|_| {}).await;
+    let dir = hub.state.config.data.join("photo");
+    std::fs::create_dir_all(&dir).unwrap();
+    let photo = phone_photo(&dir);
+    let has = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    assert!(has(&photo, b"21.0285N"));
+    let chair = hub.token(Role::Chair, "chair");
+    let (st, body) = hub
+        .call(
+            "PUT",
+            "/api/notices/pictures",
+            &chair,
+            Some(("image/jpeg", photo)),
+        )
+        .await;
+    assert_eq!(st, 201, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let name = v["name"].as_str().unwrap();
+    let stored = std::fs::read(hub.state.config.data.join("notices/demo").join(name)).unwrap();
+    assert_eq!(v["bytes"], stored.len());
+    assert!(!has(&stored, b"21.0285N"), "the place is gone");
+    // Still the same picture, the right way up: ffmpeg decodes it and reads the orientation.
+    let out = dir.join("stored.jpg");
+    std::fs::write(&out, &stored).unwrap();
+    let probe = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=width,height", "-show_frames"])
+        .args(["-of", "default=nw=1"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&probe.stdout);
+    assert!(probe.status.success() && probe.stderr.is_empty(), "{text}");
+    assert!(
+        text.contains("width=64") && text.contains("height=48"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rotation=-90"),
+        "the orientation is kept: {text}"
+    );
+    let decoded = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&out)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        decoded.status.success() && decoded.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&decoded.stderr)
+    );
+}
