@@ -127,6 +127,9 @@ pub struct LimitsConfig {
     pub header_timeout_secs: u64,
     /// Seconds a client has to send a request's whole body, from its headers.
     pub body_timeout_secs: u64,
+    /// Seconds a write to a client may wait for it to read before the connection is closed
+    /// (it stopped reading, or its link is gone without a reset).
+    pub write_timeout_secs: u64,
     /// WHIP/WHEP sessions in total.
     pub sessions: usize,
     /// WHIP/WHEP sessions in one room.
@@ -151,6 +154,7 @@ impl Default for LimitsConfig {
             connections_per_source: 256,
             header_timeout_secs: 10,
             body_timeout_secs: 30,
+            write_timeout_secs: 60,
             sessions: 500,
             sessions_per_room: 300,
             sessions_per_token: 4,

@@ -202,7 +202,8 @@ pub struct ConnStats {
     pub refused_total: AtomicU64,
     /// Idle connections closed to make room.
     pub evicted: AtomicU64,
-    /// Closed for sending nothing, or a TLS handshake or headers too slowly.
+    /// Closed for sending nothing, its TLS handshake or headers too slowly, or for not reading
+    /// what it was sent.
     pub timed_out: AtomicU64,
 }
 

@@ -10,7 +10,8 @@
 //! What must stay true: every accepted socket holds a [`Permit`] until it is dropped (see
 //! [`crate::limits`]); a client that sends nothing, or its TLS handshake or request headers
 //! too slowly, is closed after `limits.header_timeout_secs`; a request body must arrive
-//! within `limits.body_timeout_secs` of its headers.
+//! within `limits.body_timeout_secs` of its headers; a client that stops reading what it is
+//! sent (no write to it makes progress for `limits.write_timeout_secs`) is closed.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -85,8 +86,30 @@ struct Ctx {
     conns: Arc<Conns>,
     header_timeout: Duration,
     body_timeout: Duration,
+    write_timeout: Duration,
     /// Set when the hub stops: connections finish their request and close.
     stopping: watch::Receiver<bool>,
+}
+
+impl Ctx {
+    fn new(
+        router: Router,
+        tls: Option<Arc<Tls>>,
+        conns: Arc<Conns>,
+        limits: &crate::config::LimitsConfig,
+        stopping: watch::Receiver<bool>,
+    ) -> Arc<Self> {
+        let secs = |s: u64| Duration::from_secs(s.max(1));
+        Arc::new(Self {
+            router,
+            tls,
+            conns,
+            header_timeout: secs(limits.header_timeout_secs),
+            body_timeout: secs(limits.body_timeout_secs),
+            write_timeout: secs(limits.write_timeout_secs),
+            stopping,
+        })
+    }
 }
 
 /// Serve the app on `listener` until `shutdown` completes; then stop accepting, end the
@@ -99,14 +122,13 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let (stop_tx, stopping) = watch::channel(false);
     let limits = &state.config.limits;
-    let ctx = Arc::new(Ctx {
-        router: crate::app(state.clone()),
-        tls: state.tls.clone(),
-        conns: state.conns.clone(),
-        header_timeout: Duration::from_secs(limits.header_timeout_secs.max(1)),
-        body_timeout: Duration::from_secs(limits.body_timeout_secs.max(1)),
+    let ctx = Ctx::new(
+        crate::app(state.clone()),
+        state.tls.clone(),
+        state.conns.clone(),
+        limits,
         stopping,
-    });
+    );
     accept_loop(listener, &ctx, shutdown).await;
     // WebSockets and streams end on `closing`; the other connections after their request.
     let _ = state.closing.send(true);
@@ -140,14 +162,13 @@ pub async fn run(
 pub async fn run_metrics(listener: tokio::net::TcpListener, state: AppState) {
     let limits = &state.config.limits;
     let mut closing = state.closing.subscribe();
-    let ctx = Arc::new(Ctx {
-        router: crate::metrics_app(state.clone()),
-        tls: None,
-        conns: state.conns.clone(),
-        header_timeout: Duration::from_secs(limits.header_timeout_secs.max(1)),
-        body_timeout: Duration::from_secs(limits.body_timeout_secs.max(1)),
-        stopping: state.closing.subscribe(),
-    });
+    let ctx = Ctx::new(
+        crate::metrics_app(state.clone()),
+        None,
+        state.conns.clone(),
+        limits,
+        state.closing.subscribe(),
+    );
     accept_loop(listener, &ctx, async move {
         let _ = closing.wait_for(|c| *c).await;
     })
@@ -171,14 +192,13 @@ pub async fn run_router(
         per_source: limits.connections_per_source.min(total),
     });
     let (stop_tx, stopping) = watch::channel(false);
-    let ctx = Arc::new(Ctx {
-        router: router.layer(axum::middleware::from_fn(security_layer)),
+    let ctx = Ctx::new(
+        router.layer(axum::middleware::from_fn(security_layer)),
         tls,
-        conns: conns.clone(),
-        header_timeout: Duration::from_secs(limits.header_timeout_secs.max(1)),
-        body_timeout: Duration::from_secs(limits.body_timeout_secs.max(1)),
+        conns.clone(),
+        limits,
         stopping,
-    });
+    );
     accept_loop(listener, &ctx, shutdown).await;
     let _ = stop_tx.send(true);
     if !conns.wait_empty(Duration::from_secs(10)).await {
@@ -245,6 +265,9 @@ async fn connection(
     let io = Counted {
         inner: stream,
         _permit: permit.clone(),
+        write_timeout: ctx.write_timeout,
+        stalled: None,
+        conns: ctx.conns.clone(),
     };
     if first[0] == 0x16 {
         let Some(tls) = &ctx.tls else {
@@ -421,10 +444,44 @@ fn bad_host() -> Response {
 }
 
 /// A socket that holds its connection's permit: the place in the connection table is kept
-/// until the socket itself is dropped, after a WebSocket upgrade too.
+/// until the socket itself is dropped, after a WebSocket upgrade too. A write (or flush)
+/// that stays pending for `write_timeout` fails with `TimedOut`: the client has stopped
+/// reading, and the connection is closed rather than held with its buffers.
 struct Counted<S> {
     inner: S,
     _permit: Arc<Permit>,
+    write_timeout: Duration,
+    /// Armed when a write is first left pending; disarmed by any write that completes.
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    conns: Arc<Conns>,
+}
+
+impl<S> Counted<S> {
+    fn deadline<T>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        r: std::task::Poll<std::io::Result<T>>,
+    ) -> std::task::Poll<std::io::Result<T>> {
+        use std::task::Poll;
+        if r.is_ready() {
+            self.stalled = None;
+            return r;
+        }
+        let t = self.write_timeout;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(t)));
+        if stalled.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.stalled = None;
+        self.conns.stats.timed_out.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!("connection closed: the client stopped reading");
+        Poll::Ready(Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the client stopped reading",
+        )))
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
@@ -439,33 +496,41 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
+        self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let r = std::pin::Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.deadline(cx, r)
     }
 
     fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
+        self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+        let this = self.get_mut();
+        let r = std::pin::Pin::new(&mut this.inner).poll_flush(cx);
+        this.deadline(cx, r)
     }
 
     fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
+        self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        let r = std::pin::Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.deadline(cx, r)
     }
 
     fn poll_write_vectored(
-        mut self: std::pin::Pin<&mut Self>,
+        self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let r = std::pin::Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.deadline(cx, r)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -324,3 +324,36 @@ async fn signalling_writes_are_paced_per_token() {
     }
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_closed() {
+    let hub = Hub::start(|c| c.limits.write_timeout_secs = 2).await;
+    let before = hub.state.conns.open();
+    let s = TcpSocket::new_v4().unwrap();
+    s.set_recv_buffer_size(4096).unwrap();
+    let mut c = s.connect(hub.addr).await.unwrap();
+    // Asks for the officials' page 300 times in a row (HTTP/1.1 pipelining, 28 MB of
+    // answers), and reads none of it.
+    let asks = "GET /official HTTP/1.1\r\nHost: hub\r\n\r\n".repeat(300);
+    c.write_all(asks.as_bytes()).await.unwrap();
+    eventually(5, "the connection is accepted", || async {
+        hub.state.conns.open() > before
+    })
+    .await;
+    let started = Instant::now();
+    eventually(30, "the hub closes the connection", || async {
+        hub.state.conns.open() == before
+    })
+    .await;
+    eprintln!("closed after {:?}", started.elapsed());
+    let t = hub
+        .state
+        .conns
+        .stats
+        .timed_out
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(t, 1, "counted as a timeout");
+    healthz_fast(hub.addr, "after a client that stopped reading").await;
+    drop(c);
+    hub.stop().await;
+}
