@@ -2,37 +2,19 @@
 //! feedback through its life, roles, idempotency, bad input, CSV, SSE, and the SFU's
 //! observations (a house's screen connecting) reaching the record.
 
+mod common;
+
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use futures::StreamExt;
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
+use common::app::{send, state, state_with, token};
 use dinh_web::auth::Role;
 use dinh_web::AppState;
-
-async fn state() -> AppState {
-    state_with(|_| {}).await
-}
-
-async fn state_with(change: impl FnOnce(&mut dinh_web::config::Config)) -> AppState {
-    let data = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("api-{}", uuid::Uuid::new_v4()));
-    let mut config = dinh_web::config::Config {
-        data,
-        ..Default::default()
-    };
-    config.rtc.udp_listen = "127.0.0.1:0".parse().unwrap();
-    change(&mut config);
-    AppState::start(config).await.unwrap()
-}
-
-fn token(s: &AppState, role: Role, id: &str) -> String {
-    s.keys.issue(id, id, role, "demo", Duration::from_secs(600))
-}
 
 struct Call<'a> {
     s: &'a AppState,
@@ -49,15 +31,8 @@ impl Call<'_> {
             .header("authorization", format!("Bearer {}", self.token))
             .body(body)
             .unwrap();
-        let res = dinh_web::app(self.s.clone()).oneshot(req).await.unwrap();
-        let status = res.status();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            text,
-        )
+        let a = send(self.s, req).await;
+        (a.status, a.json(), a.body)
     }
 
     async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {

@@ -1,43 +1,22 @@
 //! Bad input gets a clear error and the hub keeps serving: tokens, roles, SDP, signalling
 //! frames, a client that vanishes mid-handshake, garbage on the media port.
 
+mod common;
+
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use futures::{SinkExt, StreamExt};
-use http_body_util::BodyExt;
 use tokio_tungstenite::tungstenite::Message;
 use tower::ServiceExt;
 
+use common::app::{send, state, token};
 use dinh_web::auth::Role;
 
-async fn state() -> dinh_web::AppState {
-    let data =
-        std::env::temp_dir().join(format!("dinh-bad-{}-{}", std::process::id(), rand_suffix()));
-    let mut config = dinh_web::config::Config {
-        data,
-        ..Default::default()
-    };
-    config.rtc.udp_listen = "127.0.0.1:0".parse().unwrap();
-    dinh_web::AppState::start(config).await.unwrap()
-}
-
-fn rand_suffix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-}
-
 async fn call(s: &dinh_web::AppState, req: Request<Body>) -> (StatusCode, serde_json::Value) {
-    let res = dinh_web::app(s.clone()).oneshot(req).await.unwrap();
-    let status = res.status();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-    )
+    let a = send(s, req).await;
+    (a.status, a.json())
 }
 
 fn whip(token: Option<&str>, room: &str, ctype: &str, body: impl Into<Body>) -> Request<Body> {
@@ -51,12 +30,8 @@ fn whip(token: Option<&str>, room: &str, ctype: &str, body: impl Into<Body>) -> 
 #[tokio::test]
 async fn whip_refuses_with_clear_errors() {
     let s = state().await;
-    let chair = s
-        .keys
-        .issue("chair", "c", Role::Chair, "demo", Duration::from_secs(60));
-    let house = s
-        .keys
-        .issue("house-1", "h", Role::House, "demo", Duration::from_secs(60));
+    let chair = token(&s, Role::Chair, "chair");
+    let house = token(&s, Role::House, "house-1");
 
     let (st, b) = call(&s, whip(None, "demo", "application/sdp", "v=0")).await;
     assert_eq!(
@@ -185,9 +160,7 @@ async fn next_json(ws: &mut Ws) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signalling_errors_are_frames_and_the_hub_keeps_serving() {
     let (s, base) = serve().await;
-    let house = s
-        .keys
-        .issue("house-1", "h", Role::House, "demo", Duration::from_secs(60));
+    let house = token(&s, Role::House, "house-1");
 
     // Refused before the upgrade, with a status.
     let err = tokio_tungstenite::connect_async(format!("{base}/ws/demo?token=bad"))

@@ -3,6 +3,8 @@
 //! log that was changed behind its back (and it then signs nothing), and projection rows
 //! edited in the database made harmless by the rebuild at start-up.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -12,20 +14,12 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
+use common::app::{self, state_in, token};
 use dinh_web::auth::Role;
 use dinh_web::AppState;
 
 fn data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("integrity-{}", uuid::Uuid::new_v4()))
-}
-
-async fn start(data: &Path) -> AppState {
-    let mut config = dinh_web::config::Config {
-        data: data.to_path_buf(),
-        ..Default::default()
-    };
-    config.rtc.udp_listen = "127.0.0.1:0".parse().unwrap();
-    AppState::start(config).await.unwrap()
+    app::data_dir("integrity")
 }
 
 /// Stop a hub's background tasks and sign what it holds, as a shutdown does.
@@ -42,28 +36,8 @@ async fn call(
     token: Option<&str>,
     body: Option<Value>,
 ) -> (StatusCode, String) {
-    let mut req = Request::builder().method(method).uri(path);
-    if let Some(t) = token {
-        req = req.header("authorization", format!("Bearer {t}"));
-    }
-    let body = match body {
-        Some(b) => {
-            req = req.header("content-type", "application/json");
-            Body::from(b.to_string())
-        }
-        None => Body::empty(),
-    };
-    let res = dinh_web::app(s.clone())
-        .oneshot(req.body(body).unwrap())
-        .await
-        .unwrap();
-    let status = res.status();
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&bytes).into_owned())
-}
-
-fn token(s: &AppState, role: Role, id: &str) -> String {
-    s.keys.issue(id, id, role, "demo", Duration::from_secs(600))
+    let a = app::call(s, method, path, token, body).await;
+    (a.status, a.body)
 }
 
 async fn meeting_with_feedback(s: &AppState) -> (String, String) {
@@ -127,7 +101,7 @@ async fn feedback_ids(s: &AppState, house: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn officials_and_chairs_see_the_integrity_and_others_do_not() {
     let data = data_dir();
-    let s = start(&data).await;
+    let s = state_in(&data).await;
     meeting_with_feedback(&s).await;
     s.recording.checkpoint_now().await;
     let (st, body) = call(
@@ -187,7 +161,7 @@ async fn officials_and_chairs_see_the_integrity_and_others_do_not() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hub_started_over_a_changed_log_signs_nothing_and_says_why() {
     let data = data_dir();
-    let s = start(&data).await;
+    let s = state_in(&data).await;
     meeting_with_feedback(&s).await;
     stop(s).await;
     // Behind the hub's back: the feedback of house-1 (position 3) is rewritten and every
@@ -216,7 +190,7 @@ async fn a_hub_started_over_a_changed_log_signs_nothing_and_says_why() {
         let refs: Vec<&str> = stmts[1..].iter().map(String::as_str).collect();
         sqlite(&data, &refs).await;
     }
-    let s = start(&data).await;
+    let s = state_in(&data).await;
     let (st, body) = call(&s, "GET", "/healthz", None, None).await;
     assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(
@@ -267,7 +241,7 @@ async fn a_hub_started_over_a_changed_log_signs_nothing_and_says_why() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edited_projection_row_is_not_served_after_a_restart() {
     let data = data_dir();
-    let s = start(&data).await;
+    let s = state_in(&data).await;
     let (of_house1, of_house2) = meeting_with_feedback(&s).await;
     // Wait until the projector has stored the rows.
     for _ in 0..100 {
@@ -304,7 +278,7 @@ async fn an_edited_projection_row_is_not_served_after_a_restart() {
             "the edit took: {row}"
         );
     }
-    let s = start(&data).await;
+    let s = state_in(&data).await;
     assert_eq!(feedback_ids(&s, "house-2").await, vec![of_house2]);
     assert_eq!(feedback_ids(&s, "house-1").await, vec![of_house1]);
 }
@@ -312,7 +286,7 @@ async fn an_edited_projection_row_is_not_served_after_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edited_snapshot_does_not_decide_commands_after_a_restart() {
     let data = data_dir();
-    let s = start(&data).await;
+    let s = state_in(&data).await;
     let (of_house1, _) = meeting_with_feedback(&s).await;
     stop(s).await;
     // A snapshot of house-1's item, at its last event, that says house-2 raised it: loaded as
@@ -325,7 +299,7 @@ async fn an_edited_snapshot_does_not_decide_commands_after_a_restart() {
          WHERE aggregate_type = 'feedback' AND aggregate_id = '{of_house1}'"
     );
     sqlite(&data, &[sql.as_str()]).await;
-    let s = start(&data).await;
+    let s = state_in(&data).await;
     let withdraw = json!({"type": "withdraw"});
     let path = format!("/api/feedback/{of_house1}/commands");
     let house2 = token(&s, Role::House, "house-2");
@@ -339,7 +313,7 @@ async fn an_edited_snapshot_does_not_decide_commands_after_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_key_for_a_record_with_events_stops_the_start() {
     let data = data_dir();
-    let s = start(&data).await;
+    let s = state_in(&data).await;
     meeting_with_feedback(&s).await;
     stop(s).await;
     std::fs::remove_file(data.join("record.key")).unwrap();
@@ -387,7 +361,7 @@ async fn raw(s: &AppState, method: &str, path: &str, body: String) -> (StatusCod
 async fn the_witness_route_answers_as_the_specification_says() {
     use dinh_events::chain::Signer;
     // Without [[witness.logs]] the hub is no witness.
-    let plain = start(&data_dir()).await;
+    let plain = state_in(&data_dir()).await;
     let (st, _) = raw(
         &plain,
         "POST",

@@ -6,15 +6,15 @@
 //! The hub's commune here has two rooms, `demo` and `ben-do`, so that "another room" is a real
 //! room with meetings of its own.
 
+mod common;
+
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{HeaderMap, Request, StatusCode};
+use axum::http::StatusCode;
 use clap::ValueEnum;
-use http_body_util::BodyExt;
+use common::app::{self, state_in, token_in as token, Answer};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
-use tower::ServiceExt;
 
 use dinh_events::domain::feedback::{FeedbackAction, FeedbackKind};
 use dinh_events::domain::meeting::MeetingAction;
@@ -24,8 +24,7 @@ use dinh_web::AppState;
 
 /// A hub whose commune has rooms `demo` (houses 1-3) and, with `two_rooms`, `ben-do`.
 async fn hub(two_rooms: bool) -> AppState {
-    let data = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("official-{}", uuid::Uuid::new_v4()));
+    let data = app::data_dir("official");
     std::fs::create_dir_all(&data).unwrap();
     let room = |id: &str, n: usize| {
         json!({"id": id, "title": format!("Phòng {id}"), "houses": (1..=n)
@@ -41,52 +40,11 @@ async fn hub(two_rooms: bool) -> AppState {
         json!({"name": "Xã Thử", "rooms": rooms}).to_string(),
     )
     .unwrap();
-    let mut config = dinh_web::config::Config {
-        data,
-        ..Default::default()
-    };
-    config.rtc.udp_listen = "127.0.0.1:0".parse().unwrap();
-    AppState::start(config).await.unwrap()
+    state_in(&data).await
 }
 
-fn token(s: &AppState, role: Role, id: &str, room: &str) -> String {
-    s.keys.issue(id, id, role, room, Duration::from_secs(600))
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or(Value::Null)
-    }
-}
-
-async fn call(s: &AppState, method: &str, path: &str, tok: &str) -> Reply {
-    let req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("authorization", format!("Bearer {tok}"))
-        .body(Body::empty())
-        .unwrap();
-    let res = tokio::time::timeout(
-        Duration::from_secs(60),
-        dinh_web::app(s.clone()).oneshot(req),
-    )
-    .await
-    .expect("the hub answers")
-    .unwrap();
-    let status = res.status();
-    let headers = res.headers().clone();
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    Reply {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&bytes).into_owned(),
-    }
+async fn call(s: &AppState, method: &str, path: &str, tok: &str) -> Answer {
+    app::call(s, method, path, Some(tok), None).await
 }
 
 fn actor(role: ActorRole, id: &str) -> Actor {
@@ -835,15 +793,9 @@ async fn a_verification_runs_on_request_at_most_once_a_minute() {
     seed(&s).await;
     // The hub's own facts in the log (the token deny list) do not stop a one-room export.
     let chair = token(&s, Role::Chair, "chair", "demo");
-    let revoke = Request::post("/api/tokens/revoke")
-        .header("authorization", format!("Bearer {chair}"))
-        .header("content-type", "application/json")
-        .body(Body::from(
-            json!({"jti": "0123456789abcdef0123456789abcdef"}).to_string(),
-        ))
-        .unwrap();
-    let res = dinh_web::app(s.clone()).oneshot(revoke).await.unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
+    let jti = json!({"jti": "0123456789abcdef0123456789abcdef"});
+    let res = app::call(&s, "POST", "/api/tokens/revoke", Some(&chair), Some(jti)).await;
+    assert_eq!(res.status, StatusCode::OK);
     s.recording.checkpoint_now().await;
     let o = token(&s, Role::Official, "can-bo-1", "demo");
     let head = s.recording.store().head();

@@ -1,46 +1,25 @@
 //! The pages through the router (no sockets): served with the strict Content-Security-Policy,
 //! revalidated cheaply, their assets and string tables found, nothing else.
 
-use std::time::Duration;
+mod common;
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
-use tower::ServiceExt;
+use axum::http::StatusCode;
 
+use common::app::{request, send, state};
 use dinh_web::AppState;
-
-async fn state() -> AppState {
-    let data = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("pages-{}", uuid::Uuid::new_v4()));
-    let mut config = dinh_web::config::Config {
-        data,
-        ..Default::default()
-    };
-    config.rtc.udp_listen = "127.0.0.1:0".parse().unwrap();
-    AppState::start(config).await.unwrap()
-}
 
 async fn get(
     s: &AppState,
     path: &str,
     etag: Option<&str>,
 ) -> (StatusCode, axum::http::HeaderMap, String) {
-    let mut req = Request::get(path);
+    let mut req = request("GET", path, None);
     if let Some(e) = etag {
         req = req.header("if-none-match", e);
     }
-    let res = tokio::time::timeout(
-        Duration::from_secs(10),
-        dinh_web::app(s.clone()).oneshot(req.body(Body::empty()).unwrap()),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    let status = res.status();
-    let headers = res.headers().clone();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    (status, headers, String::from_utf8_lossy(&body).into_owned())
+    let a = send(s, req.body(Body::empty()).unwrap()).await;
+    (a.status, a.headers, a.body)
 }
 
 #[tokio::test]

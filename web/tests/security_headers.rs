@@ -2,27 +2,18 @@
 //! errors, the API, unknown paths; HSTS only over HTTPS. And who may read `/metrics`, and the
 //! hub's CA certificate for browsers to trust.
 
+mod common;
+
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
 use tower::ServiceExt;
 
+use common::app::{request, send, state, token};
 use dinh_web::auth::Role;
 use dinh_web::server::{Transport, CSP, HSTS};
 use dinh_web::AppState;
-
-async fn state() -> AppState {
-    let data = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("headers-{}", uuid::Uuid::new_v4()));
-    let mut config = dinh_web::config::Config {
-        data,
-        ..Default::default()
-    };
-    config.rtc.udp_listen = "127.0.0.1:0".parse().unwrap();
-    AppState::start(config).await.unwrap()
-}
 
 async fn get(
     s: &AppState,
@@ -30,27 +21,18 @@ async fn get(
     token: Option<&str>,
     https: bool,
 ) -> (StatusCode, axum::http::HeaderMap, String) {
-    let mut req = Request::get(path);
-    if let Some(t) = token {
-        req = req.header("authorization", format!("Bearer {t}"));
-    }
-    let mut req = req.body(Body::empty()).unwrap();
+    let mut req = request("GET", path, token).body(Body::empty()).unwrap();
     if https {
         req.extensions_mut().insert(Transport { https: true });
     }
-    let res = dinh_web::app(s.clone()).oneshot(req).await.unwrap();
-    let status = res.status();
-    let headers = res.headers().clone();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    (status, headers, String::from_utf8_lossy(&body).into_owned())
+    let a = send(s, req).await;
+    (a.status, a.headers, a.body)
 }
 
 #[tokio::test]
 async fn every_response_carries_the_security_headers_and_hsts_only_over_https() {
     let s = state().await;
-    let house = s
-        .keys
-        .issue("house-1", "h", Role::House, "demo", Duration::from_secs(60));
+    let house = token(&s, Role::House, "house-1");
     let cases = [
         ("/", None, StatusCode::OK),
         ("/assets/client.js", None, StatusCode::OK),

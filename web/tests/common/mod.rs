@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod app;
 pub mod browser;
 pub mod official_page;
 
@@ -59,13 +60,7 @@ impl Hub {
     }
 
     async fn start_with(https: bool, configure: impl FnOnce(&mut Config)) -> Self {
-        let data = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("bridge-{}", uuid::Uuid::new_v4()));
-        let mut config = Config {
-            data,
-            ..Default::default()
-        };
-        config.rtc.udp_listen = "127.0.0.1:0".parse().unwrap();
+        let mut config = app::config(app::data_dir("hub"));
         config.broadcast.quiet_after_secs = 3;
         configure(&mut config);
         let state = AppState::start(config).await.unwrap();
