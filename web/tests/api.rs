@@ -12,7 +12,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use common::app::{send, state, state_with, token};
+use common::app::{send, state, state_with, token, token_in};
 use dinh_web::auth::Role;
 use dinh_web::AppState;
 
@@ -21,7 +21,12 @@ struct Call<'a> {
     token: String,
 }
 
-impl Call<'_> {
+impl<'a> Call<'a> {
+    fn new(s: &'a AppState, role: Role, id: &str) -> Self {
+        let token = token(s, role, id);
+        Self { s, token }
+    }
+
     async fn send(
         &self,
         req: axum::http::request::Builder,
@@ -80,22 +85,10 @@ async fn open_meeting(chair: &Call<'_>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_meeting_and_its_feedback_from_start_to_end() {
     let s = state().await;
-    let chair = Call {
-        s: &s,
-        token: token(&s, Role::Chair, "chair"),
-    };
-    let house1 = Call {
-        s: &s,
-        token: token(&s, Role::House, "house-1"),
-    };
-    let house2 = Call {
-        s: &s,
-        token: token(&s, Role::House, "house-2"),
-    };
-    let official = Call {
-        s: &s,
-        token: token(&s, Role::Official, "can-bo-1"),
-    };
+    let chair = Call::new(&s, Role::Chair, "chair");
+    let house1 = Call::new(&s, Role::House, "house-1");
+    let house2 = Call::new(&s, Role::House, "house-2");
+    let official = Call::new(&s, Role::Official, "can-bo-1");
 
     // Only the chair opens meetings.
     let (st, v) = house1
@@ -245,10 +238,7 @@ async fn a_meeting_and_its_feedback_from_start_to_end() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_named_and_appends_nothing() {
     let s = state().await;
-    let chair = Call {
-        s: &s,
-        token: token(&s, Role::Chair, "chair"),
-    };
+    let chair = Call::new(&s, Role::Chair, "chair");
     open_meeting(&chair).await;
     let head = s.recording.store().head();
     let cases = [
@@ -330,9 +320,7 @@ async fn bad_input_is_named_and_appends_nothing() {
     // A token of another room sees nothing of this one.
     let other = Call {
         s: &s,
-        token: s
-            .keys
-            .issue("chair", "c", Role::Chair, "other", Duration::from_secs(60)),
+        token: token_in(&s, Role::Chair, "chair", "other"),
     };
     // Another room's meeting answers as a missing one does (no probing of ids across rooms).
     let (st, v, _) = other.get("/api/meetings/m1").await;
@@ -356,15 +344,9 @@ async fn bad_input_is_named_and_appends_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_streams_visible_events_and_resumes_from_last_event_id() {
     let s = state().await;
-    let chair = Call {
-        s: &s,
-        token: token(&s, Role::Chair, "chair"),
-    };
+    let chair = Call::new(&s, Role::Chair, "chair");
     open_meeting(&chair).await;
-    let house1 = Call {
-        s: &s,
-        token: token(&s, Role::House, "house-1"),
-    };
+    let house1 = Call::new(&s, Role::House, "house-1");
     house1
         .post("/api/feedback", json!({"meeting": "m1", "content": "Một"}))
         .await;
@@ -414,19 +396,10 @@ async fn sse_streams_visible_events_and_resumes_from_last_event_id() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_keys_are_scoped_to_the_caller_and_the_route() {
     let s = state().await;
-    let chair = Call {
-        s: &s,
-        token: token(&s, Role::Chair, "chair"),
-    };
+    let chair = Call::new(&s, Role::Chair, "chair");
     open_meeting(&chair).await;
-    let house1 = Call {
-        s: &s,
-        token: token(&s, Role::House, "house-1"),
-    };
-    let house2 = Call {
-        s: &s,
-        token: token(&s, Role::House, "house-2"),
-    };
+    let house1 = Call::new(&s, Role::House, "house-1");
+    let house2 = Call::new(&s, Role::House, "house-2");
     let (st, first) = house1
         .post_key(
             "/api/feedback",
@@ -459,9 +432,7 @@ async fn idempotency_keys_are_scoped_to_the_caller_and_the_route() {
     // Another room's chair reusing the key gets its own refusal (404), not this room's 200.
     let other = Call {
         s: &s,
-        token: s
-            .keys
-            .issue("chair", "c", Role::Chair, "other", Duration::from_secs(60)),
+        token: token_in(&s, Role::Chair, "chair", "other"),
     };
     let head = s.recording.store().head();
     let (st, _) = other
@@ -486,15 +457,9 @@ async fn a_token_writing_faster_than_its_rate_gets_429_and_appends_nothing() {
         c.limits.writes_per_minute = 1;
     })
     .await;
-    let chair = Call {
-        s: &s,
-        token: token(&s, Role::Chair, "chair"),
-    };
+    let chair = Call::new(&s, Role::Chair, "chair");
     open_meeting(&chair).await; // two writes
-    let house = Call {
-        s: &s,
-        token: token(&s, Role::House, "house-1"),
-    };
+    let house = Call::new(&s, Role::House, "house-1");
     // A house spamming feedback: its burst passes, then it is refused with a wait.
     for i in 0..5 {
         let (st, v) = house

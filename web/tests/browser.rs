@@ -681,8 +681,7 @@ async fn pages_come_back_by_themselves_after_the_hub_is_killed() {
         return;
     }
     let _serial = serial().await;
-    let data = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("restart-{}", uuid::Uuid::new_v4()));
+    let data = common::app::data_dir("restart");
     let free = || {
         std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()

@@ -1,29 +1,17 @@
 //! `dinh log verify`, `dinh log export` and `dinh projections rebuild` as an official runs
 //! them: exit status and the position named.
 
-use std::process::Command;
+mod common;
 
+use common::dinh;
 use dinh_events::domain::meeting::MeetingAction;
 use dinh_events::domain::{Actor, ActorRole, Command as Cmd};
 use dinh_events::record::{checkpoint_if_due, Record};
 use dinh_events::store::Store;
 
-fn dinh(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_dinh"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_export_and_rebuild_from_the_command_line() {
-    let data = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("cli-{}", uuid::Uuid::new_v4()));
+    let data = common::app::data_dir("cli");
     std::fs::create_dir_all(&data).unwrap();
     let d = data.to_str().unwrap();
     let store = Store::open_sqlite(&data.join("record.sqlite"))

@@ -124,8 +124,7 @@ async fn plain_http_is_served_to_this_machine_and_redirected_for_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_and_key_from_files_are_served() {
-    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("tls-files-{}", uuid::Uuid::new_v4()));
+    let dir = common::app::data_dir("tls-files");
     std::fs::create_dir_all(&dir).unwrap();
     // The province's CA, say, and a certificate it issued for the hub.
     let ca_key = rcgen::KeyPair::generate().unwrap();

@@ -211,8 +211,7 @@ async fn an_emergency_replaces_the_meeting_on_every_output_then_the_meeting_come
     ];
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (st, v) = hub
-        .json(
-            "POST",
+        .post(
             "/api/broadcast/announcements",
             &chair,
             json!({"priority": "emergency", "file": "lu-lut.wav", "chime": false}),
@@ -790,8 +789,7 @@ impl Icecast {
             .local_addr()
             .unwrap()
             .port();
-        let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("icecast-{}", uuid::Uuid::new_v4()));
+        let dir = common::app::data_dir("icecast");
         std::fs::create_dir_all(&dir).unwrap();
         let root = unsafe_is_root();
         // The configuration shipped for deployers, with this test's port, password and logs.
@@ -1047,16 +1045,7 @@ async fn the_relay_is_the_records_fact_switched_once_and_followed_by_the_bridge(
         .iter()
         .any(|e| e.event_type == "RelayStarted"));
     // Closing the meeting stops the room's relay, as a fact of its own.
-    let chair = hub.token(Role::Chair, "chair");
-    let (st, v) = hub
-        .json(
-            "POST",
-            "/api/meetings/m1/commands",
-            &chair,
-            json!({"type": "close"}),
-        )
-        .await;
-    assert_eq!(st, 200, "{v}");
+    hub.command("m1", json!({"type": "close"})).await;
     eventually(10, "the relay stops with the meeting", || async {
         hub.state.bridge.relays().await.is_empty()
     })
@@ -1121,12 +1110,7 @@ async fn rooms_are_isolated_in_the_loudspeaker_api() {
         .await;
     assert_eq!(st, 201, "{v}");
     let (st, v) = hub
-        .json(
-            "POST",
-            "/api/broadcast/xom-2/relay",
-            &chair_b,
-            json!({"on": true}),
-        )
+        .post("/api/broadcast/xom-2/relay", &chair_b, json!({"on": true}))
         .await;
     assert_eq!(st, 200, "{v}");
     // Room A's chair has a file of its own.
@@ -1210,8 +1194,7 @@ async fn rooms_are_isolated_in_the_loudspeaker_api() {
     assert_eq!(playing(&hub, "b-1").await, "meeting");
     // An emergency with no clusters named plays on room A's outputs only.
     let (st, v) = hub
-        .json(
-            "POST",
+        .post(
             ann,
             &chair_a,
             json!({"priority": "emergency", "file": "lu-lut.wav", "chime": false}),
@@ -1293,8 +1276,7 @@ async fn rooms_are_isolated_in_the_loudspeaker_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_bulletin_and_a_cluster_added_through_the_api_survive_a_restart() {
     let port = common::free_rtp_port();
-    let data = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("restart-{}", uuid::Uuid::new_v4()));
+    let data = common::app::data_dir("restart");
     let quiet = |c: &mut dinh_web::config::Config| {
         c.broadcast.chime = false;
     };
@@ -1306,8 +1288,7 @@ async fn a_scheduled_bulletin_and_a_cluster_added_through_the_api_survive_a_rest
     let chair = hub.token(Role::Chair, "chair");
     // The cluster comes through the API, not the configuration.
     let (st, v) = hub
-        .json(
-            "POST",
+        .post(
             "/api/clusters",
             &chair,
             serde_json::to_value(rtp_cluster("thon-9", port, Codec::Pcmu, -16.0)).unwrap(),
@@ -1328,8 +1309,7 @@ async fn a_scheduled_bulletin_and_a_cluster_added_through_the_api_survive_a_rest
     // An emergency is playing when the hub goes down.
     hub.upload("lu.wav", wav_tone(700.0, 60.0, 8000)).await;
     let (st, v) = hub
-        .json(
-            "POST",
+        .post(
             "/api/broadcast/announcements",
             &chair,
             json!({"id": "lu", "priority": "emergency", "file": "lu.wav", "chime": false}),

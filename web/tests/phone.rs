@@ -15,26 +15,8 @@ use serde_json::{json, Value};
 /// A hub with meeting `m1` (two agenda items) open in room `demo`.
 async fn hub_with_meeting() -> Hub {
     let hub = Hub::start(|_| {}).await;
-    let chair = hub.token(Role::Chair, "chair");
-    let (st, v) = hub
-        .json(
-            "POST",
-            "/api/meetings",
-            &chair,
-            json!({"id": "m1", "title": "Họp dân quý IV", "starts_at": "2026-11-23T09:00:00+07:00",
-                   "agenda": ["Đường liên thôn", "Vệ sinh môi trường"]}),
-        )
+    hub.open_meeting_with("m1", &["Đường liên thôn", "Vệ sinh môi trường"])
         .await;
-    assert_eq!(st, 201, "{v}");
-    let (st, v) = hub
-        .json(
-            "POST",
-            "/api/meetings/m1/commands",
-            &chair,
-            json!({"type": "open"}),
-        )
-        .await;
-    assert_eq!(st, 200, "{v}");
     hub
 }
 
@@ -132,7 +114,7 @@ async fn the_qr_token_raises_feedback_for_its_house_and_reads_it_back() {
     let (st, v) = hub.json("GET", "/api/phone", &token, Value::Null).await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["house"]["id"], "house-1");
-    assert_eq!(v["meeting"]["title"], "Họp dân quý IV");
+    assert_eq!(v["meeting"]["title"], "Họp dân");
     let items = v["items"].as_array().unwrap();
     assert_eq!(items.len(), 1, "{v}");
     assert_eq!(items[0]["id"], id.as_str());
@@ -292,16 +274,7 @@ async fn the_qr_token_is_refused_by_every_other_route() {
 async fn the_qr_token_stops_when_the_meeting_closes() {
     let hub = hub_with_meeting().await;
     let (token, _) = qr_token(&hub, "house-2").await;
-    let chair = hub.token(Role::Chair, "chair");
-    let (st, v) = hub
-        .json(
-            "POST",
-            "/api/meetings/m1/commands",
-            &chair,
-            json!({"type": "close"}),
-        )
-        .await;
-    assert_eq!(st, 200, "{v}");
+    hub.command("m1", json!({"type": "close"})).await;
     let before = head(&hub);
     let (st, v, _) = raise(&hub, &token, "Muộn mất rồi").await;
     assert_eq!(
@@ -319,8 +292,7 @@ async fn the_qr_token_stops_when_the_meeting_closes() {
     // And no new QR code once it is closed.
     let house = hub.token(Role::House, "house-2");
     let (st, _) = hub
-        .json(
-            "POST",
+        .post(
             "/api/house/feedback-link",
             &house,
             json!({ "base": hub.base }),
@@ -359,8 +331,7 @@ async fn the_qr_token_is_rate_limited_and_bounded() {
         (422, Some("invalid content: must not be empty"))
     );
     let (st, v) = hub
-        .json(
-            "POST",
+        .post(
             "/api/phone/feedback",
             &third,
             json!({"content": "x", "house": "house-1"}),
@@ -372,8 +343,7 @@ async fn the_qr_token_is_rate_limited_and_bounded() {
         .unwrap()
         .contains("unknown field `house`"));
     let (st, v) = hub
-        .json(
-            "POST",
+        .post(
             "/api/phone/feedback",
             &third,
             json!({"content": "x", "agenda_item": 7}),
@@ -426,12 +396,7 @@ async fn a_revoked_qr_token_and_the_codes_of_a_revoked_screen_are_refused() {
     let screen = hub.token(Role::House, "house-1");
     let (qr2, _) = qr_token_of(&hub, &screen).await;
     let (st, v) = hub
-        .json(
-            "POST",
-            "/api/tokens/revoke",
-            &chair,
-            json!({ "token": screen }),
-        )
+        .post("/api/tokens/revoke", &chair, json!({ "token": screen }))
         .await;
     assert_eq!(st, 200, "{v}");
     let before = before.max(head(&hub));
@@ -502,7 +467,7 @@ async fn notices_reach_the_house_board_with_their_picture() {
     let post = |body: Value| {
         let chair = chair.clone();
         let hub = &hub;
-        async move { hub.json("POST", "/api/notices", &chair, body).await }
+        async move { hub.post("/api/notices", &chair, body).await }
     };
     let before = head(&hub);
     let (st, v) = post(
@@ -580,8 +545,7 @@ async fn notices_reach_the_house_board_with_their_picture() {
         Duration::from_secs(60),
     );
     let (st, _) = hub
-        .json(
-            "POST",
+        .post(
             &format!("/api/notices/{id}/withdraw"),
             &elsewhere,
             json!({}),
@@ -599,17 +563,11 @@ async fn notices_reach_the_house_board_with_their_picture() {
     assert_eq!(r.status, 404);
     // A house cannot withdraw it; the official can, once.
     let (st, _) = hub
-        .json(
-            "POST",
-            &format!("/api/notices/{id}/withdraw"),
-            &house,
-            json!({}),
-        )
+        .post(&format!("/api/notices/{id}/withdraw"), &house, json!({}))
         .await;
     assert_eq!(st, 403);
     let (st, v) = hub
-        .json(
-            "POST",
+        .post(
             &format!("/api/notices/{id}/withdraw"),
             &official,
             json!({"reason": "Đã hoãn"}),
@@ -617,12 +575,7 @@ async fn notices_reach_the_house_board_with_their_picture() {
         .await;
     assert_eq!(st, 200, "{v}");
     let (st, v) = hub
-        .json(
-            "POST",
-            &format!("/api/notices/{id}/withdraw"),
-            &official,
-            json!({}),
-        )
+        .post(&format!("/api/notices/{id}/withdraw"), &official, json!({}))
         .await;
     assert_eq!(
         (st, v["message"].as_str()),
@@ -640,8 +593,7 @@ async fn the_board_shows_this_house_s_items_and_their_answers() {
     let h1 = hub.token(Role::House, "house-1");
     let h2 = hub.token(Role::House, "house-2");
     let (st, v) = hub
-        .json(
-            "POST",
+        .post(
             "/api/feedback",
             &h1,
             json!({"meeting": "m1", "agenda_item": 0, "content": "Đường hỏng"}),
@@ -650,8 +602,7 @@ async fn the_board_shows_this_house_s_items_and_their_answers() {
     assert_eq!(st, 201, "{v}");
     let id = v["aggregate_id"].as_str().unwrap().to_owned();
     let (st, _) = hub
-        .json(
-            "POST",
+        .post(
             "/api/feedback",
             &h2,
             json!({"meeting": "m1", "content": "Của thôn 2"}),
@@ -668,23 +619,15 @@ async fn the_board_shows_this_house_s_items_and_their_answers() {
         assert_eq!(st, 200, "{v}");
     }
     let (st, v) = hub
-        .json(
-            "POST",
+        .post(
             &format!("/api/feedback/{id}/commands"),
             &official,
             json!({"type": "answer", "answer": "Sẽ sửa trong tháng 12"}),
         )
         .await;
     assert_eq!(st, 200, "{v}");
-    let (st, v) = hub
-        .json(
-            "POST",
-            "/api/meetings/m1/commands",
-            &chair,
-            json!({"type": "start_agenda_item", "index": 1}),
-        )
+    hub.command("m1", json!({"type": "start_agenda_item", "index": 1}))
         .await;
-    assert_eq!(st, 200, "{v}");
     let (_, board) = hub.json("GET", "/api/board", &h1, Value::Null).await;
     let items = board["feedback"].as_array().unwrap();
     assert_eq!(items.len(), 1, "only its own house's items: {board}");

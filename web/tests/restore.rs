@@ -24,8 +24,7 @@ async fn post(hub: &Hub, token: &str, path: &str, body: serde_json::Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_floor_holder_holds_the_floor_again_after_a_restart() {
-    let data = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("restore-{}", uuid::Uuid::new_v4()));
+    let data = common::app::data_dir("restore");
     let d = data.clone();
     let hub = Hub::start(move |c| c.data = d).await;
     let chair = hub.token(Role::Chair, "chair");

@@ -6,10 +6,9 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
-use common::Hub;
+use common::{dinh, Hub};
 use dinh_web::auth::Role;
 use futures::StreamExt;
 use serde_json::json;
@@ -51,8 +50,7 @@ async fn until_error(ws: &mut Ws, code: &str, limit: Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_token_is_refused_everywhere_and_after_a_restart() {
-    let data = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("tokens-{}", uuid::Uuid::new_v4()));
+    let data = common::app::data_dir("tokens");
     let d = data.clone();
     let hub = Hub::start(move |c| c.data = d).await;
     let chair = hub.token(Role::Chair, "chair");
@@ -64,8 +62,7 @@ async fn a_revoked_token_is_refused_everywhere_and_after_a_restart() {
 
     // A house may not revoke; a chair may not revoke another room's token.
     let (st, v) = hub
-        .json(
-            "POST",
+        .post(
             "/api/tokens/revoke",
             &other_house,
             json!({ "token": house }),
@@ -80,21 +77,11 @@ async fn a_revoked_token_is_refused_everywhere_and_after_a_restart() {
         Duration::from_secs(600),
     );
     let (st, v) = hub
-        .json(
-            "POST",
-            "/api/tokens/revoke",
-            &foreign,
-            json!({ "token": house }),
-        )
+        .post("/api/tokens/revoke", &foreign, json!({ "token": house }))
         .await;
     assert_eq!(st, 403, "{v}");
     let (st, v) = hub
-        .json(
-            "POST",
-            "/api/tokens/revoke",
-            &chair,
-            json!({ "token": "garbage" }),
-        )
+        .post("/api/tokens/revoke", &chair, json!({ "token": "garbage" }))
         .await;
     assert_eq!(st, 401, "{v}");
     let (st, v) = hub
@@ -105,12 +92,7 @@ async fn a_revoked_token_is_refused_everywhere_and_after_a_restart() {
     // only: the house goes on working.
     let house_jti = hub.state.keys.verify(&house).unwrap().jti;
     let (st, v) = hub
-        .json(
-            "POST",
-            "/api/tokens/revoke",
-            &foreign,
-            json!({ "jti": house_jti }),
-        )
+        .post("/api/tokens/revoke", &foreign, json!({ "jti": house_jti }))
         .await;
     assert_eq!(st, 200, "{v}");
     let (st, _) = hub.call("GET", "/api/meetings", &house, None).await;
@@ -121,8 +103,7 @@ async fn a_revoked_token_is_refused_everywhere_and_after_a_restart() {
 
     // The chair revokes the house's token.
     let (st, v) = hub
-        .json(
-            "POST",
+        .post(
             "/api/tokens/revoke",
             &chair,
             json!({ "token": house, "reason": "máy tính bảng bị mất" }),
@@ -198,18 +179,6 @@ async fn a_websocket_closes_when_its_token_expires() {
     hub.stop().await;
 }
 
-fn dinh(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_dinh"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dinh_token_revoke_through_the_running_hub_or_offline() {
     let hub = Hub::start(|_| {}).await;
@@ -271,8 +240,7 @@ async fn dinh_token_revoke_through_the_running_hub_or_offline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_prints_links_only_on_a_terminal_and_links_prints_them_on_request() {
-    let data = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("links-{}", uuid::Uuid::new_v4()));
+    let data = common::app::data_dir("links");
     let d = data.to_str().unwrap().to_owned();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dinh"))
         .args([

@@ -5,10 +5,13 @@
 //! refuses the log given the witness or a checkpoint saved earlier, and the hub restarted
 //! over it signs nothing and says why.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::dinh;
 use dinh_events::chain::{leaf_hash, Frontier, Signer};
 use dinh_events::store::Store;
 use serde_json::{json, Value};
@@ -16,8 +19,7 @@ use serde_json::{json, Value};
 const ORIGIN: &str = "xa-a.example.vn/record";
 
 fn dir(tag: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("witness-{tag}-{}", uuid::Uuid::new_v4()));
+    let d = common::app::data_dir(&format!("witness-{tag}"));
     std::fs::create_dir_all(&d).unwrap();
     d
 }
@@ -28,19 +30,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// `dinh ARGS`: exit code, stdout, stderr.
-fn dinh(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_dinh"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// A `dinh` process serving on `port`, killed when dropped.

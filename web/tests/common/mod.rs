@@ -199,6 +199,25 @@ impl Hub {
         )
     }
 
+    /// `POST path` with a JSON body; status and the answer as JSON.
+    pub async fn post(
+        &self,
+        path: &str,
+        token: &str,
+        v: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        self.json("POST", path, token, v).await
+    }
+
+    /// A command to meeting `id` of room `demo`, as the chair; the outcome, which must be 200.
+    pub async fn command(&self, id: &str, v: serde_json::Value) -> serde_json::Value {
+        let chair = self.token(Role::Chair, "chair");
+        let path = format!("/api/meetings/{id}/commands");
+        let (st, v) = self.post(&path, &chair, v).await;
+        assert_eq!(st, 200, "{v}");
+        v
+    }
+
     /// Upload an announcement file as the chair.
     pub async fn upload(&self, name: &str, wav: Vec<u8>) {
         let chair = self.token(Role::Chair, "chair");
@@ -211,15 +230,17 @@ impl Hub {
 
     /// Schedule meeting `id` in room `demo` and open it, as the chair.
     pub async fn open_meeting(&self, id: &str) {
+        self.open_meeting_with(id, &[]).await
+    }
+
+    /// Schedule meeting `id` with `agenda` in room `demo` and open it, as the chair.
+    pub async fn open_meeting_with(&self, id: &str, agenda: &[&str]) {
         let chair = self.token(Role::Chair, "chair");
         let meeting = serde_json::json!({"id": id, "title": "Họp dân",
-            "starts_at": "2026-11-23T08:00:00+07:00", "agenda": []});
-        let (st, v) = self.json("POST", "/api/meetings", &chair, meeting).await;
+            "starts_at": "2026-11-23T08:00:00+07:00", "agenda": agenda});
+        let (st, v) = self.post("/api/meetings", &chair, meeting).await;
         assert_eq!(st, 201, "{v}");
-        let path = format!("/api/meetings/{id}/commands");
-        let open = serde_json::json!({"type": "open"});
-        let (st, v) = self.json("POST", &path, &chair, open).await;
-        assert_eq!(st, 200, "{v}");
+        self.command(id, serde_json::json!({"type": "open"})).await;
     }
 
     pub async fn relay(&self, on: bool) {
@@ -260,6 +281,19 @@ impl Drop for Hub {
             let _ = s.send(());
         }
     }
+}
+
+/// `dinh ARGS`, the hub's own binary: exit code, stdout, stderr.
+pub fn dinh(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dinh"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Any HTTP request to the hub at `base`; status, headers (names in lower case) and body.
