@@ -27,11 +27,11 @@ use crate::extract::Caller;
 use crate::extract::{command_key, json};
 use crate::recording::{actor, Recording};
 use crate::AppState;
-use dinh_events::domain::feedback::FeedbackAction;
-use dinh_events::domain::meeting::MeetingAction;
+use dinh_events::domain::feedback::{Feedback, FeedbackAction};
+use dinh_events::domain::meeting::{Meeting, MeetingAction};
 use dinh_events::domain::Command;
 use dinh_events::projections::FeedbackRow;
-use dinh_events::record::{Outcome, RecordError, Refusal};
+use dinh_events::record::{Outcome, RecordError, Refusal, Runnable};
 use dinh_events::visibility::Viewer;
 
 /// The OpenAPI document.
@@ -203,12 +203,7 @@ async fn schedule(
         starts_at: b.starts_at,
         agenda: b.agenda,
     };
-    let cmd = Command::new(OffsetDateTime::now_utc(), actor(&c), action);
-    let o = rec(&s)
-        .record
-        .meeting(&id, cmd, command_key(&headers, &c, "meetings")?)
-        .await?;
-    wait_projected(rec(&s), &o).await;
+    let o = record::<Meeting>(&s, &c, &headers, "meetings", &id, action).await?;
     Ok(outcome(StatusCode::CREATED, o))
 }
 
@@ -228,17 +223,27 @@ async fn meeting_command(
         ));
     }
     check_meeting(rec(&s), &c, &id).await?;
-    let cmd = Command::new(OffsetDateTime::now_utc(), actor(&c), action);
-    let o = rec(&s)
-        .record
-        .meeting(
-            &id,
-            cmd,
-            command_key(&headers, &c, &format!("meetings/{id}"))?,
-        )
-        .await?;
-    wait_projected(rec(&s), &o).await;
+    let route = format!("meetings/{id}");
+    let o = record::<Meeting>(&s, &c, &headers, &route, &id, action).await?;
     Ok(outcome(StatusCode::OK, o))
+}
+
+/// Record `action` on the aggregate `A` named `id`, as the caller, under the request's
+/// idempotency key scoped to `route`; the outcome once the projections hold it, so that the
+/// client reads its own write.
+pub(crate) async fn record<A: Runnable>(
+    s: &AppState,
+    c: &Claims,
+    headers: &HeaderMap,
+    route: &str,
+    id: &str,
+    action: A::Action,
+) -> Result<Outcome, AppError> {
+    let cmd = Command::new(OffsetDateTime::now_utc(), actor(c), action);
+    let key = command_key(headers, c, route)?;
+    let o = s.recording.record.execute::<A>(id, cmd, key).await?;
+    wait_projected(&s.recording, &o).await;
+    Ok(o)
 }
 
 /// Let a client read its own write: wait (briefly) until the projections include it.
@@ -303,6 +308,11 @@ fn csv_field(s: &str) -> String {
     }
 }
 
+/// A CSV header row from its column names, comma-separated.
+pub(crate) fn csv_header(columns: &str) -> Vec<String> {
+    columns.split(',').map(String::from).collect()
+}
+
 pub(crate) fn csv_response(name: &str, rows: Vec<Vec<String>>) -> Response {
     let mut out = String::from("\u{feff}"); // BOM: Excel then reads UTF-8 Vietnamese correctly
     for r in rows {
@@ -330,19 +340,7 @@ async fn attendance_csv(
     c.require(&[Role::Chair, Role::Official], "export attendance")?;
     check_meeting(rec(&s), &c, &id).await?;
     let views = rec(&s).views.read().await;
-    let mut rows = vec![[
-        "meeting",
-        "house",
-        "first_joined",
-        "last_left",
-        "minutes_connected",
-        "joins",
-        "headcount",
-        "checked_in",
-        "minutes_speaking",
-    ]
-    .map(String::from)
-    .to_vec()];
+    let mut rows = vec![csv_header("meeting,house,first_joined,last_left,minutes_connected,joins,headcount,checked_in,minutes_speaking")];
     for a in views.attendance.rows().filter(|a| a.meeting == id) {
         rows.push(vec![
             a.meeting.clone(),
@@ -412,12 +410,7 @@ async fn raise(
         content: b.content,
     };
     let id = uuid::Uuid::new_v4().to_string();
-    let cmd = Command::new(OffsetDateTime::now_utc(), actor(&c), action);
-    let o = rec(&s)
-        .record
-        .feedback(&id, cmd, command_key(&headers, &c, "feedback")?)
-        .await?;
-    wait_projected(rec(&s), &o).await;
+    let o = record::<Feedback>(&s, &c, &headers, "feedback", &id, action).await?;
     Ok(outcome(StatusCode::CREATED, o))
 }
 
@@ -466,16 +459,8 @@ async fn feedback_command(
         ));
     }
     feedback_row(&s, &c, &id).await?;
-    let cmd = Command::new(OffsetDateTime::now_utc(), actor(&c), action);
-    let o = rec(&s)
-        .record
-        .feedback(
-            &id,
-            cmd,
-            command_key(&headers, &c, &format!("feedback/{id}"))?,
-        )
-        .await?;
-    wait_projected(rec(&s), &o).await;
+    let route = format!("feedback/{id}");
+    let o = record::<Feedback>(&s, &c, &headers, &route, &id, action).await?;
     Ok(outcome(StatusCode::OK, o))
 }
 
@@ -512,23 +497,7 @@ async fn feedback_csv(
         "export the feedback register",
     )?;
     let views = rec(&s).views.read().await;
-    let mut rows = vec![[
-        "id",
-        "meeting",
-        "agenda_item",
-        "house",
-        "raised_at",
-        "kind",
-        "status",
-        "assignee",
-        "deadline",
-        "overdue",
-        "reopened",
-        "content",
-        "answer",
-    ]
-    .map(String::from)
-    .to_vec()];
+    let mut rows = vec![csv_header("id,meeting,agenda_item,house,raised_at,kind,status,assignee,deadline,overdue,reopened,content,answer")];
     for f in viewer(&c).feedback(&views) {
         rows.push(vec![
             f.id.clone(),

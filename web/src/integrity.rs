@@ -314,6 +314,21 @@ struct Tree {
     retry_at: Vec<Option<Instant>>,
 }
 
+impl Tree {
+    /// Forget the marks no witness needs a proof from: keep those at the sizes the witnesses
+    /// hold, and `size`.
+    fn keep_marks(&mut self, size: u64) {
+        let keep: Vec<u64> = self
+            .witness_sizes
+            .iter()
+            .flatten()
+            .copied()
+            .chain([size])
+            .collect();
+        self.marks.retain(|k, _| keep.contains(k));
+    }
+}
+
 /// The integrity of the record as this hub keeps it.
 pub struct Integrity {
     signer: Arc<Signer>,
@@ -684,14 +699,7 @@ impl Integrity {
         tree.size = size;
         tree.now = next;
         tree.last = Some((size, cp.note.clone(), now));
-        let keep: Vec<u64> = tree
-            .witness_sizes
-            .iter()
-            .flatten()
-            .copied()
-            .chain([size])
-            .collect();
-        tree.marks.retain(|k, _| keep.contains(k));
+        tree.keep_marks(size);
         self.with_status(|s| s.last_checkpoint = Some(view(&cp)));
         Ok(size)
     }
@@ -811,14 +819,7 @@ impl Integrity {
                     ),
                 }
             }
-            let keep: Vec<u64> = tree
-                .witness_sizes
-                .iter()
-                .flatten()
-                .copied()
-                .chain([size])
-                .collect();
-            tree.marks.retain(|k, _| keep.contains(k));
+            tree.keep_marks(size);
         }
     }
 

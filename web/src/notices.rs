@@ -25,15 +25,14 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use time::{Date, OffsetDateTime};
 
+use crate::api::record;
 use crate::auth::{Claims, Role};
 use crate::error::AppError;
+use crate::extract::json;
 use crate::extract::Caller;
-use crate::extract::{command_key, json};
-use crate::recording::actor;
 use crate::AppState;
-use dinh_events::domain::notices::{NoticeAction, Picture};
+use dinh_events::domain::notices::{Notice, NoticeAction, Picture};
 use dinh_events::domain::workdays::VIETNAM;
-use dinh_events::domain::Command;
 use dinh_events::projections::NoticeRow;
 
 /// Largest picture accepted, bytes: a phone photo re-saved for a screen.
@@ -172,13 +171,7 @@ async fn post_notice(
         valid_until,
     };
     let id = uuid::Uuid::new_v4().to_string();
-    let cmd = Command::new(OffsetDateTime::now_utc(), actor(&c), action);
-    let o = s
-        .recording
-        .record
-        .notice(&id, cmd, command_key(&headers, &c, "notice")?)
-        .await?;
-    crate::api::wait_projected(&s.recording, &o).await;
+    let o = record::<Notice>(&s, &c, &headers, "notice", &id, action).await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "id": o.aggregate_id, "appended": o.appended, "replayed": o.replayed })),
@@ -222,17 +215,8 @@ async fn withdraw(
             format!("there is no notice '{id}'"),
         ));
     }
-    let cmd = Command::new(
-        OffsetDateTime::now_utc(),
-        actor(&c),
-        NoticeAction::Withdraw { reason: b.reason },
-    );
-    let o = s
-        .recording
-        .record
-        .notice(&id, cmd, command_key(&headers, &c, "withdraw")?)
-        .await?;
-    crate::api::wait_projected(&s.recording, &o).await;
+    let action = NoticeAction::Withdraw { reason: b.reason };
+    let o = record::<Notice>(&s, &c, &headers, "withdraw", &id, action).await?;
     Ok(Json(o).into_response())
 }
 

@@ -93,13 +93,7 @@ impl WitnessService {
                 }),
             }
         }
-        std::fs::create_dir_all(&config.data)?;
-        let key = Signer::load_or_create(&config.witness_key_path())?;
-        let name = config
-            .witness
-            .name
-            .clone()
-            .unwrap_or_else(|| default_name(&key));
+        let (key, name) = key_and_name(config)?;
         let store = WitnessStore::open(&config.data.join("witness.sqlite")).await?;
         Ok(Some(Arc::new(Self {
             witness: Witness::new(&name, key),
@@ -111,13 +105,7 @@ impl WitnessService {
 
     /// The verifier key of the witness `config` describes (its key created when missing).
     pub fn vkey_of(config: &Config) -> anyhow::Result<VerifierKey> {
-        std::fs::create_dir_all(&config.data)?;
-        let key = Signer::load_or_create(&config.witness_key_path())?;
-        let name = config
-            .witness
-            .name
-            .clone()
-            .unwrap_or_else(|| default_name(&key));
+        let (key, name) = key_and_name(config)?;
         Ok(key.verifier_key(&name, KeyType::Cosignature))
     }
 
@@ -308,4 +296,17 @@ pub async fn serve_alone(
 ) {
     let app: Router = routes(Some(service)).route("/healthz", get(|| async { "ok" }));
     crate::server::run_router(listener, app, None, limits, shutdown).await;
+}
+
+/// The witness's signing key (created when missing, with the data folder) and its name: the
+/// configured one, or one made from the key.
+fn key_and_name(config: &Config) -> anyhow::Result<(Signer, String)> {
+    std::fs::create_dir_all(&config.data)?;
+    let key = Signer::load_or_create(&config.witness_key_path())?;
+    let name = config
+        .witness
+        .name
+        .clone()
+        .unwrap_or_else(|| default_name(&key));
+    Ok((key, name))
 }

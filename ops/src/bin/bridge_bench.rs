@@ -200,38 +200,14 @@ fn maximal_wav() -> Vec<u8> {
 }
 
 fn uploads() {
-    use std::process::{Command, Stdio};
-    let bin = std::env::var("DINH_BIN").unwrap_or_else(|_| "target/release/dinh".into());
     let data = std::env::temp_dir().join(format!("dinh-upload-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     let port = 18_900 + (std::process::id() % 90) as u16;
-    let mut hub = Command::new(&bin)
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--udp",
-            "127.0.0.1:0",
-            "--data",
-        ])
-        .arg(&data)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run target/release/dinh (build it first: cargo build --release --bin dinh)");
-    let base = format!("http://127.0.0.1:{port}");
-    while ureq::get(&format!("{base}/healthz")).call().is_err() {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = Command::new(&bin)
-        .args(["token", "--role", "chair", "--room", "demo", "--data"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let hub = dinh_ops::HubProcess::start(&data, port);
+    let base = hub.base.clone();
+    let token = hub.token("chair", "chair");
     let wav = Arc::new(maximal_wav());
-    let pid = hub.id();
+    let pid = hub.pid();
     let idle = proc_kib(pid, "VmRSS:");
     let peak = Arc::new(AtomicU64::new(idle));
     let done = Arc::new(AtomicU64::new(0));
@@ -269,8 +245,7 @@ fn uploads() {
     let results: Vec<(u16, f64)> = workers.into_iter().map(|w| w.join().unwrap()).collect();
     sampler.join().unwrap();
     let hwm = proc_kib(pid, "VmHWM:");
-    let _ = hub.kill();
-    let _ = hub.wait();
+    drop(hub);
     let _ = std::fs::remove_dir_all(&data);
     println!(
         "Three maximal uploads at once ({:.1} MB each: 60 min, 8-bit mono, 18.6 kHz WAV).\n",

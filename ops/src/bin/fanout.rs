@@ -9,7 +9,6 @@
 //! write → subscriber read, through two webrtc-rs stacks and the hub), and hub memory per
 //! subscriber.
 
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -125,7 +124,6 @@ fn metric(base: &str, token: &str, name: &str) -> u64 {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let ns = dinh_ops::subscriber_counts();
-    let bin = std::env::var("DINH_BIN").unwrap_or_else(|_| "target/release/dinh".into());
     println!(
         "subscribers  fwd_pkt/s  hub_cpu_us/pkt  hub_p50_ms  hub_p99_ms  e2e_p50_ms  e2e_p99_ms  hub_mem_kib/sub  lost_pct"
     );
@@ -133,41 +131,15 @@ async fn main() {
         let data = std::env::temp_dir().join(format!("dinh-bench-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data);
         let port = 18_500 + (n as u16 % 400);
-        let mut hub = Command::new(&bin)
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--udp",
-                "127.0.0.1:0",
-                "--data",
-            ])
-            .arg(&data)
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run target/release/dinh (build it first: cargo build --release --bin dinh)");
-        let base = format!("http://127.0.0.1:{port}");
-        while ureq::get(&format!("{base}/healthz")).call().is_err() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let token = |role: &str, id: &str| -> String {
-            let out = Command::new(&bin)
-                .args([
-                    "token", "--role", role, "--room", "demo", "--id", id, "--data",
-                ])
-                .arg(&data)
-                .output()
-                .unwrap();
-            String::from_utf8(out.stdout).unwrap().trim().to_owned()
-        };
+        let hub = dinh_ops::HubProcess::start(&data, port);
+        let base = hub.base.clone();
+        let token = |role: &str, id: &str| hub.token(role, id);
         let chair_t = token("chair", "chair");
         // /metrics needs an official's token; each subscriber has its own token, as the hub
         // caps the WHEP sessions of one token (limits.sessions_per_token).
         let metrics_t = token("official", "bench");
         let keys = dinh_web::auth::Keys::load_or_create(&data).unwrap();
-        let rss0 = proc_rss_kib(hub.id());
+        let rss0 = proc_rss_kib(hub.pid());
 
         // Publisher.
         let mut publisher = Peer::new(None).await;
@@ -239,7 +211,7 @@ async fn main() {
         let h0 = latency_buckets(&base, &metrics_t);
         let (f0, c0, t0, g0, s0) = (
             metric(&base, &metrics_t, "dinh_rtp_forwarded_total"),
-            proc_cpu_secs(hub.id()),
+            proc_cpu_secs(hub.pid()),
             Instant::now(),
             got.load(Ordering::Relaxed),
             sent.load(Ordering::Relaxed),
@@ -247,12 +219,12 @@ async fn main() {
         tokio::time::sleep(Duration::from_secs(10)).await;
         let (f1, c1, secs, g1, s1) = (
             metric(&base, &metrics_t, "dinh_rtp_forwarded_total"),
-            proc_cpu_secs(hub.id()),
+            proc_cpu_secs(hub.pid()),
             t0.elapsed().as_secs_f64(),
             got.load(Ordering::Relaxed),
             sent.load(Ordering::Relaxed),
         );
-        let rss1 = proc_rss_kib(hub.id());
+        let rss1 = proc_rss_kib(hub.pid());
         let h1 = latency_buckets(&base, &metrics_t);
         let fwd = (f1 - f0) as f64;
         let mut l = lat.lock().unwrap().clone();
@@ -290,8 +262,7 @@ async fn main() {
             let _ = s.pc.close().await;
         }
         let _ = publisher.pc.close().await;
-        let _ = hub.kill();
-        let _ = hub.wait();
+        drop(hub);
         let _ = std::fs::remove_dir_all(&data);
     }
 }

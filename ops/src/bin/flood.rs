@@ -15,7 +15,6 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dinh_sfu::rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
@@ -156,40 +155,12 @@ async fn idle_flood(
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let bin = std::env::var("DINH_BIN").unwrap_or_else(|_| "target/release/dinh".into());
     let data = std::env::temp_dir().join(format!("dinh-flood-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     let port = 18_950;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let mut hub = Command::new(&bin)
-        .args([
-            "serve",
-            "--listen",
-            &addr.to_string(),
-            "--udp",
-            "127.0.0.1:0",
-            "--data",
-        ])
-        .arg(&data)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run target/release/dinh (cargo build --release --bin dinh -p dinh-web)");
-    let pid = hub.id();
-    let started = Instant::now();
-    while http(
-        addr,
-        "GET /healthz HTTP/1.1\r\nHost: hub\r\nConnection: close\r\n\r\n",
-    )
-    .0 != 200
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the hub did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let hub = dinh_ops::HubProcess::start(&data, port);
+    let pid = hub.pid();
     let keys = dinh_web::auth::Keys::load_or_create(&data).unwrap();
     let ttl = Duration::from_secs(3600);
     use dinh_web::auth::Role;
@@ -311,7 +282,6 @@ async fn main() {
     println!("  offer with 900 candidates: {st} {}", body.trim());
     r.row("after the 900-candidate offer");
 
-    let _ = hub.kill();
-    let _ = hub.wait();
+    drop(hub);
     let _ = std::fs::remove_dir_all(&data);
 }

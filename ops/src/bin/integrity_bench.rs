@@ -10,41 +10,14 @@
 //! 3. a witness's whole decision on an `add-checkpoint` body (parse, log signature, proof,
 //!    cosignature), per request.
 
+use dinh_ops::{arg, headcount_batch};
 use std::time::Instant;
 
 use dinh_events::chain::{leaf_hash, Frontier, Signer};
 use dinh_events::consistency;
-use dinh_events::store::{Append, Store};
+use dinh_events::store::Store;
 use dinh_events::verify::{verify_store_with, HeldElsewhere, Policy, TrustedKey};
 use dinh_events::witness::{AddCheckpoint, Held, KnownLog, Witness};
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
-fn batch(seq: u64, n: usize) -> Append {
-    Append {
-        aggregate_type: "meeting".into(),
-        aggregate_id: "m-bench".into(),
-        first_sequence: seq,
-        events: (0..n)
-            .map(|i| {
-                (
-                    "HeadcountReported".into(),
-                    "1".into(),
-                    serde_json::json!({"type": "headcount_reported", "house": format!("house-{}", i % 30), "count": i}),
-                )
-            })
-            .collect(),
-        command_id: None,
-        actor: "system:bench".into(),
-        recorded_at: "2026-11-23T01:00:00Z".into(),
-        snapshot: None,
-    }
-}
 
 #[tokio::main]
 async fn main() {
@@ -61,7 +34,10 @@ async fn main() {
     let mut seq = 1;
     while seq <= n {
         let k = (n - seq + 1).min(500) as usize;
-        store.append(batch(seq, k)).await.unwrap();
+        store
+            .append(headcount_batch("m-bench", seq, k))
+            .await
+            .unwrap();
         seq += k as u64;
     }
     eprintln!("filled {n} events in {:.1} s", t.elapsed().as_secs_f64());

@@ -241,7 +241,6 @@ async fn browser(port: u16, profile: &std::path::Path) -> fantoccini::Client {
 async fn main() {
     let items = arg("--items", 10_000);
     let runs = arg("--runs", 5).max(1);
-    let bin = std::env::var("DINH_BIN").unwrap_or_else(|_| "target/release/dinh".into());
     let data = std::env::temp_dir().join(format!("dinh-official-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     std::fs::create_dir_all(&data).unwrap();
@@ -253,30 +252,13 @@ async fn main() {
         .unwrap()
         .port();
     let t = Instant::now();
-    let mut hub = Command::new(&bin)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--udp", "127.0.0.1:0", "--data"])
-        .arg(&data)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run target/release/dinh (build it first: cargo build --release --bin dinh -p dinh-web)");
-    let base = format!("http://127.0.0.1:{port}");
-    while ureq::get(&format!("{base}/healthz")).call().is_err() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let hub = dinh_ops::HubProcess::start(&data, port);
+    let base = hub.base.clone();
     println!(
         "hub up (projections caught up) in {:.2} s",
         t.elapsed().as_secs_f64()
     );
-    let out = Command::new(&bin)
-        .args([
-            "token", "--role", "official", "--room", "demo", "--id", "can-bo-1", "--data",
-        ])
-        .arg(&data)
-        .output()
-        .unwrap();
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let token = hub.token("official", "can-bo-1");
 
     // The page's weight.
     let files = [
@@ -386,7 +368,6 @@ async fn main() {
     let median = quantile(&mut shown, 0.5);
     println!("  register shown: first {first:.0} ms, median {median:.0} ms over {runs} runs");
     let _ = c.close().await;
-    let _ = hub.kill();
-    let _ = hub.wait();
+    drop(hub);
     let _ = std::fs::remove_dir_all(&data);
 }

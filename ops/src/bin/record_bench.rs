@@ -20,6 +20,7 @@
 //! with other work the rates fall with the load; the CPU cost per command does much less, and
 //! two idle cores give at most 2,000,000 / (µs per command) commands per second.
 
+use dinh_ops::{arg, headcount_batch};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,15 +28,8 @@ use dinh_events::domain::meeting::MeetingAction;
 use dinh_events::domain::{Actor, ActorRole, Command};
 use dinh_events::projections::Views;
 use dinh_events::record::Record;
-use dinh_events::store::{Append, Store};
+use dinh_events::store::Store;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
 
 fn fresh_sqlite(tag: &str) -> String {
     let dir = std::env::temp_dir().join(format!("dinh-bench-{tag}-{}", std::process::id()));
@@ -134,27 +128,6 @@ async fn commands(store: Store, clients: usize, per_client: usize) -> f64 {
     (clients * per_client) as f64 / secs
 }
 
-fn batch(id: &str, seq: u64, n: usize) -> Append {
-    Append {
-        aggregate_type: "meeting".into(),
-        aggregate_id: id.into(),
-        first_sequence: seq,
-        events: (0..n)
-            .map(|i| {
-                (
-                    "HeadcountReported".into(),
-                    "1".into(),
-                    serde_json::json!({"type": "headcount_reported", "house": format!("house-{}", i % 30), "count": i}),
-                )
-            })
-            .collect(),
-        command_id: None,
-        actor: "system:bench".into(),
-        recorded_at: "2026-11-23T01:00:00Z".into(),
-        snapshot: None,
-    }
-}
-
 /// 100-event appends per second, `clients` at once.
 async fn batches(store: Store, clients: usize, per_client: usize) -> f64 {
     let secs = at_once(clients, |c| {
@@ -163,7 +136,7 @@ async fn batches(store: Store, clients: usize, per_client: usize) -> f64 {
             let id = format!("b{c}");
             for i in 0..per_client {
                 store
-                    .append(batch(&id, 1 + (i * 100) as u64, 100))
+                    .append(headcount_batch(&id, 1 + (i * 100) as u64, 100))
                     .await
                     .unwrap();
             }
@@ -318,7 +291,7 @@ async fn main() {
             async move {
                 let id = format!("m{}", first + a);
                 for seq in (1..=per_agg).step_by(100) {
-                    store.append(batch(&id, seq, 100)).await.unwrap();
+                    store.append(headcount_batch(&id, seq, 100)).await.unwrap();
                 }
             }
         })

@@ -251,20 +251,7 @@ async fn attendance_csv(
 ) -> Result<Response, AppError> {
     c.require(STAFF, "export attendance")?;
     let a = across(&s, &c, usize::MAX).await;
-    let mut rows = vec![[
-        "meeting",
-        "title",
-        "starts_at",
-        "house",
-        "house_name",
-        "minutes_connected",
-        "joins",
-        "headcount",
-        "checked_in",
-        "minutes_speaking",
-    ]
-    .map(String::from)
-    .to_vec()];
+    let mut rows = vec![crate::api::csv_header("meeting,title,starts_at,house,house_name,minutes_connected,joins,headcount,checked_in,minutes_speaking")];
     for cell in &a.cells {
         let m = a.meetings.iter().find(|m| m.id == cell.meeting);
         let name = a
