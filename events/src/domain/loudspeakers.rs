@@ -19,9 +19,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::rules::{id, require_role, text};
-use super::{
-    ActorRole, ClusterStatus, Command, Decide, Forbidden, Invalid, Refusal, Refuse, Services,
-};
+use super::{domain_error, ActorRole, ClusterStatus, Command, Decide, Invalid, Services};
 
 /// Most announcements a room may have scheduled at once.
 pub const MAX_SCHEDULED: usize = 500;
@@ -239,39 +237,24 @@ pub enum LoudspeakerEvent {
 
 crate::event!(LoudspeakerEvent);
 
-/// Why a command was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum LoudspeakerError {
-    /// Fix the field named.
-    #[error(transparent)]
-    Invalid(#[from] Invalid),
-    /// Nothing changes: the log has it already.
-    #[error("{0}")]
-    Already(String),
-    /// No such announcement is playing (nor scheduled, for a scheduled one's end).
-    #[error("announcement {0} is not playing")]
-    NotPlaying(String),
-    /// The room has no such cluster, file or scheduled announcement; the message says which.
-    #[error("{0}")]
-    NotFound(String),
-    /// Still needed by a scheduled announcement; cancel that first.
-    #[error("{0}")]
-    InUse(String),
-    /// The token's role may not do this.
-    #[error(transparent)]
-    Forbidden(#[from] Forbidden),
-}
-
-impl Refuse for LoudspeakerError {
-    fn refusal(&self) -> Refusal {
-        match self {
-            Self::Forbidden(_) => Refusal::Forbidden,
-            Self::Invalid(_) => Refusal::Invalid,
-            Self::NotPlaying(_) | Self::NotFound(_) => Refusal::NotFound,
-            Self::Already(_) | Self::InUse(_) => Refusal::State,
-        }
+domain_error! {
+    /// Why a command was refused.
+    pub enum LoudspeakerError {
+        /// Nothing changes: the log has it already.
+        #[error("{0}")]
+        Already(String) => State,
+        /// No such announcement is playing (nor scheduled, for a scheduled one's end).
+        #[error("announcement {0} is not playing")]
+        NotPlaying(String) => NotFound,
+        /// The room has no such cluster, file or scheduled announcement; the message says which.
+        #[error("{0}")]
+        NotFound(String) => NotFound,
+        /// Still needed by a scheduled announcement; cancel that first.
+        #[error("{0}")]
+        InUse(String) => State,
     }
+    /// The token's role may not do this.
+    Forbidden
 }
 
 /// A scheduled announcement as the record keeps it.

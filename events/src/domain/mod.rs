@@ -192,6 +192,67 @@ pub trait Refuse {
     fn refusal(&self) -> Refusal;
 }
 
+/// An aggregate's error enum and its [`Refuse`]: the aggregate's own variants, each with the
+/// [`Refusal`] it is (`Variant => Kind,`), then the two that every aggregate shares,
+/// `Invalid` (a [`rules`] field check, 422) and `Forbidden` (a [`rules`] role check, 403),
+/// whose doc line follows the enum.
+///
+/// ```text
+/// domain_error! {
+///     /// Why a notice command was refused.
+///     pub enum NoticeError {
+///         /// Post it first.
+///         #[error("no such notice")]
+///         NotFound => NotFound,
+///     }
+///     /// Only the chair or an official may do this.
+///     Forbidden
+/// }
+/// ```
+macro_rules! domain_error {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $(
+                $(#[$vmeta:meta])*
+                $variant:ident
+                $(($($tuple:ty),* $(,)?))?
+                $({ $($(#[$fmeta:meta])* $field:ident: $fty:ty),* $(,)? })?
+                => $refusal:ident,
+            )*
+        }
+        $(#[$fbmeta:meta])*
+        Forbidden
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+        #[non_exhaustive]
+        pub enum $name {
+            $(
+                $(#[$vmeta])*
+                $variant $(($($tuple),*))? $({ $($(#[$fmeta])* $field: $fty),* })?,
+            )*
+            /// Fix the field named.
+            #[error(transparent)]
+            Invalid(#[from] $crate::domain::Invalid),
+            $(#[$fbmeta])*
+            #[error(transparent)]
+            Forbidden(#[from] $crate::domain::Forbidden),
+        }
+
+        impl $crate::domain::Refuse for $name {
+            fn refusal(&self) -> $crate::domain::Refusal {
+                match self {
+                    $(Self::$variant { .. } => $crate::domain::Refusal::$refusal,)*
+                    Self::Invalid(_) => $crate::domain::Refusal::Invalid,
+                    Self::Forbidden(_) => $crate::domain::Refusal::Forbidden,
+                }
+            }
+        }
+    };
+}
+pub(crate) use domain_error;
+
 /// An aggregate, pure: [`Decide::decide`] checks a command against the state and returns the
 /// events it causes, [`Decide::apply_event`] changes the state by one event with no checks.
 /// Given/when/then tests drive this with no store; [`aggregate!`] makes it a

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use time::Date;
 
 use super::rules::{require_role, text};
-use super::{ActorRole, Command, Decide, Forbidden, Invalid, Refusal, Refuse, Services};
+use super::{domain_error, ActorRole, Command, Decide, Invalid, Services};
 
 /// Longest title, characters.
 pub const MAX_TITLE: usize = 200;
@@ -92,36 +92,21 @@ pub enum NoticeEvent {
 
 crate::event!(NoticeEvent);
 
-/// Why a notice command was refused: show the message; nothing was recorded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum NoticeError {
-    /// Post it first (or check the id).
-    #[error("no such notice")]
-    NotFound,
-    /// The id is taken: post under another id.
-    #[error("the notice is already posted")]
-    AlreadyPosted,
-    /// Nothing to do: it is off the boards already.
-    #[error("the notice is already withdrawn")]
-    AlreadyWithdrawn,
-    /// Fix the field named.
-    #[error(transparent)]
-    Invalid(#[from] Invalid),
-    /// Only the chair or an official may do this.
-    #[error(transparent)]
-    Forbidden(#[from] Forbidden),
-}
-
-impl Refuse for NoticeError {
-    fn refusal(&self) -> Refusal {
-        match self {
-            Self::Forbidden(_) => Refusal::Forbidden,
-            Self::NotFound => Refusal::NotFound,
-            Self::Invalid(_) => Refusal::Invalid,
-            _ => Refusal::State,
-        }
+domain_error! {
+    /// Why a notice command was refused: show the message; nothing was recorded.
+    pub enum NoticeError {
+        /// Post it first (or check the id).
+        #[error("no such notice")]
+        NotFound => NotFound,
+        /// The id is taken: post under another id.
+        #[error("the notice is already posted")]
+        AlreadyPosted => State,
+        /// Nothing to do: it is off the boards already.
+        #[error("the notice is already withdrawn")]
+        AlreadyWithdrawn => State,
     }
+    /// Only the chair or an official may do this.
+    Forbidden
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

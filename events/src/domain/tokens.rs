@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use super::rules::{id, require_role, text};
-use super::{ActorRole, Command, Decide, Forbidden, Invalid, Refusal, Refuse, Services};
+use super::{domain_error, ActorRole, Command, Decide, Services};
 
 /// The id of the one deny-list aggregate.
 pub const DENY_LIST: &str = "deny-list";
@@ -59,32 +59,18 @@ pub enum TokenEvent {
 
 crate::event!(TokenEvent);
 
-/// Why a command was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum TokenError {
-    /// Fix the field named.
-    #[error(transparent)]
-    Invalid(#[from] Invalid),
-    /// Nothing changes: the token is revoked already.
-    #[error("token {0} is already revoked")]
-    Already(String),
-    /// A chair or an official revokes the tokens of its own room, and must name it.
-    #[error("name the token's room: only the hub's operator revokes an id in every room")]
-    NoRoom,
-    /// The role may not revoke tokens: only a chair, an official or the hub's operator.
-    #[error(transparent)]
-    Forbidden(#[from] Forbidden),
-}
-
-impl Refuse for TokenError {
-    fn refusal(&self) -> Refusal {
-        match self {
-            Self::Forbidden(_) => Refusal::Forbidden,
-            Self::Invalid(_) => Refusal::Invalid,
-            _ => Refusal::State,
-        }
+domain_error! {
+    /// Why a command was refused.
+    pub enum TokenError {
+        /// Nothing changes: the token is revoked already.
+        #[error("token {0} is already revoked")]
+        Already(String) => State,
+        /// A chair or an official revokes the tokens of its own room, and must name it.
+        #[error("name the token's room: only the hub's operator revokes an id in every room")]
+        NoRoom => State,
     }
+    /// The role may not revoke tokens: only a chair, an official or the hub's operator.
+    Forbidden
 }
 
 /// The revoked token ids, each with the room it is revoked in (`None`: every room).

@@ -14,7 +14,7 @@ use time::Date;
 
 use super::rules::{require_house_or, require_role, text};
 use super::workdays::Calendar;
-use super::{ActorRole, Command, Decide, Forbidden, Invalid, Refusal, Refuse, Services};
+use super::{domain_error, ActorRole, Command, Decide, Forbidden, Invalid, Services};
 
 mod action;
 mod event;
@@ -95,40 +95,25 @@ impl Status {
     }
 }
 
-/// Why a feedback command was refused: show the message, nothing was recorded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum FeedbackError {
-    /// Raise it first (or check the id).
-    #[error("no such feedback item")]
-    NotFound,
-    /// The id is taken.
-    #[error("the feedback item already exists")]
-    AlreadyRaised,
-    /// The step does not fit where the item is.
-    #[error("cannot {action} an item that is {status}")]
-    WrongStatus {
-        /// The action's name, as in the API.
-        action: String,
-        status: &'static str,
-    },
-    /// Fix the field named.
-    #[error(transparent)]
-    Invalid(#[from] Invalid),
-    /// The token's role or house may not do this.
-    #[error(transparent)]
-    Forbidden(#[from] Forbidden),
-}
-
-impl Refuse for FeedbackError {
-    fn refusal(&self) -> Refusal {
-        match self {
-            Self::Forbidden(_) => Refusal::Forbidden,
-            Self::NotFound => Refusal::NotFound,
-            Self::Invalid(_) => Refusal::Invalid,
-            _ => Refusal::State,
-        }
+domain_error! {
+    /// Why a feedback command was refused: show the message, nothing was recorded.
+    pub enum FeedbackError {
+        /// Raise it first (or check the id).
+        #[error("no such feedback item")]
+        NotFound => NotFound,
+        /// The id is taken.
+        #[error("the feedback item already exists")]
+        AlreadyRaised => State,
+        /// The step does not fit where the item is.
+        #[error("cannot {action} an item that is {status}")]
+        WrongStatus {
+            /// The action's name, as in the API.
+            action: String,
+            status: &'static str,
+        } => State,
     }
+    /// The token's role or house may not do this.
+    Forbidden
 }
 
 /// One feedback item, rebuilt from its events.

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::rules::{require_house_or, require_role, text};
-use super::{ActorRole, Command, Decide, Forbidden, Invalid, Refusal, Refuse, Services};
+use super::{domain_error, ActorRole, Command, Decide, Invalid, Services};
 
 mod action;
 mod event;
@@ -28,57 +28,42 @@ mod event;
 pub use action::MeetingAction;
 pub use event::{MeetingEvent, RevokeReason};
 
-/// Why a meeting command was refused. Each is a user error: show the message, change nothing.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum MeetingError {
-    /// Schedule the meeting first.
-    #[error("the meeting has not been scheduled")]
-    NotScheduled,
-    /// The meeting exists already; pick another id.
-    #[error("the meeting is already scheduled")]
-    AlreadyScheduled,
-    /// Open the meeting first.
-    #[error("the meeting is not open")]
-    NotOpen,
-    /// It is open already.
-    #[error("the meeting is already open")]
-    AlreadyOpen,
-    /// The meeting is over; nothing more can be recorded in it.
-    #[error("the meeting is closed")]
-    Closed,
-    /// Fix the field named.
-    #[error(transparent)]
-    Invalid(#[from] Invalid),
-    /// Pick an index inside the agenda.
-    #[error("there is no agenda item {0}")]
-    NoSuchAgendaItem(usize),
-    /// Nothing to end.
-    #[error("no agenda item is in progress")]
-    NoAgendaItem,
-    /// The house must be connected to take part.
-    #[error("house {0} is not connected")]
-    HouseNotConnected(String),
-    /// Nobody holds the floor.
-    #[error("nobody holds the floor")]
-    NoFloor,
-    /// The relay is already in that state.
-    #[error("the relay is already {0}")]
-    Relay(&'static str),
-    /// The token's role may not do this.
-    #[error(transparent)]
-    Forbidden(#[from] Forbidden),
-}
-
-impl Refuse for MeetingError {
-    fn refusal(&self) -> Refusal {
-        match self {
-            Self::Forbidden(_) => Refusal::Forbidden,
-            Self::NotScheduled => Refusal::NotFound,
-            Self::Invalid(_) | Self::NoSuchAgendaItem(_) => Refusal::Invalid,
-            _ => Refusal::State,
-        }
+domain_error! {
+    /// Why a meeting command was refused. Each is a user error: show the message, change nothing.
+    pub enum MeetingError {
+        /// Schedule the meeting first.
+        #[error("the meeting has not been scheduled")]
+        NotScheduled => NotFound,
+        /// The meeting exists already; pick another id.
+        #[error("the meeting is already scheduled")]
+        AlreadyScheduled => State,
+        /// Open the meeting first.
+        #[error("the meeting is not open")]
+        NotOpen => State,
+        /// It is open already.
+        #[error("the meeting is already open")]
+        AlreadyOpen => State,
+        /// The meeting is over; nothing more can be recorded in it.
+        #[error("the meeting is closed")]
+        Closed => State,
+        /// Pick an index inside the agenda.
+        #[error("there is no agenda item {0}")]
+        NoSuchAgendaItem(usize) => Invalid,
+        /// Nothing to end.
+        #[error("no agenda item is in progress")]
+        NoAgendaItem => State,
+        /// The house must be connected to take part.
+        #[error("house {0} is not connected")]
+        HouseNotConnected(String) => State,
+        /// Nobody holds the floor.
+        #[error("nobody holds the floor")]
+        NoFloor => State,
+        /// The relay is already in that state.
+        #[error("the relay is already {0}")]
+        Relay(&'static str) => State,
     }
+    /// The token's role may not do this.
+    Forbidden
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
