@@ -365,6 +365,18 @@ const PG_CHANNEL: &str = "dinh_events";
 const EVENT_COLUMNS: &str = "position, aggregate_type, aggregate_id, sequence, event_type, \
     event_version, event_id, command_id, actor, recorded_at, payload, hash";
 
+/// How the hub opens each of its SQLite databases (the log, the witness's): created when
+/// missing, in WAL mode, and FULL synchronous, so that a commit is on disk before it is
+/// acknowledged, through power loss too.
+pub(crate) fn sqlite_options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(10))
+}
+
 impl Store {
     /// Open `target`: a `postgres://` URL, or else the path of a SQLite file (created when
     /// missing).
@@ -378,13 +390,7 @@ impl Store {
 
     /// Open (or create) a SQLite log.
     pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
-        let opts = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a commit is on disk before it is acknowledged, through power loss too.
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10));
+        let opts = sqlite_options(path);
         let mut conn = SqliteConnection::connect_with(&opts).await?;
         for stmt in schema("INTEGER", SQLITE_TRIGGERS) {
             sqlx::query(&stmt).execute(&mut conn).await?;

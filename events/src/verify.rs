@@ -173,6 +173,22 @@ pub struct Policy {
     pub keep_trees_at: BTreeSet<u64>,
 }
 
+impl Policy {
+    /// Only a trusted key (hex or a verifier key); one that parses as neither is kept as
+    /// given, so that it matches no checkpoint's key rather than being dropped.
+    fn trusting(trusted_key: Option<String>) -> Self {
+        Self {
+            trusted_key: trusted_key.map(|k| {
+                TrustedKey::parse(&k).unwrap_or(TrustedKey {
+                    public_hex: k,
+                    origin: None,
+                })
+            }),
+            ..Self::default()
+        }
+    }
+}
+
 /// The Merkle frontier and chain hash after some number of events.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TreeAt {
@@ -205,16 +221,7 @@ impl Verifier {
     /// A verifier that checks `checkpoints` as it passes them. With `trusted_key` (hex or a
     /// verifier key), a checkpoint signed by any other key is a problem.
     pub fn new(checkpoints: Vec<Checkpoint>, trusted_key: Option<String>) -> Self {
-        let policy = Policy {
-            trusted_key: trusted_key.map(|k| {
-                TrustedKey::parse(&k).unwrap_or(TrustedKey {
-                    public_hex: k,
-                    origin: None,
-                })
-            }),
-            ..Policy::default()
-        };
-        Self::with_policy(checkpoints, policy)
+        Self::with_policy(checkpoints, Policy::trusting(trusted_key))
     }
 
     /// A verifier with a [`Policy`].
@@ -620,16 +627,7 @@ pub fn verify_export(
     input: impl BufRead,
     trusted_key: Option<String>,
 ) -> Result<Report, ExportError> {
-    let policy = Policy {
-        trusted_key: trusted_key.map(|k| {
-            TrustedKey::parse(&k).unwrap_or(TrustedKey {
-                public_hex: k,
-                origin: None,
-            })
-        }),
-        ..Policy::default()
-    };
-    Ok(verify_export_with(input, policy)?.0)
+    Ok(verify_export_with(input, Policy::trusting(trusted_key))?.0)
 }
 
 /// Verify an export under a [`Policy`] (without a trusted key, the header's is used); also

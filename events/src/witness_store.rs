@@ -9,12 +9,9 @@
 //! - at most [`MAX_REFUSALS_PER_LOG`] refusals are kept per log (the oldest go first).
 
 use std::path::Path;
-use std::time::Duration;
 
 use serde::Serialize;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
 
 use crate::store::StoreError;
 use crate::witness::Held;
@@ -65,15 +62,9 @@ const SCHEMA: &[&str] = &[
 impl WitnessStore {
     /// Open (or create) the witness's database.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        let opts = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(opts)
+            .connect_with(crate::store::sqlite_options(path))
             .await?;
         for s in SCHEMA {
             sqlx::query(s).execute(&pool).await?;
