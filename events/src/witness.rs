@@ -472,19 +472,35 @@ mod tests {
                 keys: vec![self.key.log_vkey()],
             }
         }
+        /// The log, known to `w`, sends its checkpoint at `size` proved from `old`.
+        fn send(
+            &self,
+            w: &Witness,
+            (old, size): (usize, usize),
+            held: Option<&Held>,
+            now: u64,
+        ) -> Result<Cosigned, WitnessError> {
+            w.add_checkpoint(&self.request(old, size), Some(&self.known()), held, now)
+        }
     }
 
     fn witness() -> Witness {
         Witness::new("huyen.example/witness", Signer::ephemeral())
     }
 
+    /// A witness that holds (since time 1) the checkpoint of a log of `size` leaves.
+    fn holding(size: usize) -> (Witness, Log, Held) {
+        let (w, mut log) = (witness(), Log::new());
+        log.grow(size);
+        let held = log.send(&w, (0, size), None, 1).unwrap().held;
+        (w, log, held)
+    }
+
     #[test]
     fn given_nothing_held_when_a_log_sends_its_first_checkpoint_then_it_is_cosigned() {
         let (w, mut log) = (witness(), Log::new());
         log.grow(5);
-        let c = w
-            .add_checkpoint(&log.request(0, 5), Some(&log.known()), None, 100)
-            .unwrap();
+        let c = log.send(&w, (0, 5), None, 100).unwrap();
         assert_eq!(c.held.size, 5);
         let note = Note::parse(c.held.note.as_bytes()).unwrap();
         assert_eq!(note.verify(&w.vkey()), Ok(100));
@@ -503,18 +519,9 @@ mod tests {
     fn given_a_held_checkpoint_when_the_log_grows_then_the_proof_is_checked_and_it_advances() {
         let (w, mut log) = (witness(), Log::new());
         log.grow(5);
-        let first = w
-            .add_checkpoint(&log.request(0, 5), Some(&log.known()), None, 100)
-            .unwrap();
+        let first = log.send(&w, (0, 5), None, 100).unwrap();
         log.grow(9);
-        let second = w
-            .add_checkpoint(
-                &log.request(5, 14),
-                Some(&log.known()),
-                Some(&first.held),
-                50,
-            )
-            .unwrap();
+        let second = log.send(&w, (5, 14), Some(&first.held), 50).unwrap();
         assert_eq!(second.held.size, 14);
         // The clock went back: the timestamp does not.
         assert_eq!(second.held.cosigned_at, 100);
@@ -522,40 +529,24 @@ mod tests {
 
     #[test]
     fn given_a_held_checkpoint_when_the_log_is_rewritten_then_it_is_refused_as_evidence() {
-        let (w, mut log) = (witness(), Log::new());
-        log.grow(8);
-        let held = w
-            .add_checkpoint(&log.request(0, 8), Some(&log.known()), None, 1)
-            .unwrap()
-            .held;
+        let (w, mut log, held) = holding(8);
         // Leaf 3 changed and every later hash recomputed, then re-signed with the log's key.
         log.leaves[3] = leaf_hash(b"forged");
         log.grow(4);
-        let e = w
-            .add_checkpoint(&log.request(8, 12), Some(&log.known()), Some(&held), 2)
-            .unwrap_err();
+        let e = log.send(&w, (8, 12), Some(&held), 2).unwrap_err();
         assert_eq!(e, WitnessError::Inconsistent { held: 8, size: 12 });
         assert_eq!(e.status(), 422);
         assert!(e.is_evidence());
         // The same size with another root.
-        let e = w
-            .add_checkpoint(&log.request(8, 8), Some(&log.known()), Some(&held), 2)
-            .unwrap_err();
+        let e = log.send(&w, (8, 8), Some(&held), 2).unwrap_err();
         assert_eq!(e.status(), 422);
     }
 
     #[test]
     fn given_a_held_checkpoint_when_the_log_rolls_back_then_it_is_refused() {
-        let (w, mut log) = (witness(), Log::new());
-        log.grow(8);
-        let held = w
-            .add_checkpoint(&log.request(0, 8), Some(&log.known()), None, 1)
-            .unwrap()
-            .held;
+        let (w, log, held) = holding(8);
         // A log that lost its tail does not know what the witness holds: it sends old 0.
-        let e = w
-            .add_checkpoint(&log.request(0, 6), Some(&log.known()), Some(&held), 2)
-            .unwrap_err();
+        let e = log.send(&w, (0, 6), Some(&held), 2).unwrap_err();
         assert_eq!(e, WitnessError::Stale { old: 0, held: 8 });
         assert_eq!(e.status(), 409);
         assert_eq!(read_answer(409, "8\n", "", &w.vkey()), Answer::Holds(8));
@@ -600,9 +591,7 @@ mod tests {
     #[test]
     fn an_empty_tree_needs_the_empty_root_and_an_empty_proof() {
         let (w, mut log) = (witness(), Log::new());
-        let c = w
-            .add_checkpoint(&log.request(0, 0), Some(&log.known()), None, 1)
-            .unwrap();
+        let c = log.send(&w, (0, 0), None, 1).unwrap();
         assert_eq!(c.held.size, 0);
         log.grow(3);
         let mut req = log.request(0, 3);

@@ -19,6 +19,13 @@ fn record(store: Store) -> Arc<Record> {
     Arc::new(Record::new(store, Default::default()))
 }
 
+/// A record over `store` in which meeting `m1` is open (two events: scheduled, opened).
+async fn with_meeting(store: &Store) -> Arc<Record> {
+    let r = record(store.clone());
+    open_meeting(&r, "m1").await;
+    r
+}
+
 both!(
     positions_are_gap_free_under_concurrent_commands,
     |store: Store, _target: String| async move {
@@ -29,21 +36,7 @@ both!(
             tasks.push(tokio::spawn(async move {
                 let id = format!("m{m}");
                 open_meeting(&r, &id).await;
-                for i in 0..20 {
-                    r.meeting(
-                        &id,
-                        sfu_cmd(
-                            "2026-11-23T01:02:00Z",
-                            MeetingAction::ReportHeadcount {
-                                house: "house-1".into(),
-                                count: i,
-                            },
-                        ),
-                        None,
-                    )
-                    .await
-                    .unwrap();
-                }
+                report_headcounts(&r, &id, "2026-11-23T01:02:00Z", "house-1", 0..20).await;
             }));
         }
         for t in tasks {
@@ -92,8 +85,7 @@ both!(
 both!(
     a_retried_command_appends_nothing_new,
     |store: Store, _target: String| async move {
-        let r = record(store.clone());
-        open_meeting(&r, "m1").await;
+        let r = with_meeting(&store).await;
         let cmd = || {
             sfu_cmd(
                 "2026-11-23T01:05:00Z",
@@ -148,8 +140,7 @@ both!(
 both!(
     a_refused_command_appends_nothing,
     |store: Store, _target: String| async move {
-        let r = record(store.clone());
-        open_meeting(&r, "m1").await;
+        let r = with_meeting(&store).await;
         let err = r
             .meeting(
                 "m1",
@@ -194,8 +185,7 @@ both!(
 both!(
     the_log_refuses_updates_and_deletes,
     |store: Store, target: String| async move {
-        let r = record(store.clone());
-        open_meeting(&r, "m1").await;
+        let _record = with_meeting(&store).await;
         let refused = raw_exec(
             &target,
             "UPDATE events SET payload = '{}' WHERE position = 1",
@@ -211,8 +201,7 @@ both!(
 both!(
     checkpoints_sign_the_log_and_exports_verify_offline,
     |store: Store, _target: String| async move {
-        let r = record(store.clone());
-        open_meeting(&r, "m1").await;
+        let r = with_meeting(&store).await;
         let signer = Signer::ephemeral();
         for i in 0..10 {
             r.meeting(
@@ -294,8 +283,7 @@ both!(
 both!(
     projections_follow_the_log_and_rebuild_to_the_same_rows,
     |store: Store, _target: String| async move {
-        let r = record(store.clone());
-        open_meeting(&r, "m1").await;
+        let r = with_meeting(&store).await;
         let connect = |house: &str, c: &str| MeetingAction::ConnectHouse {
             house: house.into(),
             connection: c.into(),
@@ -370,8 +358,7 @@ both!(
 both!(
     snapshots_give_the_same_state_as_a_full_replay,
     |store: Store, _target: String| async move {
-        let r = record(store.clone());
-        open_meeting(&r, "m1").await;
+        let r = with_meeting(&store).await;
         let connect = MeetingAction::ConnectHouse {
             house: "house-3".into(),
             connection: "c".into(),
@@ -379,15 +366,7 @@ both!(
         r.meeting("m1", sfu_cmd("2026-11-23T01:02:00Z", connect), None)
             .await
             .unwrap();
-        for i in 0..70 {
-            let a = MeetingAction::ReportHeadcount {
-                house: "house-3".into(),
-                count: i,
-            };
-            r.meeting("m1", sfu_cmd("2026-11-23T01:03:00Z", a), None)
-                .await
-                .unwrap();
-        }
+        report_headcounts(&r, "m1", "2026-11-23T01:03:00Z", "house-3", 0..70).await;
         let (state, seq, version) = store
             .snapshot("meeting", "m1")
             .await
@@ -436,8 +415,7 @@ async fn full_replay(store: &Store, id: &str) -> Meeting {
 both!(
     a_cold_record_loads_from_the_snapshot_the_state_of_a_full_replay,
     |store: Store, target: String| async move {
-        let r = record(store.clone());
-        open_meeting(&r, "m1").await;
+        let r = with_meeting(&store).await;
         for (i, h) in ["house-1", "house-2", "house-3"].iter().enumerate() {
             let connect = MeetingAction::ConnectHouse {
                 house: (*h).into(),
@@ -536,15 +514,7 @@ both!(
             let r = r.clone();
             tasks.push(tokio::spawn(async move {
                 let id = format!("m{m}");
-                for i in 0..10 {
-                    let a = MeetingAction::ReportHeadcount {
-                        house: "house-1".into(),
-                        count: i,
-                    };
-                    r.meeting(&id, sfu_cmd("2026-11-23T01:02:00Z", a), None)
-                        .await
-                        .unwrap();
-                }
+                report_headcounts(&r, &id, "2026-11-23T01:02:00Z", "house-1", 0..10).await;
             }));
         }
         for t in tasks {
@@ -568,8 +538,7 @@ both!(
     a_subscription_sees_every_event_after_its_start_once_in_order,
     |store: Store, _target: String| async move {
         use futures::StreamExt;
-        let r = record(store.clone());
-        open_meeting(&r, "m1").await;
+        let r = with_meeting(&store).await;
         let count = |n| {
             sfu_cmd(
                 "2026-11-23T01:02:00Z",

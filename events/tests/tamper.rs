@@ -18,16 +18,7 @@ use dinh_events::verify::{
 async fn filled(store: &Store) -> Signer {
     let r = Record::new(store.clone(), Default::default());
     open_meeting(&r, "m1").await;
-    for i in 0..8 {
-        let cmd = sfu_cmd(
-            "2026-11-23T01:02:00Z",
-            MeetingAction::ReportHeadcount {
-                house: "house-1".into(),
-                count: 10 + i,
-            },
-        );
-        r.meeting("m1", cmd, None).await.unwrap();
-    }
+    report_headcounts(&r, "m1", "2026-11-23T01:02:00Z", "house-1", 10..18).await;
     let signer = Signer::ephemeral();
     checkpoint_if_due(store, &signer, 1, std::time::Duration::ZERO, true)
         .await
@@ -39,17 +30,19 @@ async fn filled(store: &Store) -> Signer {
     signer
 }
 
-async fn unlock(target: &str) {
-    let stmts: &[&str] = if target.starts_with("postgres") {
-        &["DROP TRIGGER events_append_only ON events"]
+/// Drop the triggers that keep `table` (`events`, `checkpoints`) append-only, as an attacker
+/// with the database can.
+async fn unlock(target: &str, table: &str) {
+    let stmts = if target.starts_with("postgres") {
+        vec![format!("DROP TRIGGER {table}_append_only ON {table}")]
     } else {
-        &[
-            "DROP TRIGGER events_no_update",
-            "DROP TRIGGER events_no_delete",
+        vec![
+            format!("DROP TRIGGER {table}_no_update"),
+            format!("DROP TRIGGER {table}_no_delete"),
         ]
     };
     for s in stmts {
-        raw_exec(target, s).await.unwrap();
+        raw_exec(target, &s).await.unwrap();
     }
 }
 
@@ -64,7 +57,7 @@ both!(
     one_changed_payload_byte,
     |store: Store, target: String| async move {
         let signer = filled(&store).await;
-        unlock(&target).await;
+        unlock(&target, "events").await;
         // headcount 14 -> 94 at position 7: one byte.
         let n = raw_exec(
             &target,
@@ -79,7 +72,7 @@ both!(
 
 both!(one_deleted_row, |store: Store, target: String| async move {
     let signer = filled(&store).await;
-    unlock(&target).await;
+    unlock(&target, "events").await;
     raw_exec(&target, "DELETE FROM events WHERE position = 5")
         .await
         .unwrap();
@@ -95,7 +88,7 @@ both!(
     two_rows_swapped,
     |store: Store, target: String| async move {
         let signer = filled(&store).await;
-        unlock(&target).await;
+        unlock(&target, "events").await;
         // Swap the rows at positions 4 and 6 (their positions exchange).
         for sql in [
             "UPDATE events SET position = -4 WHERE position = 4",
@@ -112,7 +105,7 @@ both!(
     the_last_row_removed_is_caught_by_the_checkpoint,
     |store: Store, target: String| async move {
         let signer = filled(&store).await;
-        unlock(&target).await;
+        unlock(&target, "events").await;
         raw_exec(&target, "DELETE FROM events WHERE position = 10")
             .await
             .unwrap();
@@ -125,7 +118,7 @@ both!(
     |store: Store, target: String| async move {
         // Recomputing every hash after a change does not help: the signed tree head differs.
         let signer = filled(&store).await;
-        unlock(&target).await;
+        unlock(&target, "events").await;
         raw_exec(
             &target,
             "UPDATE events SET payload = replace(payload, '17', '71') WHERE position = 10",
@@ -157,25 +150,11 @@ both!(
     }
 );
 
-async fn unlock_checkpoints(target: &str) {
-    let stmts: &[&str] = if target.starts_with("postgres") {
-        &["DROP TRIGGER checkpoints_append_only ON checkpoints"]
-    } else {
-        &[
-            "DROP TRIGGER checkpoints_no_update",
-            "DROP TRIGGER checkpoints_no_delete",
-        ]
-    };
-    for s in stmts {
-        raw_exec(target, s).await.unwrap();
-    }
-}
-
 /// What an attacker with the database and the key does: change position `at`, recompute
 /// every hash after it, remove the checkpoints and sign the forged log again.
 async fn forge_and_resign(store: &Store, target: &str, signer: &Signer, at: u64) {
-    unlock(target).await;
-    unlock_checkpoints(target).await;
+    unlock(target, "events").await;
+    unlock(target, "checkpoints").await;
     let n = raw_exec(
         target,
         &format!("UPDATE events SET payload = replace(payload, '\"count\":1', '\"count\":9') WHERE position = {at}"),
@@ -301,8 +280,8 @@ both!(
         let signer = filled(&store).await;
         let note = saved_note(&store).await;
         // The tail and its checkpoint go; the shorter log is signed again.
-        unlock(&target).await;
-        unlock_checkpoints(&target).await;
+        unlock(&target, "events").await;
+        unlock(&target, "checkpoints").await;
         raw_exec(&target, "DELETE FROM events WHERE position > 7")
             .await
             .unwrap();
@@ -347,16 +326,7 @@ both!(
         };
         assert!(verify_store_with(&store, strict()).await.unwrap().0.ok());
         let r = Record::new(store.clone(), Default::default());
-        for i in 0..4 {
-            let cmd = sfu_cmd(
-                "2026-11-23T01:03:00Z",
-                MeetingAction::ReportHeadcount {
-                    house: "house-2".into(),
-                    count: 30 + i,
-                },
-            );
-            r.meeting("m1", cmd, None).await.unwrap();
-        }
+        report_headcounts(&r, "m1", "2026-11-23T01:03:00Z", "house-2", 30..34).await;
         let p = verify_store_with(&store, strict())
             .await
             .unwrap()
@@ -365,7 +335,7 @@ both!(
             .unwrap();
         assert_eq!(p.position, 11, "{p}");
         assert!(p.reason.contains("checkpoint_every"), "{p}");
-        unlock_checkpoints(&target).await;
+        unlock(&target, "checkpoints").await;
         raw_exec(&target, "DELETE FROM checkpoints").await.unwrap();
         let p = verify_store_with(&store, strict())
             .await

@@ -259,6 +259,10 @@ mod tests {
     use crate::domain::testing::{chair, house, official, Given, NOW};
     use time::macros::date;
 
+    fn given(events: Vec<E>) -> Given<Notice> {
+        Given::<Notice>::events(events)
+    }
+
     fn pic() -> Picture {
         Picture {
             name: format!("{}.png", "ab".repeat(32)),
@@ -267,25 +271,42 @@ mod tests {
         }
     }
 
-    fn post() -> A {
-        A::Post {
-            room: "demo".into(),
-            title: "  Lịch tiêm phòng dại  ".into(),
-            text: "Thứ Bảy này tại nhà văn hoá thôn 2.".into(),
-            picture: Some(pic()),
-            valid_from: date!(2026 - 11 - 23),
-            valid_until: date!(2026 - 11 - 30),
-        }
-    }
-
-    fn posted() -> E {
+    /// The notice of these tests, shown from 23 November until `valid_until`.
+    fn posted_until(valid_until: Date) -> E {
         E::NoticePosted {
             room: "demo".into(),
             title: "Lịch tiêm phòng dại".into(),
             text: "Thứ Bảy này tại nhà văn hoá thôn 2.".into(),
             picture: Some(pic()),
             valid_from: date!(2026 - 11 - 23),
-            valid_until: date!(2026 - 11 - 30),
+            valid_until,
+        }
+    }
+
+    fn posted() -> E {
+        posted_until(date!(2026 - 11 - 30))
+    }
+
+    /// The post that [`posted`] records: the same fields, the title typed with spaces around.
+    fn post() -> A {
+        let E::NoticePosted {
+            room,
+            title,
+            text,
+            picture,
+            valid_from,
+            valid_until,
+        } = posted()
+        else {
+            unreachable!()
+        };
+        A::Post {
+            title: format!("  {title}  "),
+            room,
+            text,
+            picture,
+            valid_from,
+            valid_until,
         }
     }
 
@@ -297,49 +318,46 @@ mod tests {
 
     #[test]
     fn the_chair_or_an_official_posts_a_notice_once() {
-        Given::<Notice>::events(vec![])
-            .when(chair(), post())
-            .then(vec![posted()]);
-        Given::<Notice>::events(vec![])
+        given(vec![]).when(chair(), post()).then(vec![posted()]);
+        given(vec![])
             .when(official("can-bo-1"), post())
             .then(vec![posted()]);
-        Given::<Notice>::events(vec![posted()])
+        given(vec![posted()])
             .when(chair(), post())
             .then_error("the notice is already posted");
     }
 
     #[test]
     fn a_house_only_reads_notices() {
-        Given::<Notice>::events(vec![])
+        given(vec![])
             .when(house("house-1"), post())
             .then_error("a house may not post a notice");
-        Given::<Notice>::events(vec![posted()])
+        given(vec![posted()])
             .when(house("house-1"), A::Withdraw { reason: None })
             .then_error("a house may not withdraw a notice");
     }
 
     #[test]
     fn title_and_text_are_required_and_bounded() {
-        Given::<Notice>::events(vec![])
-            .when(
-                chair(),
-                post_with(|a| {
-                    if let A::Post { title, .. } = a {
-                        *title = "   ".into()
-                    }
-                }),
-            )
-            .then_error("invalid title: must not be empty");
-        Given::<Notice>::events(vec![])
-            .when(
-                chair(),
-                post_with(|a| {
-                    if let A::Post { text, .. } = a {
-                        *text = "x".repeat(MAX_TEXT + 1)
-                    }
-                }),
-            )
-            .then_error("invalid text: longer than 5000 characters");
+        for (field, value, error) in [
+            (
+                "title",
+                "   ".to_owned(),
+                "invalid title: must not be empty",
+            ),
+            (
+                "text",
+                "x".repeat(MAX_TEXT + 1),
+                "invalid text: longer than 5000 characters",
+            ),
+        ] {
+            let action = post_with(|a| {
+                if let A::Post { title, text, .. } = a {
+                    *if field == "title" { title } else { text } = value;
+                }
+            });
+            given(vec![]).when(chair(), action).then_error(error);
+        }
     }
 
     #[test]
@@ -357,30 +375,23 @@ mod tests {
                 }
             })
         };
-        Given::<Notice>::events(vec![])
+        given(vec![])
             .when(chair(), dates(date!(2026 - 11 - 30), date!(2026 - 11 - 23)))
             .then_error("invalid valid_until: before valid_from");
-        Given::<Notice>::events(vec![])
+        given(vec![])
             .when(chair(), dates(date!(2026 - 11 - 23), date!(2027 - 11 - 24)))
             .then_error("invalid valid_until: more than 366 days after valid_from");
         // NOW is 2026-11-23 in Vietnam: a notice that ended yesterday is refused; one day
         // long, today, is fine.
-        Given::<Notice>::events(vec![])
+        given(vec![])
             .when(chair(), dates(date!(2026 - 11 - 20), date!(2026 - 11 - 22)))
             .then_error(
                 "invalid valid_until: the notice would be over before it is shown (before today)",
             );
         assert_eq!(NOW.date(), date!(2026 - 11 - 23));
-        Given::<Notice>::events(vec![])
+        given(vec![])
             .when(chair(), dates(date!(2026 - 11 - 23), date!(2026 - 11 - 23)))
-            .then(vec![E::NoticePosted {
-                room: "demo".into(),
-                title: "Lịch tiêm phòng dại".into(),
-                text: "Thứ Bảy này tại nhà văn hoá thôn 2.".into(),
-                picture: Some(pic()),
-                valid_from: date!(2026 - 11 - 23),
-                valid_until: date!(2026 - 11 - 23),
-            }]);
+            .then(vec![posted_until(date!(2026 - 11 - 23))]);
     }
 
     #[test]
@@ -392,39 +403,37 @@ mod tests {
                 }
             })
         };
-        Given::<Notice>::events(vec![])
-            .when(
-                chair(),
-                with(Picture {
+        for (picture, error) in [
+            (
+                Picture {
                     name: "../../signing.key".into(),
                     ..pic()
-                }),
-            )
-            .then_error("invalid picture: the name is <sha256>.<png|jpg|webp>");
-        Given::<Notice>::events(vec![])
-            .when(
-                chair(),
-                with(Picture {
+                },
+                "invalid picture: the name is <sha256>.<png|jpg|webp>",
+            ),
+            (
+                Picture {
                     name: format!("{}.svg", "ab".repeat(32)),
                     content_type: "image/svg+xml".into(),
                     ..pic()
-                }),
-            )
-            .then_error("invalid picture: a PNG, JPEG or WebP picture");
-        Given::<Notice>::events(vec![])
-            .when(
-                chair(),
-                with(Picture {
+                },
+                "invalid picture: a PNG, JPEG or WebP picture",
+            ),
+            (
+                Picture {
                     content_type: "image/jpeg".into(),
                     ..pic()
-                }),
-            )
-            .then_error("invalid picture: its type does not match its name");
+                },
+                "invalid picture: its type does not match its name",
+            ),
+        ] {
+            given(vec![]).when(chair(), with(picture)).then_error(error);
+        }
     }
 
     #[test]
     fn a_notice_is_withdrawn_once() {
-        Given::<Notice>::events(vec![posted()])
+        given(vec![posted()])
             .when(
                 official("can-bo-1"),
                 A::Withdraw {
@@ -434,10 +443,10 @@ mod tests {
             .then(vec![E::NoticeWithdrawn {
                 reason: Some("đã hoãn".into()),
             }]);
-        Given::<Notice>::events(vec![posted(), E::NoticeWithdrawn { reason: None }])
+        given(vec![posted(), E::NoticeWithdrawn { reason: None }])
             .when(chair(), A::Withdraw { reason: None })
             .then_error("the notice is already withdrawn");
-        Given::<Notice>::events(vec![])
+        given(vec![])
             .when(chair(), A::Withdraw { reason: None })
             .then_error("no such notice");
     }

@@ -164,62 +164,78 @@ mod tests {
     use crate::domain::testing::{chair, house, official, Given};
     use crate::domain::Actor;
 
+    fn given(events: Vec<E>) -> Given<TokenDenyList> {
+        Given::<TokenDenyList>::events(events)
+    }
+
+    /// A revocation asked with these fields, and the event that records it: the same fields.
+    fn revocation(
+        jti: &str,
+        room: Option<&str>,
+        subject: Option<&str>,
+        expires_at: Option<u64>,
+        reason: &str,
+    ) -> (A, E) {
+        let (jti, reason) = (jti.to_owned(), reason.to_owned());
+        let (room, subject) = (room.map(str::to_owned), subject.map(str::to_owned));
+        let e = E::TokenRevoked {
+            jti: jti.clone(),
+            room: room.clone(),
+            subject: subject.clone(),
+            expires_at,
+            reason: reason.clone(),
+        };
+        let a = A::Revoke {
+            jti,
+            room,
+            subject,
+            expires_at,
+            reason,
+        };
+        (a, e)
+    }
+
+    /// House-1's lost tablet: its token in room `demo`, with every field given.
+    fn lost_tablet(jti: &str) -> (A, E) {
+        let expires = Some(1_900_000_000);
+        revocation(
+            jti,
+            Some("demo"),
+            Some("house-1"),
+            expires,
+            "máy tính bảng bị mất",
+        )
+    }
+
     fn revoke(jti: &str) -> A {
-        A::Revoke {
-            jti: jti.into(),
-            room: Some("demo".into()),
-            subject: Some("house-1".into()),
-            expires_at: Some(1_900_000_000),
-            reason: "máy tính bảng bị mất".into(),
-        }
+        lost_tablet(jti).0
     }
 
     fn revoked(jti: &str) -> E {
-        E::TokenRevoked {
-            jti: jti.into(),
-            room: Some("demo".into()),
-            subject: Some("house-1".into()),
-            expires_at: Some(1_900_000_000),
-            reason: "máy tính bảng bị mất".into(),
-        }
+        lost_tablet(jti).1
     }
 
     #[test]
     fn a_chair_an_official_or_the_operator_revokes_a_token_once() {
-        Given::<TokenDenyList>::events(vec![])
+        given(vec![])
             .when(chair(), revoke("a1b2"))
             .then(vec![revoked("a1b2")]);
-        Given::<TokenDenyList>::events(vec![])
+        given(vec![])
             .when(official("can-bo-1"), revoke("a1b2"))
             .then(vec![revoked("a1b2")]);
-        Given::<TokenDenyList>::events(vec![])
+        given(vec![])
             .when(Actor::system("cli"), revoke("a1b2"))
             .then(vec![revoked("a1b2")]);
-        Given::<TokenDenyList>::events(vec![revoked("a1b2")])
+        given(vec![revoked("a1b2")])
             .when(chair(), revoke("a1b2"))
             .then_error("token a1b2 is already revoked");
-        Given::<TokenDenyList>::events(vec![revoked("a1b2")])
+        given(vec![revoked("a1b2")])
             .when(chair(), revoke("c3d4"))
             .then(vec![revoked("c3d4")]);
     }
 
     fn in_room(jti: &str, room: Option<&str>) -> (A, E) {
-        let room = room.map(str::to_owned);
-        let a = A::Revoke {
-            jti: jti.into(),
-            room: room.clone(),
-            subject: None,
-            expires_at: None,
-            reason: String::new(),
-        };
-        let e = E::TokenRevoked {
-            jti: jti.into(),
-            room,
-            subject: None,
-            expires_at: None,
-            reason: String::new(),
-        };
-        (a, e)
+        revocation(jti, room, None, None, "")
     }
 
     #[test]
@@ -228,15 +244,13 @@ mod tests {
         let (in_demo, in_demo_e) = in_room("a1b2", Some("demo"));
         let (everywhere, everywhere_e) = in_room("a1b2", None);
         // Another room's revocation of the same id does not stop this room's.
-        Given::<TokenDenyList>::events(vec![in_other_e.clone()])
+        given(vec![in_other_e.clone()])
             .when(chair(), in_demo)
             .then(vec![in_demo_e.clone()]);
-        Given::<TokenDenyList>::events(vec![])
-            .when(chair(), everywhere.clone())
-            .then_error(
-                "name the token's room: only the hub's operator revokes an id in every room",
-            );
-        Given::<TokenDenyList>::events(vec![in_demo_e.clone()])
+        given(vec![]).when(chair(), everywhere.clone()).then_error(
+            "name the token's room: only the hub's operator revokes an id in every room",
+        );
+        given(vec![in_demo_e.clone()])
             .when(Actor::system("cli"), everywhere)
             .then(vec![everywhere_e.clone()]);
         let mut list = TokenDenyList::default();
@@ -249,39 +263,23 @@ mod tests {
 
     #[test]
     fn a_house_may_not_revoke_tokens() {
-        Given::<TokenDenyList>::events(vec![])
+        given(vec![])
             .when(house("house-1"), revoke("a1b2"))
             .then_error("a house may not revoke tokens");
     }
 
     #[test]
     fn ids_and_reasons_are_checked() {
-        Given::<TokenDenyList>::events(vec![])
+        given(vec![])
             .when(chair(), revoke("not an id"))
             .then_error("invalid jti: 1 to 64 letters, digits, '-' or '_'");
-        Given::<TokenDenyList>::events(vec![])
-            .when(
-                chair(),
-                A::Revoke {
-                    jti: "a1b2".into(),
-                    room: Some("demo".into()),
-                    subject: None,
-                    expires_at: None,
-                    reason: "x".repeat(201),
-                },
-            )
+        let (long_reason, _) = revocation("a1b2", Some("demo"), None, None, &"x".repeat(201));
+        given(vec![])
+            .when(chair(), long_reason)
             .then_error("invalid reason: longer than 200 characters");
-        Given::<TokenDenyList>::events(vec![])
-            .when(
-                chair(),
-                A::Revoke {
-                    jti: "a1b2".into(),
-                    room: Some("../other".into()),
-                    subject: None,
-                    expires_at: None,
-                    reason: String::new(),
-                },
-            )
+        let (bad_room, _) = in_room("a1b2", Some("../other"));
+        given(vec![])
+            .when(chair(), bad_room)
             .then_error("invalid room: 1 to 64 letters, digits, '-' or '_'");
     }
 

@@ -101,6 +101,23 @@ pub fn sfu_cmd(at_: &str, action: MeetingAction) -> Command<MeetingAction> {
     Command::new(at(at_), Actor::system("sfu"), action)
 }
 
+/// The SFU reports `house`'s headcount in `meeting` at `at_`, once for each of `counts`.
+pub async fn report_headcounts(
+    r: &dinh_events::record::Record,
+    meeting: &str,
+    at_: &str,
+    house: &str,
+    counts: impl IntoIterator<Item = u32>,
+) {
+    for count in counts {
+        let a = MeetingAction::ReportHeadcount {
+            house: house.into(),
+            count,
+        };
+        r.meeting(meeting, sfu_cmd(at_, a), None).await.unwrap();
+    }
+}
+
 pub fn house_fb(at_: &str, house: &str, action: FeedbackAction) -> Command<FeedbackAction> {
     Command::new(at(at_), Actor::new(ActorRole::House, house), action)
 }

@@ -26,14 +26,26 @@ fn classified() -> Vec<E> {
     ]
 }
 
+fn assign(official: &str, working_days: Option<u32>) -> A {
+    A::Assign {
+        official: official.into(),
+        working_days,
+    }
+}
+
+/// The event of an assignment to `official`, due in `working_days` on `deadline`.
+fn assigned_to(official: &str, working_days: u32, deadline: Date) -> E {
+    E::FeedbackAssigned {
+        official: official.into(),
+        working_days,
+        deadline,
+    }
+}
+
 fn assigned() -> Vec<E> {
     [
         classified(),
-        vec![E::FeedbackAssigned {
-            official: "can-bo-1".into(),
-            working_days: 15,
-            deadline: date!(2026 - 12 - 14),
-        }],
+        vec![assigned_to("can-bo-1", 15, date!(2026 - 12 - 14))],
     ]
     .concat()
 }
@@ -92,13 +104,7 @@ fn content_must_be_said() {
 fn assignment_counts_working_days_by_kind() {
     // NOW is Monday 23 Nov 2026; 15 working days later is Monday 14 Dec.
     given(classified())
-        .when(
-            official("can-bo-1"),
-            A::Assign {
-                official: "can-bo-1".into(),
-                working_days: None,
-            },
-        )
+        .when(official("can-bo-1"), assign("can-bo-1", None))
         .then(assigned()[2..].to_vec());
     given(vec![
         received(),
@@ -106,44 +112,16 @@ fn assignment_counts_working_days_by_kind() {
             kind: FeedbackKind::Complaint,
         },
     ])
-    .when(
-        chair(),
-        A::Assign {
-            official: "can-bo-2".into(),
-            working_days: None,
-        },
-    )
-    .then(vec![E::FeedbackAssigned {
-        official: "can-bo-2".into(),
-        working_days: 30,
-        deadline: date!(2027 - 01 - 05),
-    }]);
+    .when(chair(), assign("can-bo-2", None))
+    .then(vec![assigned_to("can-bo-2", 30, date!(2027 - 01 - 05))]);
     given(vec![received()])
-        .when(
-            chair(),
-            A::Assign {
-                official: "can-bo-2".into(),
-                working_days: None,
-            },
-        )
+        .when(chair(), assign("can-bo-2", None))
         .then_error("cannot assign an item that is received");
     given(classified())
-        .when(
-            house("house-1"),
-            A::Assign {
-                official: "can-bo-2".into(),
-                working_days: Some(3),
-            },
-        )
+        .when(house("house-1"), assign("can-bo-2", Some(3)))
         .then_error("a house may not assign feedback");
     given(classified())
-        .when(
-            chair(),
-            A::Assign {
-                official: "can-bo-2".into(),
-                working_days: Some(0),
-            },
-        )
+        .when(chair(), assign("can-bo-2", Some(0)))
         .then_error("invalid working_days: must be between 1 and 120 working days");
 }
 
@@ -153,18 +131,8 @@ fn configured_holidays_push_the_deadline() {
         .with(Services {
             calendar: Calendar::new([date!(2026 - 12 - 01)]),
         })
-        .when(
-            official("can-bo-1"),
-            A::Assign {
-                official: "can-bo-1".into(),
-                working_days: None,
-            },
-        )
-        .then(vec![E::FeedbackAssigned {
-            official: "can-bo-1".into(),
-            working_days: 15,
-            deadline: date!(2026 - 12 - 15),
-        }]);
+        .when(official("can-bo-1"), assign("can-bo-1", None))
+        .then(vec![assigned_to("can-bo-1", 15, date!(2026 - 12 - 15))]);
 }
 
 #[test]
@@ -231,29 +199,20 @@ fn the_house_confirms_or_reopens() {
     given(answered())
         .when(house("house-2"), A::Confirm)
         .then_error("a house may not confirm another house's answer");
-    given(answered())
-        .when(
-            house("house-1"),
-            A::Reopen {
-                reason: "Vẫn chưa sửa".into(),
-            },
-        )
-        .then(vec![E::FeedbackReopened {
-            reason: "Vẫn chưa sửa".into(),
-            deadline: date!(2026 - 12 - 14),
-        }]);
     let closed = [answered(), vec![E::AnswerConfirmed, E::FeedbackClosed]].concat();
-    given(closed)
-        .when(
-            house("house-1"),
-            A::Reopen {
-                reason: "Sạt lở lại".into(),
-            },
-        )
-        .then(vec![E::FeedbackReopened {
-            reason: "Sạt lở lại".into(),
-            deadline: date!(2026 - 12 - 14),
-        }]);
+    for (past, reason) in [(answered(), "Vẫn chưa sửa"), (closed, "Sạt lở lại")] {
+        given(past)
+            .when(
+                house("house-1"),
+                A::Reopen {
+                    reason: reason.into(),
+                },
+            )
+            .then(vec![E::FeedbackReopened {
+                reason: reason.into(),
+                deadline: date!(2026 - 12 - 14),
+            }]);
+    }
     given(assigned())
         .when(house("house-1"), A::Confirm)
         .then_error("cannot confirm an item that is assigned");
