@@ -410,14 +410,7 @@ pub struct Upload {
     limit: u64,
 }
 
-impl std::fmt::Debug for Upload {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Upload")
-            .field("name", &self.name)
-            .field("len", &self.len)
-            .finish()
-    }
-}
+crate::debug_fields!(Upload: name, len);
 
 impl Upload {
     /// The next piece of the body; refused (and the upload over) past its limit.

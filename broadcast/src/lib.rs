@@ -47,6 +47,22 @@
 //! stop.send(true)?;
 //! # Ok(()) }
 //! ```
+/// `Debug` that names the type and shows only the fields listed (`debug_fields!(Leveller:
+/// gain_db)`): the others hold codec or filter state that has no `Debug` or is not worth
+/// printing.
+macro_rules! debug_fields {
+    ($ty:ident: $($field:ident),+) => {
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    $(.field(stringify!($field), &self.$field))+
+                    .finish()
+            }
+        }
+    };
+}
+pub(crate) use debug_fields;
+
 pub mod bridge;
 pub mod clip;
 pub mod config;

@@ -21,13 +21,7 @@ pub struct OggPager {
     per_page: usize,
 }
 
-impl std::fmt::Debug for OggPager {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OggPager")
-            .field("serial", &self.serial)
-            .finish()
-    }
-}
+crate::debug_fields!(OggPager: serial);
 
 fn opus_head() -> Vec<u8> {
     let mut h = b"OpusHead".to_vec();

@@ -49,13 +49,7 @@ pub struct Leveller {
     frames: u64,
 }
 
-impl std::fmt::Debug for Leveller {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Leveller")
-            .field("gain_db", &self.gain_db)
-            .finish()
-    }
-}
+crate::debug_fields!(Leveller: gain_db);
 
 impl Leveller {
     /// A leveller at unity gain.

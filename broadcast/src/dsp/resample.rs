@@ -74,13 +74,7 @@ pub struct StreamResampler {
     ratio: f64,
 }
 
-impl std::fmt::Debug for StreamResampler {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamResampler")
-            .field("ratio", &self.ratio)
-            .finish()
-    }
-}
+crate::debug_fields!(StreamResampler: ratio);
 
 /// Input samples per resampler call.
 const CHUNK: usize = 1024;
