@@ -663,6 +663,15 @@ mod tests {
         }
     }
 
+    /// An engine of the default settings with `outputs`.
+    fn engine(outputs: impl IntoIterator<Item = OutputSpec>) -> Engine {
+        let mut e = Engine::new(EngineSettings::default()).unwrap();
+        for o in outputs {
+            e.add_output(o).unwrap();
+        }
+        e
+    }
+
     /// An engine fed a 440 Hz tone at `amp` from the chair for `secs`; returns each output's
     /// frames, decoded back to 48 kHz (G.711 at 8 kHz).
     fn run(
@@ -723,15 +732,12 @@ mod tests {
     #[test]
     fn each_output_reaches_its_loudness_target_whatever_the_input_level() {
         for amp in [0.03, 0.5] {
-            let mut e = Engine::new(EngineSettings::default()).unwrap();
-            e.add_output(out("opus-16", Codec::Opus, -16.0, true, false))
-                .unwrap();
-            e.add_output(out("opus-23", Codec::Opus, -23.0, true, false))
-                .unwrap();
-            e.add_output(out("pcmu-18", Codec::Pcmu, -18.0, true, false))
-                .unwrap();
-            e.add_output(out("pcma-18", Codec::Pcma, -18.0, true, false))
-                .unwrap();
+            let mut e = engine([
+                out("opus-16", Codec::Opus, -16.0, true, false),
+                out("opus-23", Codec::Opus, -23.0, true, false),
+                out("pcmu-18", Codec::Pcmu, -18.0, true, false),
+                out("pcma-18", Codec::Pcma, -18.0, true, false),
+            ]);
             e.set_relay("demo", true);
             let got = run(&mut e, amp, 600, |_, _| {});
             // After the leveller has settled (6 s on).
@@ -772,13 +778,11 @@ mod tests {
 
     #[test]
     fn clusters_play_only_while_the_relay_runs_but_the_room_stream_always_does() {
-        let mut e = Engine::new(EngineSettings::default()).unwrap();
-        e.add_output(out("rtp", Codec::Opus, -16.0, true, false))
-            .unwrap();
-        e.add_output(out("ice", Codec::Opus, -16.0, true, true))
-            .unwrap();
-        e.add_output(out("room:demo", Codec::Opus, -16.0, false, true))
-            .unwrap();
+        let mut e = engine([
+            out("rtp", Codec::Opus, -16.0, true, false),
+            out("ice", Codec::Opus, -16.0, true, true),
+            out("room:demo", Codec::Opus, -16.0, false, true),
+        ]);
         assert_eq!(e.selection("rtp"), None);
         assert_eq!(e.selection("ice"), Some(FeedKey::Silence));
         assert_eq!(e.selection("room:demo"), Some(FeedKey::Room("demo".into())));
@@ -793,13 +797,11 @@ mod tests {
 
     #[test]
     fn an_emergency_interrupts_every_output_then_the_meeting_resumes() {
-        let mut e = Engine::new(EngineSettings::default()).unwrap();
-        e.add_output(out("a", Codec::Opus, -16.0, true, false))
-            .unwrap();
-        e.add_output(out("b", Codec::Pcmu, -16.0, true, false))
-            .unwrap();
-        e.add_output(out("room:demo", Codec::Opus, -16.0, false, true))
-            .unwrap();
+        let mut e = engine([
+            out("a", Codec::Opus, -16.0, true, false),
+            out("b", Codec::Pcmu, -16.0, true, false),
+            out("room:demo", Codec::Opus, -16.0, false, true),
+        ]);
         e.set_relay("demo", true);
         // A scheduled normal bulletin on "a" only, then an emergency everywhere.
         let bulletin = Clip::from_samples(&vec![0.1; 48_000 * 10]);
@@ -852,10 +854,10 @@ mod tests {
 
     #[test]
     fn a_live_emergency_carries_the_room_voice_to_other_rooms_clusters() {
-        let mut e = Engine::new(EngineSettings::default()).unwrap();
-        let mut other = out("x", Codec::Opus, -16.0, true, false);
-        other.room = "other".into();
-        e.add_output(other).unwrap();
+        let mut e = engine([OutputSpec {
+            room: "other".into(),
+            ..out("x", Codec::Opus, -16.0, true, false)
+        }]);
         e.announce(Announcement {
             id: "live".into(),
             priority: Priority::Emergency,
@@ -873,12 +875,13 @@ mod tests {
 
     #[test]
     fn a_room_wide_announcement_stays_in_its_room() {
-        let mut e = Engine::new(EngineSettings::default()).unwrap();
-        e.add_output(out("a", Codec::Opus, -16.0, true, false))
-            .unwrap();
-        let mut other = out("x", Codec::Opus, -16.0, true, false);
-        other.room = "other".into();
-        e.add_output(other).unwrap();
+        let mut e = engine([
+            out("a", Codec::Opus, -16.0, true, false),
+            OutputSpec {
+                room: "other".into(),
+                ..out("x", Codec::Opus, -16.0, true, false)
+            },
+        ]);
         e.set_relay("other", true);
         e.announce(Announcement {
             id: "flood".into(),
@@ -897,9 +900,7 @@ mod tests {
 
     #[test]
     fn an_output_nobody_hears_is_not_encoded() {
-        let mut e = Engine::new(EngineSettings::default()).unwrap();
-        e.add_output(out("room:demo", Codec::Opus, -16.0, false, true))
-            .unwrap();
+        let mut e = engine([out("room:demo", Codec::Opus, -16.0, false, true)]);
         e.set_idle("room:demo", true);
         assert!(e.tick(Instant::now()).sends.is_empty());
         e.set_idle("room:demo", false);
@@ -908,9 +909,7 @@ mod tests {
 
     #[test]
     fn bad_commands_are_refused_and_change_nothing() {
-        let mut e = Engine::new(EngineSettings::default()).unwrap();
-        e.add_output(out("a", Codec::Opus, -16.0, true, false))
-            .unwrap();
+        let mut e = engine([out("a", Codec::Opus, -16.0, true, false)]);
         assert_eq!(
             e.add_output(out("a", Codec::Opus, -16.0, true, false)),
             Err(EngineError::Exists("a".into()))
@@ -933,9 +932,7 @@ mod tests {
 
     #[test]
     fn latency_through_the_core_is_a_frame_or_two() {
-        let mut e = Engine::new(EngineSettings::default()).unwrap();
-        e.add_output(out("a", Codec::Opus, -16.0, true, false))
-            .unwrap();
+        let mut e = engine([out("a", Codec::Opus, -16.0, true, false)]);
         e.set_relay("demo", true);
         let mut enc =
             opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip).unwrap();

@@ -486,6 +486,13 @@ mod tests {
         cur.into_inner().into()
     }
 
+    /// How many files, finished or temporary, are in `room`'s folder.
+    fn files_in(s: &FileStore, room: &str) -> usize {
+        std::fs::read_dir(s.settings().dir.join(room))
+            .unwrap()
+            .count()
+    }
+
     fn store(quota: u64) -> FileStore {
         let dir = std::env::temp_dir().join(format!(
             "dinh-files-{}-{}",
@@ -602,10 +609,7 @@ mod tests {
             "{r:?}"
         );
         // Not even its temporary file is left.
-        let left = std::fs::read_dir(s.settings().dir.join("xom-1"))
-            .unwrap()
-            .count();
-        assert_eq!(left, 0);
+        assert_eq!(files_in(&s, "xom-1"), 0);
     }
 
     #[tokio::test]
@@ -619,10 +623,7 @@ mod tests {
             Err(FileError::TooLarge(1000))
         ));
         drop(up);
-        let left = std::fs::read_dir(s.settings().dir.join("xom-1"))
-            .unwrap()
-            .count();
-        assert_eq!(left, 0);
+        assert_eq!(files_in(&s, "xom-1"), 0);
     }
 
     #[tokio::test]

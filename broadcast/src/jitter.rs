@@ -287,12 +287,15 @@ mod tests {
             .collect()
     }
 
+    /// An empty input, the time it starts at, and a frame to pull into.
+    fn start() -> (OpusInput, Instant, [f32; FRAME]) {
+        (OpusInput::new(), Instant::now(), [0f32; FRAME])
+    }
+
     #[test]
     fn plays_in_order_despite_reordering_and_counts_nothing_lost() {
         let pkts = encoded(50, false);
-        let mut input = OpusInput::new();
-        let t0 = Instant::now();
-        let mut out = [0f32; FRAME];
+        let (mut input, t0, mut out) = start();
         let mut audio = 0;
         // Pairs swapped on the way.
         for (i, pair) in pkts.chunks(2).enumerate() {
@@ -315,9 +318,7 @@ mod tests {
     #[test]
     fn a_lost_packet_comes_back_from_fec_when_the_next_one_is_there() {
         let pkts = encoded(30, true);
-        let mut input = OpusInput::new();
-        let t0 = Instant::now();
-        let mut out = [0f32; FRAME];
+        let (mut input, t0, mut out) = start();
         // One packet of buffering; packet 10 is lost, 11 arrives before 10's turn.
         input.push(0, pkts[0].clone(), t0);
         for (i, p) in pkts.iter().enumerate().skip(1) {
@@ -335,9 +336,7 @@ mod tests {
     #[test]
     fn underruns_deepen_the_buffer_then_silence_goes_idle() {
         let pkts = encoded(5, false);
-        let mut input = OpusInput::new();
-        let t0 = Instant::now();
-        let mut out = [0f32; FRAME];
+        let (mut input, t0, mut out) = start();
         input.push(0, pkts[0].clone(), t0);
         assert!(matches!(input.pull(&mut out, t0), Pulled::Audio { .. }));
         // Nothing more arrives: concealment, then idle.
@@ -355,9 +354,7 @@ mod tests {
     #[test]
     fn a_loss_behind_an_underrun_is_rebuilt_from_fec_once_the_buffer_has_grown() {
         let pkts = encoded(20, true);
-        let mut input = OpusInput::new();
-        let t0 = Instant::now();
-        let mut out = [0f32; FRAME];
+        let (mut input, t0, mut out) = start();
         // Packets arrive just after each tick; packet 3 is lost.
         for (i, p) in pkts.iter().enumerate() {
             input.pull(&mut out, t0);
@@ -373,9 +370,7 @@ mod tests {
 
     #[test]
     fn garbage_is_counted_not_fatal() {
-        let mut input = OpusInput::new();
-        let t0 = Instant::now();
-        let mut out = [0f32; FRAME];
+        let (mut input, t0, mut out) = start();
         input.push(1, Bytes::from_static(&[0xFF; 3]), t0);
         input.push(2, Bytes::from_static(&[0x00]), t0);
         for _ in 0..3 {

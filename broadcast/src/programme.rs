@@ -471,6 +471,12 @@ mod tests {
         Programme::new(ProgrammeSettings::default())
     }
 
+    /// `id` started in `room` by its chair: `lu.wav`, an emergency, on every cluster.
+    fn started_by_chair(p: &mut Programme, id: &str, room: &str) -> Started {
+        let by = format!("chair:chair@{room}");
+        p.started(id, room, Priority::Emergency, &[], "lu.wav".into(), &by)
+    }
+
     fn load(id: &str) -> Step {
         Step::Load {
             id: id.into(),
@@ -567,14 +573,7 @@ mod tests {
             p.schedule(bulletin("x", "demo", 9.0)),
             Err(ProgrammeError::Exists("x".into()))
         );
-        p.started(
-            "y",
-            "demo",
-            Priority::Emergency,
-            &[],
-            "lu.wav".into(),
-            "chair:chair@demo",
-        );
+        started_by_chair(&mut p, "y", "demo");
         assert_eq!(
             p.schedule(bulletin("y", "demo", 9.0)),
             Err(ProgrammeError::Exists("y".into()))
@@ -589,14 +588,7 @@ mod tests {
     fn another_room_can_neither_see_nor_cancel_nor_stop_an_announcement() {
         let mut p = programme();
         p.schedule(bulletin("sang", "xom-2", 60.0)).unwrap();
-        p.started(
-            "lu",
-            "xom-2",
-            Priority::Emergency,
-            &[],
-            "lu.wav".into(),
-            "chair:chair@xom-2",
-        );
+        started_by_chair(&mut p, "lu", "xom-2");
         assert_eq!(p.scheduled("demo"), []);
         assert_eq!(p.scheduled("xom-2").len(), 1);
         assert_eq!(
@@ -636,14 +628,7 @@ mod tests {
     #[test]
     fn every_announcement_ends_once_and_the_chime_is_not_one() {
         let mut p = programme();
-        p.started(
-            "lu",
-            "demo",
-            Priority::Emergency,
-            &[],
-            "lu.wav".into(),
-            "chair:chair@demo",
-        );
+        started_by_chair(&mut p, "lu", "demo");
         assert_eq!(
             p.finished("lu"),
             Some(Ended {

@@ -194,13 +194,19 @@ mod tests {
         z as f64 * rate / 2.0 / x.len() as f64
     }
 
-    #[test]
-    fn a_tone_keeps_its_pitch_and_level_at_8_khz() {
+    /// `frames` of a tone of `hz` at amplitude 0.5, through one downsampler to 8 kHz.
+    fn downsampled(hz: f64, frames: usize) -> Vec<f32> {
         let mut d = Downsampler::new();
         let mut out = Vec::new();
-        for f in sine(440.0, 0.5, 100) {
+        for f in sine(hz, 0.5, frames) {
             out.extend_from_slice(d.process(&f));
         }
+        out
+    }
+
+    #[test]
+    fn a_tone_keeps_its_pitch_and_level_at_8_khz() {
+        let out = downsampled(440.0, 100);
         let tail = &out[4000..];
         let hz = zero_crossing_hz(tail, 8000.0);
         assert!((hz - 440.0).abs() < 4.4, "{hz}");
@@ -210,11 +216,7 @@ mod tests {
 
     #[test]
     fn removes_what_8_khz_cannot_carry() {
-        let mut d = Downsampler::new();
-        let mut out = Vec::new();
-        for f in sine(6000.0, 0.5, 50) {
-            out.extend_from_slice(d.process(&f));
-        }
+        let out = downsampled(6000.0, 50);
         let peak = out[2000..].iter().fold(0f32, |m, x| m.max(x.abs()));
         assert!(peak < 0.01, "6 kHz aliased at {peak}");
     }
