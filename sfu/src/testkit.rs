@@ -443,28 +443,31 @@ impl LossyLink {
             AtomicU32::new(Self::threshold(toward_hub)),
             AtomicU32::new(Self::threshold(toward_client)),
         ]);
-        let lossy = |t: Arc<[AtomicU32; 2]>, way: usize| {
-            move |state: &mut u64| {
-                *state = state
+        // One way's loss: a fixed pseudo-random sequence per way (so that a run repeats),
+        // drawn against the way's threshold; counts the datagram as dropped or passed.
+        let gate = |way: usize| {
+            let (t, dropped, passed) = (threshold.clone(), dropped.clone(), passed.clone());
+            let mut state = way as u64 + 1;
+            move || {
+                state = state
                     .wrapping_mul(6_364_136_223_846_793_005)
                     .wrapping_add(1_442_695_040_888_963_407);
-                ((*state >> 32) as u32) < t[way].load(Ordering::Relaxed)
+                let lose = ((state >> 32) as u32) < t[way].load(Ordering::Relaxed);
+                let count = if lose { &dropped[way] } else { &passed[way] };
+                count.fetch_add(1, Ordering::Relaxed);
+                !lose
             }
         };
         let up = {
             let (front, back, client) = (front.clone(), back.clone(), client.clone());
-            let (dropped, passed) = (dropped.clone(), passed.clone());
-            let lose = lossy(threshold.clone(), 0);
+            let mut passes = gate(0);
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 2048];
-                let mut rng = 1u64;
                 while let Ok((n, from)) = front.recv_from(&mut buf).await {
                     *client.lock().unwrap_or_else(|p| p.into_inner()) = Some(from);
-                    if lose(&mut rng) {
-                        dropped[0].fetch_add(1, Ordering::Relaxed);
+                    if !passes() {
                         continue;
                     }
-                    passed[0].fetch_add(1, Ordering::Relaxed);
                     let (back, data) = (back.clone(), buf[..n].to_vec());
                     tokio::spawn(async move {
                         tokio::time::sleep(delay).await;
@@ -474,20 +477,16 @@ impl LossyLink {
             })
         };
         let down = {
-            let (dropped, passed) = (dropped.clone(), passed.clone());
-            let lose = lossy(threshold.clone(), 1);
+            let mut passes = gate(1);
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 2048];
-                let mut rng = 2u64;
                 while let Ok(n) = back.recv(&mut buf).await {
                     let Some(to) = *client.lock().unwrap_or_else(|p| p.into_inner()) else {
                         continue;
                     };
-                    if lose(&mut rng) {
-                        dropped[1].fetch_add(1, Ordering::Relaxed);
+                    if !passes() {
                         continue;
                     }
-                    passed[1].fetch_add(1, Ordering::Relaxed);
                     let (front, data) = (front.clone(), buf[..n].to_vec());
                     tokio::spawn(async move {
                         tokio::time::sleep(delay).await;
