@@ -265,6 +265,13 @@ mod tests {
         }
     }
 
+    /// A slot of `kind` forwarding source 1, and the time its packets arrive.
+    fn forwarding_1(kind: SlotKind) -> (SlotForwarder, Instant) {
+        let mut s = SlotForwarder::new(kind);
+        s.set_source(Some(1));
+        (s, Instant::now())
+    }
+
     #[test]
     fn first_source_passes_unchanged() {
         let t = Instant::now();
@@ -276,9 +283,7 @@ mod tests {
 
     #[test]
     fn other_sources_are_dropped() {
-        let t = Instant::now();
-        let mut s = SlotForwarder::new(SlotKind::Audio);
-        s.set_source(Some(1));
+        let (mut s, t) = forwarding_1(SlotKind::Audio);
         assert_eq!(
             s.on_packet(2, h(20, 1, 1), &[1], t),
             Verdict::Drop(DropReason::NotCurrentSource)
@@ -292,9 +297,7 @@ mod tests {
 
     #[test]
     fn switch_continues_sequence_and_timestamp() {
-        let t = Instant::now();
-        let mut s = SlotForwarder::new(SlotKind::Audio);
-        s.set_source(Some(1));
+        let (mut s, t) = forwarding_1(SlotKind::Audio);
         fwd(s.on_packet(1, h(10, 65_535, 1000), &[1], t));
         s.set_source(Some(2));
         let o = fwd(s.on_packet(2, h(20, 7, 555), &[1], t + Duration::from_millis(100)));
@@ -307,9 +310,7 @@ mod tests {
 
     #[test]
     fn quick_switch_still_advances_timestamp_by_a_frame() {
-        let t = Instant::now();
-        let mut s = SlotForwarder::new(SlotKind::Audio);
-        s.set_source(Some(1));
+        let (mut s, t) = forwarding_1(SlotKind::Audio);
         fwd(s.on_packet(1, h(10, 1, 1000), &[1], t));
         s.set_source(Some(2));
         let o = fwd(s.on_packet(2, h(20, 1, 0), &[1], t));
@@ -332,9 +333,7 @@ mod tests {
 
     #[test]
     fn new_ssrc_from_same_source_is_remapped() {
-        let t = Instant::now();
-        let mut s = SlotForwarder::new(SlotKind::Video(VideoCodec::Vp8));
-        s.set_source(Some(1));
+        let (mut s, t) = forwarding_1(SlotKind::Video(VideoCodec::Vp8));
         fwd(s.on_packet(1, h(10, 100, 0), VP8_KEY, t));
         assert_eq!(
             s.on_packet(1, h(11, 9, 0), VP8_DELTA, t),
@@ -346,9 +345,7 @@ mod tests {
 
     #[test]
     fn retransmissions_keep_their_mapping_and_stale_packets_drop() {
-        let t = Instant::now();
-        let mut s = SlotForwarder::new(SlotKind::Audio);
-        s.set_source(Some(1));
+        let (mut s, t) = forwarding_1(SlotKind::Audio);
         fwd(s.on_packet(1, h(10, 1, 0), &[1], t));
         s.set_source(Some(2));
         fwd(s.on_packet(2, h(20, 50, 0), &[1], t));

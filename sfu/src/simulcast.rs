@@ -177,6 +177,15 @@ mod tests {
         InHeader { ssrc: 0, seq, ts }
     }
 
+    /// A switch to `layer` that has forwarded `first`, a keyframe of it, and the time it did.
+    fn playing(layer: u8, first: InHeader) -> (LayerSwitch, Instant) {
+        let t = Instant::now();
+        let mut s = LayerSwitch::new(VIDEO);
+        s.set_target(Some(layer));
+        s.on_packet(layer, first, true, t).unwrap();
+        (s, t)
+    }
+
     #[test]
     fn rids_order_into_layers() {
         // q/h/f in any arrival order.
@@ -238,10 +247,7 @@ mod tests {
 
     #[test]
     fn switch_waits_for_keyframe_and_continues_numbering() {
-        let t = Instant::now();
-        let mut s = LayerSwitch::new(VIDEO);
-        s.set_target(Some(2));
-        s.on_packet(2, h(1000, 90_000), true, t).unwrap();
+        let (mut s, t) = playing(2, h(1000, 90_000));
         let last = s.on_packet(2, h(1001, 90_000), false, t).unwrap();
         // The link got worse: down to layer 0. Layer 2 goes on until layer 0's keyframe.
         assert!(s.set_target(Some(0)));
@@ -281,10 +287,7 @@ mod tests {
 
     #[test]
     fn reset_waits_for_next_keyframe_without_renumbering() {
-        let t = Instant::now();
-        let mut s = LayerSwitch::new(VIDEO);
-        s.set_target(Some(0));
-        s.on_packet(0, h(100, 0), true, t).unwrap();
+        let (mut s, t) = playing(0, h(100, 0));
         s.reset();
         assert!(
             !s.set_target(Some(0)),
@@ -300,10 +303,7 @@ mod tests {
 
     #[test]
     fn no_target_keeps_the_current_layer() {
-        let t = Instant::now();
-        let mut s = LayerSwitch::new(VIDEO);
-        s.set_target(Some(1));
-        s.on_packet(1, h(1, 0), true, t).unwrap();
+        let (mut s, t) = playing(1, h(1, 0));
         assert!(!s.set_target(None));
         assert!(s.on_packet(1, h(2, 0), false, t).is_some());
     }

@@ -388,6 +388,21 @@ impl Sender {
     }
 }
 
+/// A UDP mux and the ICE-TCP mux that shares its connections, on loopback ports the system
+/// picks. The TCP mux runs; running the UDP mux (`tokio::spawn(udp.clone().run())`) is left to
+/// the caller.
+pub async fn loopback_muxes() -> (Arc<crate::mux::UdpMux>, Arc<crate::mux::tcp::TcpMux>) {
+    let loopback = "127.0.0.1:0".parse().expect("an address");
+    let udp = crate::mux::UdpMux::bind(loopback, None)
+        .await
+        .expect("bind UDP");
+    let tcp = crate::mux::tcp::TcpMux::bind(loopback, None, &udp)
+        .await
+        .expect("bind TCP");
+    tokio::spawn(tcp.clone().run());
+    (udp, tcp)
+}
+
 /// A lossy, slow link in user space, for tests of lossy networks where the kernel has no
 /// `tc netem` (this machine's does not): a UDP relay between one client and the hub's media
 /// port that drops a share of the datagrams each way and delays the rest. Point a client at

@@ -46,11 +46,9 @@ async fn ice_restart_moves_a_house_to_a_new_path() {
         .peer
         .accept(dinh_sfu::sdp::rewrite_candidates(&answer, new_path.addr))
         .await;
-    let resumed = house.count("ProgramAudio");
-    eventually(15, "audio again, on the new path", || {
-        house.count("ProgramAudio") > resumed + 50
-    })
-    .await;
+    house
+        .receives_more("ProgramAudio", 50, 15, "audio again, on the new path")
+        .await;
     assert!(house.count("ProgramVideo") > 0);
     // Still one member: the house never left the room.
     assert!(room

@@ -53,11 +53,9 @@ async fn audio_only_stops_the_video_and_keeps_the_voice() {
     // Low quality without simulcast: one layer, so the video simply goes on.
     house.session.set_low_quality(true);
     assert_eq!(video(), Some(VideoMode::Small));
-    let v2 = house.count("ProgramVideo");
-    eventually(5, "video in low quality", || {
-        house.count("ProgramVideo") > v2 + 10
-    })
-    .await;
+    house
+        .receives_more("ProgramVideo", 10, 5, "video in low quality")
+        .await;
     house.close().await;
     chair.close().await;
 }

@@ -353,17 +353,6 @@ mod tests {
         f
     }
 
-    async fn mux() -> (Arc<UdpMux>, Arc<TcpMux>) {
-        let udp = UdpMux::bind("127.0.0.1:0".parse().unwrap(), None)
-            .await
-            .unwrap();
-        let tcp = TcpMux::bind("127.0.0.1:0".parse().unwrap(), None, &udp)
-            .await
-            .unwrap();
-        tokio::spawn(tcp.clone().run());
-        (udp, tcp)
-    }
-
     /// Wait until the mux has decided about `n` streams.
     async fn decided(tcp: &TcpMux, n: u64) {
         for _ in 0..500 {
@@ -378,7 +367,7 @@ mod tests {
 
     #[tokio::test]
     async fn routes_a_stream_by_its_first_binding_request_and_replays_it() {
-        let (udp, tcp) = mux().await;
+        let (udp, tcp) = crate::testkit::loopback_muxes().await;
         let a = udp.runtime();
         let b = udp.runtime();
         a.register_ufrag("aaaa");
@@ -429,7 +418,7 @@ mod tests {
 
     #[tokio::test]
     async fn closes_garbage_and_unknown_streams() {
-        let (udp, tcp) = mux().await;
+        let (udp, tcp) = crate::testkit::loopback_muxes().await;
         let a = udp.runtime();
         a.register_ufrag("aaaa");
         let addr = tcp.local_addr().unwrap();
@@ -478,7 +467,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_second_tcp_port_on_one_mux_is_refused() {
-        let (udp, _tcp) = mux().await;
+        let (udp, _tcp) = crate::testkit::loopback_muxes().await;
         let err = TcpMux::bind("127.0.0.1:0".parse().unwrap(), None, &udp)
             .await
             .unwrap_err();

@@ -45,14 +45,8 @@ pub async fn sfu() -> Arc<Sfu> {
 
 /// An SFU that also serves ICE-TCP on one shared port.
 pub async fn sfu_with_tcp() -> (Arc<Sfu>, Arc<TcpMux>) {
-    let mux = UdpMux::bind("127.0.0.1:0".parse().unwrap(), None)
-        .await
-        .unwrap();
-    let tcp = TcpMux::bind("127.0.0.1:0".parse().unwrap(), None, &mux)
-        .await
-        .unwrap();
+    let (mux, tcp) = dinh_sfu::testkit::loopback_muxes().await;
     tokio::spawn(mux.clone().run());
-    tokio::spawn(tcp.clone().run());
     (Sfu::new(mux, SfuConfig::default()), tcp)
 }
 
@@ -104,6 +98,11 @@ impl Client {
             .packets
             .get(slot)
             .unwrap_or(&0)
+    }
+    /// Wait up to `secs` until `more` packets of `slot` have come than had come when called.
+    pub async fn receives_more(&self, slot: &str, more: u64, secs: u64, what: &str) {
+        let before = self.count(slot);
+        eventually(secs, what, || self.count(slot) > before + more).await;
     }
     pub fn count_from(&self, slot: &str, tag: &str) -> u64 {
         *self
