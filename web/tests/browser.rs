@@ -48,14 +48,8 @@ async fn chair_page_to_house_pages() {
         return;
     }
     let _serial = serial().await;
-    let data = std::env::temp_dir().join(format!("dinh-e2e-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data);
-    let mut config = dinh_web::config::Config {
-        data: data.clone(),
-        ..Default::default()
-    };
-    config.rtc.udp_listen = "127.0.0.1:0".parse().unwrap();
-    let state = dinh_web::AppState::start(config).await.unwrap();
+    let data = common::app::data_dir("e2e");
+    let state = common::app::state_in(&data).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("https://{}", listener.local_addr().unwrap());
     let spki = state.tls.as_ref().expect("HTTPS on").spki_sha256_base64();

@@ -40,6 +40,11 @@ async fn call(
     (a.status, a.body)
 }
 
+/// `GET /api/integrity` as `role`: status and body.
+async fn integrity(s: &AppState, role: Role) -> (StatusCode, String) {
+    call(s, "GET", "/api/integrity", Some(&token(s, role, "x")), None).await
+}
+
 async fn meeting_with_feedback(s: &AppState) -> (String, String) {
     let chair = token(s, Role::Chair, "chair");
     let (st, v) = call(
@@ -104,14 +109,7 @@ async fn officials_and_chairs_see_the_integrity_and_others_do_not() {
     let s = state_in(&data).await;
     meeting_with_feedback(&s).await;
     s.recording.checkpoint_now().await;
-    let (st, body) = call(
-        &s,
-        "GET",
-        "/api/integrity",
-        Some(&token(&s, Role::Official, "can-bo")),
-        None,
-    )
-    .await;
+    let (st, body) = integrity(&s, Role::Official).await;
     assert_eq!(st, StatusCode::OK, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["ok"], true);
@@ -128,24 +126,10 @@ async fn officials_and_chairs_see_the_integrity_and_others_do_not() {
         .starts_with("dinh.local/record-"));
     assert!(v["message"]["vi"].as_str().unwrap().contains("nguyên vẹn"));
     assert_eq!(v["last_verification"]["ok"], true);
-    let (st, _) = call(
-        &s,
-        "GET",
-        "/api/integrity",
-        Some(&token(&s, Role::Chair, "chair")),
-        None,
-    )
-    .await;
+    let (st, _) = integrity(&s, Role::Chair).await;
     assert_eq!(st, StatusCode::OK);
     for role in [Role::House, Role::Receiver] {
-        let (st, body) = call(
-            &s,
-            "GET",
-            "/api/integrity",
-            Some(&token(&s, role, "x")),
-            None,
-        )
-        .await;
+        let (st, body) = integrity(&s, role).await;
         assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
     }
     let (st, _) = call(&s, "GET", "/api/integrity", None, None).await;
@@ -197,14 +181,7 @@ async fn a_hub_started_over_a_changed_log_signs_nothing_and_says_why() {
         body.contains("position 4") && body.contains("Merkle"),
         "{body}"
     );
-    let (_, body) = call(
-        &s,
-        "GET",
-        "/api/integrity",
-        Some(&token(&s, Role::Official, "can-bo")),
-        None,
-    )
-    .await;
+    let (_, body) = integrity(&s, Role::Official).await;
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         (v["ok"].clone(), v["signing"].clone()),

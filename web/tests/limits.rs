@@ -253,12 +253,39 @@ async fn a_websocket_is_not_evicted_by_a_flood_from_its_own_source() {
     hub.stop().await;
 }
 
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Send `frame` then a ping over signalling; the frames answered before the pong.
+async fn ask(ws: &mut Ws, frame: &str) -> Vec<String> {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    ws.send(Message::text(frame)).await.unwrap();
+    ws.send(Message::text(r#"{"type":"ping"}"#)).await.unwrap();
+    let mut got = Vec::new();
+    let mut pongs = if frame.contains("\"ping\"") { 2 } else { 1 };
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("an answer")
+            .expect("open")
+            .unwrap();
+        let text = m.to_text().unwrap_or("").to_owned();
+        if text.contains("\"pong\"") {
+            pongs -= 1;
+            if pongs == 0 {
+                return got;
+            }
+            continue;
+        }
+        got.push(text);
+    }
+}
+
 /// A house looping raise/lower over signalling (issue 11 §4: 1,000 permanent events in 4 s)
 /// gets a `rate_limited` frame once its token's burst is spent; pings are not counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signalling_writes_are_paced_per_token() {
-    use futures::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message;
     let hub = Hub::start(|c| {
         c.limits.write_burst = 4;
         c.limits.writes_per_minute = 1;
@@ -267,37 +294,17 @@ async fn signalling_writes_are_paced_per_token() {
     let house = hub.token(Role::House, "house-1");
     let url = format!("ws://{}/ws/demo?token={house}", hub.addr);
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    // Send `frame` then a ping; the frames answered before the pong.
-    let mut ask = async |frame: &str| -> Vec<String> {
-        ws.send(Message::text(frame)).await.unwrap();
-        ws.send(Message::text(r#"{"type":"ping"}"#)).await.unwrap();
-        let mut got = Vec::new();
-        let mut pongs = if frame.contains("\"ping\"") { 2 } else { 1 };
-        loop {
-            let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
-                .await
-                .expect("an answer")
-                .expect("open")
-                .unwrap();
-            let text = m.to_text().unwrap_or("").to_owned();
-            if text.contains("\"pong\"") {
-                pongs -= 1;
-                if pongs == 0 {
-                    return got;
-                }
-                continue;
-            }
-            got.push(text);
-        }
-    };
     for frame in [r#"{"type":"raise_hand"}"#, r#"{"type":"lower_hand"}"#].repeat(2) {
-        let got = ask(frame).await;
+        let got = ask(&mut ws, frame).await;
         assert!(!got.iter().any(|f| f.contains("rate_limited")), "{got:?}");
     }
     for _ in 0..3 {
-        assert!(ask(r#"{"type":"ping"}"#).await.is_empty(), "pings are free");
+        assert!(
+            ask(&mut ws, r#"{"type":"ping"}"#).await.is_empty(),
+            "pings are free"
+        );
     }
-    let got = ask(r#"{"type":"raise_hand"}"#).await;
+    let got = ask(&mut ws, r#"{"type":"raise_hand"}"#).await;
     assert!(
         got.iter().any(|f| f.contains("\"rate_limited\"")),
         "{got:?}"
@@ -306,22 +313,8 @@ async fn signalling_writes_are_paced_per_token() {
     let other = hub.token(Role::House, "house-2");
     let url = format!("ws://{}/ws/demo?token={other}", hub.addr);
     let (mut ws2, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    ws2.send(Message::text(r#"{"type":"raise_hand"}"#))
-        .await
-        .unwrap();
-    ws2.send(Message::text(r#"{"type":"ping"}"#)).await.unwrap();
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(10), ws2.next())
-            .await
-            .expect("an answer")
-            .expect("open")
-            .unwrap();
-        let text = m.to_text().unwrap_or("").to_owned();
-        assert!(!text.contains("rate_limited"), "{text}");
-        if text.contains("\"pong\"") {
-            break;
-        }
-    }
+    let got = ask(&mut ws2, r#"{"type":"raise_hand"}"#).await;
+    assert!(!got.iter().any(|f| f.contains("rate_limited")), "{got:?}");
     hub.stop().await;
 }
 

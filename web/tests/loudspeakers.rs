@@ -1082,26 +1082,19 @@ async fn rooms_are_isolated_in_the_loudspeaker_api() {
         c.broadcast.clusters = vec![http_cluster("a-1", "demo"), http_cluster("b-1", "xom-2")];
     })
     .await;
-    let ttl = Duration::from_secs(3600);
     let chair_a = hub.token(Role::Chair, "chair");
     let official_a = hub.token(Role::Official, "can-bo-1");
-    let chair_b = hub
-        .state
-        .keys
-        .issue("chair", "chair", Role::Chair, "xom-2", ttl);
-    let official_b = hub
-        .state
-        .keys
-        .issue("can-bo-1", "can-bo-1", Role::Official, "xom-2", ttl);
+    let chair_b = hub.token_in(Role::Chair, "chair", "xom-2");
+    let official_b = hub.token_in(Role::Official, "can-bo-1", "xom-2");
     let ann = "/api/broadcast/announcements";
     // Room B: a file, a bulletin scheduled on its cluster, its relay on.
     let b_file = wav_tone(600.0, 2.0, 8000);
     let (st, t) = hub
-        .call(
-            "PUT",
+        .put(
             "/api/broadcast/files/ban-tin.wav",
             &chair_b,
-            Some(("audio/wav", b_file.clone())),
+            "audio/wav",
+            b_file.clone(),
         )
         .await;
     assert_eq!(st, 201, "{t}");
@@ -1224,11 +1217,11 @@ async fn rooms_are_isolated_in_the_loudspeaker_api() {
     // Room A's chair uploads a file of the same name: its own, room B's is untouched; and
     // deleting it deletes room A's.
     let (st, t) = hub
-        .call(
-            "PUT",
+        .put(
             "/api/broadcast/files/ban-tin.wav",
             &chair_a,
-            Some(("audio/wav", wav_tone(900.0, 1.0, 8000))),
+            "audio/wav",
+            wav_tone(900.0, 1.0, 8000),
         )
         .await;
     assert_eq!(st, 201, "{t}");

@@ -134,14 +134,8 @@ async fn an_official_works_the_register_from_the_page() {
         return;
     }
     let (_driver, port) = chromedriver().await;
-    let data = std::env::temp_dir().join(format!("dinh-official-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data);
-    let mut config = dinh_web::config::Config {
-        data: data.clone(),
-        ..Default::default()
-    };
-    config.rtc.udp_listen = "127.0.0.1:0".parse().unwrap();
-    let state = dinh_web::AppState::start(config).await.unwrap();
+    let data = common::app::data_dir("official");
+    let state = common::app::state_in(&data).await;
     seed(&state).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -423,29 +423,24 @@ async fn notices_reach_the_house_board_with_their_picture() {
     let house = hub.token(Role::House, "house-1");
     // A picture is typed by its bytes, whatever the request says.
     let (st, body) = hub
-        .call(
-            "PUT",
+        .put(
             "/api/notices/pictures",
             &chair,
-            Some(("image/png", b"<svg onload=alert(1)>".to_vec())),
+            "image/png",
+            b"<svg onload=alert(1)>".to_vec(),
         )
         .await;
     assert_eq!(st, 415, "{body}");
     let (st, body) = hub
-        .call(
-            "PUT",
-            "/api/notices/pictures",
-            &house,
-            Some(("image/png", PNG.to_vec())),
-        )
+        .put("/api/notices/pictures", &house, "image/png", PNG.to_vec())
         .await;
     assert_eq!(st, 403, "a house posts no pictures: {body}");
     let (st, body) = hub
-        .call(
-            "PUT",
+        .put(
             "/api/notices/pictures",
             &official,
-            Some(("image/png", PNG.to_vec())),
+            "image/png",
+            PNG.to_vec(),
         )
         .await;
     assert_eq!(st, 201, "{body}");
@@ -455,12 +450,7 @@ async fn notices_reach_the_house_board_with_their_picture() {
     // Too large: refused before it is stored.
     let big = [PNG, &vec![0u8; dinh_web::notices::MAX_PICTURE_BYTES]].concat();
     let (st, _) = hub
-        .call(
-            "PUT",
-            "/api/notices/pictures",
-            &chair,
-            Some(("image/png", big)),
-        )
+        .put("/api/notices/pictures", &chair, "image/png", big)
         .await;
     assert_eq!(st, 413);
 
@@ -470,35 +460,29 @@ async fn notices_reach_the_house_board_with_their_picture() {
         async move { hub.post("/api/notices", &chair, body).await }
     };
     let before = head(&hub);
-    let (st, v) = post(
-        json!({"title": " ", "text": "x", "valid_from": "2026-01-01", "valid_until": "2099-01-01"}),
-    )
-    .await;
-    assert_eq!(
-        (st, v["message"].as_str()),
-        (422, Some("invalid title: must not be empty"))
-    );
-    let (st, v) = post(
-        json!({"title": "x", "text": "x", "valid_from": "2026-02-01", "valid_until": "2026-01-01"}),
-    )
-    .await;
-    assert_eq!(
-        (st, v["message"].as_str()),
-        (422, Some("invalid valid_until: before valid_from"))
-    );
-    let (st, v) = post(
-        json!({"title": "x", "text": "x", "valid_from": "1-2-3", "valid_until": "2026-01-01"}),
-    )
-    .await;
-    assert_eq!(
-        (st, v["message"].as_str()),
-        (422, Some("invalid valid_from: not a date (YYYY-MM-DD)"))
-    );
-    let (st, v) = post(json!({"title": "x", "text": "x", "valid_from": "2026-01-01", "valid_until": "2026-12-01", "picture": "../signing.key"})).await;
-    assert_eq!(
-        (st, v["message"].as_str()),
-        (422, Some("invalid picture: not an uploaded picture"))
-    );
+    let refused = [
+        (
+            json!({"title": " ", "text": "x", "valid_from": "2026-01-01", "valid_until": "2099-01-01"}),
+            "invalid title: must not be empty",
+        ),
+        (
+            json!({"title": "x", "text": "x", "valid_from": "2026-02-01", "valid_until": "2026-01-01"}),
+            "invalid valid_until: before valid_from",
+        ),
+        (
+            json!({"title": "x", "text": "x", "valid_from": "1-2-3", "valid_until": "2026-01-01"}),
+            "invalid valid_from: not a date (YYYY-MM-DD)",
+        ),
+        (
+            json!({"title": "x", "text": "x", "valid_from": "2026-01-01", "valid_until": "2026-12-01",
+                "picture": "../signing.key"}),
+            "invalid picture: not an uploaded picture",
+        ),
+    ];
+    for (body, why) in refused {
+        let (st, v) = post(body).await;
+        assert_eq!((st, v["message"].as_str()), (422, Some(why)));
+    }
     assert_eq!(head(&hub), before, "refused notices appended nothing");
 
     let today = today();
@@ -537,13 +521,7 @@ async fn notices_reach_the_house_board_with_their_picture() {
     assert_eq!(list.as_array().unwrap().len(), 1);
 
     // Another room's chair cannot withdraw it, nor see the picture.
-    let elsewhere = hub.state.keys.issue(
-        "chair",
-        "chair",
-        Role::Chair,
-        "other",
-        Duration::from_secs(60),
-    );
+    let elsewhere = hub.token_in(Role::Chair, "chair", "other");
     let (st, _) = hub
         .post(
             &format!("/api/notices/{id}/withdraw"),
@@ -693,12 +671,7 @@ async fn a_notice_picture_is_stored_without_where_it_was_taken() {
     assert!(has(&photo, b"21.0285N"));
     let chair = hub.token(Role::Chair, "chair");
     let (st, body) = hub
-        .call(
-            "PUT",
-            "/api/notices/pictures",
-            &chair,
-            Some(("image/jpeg", photo)),
-        )
+        .put("/api/notices/pictures", &chair, "image/jpeg", photo)
         .await;
     assert_eq!(st, 201, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();

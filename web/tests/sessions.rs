@@ -6,8 +6,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{eventually, Hub, Reply, Tone};
@@ -66,12 +65,8 @@ async fn a_session_that_never_connects_is_removed() {
 async fn a_connected_session_stays_past_the_timeout() {
     let hub = Hub::start(|c| c.limits.connect_timeout_secs = 2).await;
     let tone = Tone::publish(&hub, 440.0, 0.1).await;
-    let got = Arc::new(AtomicU64::new(0));
-    let g = got.clone();
-    let mut viewer = Peer::new(Some(Arc::new(move |_, _| {
-        g.fetch_add(1, Ordering::Relaxed);
-    })))
-    .await;
+    let (got, on_rtp) = common::packet_counter();
+    let mut viewer = Peer::new(on_rtp).await;
     viewer.add_receiver(RtpCodecKind::Audio).await;
     let sdp = viewer.offer().await;
     let answer = hub.whep(&hub.token(Role::House, "house-1"), sdp).await;

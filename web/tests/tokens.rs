@@ -69,13 +69,7 @@ async fn a_revoked_token_is_refused_everywhere_and_after_a_restart() {
         )
         .await;
     assert_eq!(st, 403, "{v}");
-    let foreign = hub.state.keys.issue(
-        "chair",
-        "c",
-        Role::Chair,
-        "xa-khac",
-        Duration::from_secs(600),
-    );
+    let foreign = hub.token_in(Role::Chair, "chair", "xa-khac");
     let (st, v) = hub
         .post("/api/tokens/revoke", &foreign, json!({ "token": house }))
         .await;

@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{eventually, Hub, Tone};
@@ -123,16 +122,8 @@ async fn a_house_behind_a_turn_server_gets_the_meeting_through_the_relay() {
         "{:?}",
         servers[0].username
     );
-    let got = Arc::new(AtomicU64::new(0));
-    let g = got.clone();
-    let mut house = Peer::with_ice(
-        Some(Arc::new(move |_, _| {
-            g.fetch_add(1, Ordering::Relaxed);
-        })),
-        servers,
-        true,
-    )
-    .await;
+    let (got, on_rtp) = common::packet_counter();
+    let mut house = Peer::with_ice(on_rtp, servers, true).await;
     house.add_receiver(RtpCodecKind::Audio).await;
     let offer = house.offer().await;
     assert!(
@@ -162,12 +153,8 @@ async fn a_house_without_udp_watches_over_the_hubs_tcp_port() {
     let hub = Hub::start(|c| c.rtc.tcp_listen = Some("127.0.0.1:0".parse().unwrap())).await;
     let tcp = hub.state.tcp.clone().expect("the TCP mux runs");
     let tone = Tone::publish(&hub, 440.0, 0.1).await;
-    let got = Arc::new(AtomicU64::new(0));
-    let g = got.clone();
-    let mut house = Peer::tcp_only(Some(Arc::new(move |_, _| {
-        g.fetch_add(1, Ordering::Relaxed);
-    })))
-    .await;
+    let (got, on_rtp) = common::packet_counter();
+    let mut house = Peer::tcp_only(on_rtp).await;
     house.add_receiver(RtpCodecKind::Audio).await;
     let offer = house.offer().await;
     let answer = hub.whep(&hub.token(Role::House, "house-1"), offer).await;

@@ -41,12 +41,8 @@ async fn whep_trickles_candidates_and_restarts_ice_over_patch() {
     let hub = Hub::start(|_| {}).await;
     let tone = Tone::publish(&hub, 440.0, 0.1).await;
     let token = hub.token(Role::House, "house-1");
-    let got = Arc::new(AtomicU64::new(0));
-    let g = got.clone();
-    let mut viewer = Peer::new(Some(Arc::new(move |_, _| {
-        g.fetch_add(1, Ordering::Relaxed);
-    })))
-    .await;
+    let (got, on_rtp) = common::packet_counter();
+    let mut viewer = Peer::new(on_rtp).await;
     viewer.add_receiver(RtpCodecKind::Audio).await;
     let hub_udp = hub.state.sfu.mux().advertised_addr();
     let path1 = LossyLink::start(hub_udp, 0.0, Duration::ZERO).await;

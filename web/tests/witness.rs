@@ -161,6 +161,18 @@ fn witness_settings(b: &Path, log_vkey: &str) -> String {
     conf.to_string_lossy().into_owned()
 }
 
+/// The key of the witness whose data folder is `b` (`dinh witness --public-key`).
+fn witness_vkey(b: &Path) -> String {
+    let placeholder = "placeholder+00000000+AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let conf = witness_settings(b, placeholder);
+    let d = b.to_str().unwrap();
+    let (code, vkey, err) = dinh(&["witness", "--public-key", "--data", d, "--config", &conf]);
+    assert_eq!(code, 0, "{err}");
+    let vkey = vkey.trim().to_owned();
+    assert!(vkey.starts_with("huyen.example.vn/witness+"), "{vkey}");
+    vkey
+}
+
 fn serve(data: &Path, port: u16) -> Proc {
     let d = data.to_str().unwrap();
     let conf = data.join("dinh.toml");
@@ -303,24 +315,8 @@ async fn one_hub_witnesses_another_and_a_rewrite_is_caught_everywhere() {
     let b = dir("b");
     let pb = free_port();
     let url = format!("http://127.0.0.1:{pb}/witness");
-    let (code, b_vkey, err) = {
-        // B's key, printed for A's settings.
-        let conf = witness_settings(
-            &b,
-            "placeholder+00000000+AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-        );
-        dinh(&[
-            "witness",
-            "--public-key",
-            "--data",
-            b.to_str().unwrap(),
-            "--config",
-            &conf,
-        ])
-    };
-    assert_eq!(code, 0, "{err}");
-    let b_vkey = b_vkey.trim().to_owned();
-    assert!(b_vkey.starts_with("huyen.example.vn/witness+"), "{b_vkey}");
+    // B's key, printed for A's settings.
+    let b_vkey = witness_vkey(&b);
     let (a, a_key) = hub_a(&url, &b_vkey);
     witness_settings(&b, &a_key.log_vkey().to_string());
     let hub_b = serve(&b, pb);
@@ -468,20 +464,8 @@ async fn a_rollback_is_refused_by_a_standalone_witness_and_the_hub() {
     let b = dir("b");
     let pb = free_port();
     let url = format!("http://127.0.0.1:{pb}/witness");
-    let conf = witness_settings(
-        &b,
-        "placeholder+00000000+AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-    );
-    let (code, b_vkey, err) = dinh(&[
-        "witness",
-        "--public-key",
-        "--data",
-        b.to_str().unwrap(),
-        "--config",
-        &conf,
-    ]);
-    assert_eq!(code, 0, "{err}");
-    let (a, a_key) = hub_a(&url, b_vkey.trim());
+    let b_vkey = witness_vkey(&b);
+    let (a, a_key) = hub_a(&url, &b_vkey);
     let conf = witness_settings(&b, &a_key.log_vkey().to_string());
     let hub_b = Proc::spawn(
         &[

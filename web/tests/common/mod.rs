@@ -125,10 +125,21 @@ impl Hub {
         b.build().into()
     }
 
+    /// An hour's token of room `demo`.
     pub fn token(&self, role: Role, sub: &str) -> String {
+        self.token_in(role, sub, "demo")
+    }
+
+    /// An hour's token of `room`.
+    pub fn token_in(&self, role: Role, sub: &str, room: &str) -> String {
         self.state
             .keys
-            .issue(sub, sub, role, "demo", Duration::from_secs(3600))
+            .issue(sub, sub, role, room, Duration::from_secs(3600))
+    }
+
+    /// `PUT path` with a body of `ctype`; status and the answer's text.
+    pub async fn put(&self, path: &str, token: &str, ctype: &str, body: Vec<u8>) -> (u16, String) {
+        self.call("PUT", path, token, Some((ctype, body))).await
     }
 
     /// An HTTP request with a bearer token; status and body.
@@ -281,6 +292,19 @@ impl Drop for Hub {
             let _ = s.send(());
         }
     }
+}
+
+/// A count of the RTP packets a test peer receives, and the callback that counts them.
+pub fn packet_counter() -> (
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+    Option<dinh_sfu::testkit::OnRtp>,
+) {
+    let got = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let g = got.clone();
+    let on_rtp: dinh_sfu::testkit::OnRtp = std::sync::Arc::new(move |_, _| {
+        g.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    });
+    (got, Some(on_rtp))
 }
 
 /// `dinh ARGS`, the hub's own binary: exit code, stdout, stderr.
