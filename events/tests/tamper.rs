@@ -46,6 +46,13 @@ async fn unlock(target: &str, table: &str) {
     }
 }
 
+/// A [`filled`] log whose events table an attacker has unlocked.
+async fn filled_unlocked(store: &Store, target: &str) -> Signer {
+    let signer = filled(store).await;
+    unlock(target, "events").await;
+    signer
+}
+
 async fn first_bad(store: &Store, signer: &Signer) -> u64 {
     let report = verify_store(store, Some(signer.public_hex()))
         .await
@@ -56,8 +63,7 @@ async fn first_bad(store: &Store, signer: &Signer) -> u64 {
 both!(
     one_changed_payload_byte,
     |store: Store, target: String| async move {
-        let signer = filled(&store).await;
-        unlock(&target, "events").await;
+        let signer = filled_unlocked(&store, &target).await;
         // headcount 14 -> 94 at position 7: one byte.
         let n = raw_exec(
             &target,
@@ -71,8 +77,7 @@ both!(
 );
 
 both!(one_deleted_row, |store: Store, target: String| async move {
-    let signer = filled(&store).await;
-    unlock(&target, "events").await;
+    let signer = filled_unlocked(&store, &target).await;
     raw_exec(&target, "DELETE FROM events WHERE position = 5")
         .await
         .unwrap();
@@ -87,8 +92,7 @@ both!(one_deleted_row, |store: Store, target: String| async move {
 both!(
     two_rows_swapped,
     |store: Store, target: String| async move {
-        let signer = filled(&store).await;
-        unlock(&target, "events").await;
+        let signer = filled_unlocked(&store, &target).await;
         // Swap the rows at positions 4 and 6 (their positions exchange).
         for sql in [
             "UPDATE events SET position = -4 WHERE position = 4",
@@ -104,8 +108,7 @@ both!(
 both!(
     the_last_row_removed_is_caught_by_the_checkpoint,
     |store: Store, target: String| async move {
-        let signer = filled(&store).await;
-        unlock(&target, "events").await;
+        let signer = filled_unlocked(&store, &target).await;
         raw_exec(&target, "DELETE FROM events WHERE position = 10")
             .await
             .unwrap();
@@ -117,8 +120,7 @@ both!(
     a_rewritten_chain_fails_the_signature,
     |store: Store, target: String| async move {
         // Recomputing every hash after a change does not help: the signed tree head differs.
-        let signer = filled(&store).await;
-        unlock(&target, "events").await;
+        let signer = filled_unlocked(&store, &target).await;
         raw_exec(
             &target,
             "UPDATE events SET payload = replace(payload, '17', '71') WHERE position = 10",

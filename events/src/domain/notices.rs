@@ -287,26 +287,15 @@ mod tests {
         posted_until(date!(2026 - 11 - 30))
     }
 
-    /// The post that [`posted`] records: the same fields, the title typed with spaces around.
+    /// The chair's post of that notice, its title typed with spaces around.
     fn post() -> A {
-        let E::NoticePosted {
-            room,
-            title,
-            text,
-            picture,
-            valid_from,
-            valid_until,
-        } = posted()
-        else {
-            unreachable!()
-        };
         A::Post {
-            title: format!("  {title}  "),
-            room,
-            text,
-            picture,
-            valid_from,
-            valid_until,
+            room: "demo".into(),
+            title: "  Lịch tiêm phòng dại  ".into(),
+            text: "Thứ Bảy này tại nhà văn hoá thôn 2.".into(),
+            picture: Some(pic()),
+            valid_from: date!(2026 - 11 - 23),
+            valid_until: date!(2026 - 11 - 30),
         }
     }
 
