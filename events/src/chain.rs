@@ -500,8 +500,8 @@ fn check_private(path: &std::path::Path) -> Result<(), KeyError> {
     Ok(())
 }
 
-/// Write a file readable by its owner only.
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Write a new file (refused if it exists) readable by its owner only, and sync it.
+pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);

@@ -325,20 +325,7 @@ pub fn tighten(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Write a file readable only by its owner.
-pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
-}
+pub use dinh_events::chain::write_private;
 
 /// coturn REST-API credentials (draft-uberti-behave-turn-rest): username `expiry:id`,
 /// password base64(HMAC-SHA1(secret, username)).
@@ -357,16 +344,21 @@ pub fn turn_credentials(secret: &str, id: &str, ttl: Duration) -> (String, Strin
 mod tests {
     use super::*;
 
-    #[test]
-    fn issue_verify_and_refuse() {
-        let k = Keys::from_secret(b"0123456789abcdef0123456789abcdef");
-        let t = k.issue(
+    /// A minute's token of house-1 in room `demo`.
+    fn house_1(k: &Keys) -> String {
+        k.issue(
             "house-1",
             "Thôn 1",
             Role::House,
             "demo",
             Duration::from_secs(60),
-        );
+        )
+    }
+
+    #[test]
+    fn issue_verify_and_refuse() {
+        let k = Keys::from_secret(b"0123456789abcdef0123456789abcdef");
+        let t = house_1(&k);
         let c = k.verify(&t).unwrap();
         assert_eq!(
             (c.sub.as_str(), c.role, c.room.as_str()),
@@ -478,13 +470,7 @@ mod tests {
             c.jti,
             "each token its own id"
         );
-        let house = k.issue(
-            "house-1",
-            "Thôn 1",
-            Role::House,
-            "demo",
-            Duration::from_secs(60),
-        );
+        let house = house_1(&k);
         assert!(k.verify(&house).is_ok());
         assert!(matches!(
             k.verify_feedback(&house),

@@ -479,6 +479,7 @@ fn witness_cmd(listen: Option<SocketAddr>, at: RecordArgs, public_key: bool) -> 
     })
 }
 
+/// Completes on Ctrl-C or SIGTERM (systemd's stop).
 async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("SIGTERM handler");
@@ -652,16 +653,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         );
     }
     tracing::info!(%addr, "serving");
-    dinh_web::run(listener, state, async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        tracing::info!("shutting down");
-    })
-    .await?;
+    dinh_web::run(listener, state, shutdown_signal()).await?;
     Ok(())
 }
 

@@ -24,6 +24,12 @@ async fn hub() -> Hub {
     .await
 }
 
+/// Connections the hub closed for their slowness.
+fn timed_out(hub: &Hub) -> u64 {
+    let stats = &hub.state.conns.stats;
+    stats.timed_out.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A connection from `source` (any 127.0.0.0/8 address is this machine's).
 async fn connect_from(source: [u8; 4], to: SocketAddr) -> std::io::Result<TcpStream> {
     let s = TcpSocket::new_v4()?;
@@ -190,12 +196,7 @@ async fn slow_clients_are_closed() {
     assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
     assert!(reply.contains("did not arrive within"), "{reply}");
     assert!(closed_within(&mut slow_body, Duration::from_secs(3)).await);
-    let t = hub
-        .state
-        .conns
-        .stats
-        .timed_out
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let t = timed_out(&hub);
     assert!(t >= 3, "timeouts counted: {t}");
     hub.stop().await;
 }
@@ -339,12 +340,7 @@ async fn a_client_that_stops_reading_is_closed() {
     })
     .await;
     eprintln!("closed after {:?}", started.elapsed());
-    let t = hub
-        .state
-        .conns
-        .stats
-        .timed_out
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let t = timed_out(&hub);
     assert_eq!(t, 1, "counted as a timeout");
     healthz_fast(hub.addr, "after a client that stopped reading").await;
     drop(c);

@@ -74,14 +74,19 @@ fn proc_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// The hub's forwarding-latency histogram: (upper bound µs, cumulative count) per bucket.
-fn latency_buckets(base: &str, token: &str) -> Vec<(u64, u64)> {
-    let body = ureq::get(&format!("{base}/metrics"))
+/// The hub's `/metrics` text (empty when it does not answer).
+fn metrics(base: &str, token: &str) -> String {
+    ureq::get(&format!("{base}/metrics"))
         .header("authorization", &format!("Bearer {token}"))
         .call()
         .ok()
         .and_then(|mut r| r.body_mut().read_to_string().ok())
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// The hub's forwarding-latency histogram: (upper bound µs, cumulative count) per bucket.
+fn latency_buckets(base: &str, token: &str) -> Vec<(u64, u64)> {
+    let body = metrics(base, token);
     body.lines()
         .filter_map(|l| l.strip_prefix("dinh_forward_latency_us_bucket{le=\""))
         .filter_map(|l| {
@@ -109,12 +114,7 @@ fn window_quantile(before: &[(u64, u64)], after: &[(u64, u64)], q: f64) -> f64 {
 }
 
 fn metric(base: &str, token: &str, name: &str) -> u64 {
-    let body = ureq::get(&format!("{base}/metrics"))
-        .header("authorization", &format!("Bearer {token}"))
-        .call()
-        .ok()
-        .and_then(|mut r| r.body_mut().read_to_string().ok())
-        .unwrap_or_default();
+    let body = metrics(base, token);
     body.lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
         .and_then(|v| v.parse().ok())
