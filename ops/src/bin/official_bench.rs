@@ -15,7 +15,11 @@
 //!    and prints the time from the navigation's start to the register shown: the page marks
 //!    `dinh:register-shown` when the first page of rows is in the document.
 
-use std::os::unix::process::CommandExt;
+// chromedriver and the browser's settings: the browser tests' own (one copy for both).
+#[path = "../../../web/tests/common/browser.rs"]
+#[allow(dead_code)]
+mod browser;
+
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +29,6 @@ use dinh_events::domain::meeting::MeetingAction;
 use dinh_events::domain::{Actor, ActorRole, Command as Cmd};
 use dinh_events::record::Record;
 use dinh_events::store::Store;
-use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 fn arg(name: &str, default: usize) -> usize {
@@ -205,38 +208,6 @@ fn gzip_len(bytes: &[u8]) -> usize {
     child.wait_with_output().unwrap().stdout.len()
 }
 
-/// chromedriver in its own process group, killed with its browsers when dropped.
-struct Driver(std::process::Child);
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-KILL")
-            .arg(format!("-{}", self.0.id()))
-            .status();
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn browser(port: u16, profile: &std::path::Path) -> fantoccini::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let caps = json!({"goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": [
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--no-first-run", "--window-size=1280,900",
-        format!("--user-data-dir={}", profile.display()),
-    ]}});
-    let Value::Object(caps) = caps else {
-        unreachable!()
-    };
-    fantoccini::ClientBuilder::rustls()
-        .expect("tls")
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("chromedriver session")
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let items = arg("--items", 10_000);
@@ -308,29 +279,9 @@ async fn main() {
         println!("  {path:<44} {p50:>6.1} {p95:>8.1} {bytes:>8}  (first {first:.1})");
     }
 
-    // The page in Chromium.
-    let driver_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _driver = Driver(
-        Command::new("/usr/bin/chromedriver")
-            .arg(format!("--port={driver_port}"))
-            .process_group(0)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver (apt-get install chromium-driver)"),
-    );
-    while tokio::net::TcpStream::connect(("127.0.0.1", driver_port))
-        .await
-        .is_err()
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let profile = data.join("chromium-profile");
-    let c = browser(driver_port, &profile).await;
+    // The page in Chromium, started as the browser tests start it.
+    let (_driver, driver_port) = browser::chromedriver().await;
+    let c = browser::browser_sized(driver_port, 0, 1280, 900).await;
     println!("\nopening /official to the register shown (ms from navigation start)");
     let mut shown = Vec::new();
     for run in 0..runs {
