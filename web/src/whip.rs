@@ -41,8 +41,14 @@ use dinh_sfu::signal::VideoMode;
 /// found under `/whip/…`, nor the other way round.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/whip/{room}", post(whip).options(options))
-        .route("/whep/{room}", post(whep).options(options))
+        .route(
+            "/whip/{room}",
+            post(|s, r, q, h, b| create(Kind::Whip, s, r, q, h, b)).options(options),
+        )
+        .route(
+            "/whep/{room}",
+            post(|s, r, q, h, b| create(Kind::Whep, s, r, q, h, b)).options(options),
+        )
         .route(
             "/whip/{room}/{id}",
             delete(|s, p, q, h| remove(Kind::Whip, s, p, q, h))
@@ -339,26 +345,6 @@ fn no_such_session() -> AppError {
         "no_such_session",
         "no such WHIP/WHEP session (it may have ended already)",
     )
-}
-
-async fn whip(
-    state: State<AppState>,
-    room: Path<String>,
-    q: Query<TokenQuery>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, AppError> {
-    create(Kind::Whip, state, room, q, headers, body).await
-}
-
-async fn whep(
-    state: State<AppState>,
-    room: Path<String>,
-    q: Query<TokenQuery>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, AppError> {
-    create(Kind::Whep, state, room, q, headers, body).await
 }
 
 async fn create(

@@ -68,14 +68,7 @@ async fn a_tone_reaches_rtp_and_http_at_its_pitch_and_each_loudness_target() {
     // A quiet microphone (peak -26 dBFS): the bridge must bring it up to each target.
     let tone = Tone::publish(&hub, 440.0, 0.05).await;
     let house = hub.token(Role::House, "house-1");
-    let http = Receiver::measure(
-        Input::Url(format!(
-            "{}/broadcast/demo/live.ogg?token={house}",
-            hub.base
-        )),
-        4.0,
-        5.0,
-    );
+    let http = Receiver::measure(hub.live_ogg(&house), 4.0, 5.0);
     let opus = Receiver::measure(rtp_input(p_opus, Codec::Opus), 4.0, 5.0);
     let pcmu = Receiver::measure(rtp_input(p_pcmu, Codec::Pcmu), 4.0, 5.0);
     // The chime plays first on the clusters; the measurement starts after it.
@@ -120,14 +113,7 @@ async fn a_lossy_uplink_from_the_chair_still_reaches_the_loudspeakers_in_tune() 
     .await;
     link.set_loss(0.05);
     let house = hub.token(Role::House, "house-1");
-    let http = Receiver::measure(
-        Input::Url(format!(
-            "{}/broadcast/demo/live.ogg?token={house}",
-            hub.base
-        )),
-        4.0,
-        6.0,
-    );
+    let http = Receiver::measure(hub.live_ogg(&house), 4.0, 6.0);
     let m = http.measured(Duration::from_secs(30)).await;
     let lost = link.dropped[0].load(std::sync::atomic::Ordering::Relaxed);
     assert!(lost > 10, "the link lost only {lost} datagrams");
@@ -198,16 +184,7 @@ async fn an_emergency_replaces_the_meeting_on_every_output_then_the_meeting_come
             "RTP PCMA",
             Receiver::record(rtp_input(p_pcma, Codec::Pcma), 10.0),
         ),
-        (
-            "HTTP",
-            Receiver::record(
-                Input::Url(format!(
-                    "{}/broadcast/demo/live.ogg?token={chair}",
-                    hub.base
-                )),
-                10.0,
-            ),
-        ),
+        ("HTTP", Receiver::record(hub.live_ogg(&chair), 10.0)),
     ];
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (st, v) = hub
@@ -752,13 +729,7 @@ async fn bad_input_gets_clear_errors_and_the_relay_keeps_going() {
         204
     );
     // After all that, the hub still serves the stream.
-    let r = Receiver::record(
-        Input::Url(format!(
-            "{}/broadcast/demo/live.ogg?token={house}",
-            hub.base
-        )),
-        1.0,
-    );
+    let r = Receiver::record(hub.live_ogg(&house), 1.0);
     let samples = r.samples(Duration::from_secs(20)).await;
     assert!(samples.len() >= 40_000, "{}", samples.len());
     // And /metrics shows the bridge and the forwarding histogram (nothing forwarded here).

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{eventually, Hub, Input, Receiver, Reply, Tone};
+use common::{eventually, Hub, Receiver, Reply, Tone};
 use dinh_sfu::keyframe::VideoCodec;
 use dinh_sfu::rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use dinh_sfu::sdp::{apply_ice_fragment, ice_fragment, parse_ice_fragment, rewrite_candidates};
@@ -243,14 +243,7 @@ async fn gstreamer_camera(codec: VideoCodec) {
         .whep_with(&hub.token(Role::House, "house-2"), "?video=off", offer)
         .await;
     weak.accept(answer).await;
-    let live = Receiver::measure(
-        Input::Url(format!(
-            "{}/broadcast/demo/live.ogg?token={token}",
-            hub.base
-        )),
-        2.0,
-        4.0,
-    );
+    let live = Receiver::measure(hub.live_ogg(&token), 2.0, 4.0);
     eventually(15, "GStreamer's audio and video at the house", || {
         let s = seen.lock().unwrap();
         let ok = s.audio > 100 && s.video > 30;

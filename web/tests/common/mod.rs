@@ -267,6 +267,14 @@ impl Hub {
         assert_eq!(s, 200, "{v}");
     }
 
+    /// Room `demo`'s live HTTP stream, heard with `token`.
+    pub fn live_ogg(&self, token: &str) -> Input {
+        Input::Url(format!(
+            "{}/broadcast/demo/live.ogg?token={token}",
+            self.base
+        ))
+    }
+
     /// The clusters as the API shows them.
     pub async fn clusters(&self) -> Vec<serde_json::Value> {
         let chair = self.token(Role::Chair, "chair");
