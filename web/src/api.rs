@@ -203,12 +203,12 @@ async fn schedule(
         starts_at: b.starts_at,
         agenda: b.agenda,
     };
-    let o = record::<Meeting>(&s, &c, &headers, "meetings", &id, action).await?;
+    let o = record::<Meeting>(rec(&s), &c, &headers, "meetings", &id, action).await?;
     Ok(outcome(StatusCode::CREATED, o))
 }
 
 async fn meeting_command(
-    State(s): State<AppState>,
+    State(rec): State<Arc<Recording>>,
     Path(id): Path<String>,
     RecordUser(c): RecordUser,
     headers: HeaderMap,
@@ -222,9 +222,9 @@ async fn meeting_command(
             "schedule a meeting with POST /api/meetings",
         ));
     }
-    check_meeting(rec(&s), &c, &id).await?;
+    check_meeting(&rec, &c, &id).await?;
     let route = format!("meetings/{id}");
-    let o = record::<Meeting>(&s, &c, &headers, &route, &id, action).await?;
+    let o = record::<Meeting>(&rec, &c, &headers, &route, &id, action).await?;
     Ok(outcome(StatusCode::OK, o))
 }
 
@@ -232,7 +232,7 @@ async fn meeting_command(
 /// idempotency key scoped to `route`; the outcome once the projections hold it, so that the
 /// client reads its own write.
 pub(crate) async fn record<A: Runnable>(
-    s: &AppState,
+    rec: &Recording,
     c: &Claims,
     headers: &HeaderMap,
     route: &str,
@@ -241,8 +241,8 @@ pub(crate) async fn record<A: Runnable>(
 ) -> Result<Outcome, AppError> {
     let cmd = Command::new(OffsetDateTime::now_utc(), actor(c), action);
     let key = command_key(headers, c, route)?;
-    let o = s.recording.record.execute::<A>(id, cmd, key).await?;
-    wait_projected(&s.recording, &o).await;
+    let o = rec.record.execute::<A>(id, cmd, key).await?;
+    wait_projected(rec, &o).await;
     Ok(o)
 }
 
@@ -254,10 +254,10 @@ pub(crate) async fn wait_projected(rec: &Recording, o: &Outcome) {
 }
 
 async fn list_meetings(
-    State(s): State<AppState>,
+    State(rec): State<Arc<Recording>>,
     RecordUser(c): RecordUser,
 ) -> Result<Response, AppError> {
-    let views = rec(&s).views.read().await;
+    let views = rec.views.read().await;
     let list: Vec<_> = views
         .minutes
         .rows()
@@ -268,12 +268,12 @@ async fn list_meetings(
 }
 
 async fn get_meeting(
-    State(s): State<AppState>,
+    State(rec): State<Arc<Recording>>,
     Path(id): Path<String>,
     RecordUser(c): RecordUser,
 ) -> Result<Response, AppError> {
-    check_meeting(rec(&s), &c, &id).await?;
-    let views = rec(&s).views.read().await;
+    check_meeting(&rec, &c, &id).await?;
+    let views = rec.views.read().await;
     let minutes = views.minutes.get(&id).cloned();
     let attendance: Vec<_> = views
         .attendance
@@ -333,13 +333,13 @@ pub(crate) fn csv_response(name: &str, rows: Vec<Vec<String>>) -> Response {
 }
 
 async fn attendance_csv(
-    State(s): State<AppState>,
+    State(rec): State<Arc<Recording>>,
     Path(id): Path<String>,
     RecordUser(c): RecordUser,
 ) -> Result<Response, AppError> {
     c.require(&[Role::Chair, Role::Official], "export attendance")?;
-    check_meeting(rec(&s), &c, &id).await?;
-    let views = rec(&s).views.read().await;
+    check_meeting(&rec, &c, &id).await?;
+    let views = rec.views.read().await;
     let mut rows = vec![csv_header("meeting,house,first_joined,last_left,minutes_connected,joins,headcount,checked_in,minutes_speaking")];
     for a in views.attendance.rows().filter(|a| a.meeting == id) {
         rows.push(vec![
@@ -369,15 +369,15 @@ struct RaiseBody {
 }
 
 async fn raise(
-    State(s): State<AppState>,
+    State(rec): State<Arc<Recording>>,
     RecordUser(c): RecordUser,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, AppError> {
     let b: RaiseBody = json(&headers, &bytes)?;
-    check_meeting(rec(&s), &c, &b.meeting).await?;
+    check_meeting(&rec, &c, &b.meeting).await?;
     if let Some(i) = b.agenda_item {
-        let items = rec(&s)
+        let items = rec
             .views
             .read()
             .await
@@ -410,7 +410,7 @@ async fn raise(
         content: b.content,
     };
     let id = uuid::Uuid::new_v4().to_string();
-    let o = record::<Feedback>(&s, &c, &headers, "feedback", &id, action).await?;
+    let o = record::<Feedback>(&rec, &c, &headers, "feedback", &id, action).await?;
     Ok(outcome(StatusCode::CREATED, o))
 }
 
@@ -425,11 +425,11 @@ pub(crate) fn viewer(c: &Claims) -> Viewer<'_> {
 }
 
 pub(crate) async fn feedback_row(
-    s: &AppState,
+    rec: &Recording,
     c: &Claims,
     id: &str,
 ) -> Result<FeedbackRow, AppError> {
-    let views = rec(s).views.read().await;
+    let views = rec.views.read().await;
     let row = viewer(c).feedback(&views).find(|f| f.id == id).cloned();
     row.ok_or_else(|| {
         AppError::new(
@@ -441,7 +441,7 @@ pub(crate) async fn feedback_row(
 }
 
 async fn feedback_command(
-    State(s): State<AppState>,
+    State(rec): State<Arc<Recording>>,
     Path(id): Path<String>,
     RecordUser(c): RecordUser,
     headers: HeaderMap,
@@ -458,9 +458,9 @@ async fn feedback_command(
             format!("'{}' is not a command of this endpoint", action.name()),
         ));
     }
-    feedback_row(&s, &c, &id).await?;
+    feedback_row(&rec, &c, &id).await?;
     let route = format!("feedback/{id}");
-    let o = record::<Feedback>(&s, &c, &headers, &route, &id, action).await?;
+    let o = record::<Feedback>(&rec, &c, &headers, &route, &id, action).await?;
     Ok(outcome(StatusCode::OK, o))
 }
 
@@ -475,28 +475,25 @@ async fn list_feedback(
 }
 
 async fn get_feedback(
-    State(s): State<AppState>,
+    State(rec): State<Arc<Recording>>,
     Path(id): Path<String>,
     RecordUser(c): RecordUser,
 ) -> Result<Response, AppError> {
-    let row = feedback_row(&s, &c, &id).await?;
-    let item = crate::official::register::item(
-        &row,
-        s.recording.record.calendar(),
-        OffsetDateTime::now_utc(),
-    );
+    let row = feedback_row(&rec, &c, &id).await?;
+    let item =
+        crate::official::register::item(&row, rec.record.calendar(), OffsetDateTime::now_utc());
     Ok(Json(item).into_response())
 }
 
 async fn feedback_csv(
-    State(s): State<AppState>,
+    State(rec): State<Arc<Recording>>,
     RecordUser(c): RecordUser,
 ) -> Result<Response, AppError> {
     c.require(
         &[Role::Chair, Role::Official],
         "export the feedback register",
     )?;
-    let views = rec(&s).views.read().await;
+    let views = rec.views.read().await;
     let mut rows = vec![csv_header("id,meeting,agenda_item,house,raised_at,kind,status,assignee,deadline,overdue,reopened,content,answer")];
     for f in viewer(&c).feedback(&views) {
         rows.push(vec![

@@ -171,7 +171,7 @@ async fn post_notice(
         valid_until,
     };
     let id = uuid::Uuid::new_v4().to_string();
-    let o = record::<Notice>(&s, &c, &headers, "notice", &id, action).await?;
+    let o = record::<Notice>(&s.recording, &c, &headers, "notice", &id, action).await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "id": o.aggregate_id, "appended": o.appended, "replayed": o.replayed })),
@@ -216,7 +216,7 @@ async fn withdraw(
         ));
     }
     let action = NoticeAction::Withdraw { reason: b.reason };
-    let o = record::<Notice>(&s, &c, &headers, "withdraw", &id, action).await?;
+    let o = record::<Notice>(&s.recording, &c, &headers, "withdraw", &id, action).await?;
     Ok(Json(o).into_response())
 }
 

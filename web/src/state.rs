@@ -68,6 +68,14 @@ impl std::ops::Deref for AppState {
     }
 }
 
+/// Handlers that need only the record take `State<Arc<Recording>>`: what they can touch is
+/// what their signature says.
+impl axum::extract::FromRef<AppState> for Arc<recording::Recording> {
+    fn from_ref(s: &AppState) -> Self {
+        s.recording.clone()
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         for t in &self.mux_tasks {

@@ -193,7 +193,7 @@ async fn history(
         "read an item's history",
     )?;
     // Visible exactly when the item is: its room, and for a house its own items only.
-    crate::api::feedback_row(&s, &c, &id).await?;
+    crate::api::feedback_row(&s.recording, &c, &id).await?;
     let events = s
         .recording
         .store()
