@@ -165,7 +165,7 @@ pub struct Encoded {
 pub struct Send {
     /// Ids of the outputs that get this frame.
     pub outputs: Vec<String>,
-    /// The frame.
+    /// The encoded frame, shared by every output of the same codec.
     pub frame: Arc<Encoded>,
 }
 
@@ -344,7 +344,7 @@ impl Engine {
         }
     }
 
-    /// The outputs.
+    /// Every output the engine feeds, in no set order.
     pub fn outputs(&self) -> impl Iterator<Item = &OutputSpec> {
         self.outputs.values()
     }

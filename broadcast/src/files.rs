@@ -182,7 +182,7 @@ impl FileStore {
         self.admitted.load(Ordering::Acquire)
     }
 
-    /// The settings.
+    /// Where the files are kept, each room's quota, and how many uploads may wait, how long.
     pub fn settings(&self) -> &FileSettings {
         &self.settings
     }

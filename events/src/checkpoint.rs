@@ -152,7 +152,7 @@ pub fn parse_decimal(s: &str) -> Option<u64> {
 pub struct SignedCheckpoint {
     /// The note, with every signature line it came with.
     pub note: Note,
-    /// Its text.
+    /// The note's text parsed: origin, tree size, root hash, extension lines.
     pub text: CheckpointText,
 }
 

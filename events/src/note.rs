@@ -220,7 +220,7 @@ impl Note {
 pub struct VerifierKey {
     /// Key name; for a log, its origin.
     pub name: String,
-    /// Key id.
+    /// The first 4 bytes of SHA-256(name || 0x0A || type || key): which key signed a line.
     pub key_id: u32,
     /// Signature type.
     pub kind: KeyType,

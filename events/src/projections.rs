@@ -200,7 +200,7 @@ pub struct FeedbackRow {
     pub overdue: bool,
     /// Where it was forwarded.
     pub forwarded_to: Option<String>,
-    /// The answer.
+    /// The answer given to the house, once answered.
     pub answer: Option<String>,
     /// Times reopened.
     pub reopened: u32,
@@ -289,7 +289,7 @@ pub struct NoticeRow {
     pub room: String,
     /// One line.
     pub title: String,
-    /// The text.
+    /// The body shown under the title (at most 5,000 characters).
     pub text: String,
     /// The attached picture, stored by the hub under its name.
     pub picture: Option<Picture>,

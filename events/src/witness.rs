@@ -117,7 +117,7 @@ pub struct AddCheckpoint {
     pub old: u64,
     /// Consistency proof from `old` to the checkpoint's size.
     pub proof: Vec<[u8; 32]>,
-    /// The checkpoint.
+    /// The new checkpoint, signed by the log, to be cosigned.
     pub checkpoint: SignedCheckpoint,
 }
 
@@ -175,7 +175,7 @@ impl AddCheckpoint {
 /// What a witness holds for one log: the latest checkpoint it cosigned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Held {
-    /// Its size.
+    /// Its tree size, in events.
     pub size: u64,
     /// Its root hash, hex.
     pub root: String,

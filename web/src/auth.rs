@@ -48,7 +48,7 @@ pub struct Claims {
     /// Display name (left out when empty, as in a `feedback` token).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
-    /// Role.
+    /// What the token may do (the routes check it with the room).
     pub role: Role,
     /// The room the token is for.
     pub room: String,

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 pub struct Commune {
     /// Commune name.
     pub name: String,
-    /// Rooms.
+    /// Its meeting rooms, each a separate meeting space with its own houses and tokens.
     pub rooms: Vec<RoomInfo>,
 }
 
@@ -19,9 +19,9 @@ pub struct Commune {
 pub struct RoomInfo {
     /// Room id (URL-safe).
     pub id: String,
-    /// Title.
+    /// What the pages show for it ("Phòng họp UBND xã").
     pub title: String,
-    /// Houses.
+    /// The cultural houses that join its meetings.
     pub houses: Vec<House>,
 }
 

@@ -11,7 +11,7 @@ use dinh_sfu::sdp::SdpError;
 /// An error answered to an HTTP client.
 #[derive(Debug)]
 pub struct AppError {
-    /// The status.
+    /// The HTTP status it is answered with (4xx for the caller's mistake, 5xx for ours).
     pub status: StatusCode,
     /// Stable machine-readable code.
     pub code: &'static str,

@@ -257,9 +257,9 @@ pub struct CheckpointView {
 /// One witness as the officials see it.
 #[derive(Debug, Clone, Serialize)]
 pub struct WitnessView {
-    /// Its name.
+    /// The name its signatures carry (`huyen.example.vn/witness`).
     pub name: String,
-    /// Its URL.
+    /// Where checkpoints are sent (`https://…/witness`, C2SP tlog-witness).
     pub url: String,
     /// The size of the newest checkpoint it cosigned (as far as this hub knows).
     pub cosigned_size: Option<u64>,
@@ -295,7 +295,7 @@ pub struct Status {
     pub last_checkpoint: Option<CheckpointView>,
     /// The start-up verification.
     pub last_verification: Option<Verification>,
-    /// The witnesses.
+    /// Every configured witness, in the settings' order.
     pub witnesses: Vec<WitnessView>,
 }
 

@@ -92,7 +92,7 @@ impl Recording {
         self.integrity.tick(self.store(), true).await;
     }
 
-    /// The store.
+    /// The append-only log underneath (reads, checkpoints, the head).
     pub fn store(&self) -> &Store {
         self.record.store()
     }

@@ -25,7 +25,7 @@ pub struct AppState(Arc<Inner>);
 
 /// What [`AppState`] holds.
 pub struct Inner {
-    /// The SFU.
+    /// The rooms' media: sessions, forwarding, the floor as the SFU decides it.
     pub sfu: Arc<Sfu>,
     /// Token keys.
     pub keys: Keys,

@@ -60,7 +60,7 @@ pub struct WitnessStatus {
 /// One log as the witness holds it.
 #[derive(Debug, Serialize)]
 pub struct HeldLog {
-    /// Origin.
+    /// The log's origin line (`xa-a.example.vn/record`).
     pub origin: String,
     /// The size it last cosigned.
     pub size: u64,

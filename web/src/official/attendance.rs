@@ -24,15 +24,15 @@ pub const DEFAULT_MEETINGS: usize = 24;
 pub struct MeetingColumn {
     /// Meeting id.
     pub id: String,
-    /// Title.
+    /// As the chair scheduled it.
     pub title: String,
     /// Scheduled start (RFC 3339).
     pub starts_at: String,
     /// `scheduled`, `open`, `closed`.
     pub status: String,
-    /// Opened at.
+    /// When the chair opened it (RFC 3339), if it was.
     pub opened_at: Option<String>,
-    /// Closed at.
+    /// When it was closed (RFC 3339), if it was.
     pub closed_at: Option<String>,
 }
 
