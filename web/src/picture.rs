@@ -4,11 +4,12 @@
 //! thumbnail of the uncropped photo, and every house screen of the room would serve them.
 //!
 //! - JPEG: walked marker by marker (no decoding). Kept: the frame, tables and scans, `APP0`
-//!   (JFIF), `APP2` colour profiles, `APP14` (Adobe colour transform). Dropped: every other
-//!   `APPn` (EXIF, XMP, IPTC, makers' notes, multi-picture indexes), comments, and whatever
-//!   follows the end of the image (the further pictures of an MPF file, appended data).
-//! - PNG: the `eXIf`, `tEXt`, `zTXt`, `iTXt` and `tIME` chunks are dropped.
-//! - WebP: the `EXIF` and `XMP ` chunks are dropped (and the `VP8X` flags follow).
+//!   JFIF without its thumbnail, `APP2` colour profiles, `APP14` Adobe colour transform.
+//!   Dropped: every other `APPn` (EXIF, XMP, IPTC, JFXX thumbnails, makers' notes,
+//!   multi-picture indexes), comments, and whatever follows the end of the image (the further
+//!   pictures of an MPF file, appended data).
+//! - PNG and WebP: only the chunks on an allowlist are kept ([`PNG_KEPT`], [`WEBP_KEPT`]):
+//!   the image, its colour and animation. The PNG colour profile's free-text name is replaced.
 //!
 //! The EXIF orientation, when the original had one other than "upright", is written back as
 //! the only EXIF field: browsers turn the picture by it, and without it a photo taken with the
@@ -18,7 +19,8 @@
 //! are the input's bytes unchanged; a malformed input is an error, never a panic.
 
 use img_parts::png::Png;
-use img_parts::webp::{WebP, CHUNK_XMP};
+use img_parts::riff::{RiffChunk, RiffContent};
+use img_parts::webp::WebP;
 use img_parts::{Bytes, ImageEXIF};
 
 /// Why a picture was refused: it does not parse as the kind its first bytes claim.
@@ -35,8 +37,17 @@ pub fn strip(ext: &str, bytes: &[u8]) -> Result<Vec<u8>, BadPicture> {
             let mut png = Png::from_bytes(Bytes::copy_from_slice(bytes))
                 .map_err(|_| BadPicture("a damaged PNG file"))?;
             let upright = png.exif().and_then(|e| orientation(&e));
-            png.chunks_mut()
-                .retain(|c| !matches!(&c.kind(), b"eXIf" | b"tEXt" | b"zTXt" | b"iTXt" | b"tIME"));
+            png.chunks_mut().retain(|c| PNG_KEPT.contains(&c.kind()));
+            // The colour profile's name is free text: name it plainly.
+            for c in png.chunks_mut().iter_mut() {
+                if &c.kind() != b"iCCP" {
+                    continue;
+                }
+                if let Some(nul) = c.contents().iter().position(|&b| b == 0) {
+                    let renamed = [b"ICC".as_slice(), &c.contents()[nul..]].concat();
+                    *c = img_parts::png::PngChunk::new(*b"iCCP", Bytes::from(renamed));
+                }
+            }
             png.set_exif(upright.map(|o| Bytes::from(exif_with_orientation(o))));
             Ok(png.encoder().bytes().to_vec())
         }
@@ -44,19 +55,47 @@ pub fn strip(ext: &str, bytes: &[u8]) -> Result<Vec<u8>, BadPicture> {
             let mut webp = WebP::from_bytes(Bytes::copy_from_slice(bytes))
                 .map_err(|_| BadPicture("a damaged WebP file"))?;
             let upright = webp.exif().and_then(|e| orientation(&e));
-            webp.remove_chunks_by_id(CHUNK_XMP);
-            // Also sets the VP8X header's flags to the chunks left.
+            webp.chunks_mut().retain(|c| WEBP_KEPT.contains(&c.id()));
+            // Sets the VP8X header's ICC and EXIF flags to the chunks left...
             webp.set_exif(upright.map(|o| Bytes::from(exif_with_orientation(o))));
+            // ...and its XMP flag (0x04) is cleared here: no XMP chunk is left.
+            for c in webp.chunks_mut().iter_mut() {
+                if let (b"VP8X", Some(body)) = (&c.id(), c.content().data()) {
+                    let mut body = body.to_vec();
+                    if let Some(flags) = body.first_mut() {
+                        *flags &= !0x04;
+                    }
+                    *c = RiffChunk::new(*b"VP8X", RiffContent::Data(Bytes::from(body)));
+                }
+            }
             Ok(webp.encoder().bytes().to_vec())
         }
         _ => Err(BadPicture("a PNG, JPEG or WebP file")),
     }
 }
 
+/// The PNG chunks kept: the image, its transparency, colour and pixel size, animation. Every
+/// other chunk goes (text, EXIF in any spelling, time, previews, C2PA, private chunks).
+const PNG_KEPT: [[u8; 4]; 16] = [
+    *b"IHDR", *b"PLTE", *b"IDAT", *b"IEND", *b"tRNS", *b"gAMA", *b"cHRM", *b"sRGB", *b"iCCP",
+    *b"cICP", *b"sBIT", *b"bKGD", *b"pHYs", *b"acTL", *b"fcTL", *b"fdAT",
+];
+
+/// The WebP chunks kept: the image, its alpha, animation and colour profile.
+const WEBP_KEPT: [[u8; 4]; 7] = [
+    *b"VP8X", *b"VP8 ", *b"VP8L", *b"ALPH", *b"ANIM", *b"ANMF", *b"ICCP",
+];
+
 /// The EXIF orientation (2 to 8) of a TIFF-structured EXIF block, if it has one that turns
 /// or mirrors the picture.
 fn orientation(tiff: &[u8]) -> Option<u16> {
-    let exif = exif::Reader::new().read_raw(tiff.to_vec()).ok()?;
+    // Leniently: phones' EXIF often has a damaged entry elsewhere (a truncated maker note, a
+    // broken thumbnail directory), and the orientation is still good.
+    let exif = exif::Reader::new()
+        .continue_on_error(true)
+        .read_raw(tiff.to_vec())
+        .or_else(|e| e.distill_partial_result(|_| {}))
+        .ok()?;
     let field = exif.get_field(exif::Tag::Orientation, exif::In::PRIMARY)?;
     let o = field.value.get_uint(0)?;
     (2..=8).contains(&o).then_some(o as u16)
@@ -84,13 +123,21 @@ const APP2: u8 = 0xE2;
 const APP14: u8 = 0xEE;
 const COM: u8 = 0xFE;
 
-/// Whether a segment with `marker` and `body` is kept.
-fn keep_segment(marker: u8, body: &[u8]) -> bool {
+/// What is kept of a segment with `marker` and `body`: all of it, part of it, or nothing.
+fn kept_segment(marker: u8, body: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
+    use std::borrow::Cow;
     match marker {
-        APP2 => body.starts_with(b"ICC_PROFILE\0"),
-        APP0 | APP14 => true,
-        0xE1..=0xEF | COM => false,
-        _ => true,
+        // JFIF without its thumbnail (which may be the uncropped picture); JFXX goes.
+        APP0 if body.starts_with(b"JFIF\0") && body.len() >= 14 => {
+            let mut jfif = body[..14].to_vec();
+            jfif[12] = 0; // thumbnail width
+            jfif[13] = 0; // and height
+            Some(Cow::Owned(jfif))
+        }
+        APP2 if body.starts_with(b"ICC_PROFILE\0") => Some(Cow::Borrowed(body)),
+        APP14 if body.starts_with(b"Adobe") => Some(Cow::Borrowed(body)),
+        0xE0..=0xEF | COM => None,
+        _ => Some(Cow::Borrowed(body)),
     }
 }
 
@@ -140,9 +187,10 @@ fn jpeg(b: &[u8]) -> Result<Vec<u8>, BadPicture> {
                         upright = upright.or_else(|| orientation(tiff));
                     }
                 }
-                if keep_segment(marker, body) {
+                if let Some(kept) = kept_segment(marker, body) {
                     out.extend_from_slice(&[0xFF, marker]);
-                    out.extend_from_slice(&b[i..i + len]);
+                    out.extend_from_slice(&((kept.len() + 2) as u16).to_be_bytes());
+                    out.extend_from_slice(&kept);
                     if marker == APP0 && only_app0_so_far {
                         exif_at = out.len();
                     } else {
@@ -293,6 +341,32 @@ mod tests {
     }
 
     #[test]
+    fn thumbnails_go_and_a_damaged_exif_still_gives_its_orientation() {
+        let mut v = vec![0xFF, SOI];
+        // JFIF with a 1×1 thumbnail, then a JFXX extension holding another.
+        v.extend(segment(APP0, b"JFIF\0\x01\x02\0\0\x01\0\x01\x01\x01SEC"));
+        v.extend(segment(APP0, b"JFXX\0\x13SECRET thumbnail"));
+        v.extend(segment(APP14, b"Adobe\0\x64\0\0\0\0\x01"));
+        v.extend(segment(APP14, b"SECRET"));
+        // An EXIF whose second entry points past its end, and orientation 3.
+        let mut tiff = b"MM\0\x2a\0\0\0\x08\0\x02".to_vec();
+        tiff.extend_from_slice(&[0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 3, 0, 0]);
+        tiff.extend_from_slice(&[0x01, 0x10, 0, 2, 0, 0, 0, 40, 0, 0, 0x10, 0]);
+        tiff.extend_from_slice(&[0, 0, 0, 0]);
+        v.extend(segment(APP1, &[b"Exif\0\0".as_slice(), &tiff].concat()));
+        v.extend(segment(SOS, &[1, 1, 0, 0, 63, 0]));
+        v.extend_from_slice(&[0x12, 0xFF, EOI]);
+        let out = strip("jpg", &v).unwrap();
+        assert!(!has(&out, b"SEC") && !has(&out, b"JFXX"), "{out:x?}");
+        assert!(has(&out, b"JFIF\0\x01\x02\0\0\x01\0\x01\0\0") && has(&out, b"Adobe"));
+        let app1 = out
+            .windows(8)
+            .position(|w| w == b"Exif\0\0MM")
+            .expect("orientation");
+        assert_eq!(orientation(&out[app1 + 6..app1 + 6 + 26]), Some(3));
+    }
+
+    #[test]
     fn damaged_jpegs_are_refused_without_panicking() {
         let (photo, _) = camera_jpeg(6);
         let first_end = photo.len() - (2 + 4 + 6 + camera_exif(1).len() + 2);
@@ -322,6 +396,9 @@ mod tests {
             .insert(1, chunk(b"tEXt", b"Author\0SECRET"));
         png.chunks_mut()
             .insert(1, chunk(b"iTXt", b"GPS\0\0\0\0\0SECRET"));
+        png.chunks_mut().insert(1, chunk(b"caBX", b"SECRET c2pa"));
+        png.chunks_mut()
+            .insert(1, chunk(b"iCCP", b"SECRET name\0\0profile"));
         png.set_exif(Some(Bytes::from(camera_exif(8))));
         let photo = png.encoder().bytes().to_vec();
         assert!(has(&photo, b"SECRET"));
@@ -330,6 +407,8 @@ mod tests {
         let back = Png::from_bytes(Bytes::from(out)).unwrap();
         assert_eq!(back.exif().and_then(|e| orientation(&e)), Some(8));
         assert!(back.chunk_by_type(*b"IDAT").is_some());
+        let icc = back.chunk_by_type(*b"iCCP").expect("the profile is kept");
+        assert_eq!(&icc.contents()[..], b"ICC\0\0profile");
         assert_eq!(strip("png", PNG).unwrap(), PNG, "nothing to strip");
         assert!(strip("png", &PNG[..40]).is_err());
     }
@@ -343,13 +422,23 @@ mod tests {
         let mut w = WebP::from_bytes(Bytes::from(webp)).unwrap();
         w.set_exif(Some(Bytes::from(camera_exif(1))));
         w.chunks_mut().push(img_parts::riff::RiffChunk::new(
-            CHUNK_XMP,
+            img_parts::webp::CHUNK_XMP,
             img_parts::riff::RiffContent::Data(Bytes::from_static(b"<x>SECRET</x>")),
+        ));
+        // C2PA content credentials, or anything else unknown, go too.
+        w.chunks_mut().push(img_parts::riff::RiffChunk::new(
+            *b"C2PA",
+            img_parts::riff::RiffContent::Data(Bytes::from_static(b"SECRET author")),
         ));
         let photo = w.encoder().bytes().to_vec();
         assert!(has(&photo, b"SECRET"));
         let out = strip("webp", &photo).unwrap();
         assert!(!has(&out, b"SECRET") && !has(&out, b"EXIF") && !has(&out, b"XMP "));
         assert!(has(&out, b"VP8L"));
+        let back = WebP::from_bytes(Bytes::from(out)).unwrap();
+        if let Some(vp8x) = back.chunk_by_id(*b"VP8X") {
+            let flags = vp8x.content().data().unwrap()[0];
+            assert_eq!(flags & 0x0C, 0, "no EXIF or XMP flag left: {flags:#x}");
+        }
     }
 }
