@@ -544,10 +544,8 @@ async fn events(
         .transpose()?;
     let from = last_id.or(q.from).unwrap_or(0);
     let rec = rec(&s).clone();
-    let mut closing = s.closing.subscribe();
-    let closed = async move {
-        let _ = closing.wait_for(|c| *c).await;
-    };
+    // The stream ends when the hub stops, or when its token is revoked or expires.
+    let closed = s.token_lifetime(&c);
     // Read only what the projections have applied: visibility is decided with them.
     let stream = rec
         .record

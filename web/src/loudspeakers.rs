@@ -187,6 +187,7 @@ async fn followed(bridge: &Bridge, outcome: &Outcome) {
 fn ogg_response(
     listener: dinh_broadcast::bridge::Listener,
     closing: watch::Receiver<bool>,
+    ended: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Response {
     let (headers, pages, guard) = listener.into_parts();
     struct St {
@@ -224,7 +225,7 @@ fn ogg_response(
             (header::CONTENT_TYPE, "audio/ogg"),
             (header::CACHE_CONTROL, "no-cache, no-store"),
         ],
-        Body::from_stream(stream),
+        Body::from_stream(futures::StreamExt::take_until(stream, ended)),
     )
         .into_response()
 }
@@ -237,7 +238,7 @@ async fn room_stream(
     s.room(&room)?;
     c.for_room(&room)?;
     let l = s.bridge.listen(&room_output(&room))?;
-    Ok(ogg_response(l, s.closing.subscribe()))
+    Ok(ogg_response(l, s.closing.subscribe(), s.token_lifetime(&c)))
 }
 
 async fn cluster_stream(
@@ -247,7 +248,7 @@ async fn cluster_stream(
 ) -> Result<Response, AppError> {
     cluster_access(&s, &c, &id).await?;
     let l = s.bridge.listen(&id)?;
-    Ok(ogg_response(l, s.closing.subscribe()))
+    Ok(ogg_response(l, s.closing.subscribe(), s.token_lifetime(&c)))
 }
 
 /// A cluster of the caller's room; another room's is "no such cluster", as a missing one is.

@@ -771,7 +771,25 @@ fn revoke(
             target.clone(),
         )
     };
+    let addr = hub.unwrap_or_else(|| {
+        let l = cfg.listen;
+        match l.ip() {
+            std::net::IpAddr::V4(v) if v.is_unspecified() => {
+                SocketAddr::from(([127, 0, 0, 1], l.port()))
+            }
+            std::net::IpAddr::V6(v) if v.is_unspecified() => {
+                SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, l.port()))
+            }
+            _ => l,
+        }
+    });
     if offline {
+        // Two writers on one log, and a deny list the running hub would not learn of: refuse.
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok() {
+            anyhow::bail!(
+                "a hub answers at {addr}: revoke through it (without --offline), or stop it first"
+            );
+        }
         return runtime()?.block_on(async {
             use dinh_events::domain::tokens::TokenAction;
             use dinh_events::domain::{Actor, Command};
@@ -797,18 +815,6 @@ fn revoke(
         });
     }
     let room = room.unwrap_or_default();
-    let addr = hub.unwrap_or_else(|| {
-        let l = cfg.listen;
-        match l.ip() {
-            std::net::IpAddr::V4(v) if v.is_unspecified() => {
-                SocketAddr::from(([127, 0, 0, 1], l.port()))
-            }
-            std::net::IpAddr::V6(v) if v.is_unspecified() => {
-                SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, l.port()))
-            }
-            _ => l,
-        }
-    });
     let token = keys.issue(
         "dinh-cli",
         "dinh token revoke",

@@ -79,6 +79,9 @@ pub async fn security_layer(req: Request, next: Next) -> Response {
     res
 }
 
+/// Bytes left unsent in a socket below which it counts as writable again.
+const UNSENT_LOW_WATER: u32 = 128 * 1024;
+
 /// What every connection task shares.
 struct Ctx {
     router: Router,
@@ -249,6 +252,10 @@ async fn connection(
     mut evicted: oneshot::Receiver<()>,
 ) {
     let _ = stream.set_nodelay(true);
+    // Writable again whenever less than this is left unsent: a client reading slowly (a
+    // bad 4G link behind a large auto-tuned send buffer) shows progress often enough for
+    // `limits.write_timeout_secs`; only one that stopped reading runs out of it.
+    let _ = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(UNSENT_LOW_WATER);
     let mut first = [0u8; 1];
     let sniffed = tokio::select! {
         r = tokio::time::timeout(ctx.header_timeout, stream.peek(&mut first)) => r,

@@ -216,6 +216,34 @@ impl AppState {
         Ok(self.sfu.room(id))
     }
 
+    /// Completes when the hub shuts down, or when the token of `claims` is revoked or
+    /// expires: an event stream or a live stream opened with that token ends with it, as a
+    /// WebSocket does.
+    pub fn token_lifetime(&self, claims: &Claims) -> impl std::future::Future<Output = ()> + Send {
+        let mut closing = self.closing.subscribe();
+        let mut revocations = self.revoked.subscribe();
+        let state = self.clone();
+        let (jti, room) = (claims.jti.clone(), claims.room.clone());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let expiry =
+            tokio::time::Instant::now() + Duration::from_secs(claims.exp.saturating_sub(now));
+        async move {
+            loop {
+                tokio::select! {
+                    _ = closing.wait_for(|c| *c) => return,
+                    _ = tokio::time::sleep_until(expiry) => return,
+                    r = revocations.changed() => {
+                        if r.is_err() || state.revoked.contains(&jti, &room) {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Check the bearer token of a request (header, or `token` in the query), whatever its
     /// room.
     pub fn claims(

@@ -314,6 +314,30 @@ impl Sessions {
         n
     }
 
+    /// Close and remove the sessions made by a token revoked since; returns how many.
+    pub async fn close_revoked(&self, revoked: &crate::tokens::DenyList) -> usize {
+        let ended: Vec<Option<Session>> = {
+            let mut e = self.lock();
+            let ids: Vec<String> = e
+                .iter()
+                .filter(|(_, x)| revoked.contains(&x.owner, &x.room))
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.iter()
+                .filter_map(|id| e.remove(id))
+                .map(|x| x.session)
+                .collect()
+        };
+        let n = ended.len();
+        if n > 0 {
+            tracing::info!(sessions = n, "WHIP/WHEP sessions closed: token revoked");
+        }
+        for s in ended.into_iter().flatten() {
+            s.close().await;
+        }
+        n
+    }
+
     /// Remove every session and close it (at shutdown).
     pub async fn close_all(&self) {
         let all: Vec<Session> = self.lock().drain().filter_map(|(_, e)| e.session).collect();
@@ -323,18 +347,28 @@ impl Sessions {
     }
 }
 
-/// Sweep `sessions` every second until `closing`.
+/// Sweep `sessions` every second, and close a revoked token's sessions as soon as it is
+/// revoked, until `closing`.
 pub fn spawn_sweeper(state: AppState, mut closing: tokio::sync::watch::Receiver<bool>) {
     let tasks = state.tasks.clone();
+    let mut revocations = state.revoked.subscribe();
     tasks.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
-                _ = tick.tick() => {}
+            let revoked = tokio::select! {
+                _ = tick.tick() => false,
+                r = revocations.changed() => {
+                    if r.is_err() { return; }
+                    true
+                }
                 _ = closing.wait_for(|c| *c) => return,
+            };
+            if revoked {
+                state.sessions.close_revoked(&state.revoked).await;
+            } else {
+                state.sessions.sweep(Instant::now()).await;
             }
-            state.sessions.sweep(Instant::now()).await;
         }
     });
 }

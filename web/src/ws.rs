@@ -147,7 +147,8 @@ pub async fn serve<Tx, Rx, E>(
     if let Some(s) = conn.session.take() {
         s.close().await;
     }
-    let _ = tx.send(Message::Close(None)).await;
+    // A client that stopped reading gets no more than a moment to take the close.
+    let _ = tokio::time::timeout(Duration::from_secs(2), tx.send(Message::Close(None))).await;
 }
 
 async fn send<Tx: Sink<Message> + Unpin>(tx: &mut Tx, m: &ServerMessage) -> Result<(), ()> {

@@ -1,5 +1,6 @@
 //! Tokens can be revoked (issue 11 §5): every token has an id, a revocation goes into the
-//! record, and from then on the token is refused on every request and its WebSockets close;
+//! record, and from then on the token is refused on every request, its WebSockets close and
+//! its event streams and WHIP/WHEP sessions end;
 //! after a restart too. A WebSocket also closes when its token expires. `dinh token revoke`
 //! does it from the command line, through the running hub or into a stopped hub's record;
 //! `dinh serve` prints links only on a terminal, `dinh links` on request.
@@ -8,10 +9,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{dinh, Hub};
+use common::{dinh, eventually, Hub};
+use dinh_sfu::rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use dinh_sfu::testkit::Peer;
 use dinh_web::auth::Role;
 use futures::StreamExt;
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -95,6 +99,19 @@ async fn a_revoked_token_is_refused_everywhere_and_after_a_restart() {
         "a revocation in another room leaves this room's token alone"
     );
 
+    // Long-lived answers opened with the house's token: an event stream and a WHEP session.
+    let mut sse = tokio::net::TcpStream::connect(hub.addr).await.unwrap();
+    let ask =
+        format!("GET /api/events?token={house} HTTP/1.1\r\nHost: hub\r\nConnection: close\r\n\r\n");
+    sse.write_all(ask.as_bytes()).await.unwrap();
+    let mut head = [0u8; 12];
+    sse.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    let mut viewer = Peer::new(None).await;
+    viewer.add_receiver(RtpCodecKind::Audio).await;
+    hub.whep(&house, viewer.offer().await).await;
+    assert_eq!(hub.state.sessions.len(), 1);
+
     // The chair revokes the house's token.
     let (st, v) = hub
         .post(
@@ -107,6 +124,16 @@ async fn a_revoked_token_is_refused_everywhere_and_after_a_restart() {
     let jti = hub.state.keys.verify(&house).unwrap().jti;
     assert_eq!(v["revoked"], jti.as_str());
     until_error(&mut socket, "token_revoked", Duration::from_secs(5)).await;
+    // The event stream ends and the WHEP session is closed.
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), sse.read_to_end(&mut rest))
+        .await
+        .expect("the event stream ends with its token")
+        .unwrap();
+    eventually(5, "the revoked token's WHEP session closes", || async {
+        hub.state.sessions.is_empty()
+    })
+    .await;
     let (st, body) = hub.call("GET", "/api/meetings", &house, None).await;
     assert_eq!(st, 401);
     assert!(body.contains("token_revoked"), "{body}");
@@ -194,6 +221,19 @@ async fn dinh_token_revoke_through_the_running_hub_or_offline() {
     let (code, _, err) = dinh(&["token", "revoke", &other_jti, "--data", &d, "--hub", &addr]);
     assert_ne!(code, 0);
     assert!(err.contains("--room"), "{err}");
+    // Writing the record itself is refused while the hub runs (it would not learn of it).
+    let (code, _, err) = dinh(&[
+        "token",
+        "revoke",
+        &other_jti,
+        "--data",
+        &d,
+        "--hub",
+        &addr,
+        "--offline",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("a hub answers"), "{err}");
     // With the hub stopped, the CLI says so unless told to write the record itself.
     hub.stop().await;
     let (code, _, err) = dinh(&[
