@@ -7,7 +7,7 @@
 //! `TokenRevoked` (the record is the truth; a restart reloads it), and from then on no request
 //! with that token is served.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::RwLock;
 
 use axum::extract::State;
@@ -27,7 +27,7 @@ use dinh_events::domain::Command;
 /// The revoked token ids, each with the rooms it is revoked in (`None`: every room).
 pub struct DenyList {
     // std RwLock: read on every request, written on a revocation; never held across `.await`.
-    ids: RwLock<HashMap<String, Vec<Option<String>>>>,
+    ids: RwLock<BTreeMap<String, Vec<Option<String>>>>,
     /// Bumped on every revocation: WebSockets wake and check their own token.
     changed: watch::Sender<u64>,
 }
@@ -40,7 +40,7 @@ impl DenyList {
     /// A list holding `revoked`: ids and the room each is revoked in.
     pub fn new<'a>(revoked: impl IntoIterator<Item = (&'a str, Option<&'a str>)>) -> Self {
         let list = Self {
-            ids: RwLock::new(HashMap::new()),
+            ids: RwLock::new(BTreeMap::new()),
             changed: watch::channel(0).0,
         };
         for (jti, room) in revoked {
@@ -67,16 +67,17 @@ impl DenyList {
             .is_some_and(|rooms| covers(rooms, room))
     }
 
-    /// Whether an id revoked for `room` starts with `prefix` (a `feedback` token's parent).
-    /// Revocations are few: a scan.
+    /// Whether an id revoked for `room` starts with `prefix` (a `feedback` token's parent):
+    /// a range of the sorted ids, not a scan of them all.
     pub fn contains_prefix(&self, prefix: &str, room: &str) -> bool {
         !prefix.is_empty()
             && self
                 .ids
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .any(|(j, rooms)| j.starts_with(prefix) && covers(rooms, room))
+                .range(prefix.to_owned()..)
+                .take_while(|(j, _)| j.starts_with(prefix))
+                .any(|(_, rooms)| covers(rooms, room))
     }
 
     /// Add `jti` for `room` (once the record holds its revocation).

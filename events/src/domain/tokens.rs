@@ -83,8 +83,9 @@ impl TokenDenyList {
     /// Whether the token `jti` of `room` is revoked.
     pub fn is_revoked(&self, jti: &str, room: &str) -> bool {
         self.revoked
-            .iter()
-            .any(|(j, r)| j == jti && r.as_deref().is_none_or(|r| r == room))
+            .range((jti.to_owned(), None)..)
+            .take_while(|(j, _)| j == jti)
+            .any(|(_, r)| r.as_deref().is_none_or(|r| r == room))
     }
 
     /// Every revocation: the id and the room it holds in (`None`: every room).
