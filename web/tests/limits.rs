@@ -9,7 +9,7 @@ mod common;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use common::{eventually, Hub};
+use common::{ask, eventually, Hub};
 use dinh_web::auth::Role;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -252,35 +252,6 @@ async fn a_websocket_is_not_evicted_by_a_flood_from_its_own_source() {
         .unwrap_or(false));
     drop(flood);
     hub.stop().await;
-}
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Send `frame` then a ping over signalling; the frames answered before the pong.
-async fn ask(ws: &mut Ws, frame: &str) -> Vec<String> {
-    use futures::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message;
-    ws.send(Message::text(frame)).await.unwrap();
-    ws.send(Message::text(r#"{"type":"ping"}"#)).await.unwrap();
-    let mut got = Vec::new();
-    let mut pongs = if frame.contains("\"ping\"") { 2 } else { 1 };
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("an answer")
-            .expect("open")
-            .unwrap();
-        let text = m.to_text().unwrap_or("").to_owned();
-        if text.contains("\"pong\"") {
-            pongs -= 1;
-            if pongs == 0 {
-                return got;
-            }
-            continue;
-        }
-        got.push(text);
-    }
 }
 
 /// A house looping raise/lower over signalling (issue 11 §4: 1,000 permanent events in 4 s)

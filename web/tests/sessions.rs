@@ -9,7 +9,7 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{eventually, Hub, Reply, Tone};
+use common::{ask, eventually, Hub, Reply, Tone};
 use dinh_sfu::rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use dinh_sfu::testkit::Peer;
 use dinh_web::auth::Role;
@@ -323,8 +323,6 @@ async fn candidates_on_the_hubs_own_machine_are_not_probed() {
 /// probe any number of addresses), while a repeat of a known candidate costs nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signalling_candidates_are_capped_per_ice_session_across_renegotiations() {
-    use futures::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message;
     let hub = Hub::start(|c| c.limits.trickled_candidates = 6).await;
     let (_peer, sdp) = offer(false).await;
     let offered = sdp
@@ -335,48 +333,33 @@ async fn signalling_candidates_are_capped_per_ice_session_across_renegotiations(
     let token = hub.token(Role::House, "house-1");
     let url = format!("ws://{}/ws/demo?token={token}", hub.addr);
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    // Send `frame`, then a ping; the frames answered before the pong.
-    let mut ask = async |frame: serde_json::Value| -> Vec<String> {
-        ws.send(Message::text(frame.to_string())).await.unwrap();
-        ws.send(Message::text(r#"{"type":"ping"}"#)).await.unwrap();
-        let mut got = Vec::new();
-        loop {
-            let m = tokio::time::timeout(Duration::from_secs(20), ws.next())
-                .await
-                .expect("an answer")
-                .expect("open")
-                .unwrap();
-            let text = m.to_text().unwrap_or("").to_owned();
-            if text.contains("\"pong\"") {
-                return got;
-            }
-            got.push(text);
-        }
-    };
     let candidate = |p: u16| {
         serde_json::json!({"type": "candidate", "sdpMid": "0", "sdpMLineIndex": 0,
             "candidate": format!("candidate:{p} 1 udp 2130706431 127.0.0.1 {p} typ host")})
     };
-    let got = ask(serde_json::json!({"type": "offer", "sdp": sdp})).await;
+    let offer = serde_json::json!({"type": "offer", "sdp": sdp}).to_string();
+    let got = ask(&mut ws, &offer).await;
     assert!(got.iter().any(|f| f.contains("\"answer\"")), "{got:?}");
     let room = 6 - offered as u16;
     for p in 0..room {
-        let got = ask(candidate(40_000 + p)).await;
+        let got = ask(&mut ws, &candidate(40_000 + p).to_string()).await;
         assert!(got.is_empty(), "{got:?}");
     }
-    let got = ask(candidate(41_000)).await;
+    let got = ask(&mut ws, &candidate(41_000).to_string()).await;
     assert!(
         got.iter().any(|f| f.contains("too_many_candidates")),
         "{got:?}"
     );
     // The same offer again (same ufrag): still full, but a known candidate is free.
-    let got = ask(serde_json::json!({"type": "offer", "sdp": sdp})).await;
+    let got = ask(&mut ws, &offer).await;
     assert!(got.iter().any(|f| f.contains("\"answer\"")), "{got:?}");
-    let got = ask(candidate(41_001)).await;
+    let got = ask(&mut ws, &candidate(41_001).to_string()).await;
     assert!(
         got.iter().any(|f| f.contains("too_many_candidates")),
         "{got:?}"
     );
-    assert!(ask(candidate(40_000)).await.is_empty());
+    assert!(ask(&mut ws, &candidate(40_000).to_string())
+        .await
+        .is_empty());
     hub.stop().await;
 }

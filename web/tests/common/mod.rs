@@ -315,6 +315,37 @@ pub fn packet_counter() -> (
     (got, Some(on_rtp))
 }
 
+/// A signalling WebSocket of a test client.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Send `frame` then a ping over signalling; the frames answered before the pong (20 s at
+/// most).
+pub async fn ask(ws: &mut Ws, frame: &str) -> Vec<String> {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    ws.send(Message::text(frame)).await.unwrap();
+    ws.send(Message::text(r#"{"type":"ping"}"#)).await.unwrap();
+    let mut got = Vec::new();
+    let mut pongs = if frame.contains("\"ping\"") { 2 } else { 1 };
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .expect("an answer")
+            .expect("open")
+            .unwrap();
+        let text = m.to_text().unwrap_or("").to_owned();
+        if text.contains("\"pong\"") {
+            pongs -= 1;
+            if pongs == 0 {
+                return got;
+            }
+            continue;
+        }
+        got.push(text);
+    }
+}
+
 /// `dinh ARGS`, the hub's own binary: exit code, stdout, stderr.
 pub fn dinh(args: &[&str]) -> (i32, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dinh"))
