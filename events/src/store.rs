@@ -515,15 +515,39 @@ impl Store {
 
     /// [`Store::read`] with only what projections fold, the payload unparsed.
     pub async fn read_raw(&self, after: u64, limit: usize) -> Result<Vec<RawEvent>, StoreError> {
-        let sql = "SELECT position, aggregate_type, aggregate_id, recorded_at, payload \
-                   FROM events WHERE position > $1 ORDER BY position LIMIT $2";
-        let rows: Vec<(i64, String, String, String, String)> = on_pool!(self, ex => {
-            sqlx::query_as(sql)
-                .bind(after as i64)
-                .bind(limit as i64)
-                .fetch_all(ex)
-                .await?
-        });
+        const ROWS: &str = "SELECT position, aggregate_type, aggregate_id, recorded_at, payload \
+                            FROM events WHERE position > $1 ORDER BY position LIMIT $2";
+        type Row = (i64, String, String, String, String);
+        let batched: Option<Vec<Row>> = match &self.inner.db {
+            // sqlx hands SQLite's rows from its worker thread one at a time, a wake-up each:
+            // most of a rebuild went on that. The batch comes over as one JSON array instead
+            // (the payload as a string, so its text comes back as stored). A batch that does
+            // not parse (a column of another type in a damaged log) is read again row by row,
+            // which says what is wrong as before.
+            Db::Sqlite { read, .. } => {
+                let sql = format!(
+                    "SELECT json_group_array(json_array(position, aggregate_type, aggregate_id, \
+                     recorded_at, payload) ORDER BY position) FROM ({ROWS})"
+                );
+                let (text,): (String,) = sqlx::query_as(&sql)
+                    .bind(after as i64)
+                    .bind(limit as i64)
+                    .fetch_one(read)
+                    .await?;
+                serde_json::from_str(&text).ok()
+            }
+            Db::Postgres(_) => None,
+        };
+        let rows: Vec<Row> = match batched {
+            Some(rows) => rows,
+            None => on_pool!(self, ex => {
+                sqlx::query_as(ROWS)
+                    .bind(after as i64)
+                    .bind(limit as i64)
+                    .fetch_all(ex)
+                    .await?
+            }),
+        };
         Ok(rows
             .into_iter()
             .map(

@@ -575,3 +575,53 @@ both!(
         assert_eq!(seen, (4..=42).collect::<Vec<u64>>());
     }
 );
+
+both!(
+    raw_reads_give_back_each_payload_as_stored_in_order,
+    |store: Store, _target: String| async move {
+        let r = with_meeting(&store).await;
+        // Text that a batched read must carry through unchanged: quotes, a backslash, a line
+        // break, a tab, Vietnamese and an emoji.
+        let raise = FeedbackAction::Raise {
+            meeting: "m1".into(),
+            agenda_item: None,
+            house: "house-1".into(),
+            content: "Cầu \"tràn\" \\ ngập\nnước\t😀".into(),
+        };
+        r.feedback(
+            "fb1",
+            house_fb("2026-11-23T01:22:40Z", "house-1", raise),
+            None,
+        )
+        .await
+        .unwrap();
+        report_headcounts(&r, "m1", "2026-11-23T01:03:00Z", "house-2", 0..5).await;
+        let all = store.read(0, 10_000).await.unwrap();
+        assert_eq!(all.len(), 8);
+        // In batches of three, from position 0 and from the middle.
+        for start in [0u64, 4] {
+            let mut raw = Vec::new();
+            let mut after = start;
+            loop {
+                let batch = store.read_raw(after, 3).await.unwrap();
+                assert!(batch.len() <= 3);
+                let Some(last) = batch.last() else { break };
+                after = last.position;
+                raw.extend(batch);
+            }
+            let want = &all[start as usize..];
+            assert_eq!(raw.len(), want.len());
+            for (got, e) in raw.iter().zip(want) {
+                assert_eq!(got.position, e.position);
+                assert_eq!(got.aggregate_type, e.aggregate_type);
+                assert_eq!(got.aggregate_id, e.aggregate_id);
+                assert_eq!(got.recorded_at, e.recorded_at);
+                let payload: serde_json::Value = serde_json::from_str(&got.payload).unwrap();
+                assert_eq!(payload, e.payload, "position {}", e.position);
+            }
+        }
+        let fb = all.iter().find(|e| e.aggregate_type == "feedback").unwrap();
+        assert!(fb.payload.to_string().contains("😀"));
+        assert!(store.read_raw(8, 3).await.unwrap().is_empty());
+    }
+);

@@ -10,7 +10,7 @@ use common::*;
 use dinh_events::chain::Signer;
 use dinh_events::domain::meeting::MeetingAction;
 use dinh_events::record::{checkpoint_if_due, Record};
-use dinh_events::store::Store;
+use dinh_events::store::{Store, StoreError};
 use dinh_events::verify::{
     verify_export_with, verify_store, verify_store_with, EarlierCopy, HeldElsewhere, Policy,
 };
@@ -396,5 +396,30 @@ both!(
             .unwrap();
         assert!(report.ok(), "{:?}", report.problem);
         assert_eq!(report.checkpoints, 2);
+    }
+);
+
+both!(
+    a_column_of_another_type_fails_the_projections_read,
+    |store: Store, target: String| async move {
+        let _signer = filled_unlocked(&store, &target).await;
+        let head = store.read_raw(0, 1_000).await.unwrap().len();
+        assert!(head > 7);
+        // SQLite keeps a blob in any column: bytes where the aggregate's id was. The read
+        // fails with the database's error, not with a wrong row.
+        if target.starts_with("postgres") {
+            return;
+        }
+        let n = raw_exec(
+            &target,
+            "UPDATE events SET aggregate_id = X'00ff' WHERE position = 7",
+        )
+        .await
+        .unwrap();
+        assert_eq!(n, 1);
+        let err = store.read_raw(0, 1_000).await.unwrap_err();
+        assert!(matches!(err, StoreError::Database(_)), "{err:?}");
+        // The positions before it still read.
+        assert_eq!(store.read_raw(0, 6).await.unwrap().len(), 6);
     }
 );
