@@ -751,6 +751,8 @@ async fn bad_input_gets_clear_errors_and_the_relay_keeps_going() {
 struct Icecast {
     child: tokio::process::Child,
     port: u16,
+    /// Its settings file, which names this server in the process list.
+    conf: std::path::PathBuf,
 }
 
 impl Icecast {
@@ -809,7 +811,11 @@ impl Icecast {
                 .is_ok()
         })
         .await;
-        Self { child, port }
+        Self {
+            child,
+            port,
+            conf: path,
+        }
     }
 }
 
@@ -824,9 +830,11 @@ fn unsafe_is_root() -> bool {
 impl Drop for Icecast {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
-        // runuser passes the signal on; make sure the server itself is gone.
+        // runuser does not pass the kill on: end the server itself, found by its settings
+        // file (its command line names the file, not the port).
         let _ = std::process::Command::new("pkill")
-            .args(["-f", &format!("icecast-.*{}", self.port)])
+            .args(["-KILL", "-f"])
+            .arg(format!("icecast2 -c {}", self.conf.display()))
             .status();
     }
 }
