@@ -24,6 +24,18 @@ impl Drop for Driver {
     }
 }
 
+/// The account the browsers run under when the tests run as root (./ops/test makes it). A
+/// Chromium running as root can end every process on the machine: on this kind of machine
+/// one of them did, now and then, as the browsers of a test closed, taking the test run,
+/// PostgreSQL and everything else with it. As another user it can end only its own.
+pub const BROWSER_USER: &str = "dinh-e2e";
+
+/// Whether this process runs as root (the owner of `/proc/self` is the effective user).
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
 pub async fn browser(port: u16, n: usize) -> Client {
     browser_with(port, n, 1280, 720, None).await
 }
@@ -154,9 +166,30 @@ pub async fn chromedriver() -> (Driver, u16) {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let driver = Driver(
+    let mut cmd = if running_as_root() {
+        let known = Command::new("id")
+            .arg("-u")
+            .arg(BROWSER_USER)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            known,
+            "as root, the browsers run as the user {BROWSER_USER}: run ./ops/test, or \
+             useradd --system --create-home --home-dir /var/lib/{BROWSER_USER} {BROWSER_USER}"
+        );
+        // Its own user, groups and environment (HOME is its home, for Chromium's caches).
+        let mut c = Command::new("setpriv");
+        c.arg(format!("--reuid={BROWSER_USER}"))
+            .arg(format!("--regid={BROWSER_USER}"))
+            .args(["--clear-groups", "--reset-env", "/usr/bin/chromedriver"]);
+        c
+    } else {
         Command::new("/usr/bin/chromedriver")
-            .arg(format!("--port={port}"))
+    };
+    let driver = Driver(
+        cmd.arg(format!("--port={port}"))
             .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
