@@ -70,9 +70,11 @@ impl Proc {
 
     /// SIGTERM, then wait for the exit (the hub signs and sends its last checkpoint).
     fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        // By the system call, not procps-ng's `kill` (see tests/common/browser.rs's Driver).
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
         let deadline = Instant::now() + Duration::from_secs(60);
         while self.child.try_wait().unwrap().is_none() {
             assert!(Instant::now() < deadline, "did not stop: {}", self.output());

@@ -15,19 +15,21 @@ use serde_json::{json, Value};
 pub struct Driver(Child);
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-KILL")
-            .arg(format!("-{}", self.0.id()))
-            .status();
+        // By the system call, not the `kill` command: Debian 12's procps-ng 4.0.2 takes
+        // `kill -KILL -PGID` as every process there is (it ended whole test runs, PostgreSQL
+        // and all, as a test's browsers closed).
+        use nix::sys::signal::{killpg, Signal};
+        let _ = killpg(
+            nix::unistd::Pid::from_raw(self.0.id() as i32),
+            Signal::SIGKILL,
+        );
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
 }
 
-/// The account the browsers run under when the tests run as root (./ops/test makes it). A
-/// Chromium running as root can end every process on the machine: on this kind of machine
-/// one of them did, now and then, as the browsers of a test closed, taking the test run,
-/// PostgreSQL and everything else with it. As another user it can end only its own.
+/// The account the browsers run under when the tests run as root (./ops/test makes it): a
+/// browser that loads pages from the network has no business running as root.
 pub const BROWSER_USER: &str = "dinh-e2e";
 
 /// Whether this process runs as root (the owner of `/proc/self` is the effective user).
