@@ -764,7 +764,7 @@ impl Icecast {
             .port();
         let dir = common::app::data_dir("icecast");
         std::fs::create_dir_all(&dir).unwrap();
-        let root = unsafe_is_root();
+        let root = common::browser::running_as_root();
         // The configuration shipped for deployers, with this test's port, password and logs.
         let shipped = include_str!("../../ops/deploy/icecast.xml");
         let mut conf = shipped.to_owned();
@@ -817,14 +817,6 @@ impl Icecast {
             conf: path,
         }
     }
-}
-
-fn unsafe_is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0"))
-        .unwrap_or(false)
 }
 
 impl Drop for Icecast {

@@ -33,7 +33,7 @@ impl Drop for Driver {
 pub const BROWSER_USER: &str = "dinh-e2e";
 
 /// Whether this process runs as root (the owner of `/proc/self` is the effective user).
-fn running_as_root() -> bool {
+pub fn running_as_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
